@@ -328,7 +328,15 @@ def _d_apphand_supportedAppProtocolReq(r: BitReader, c: int) -> _apphand.support
         if av < 0:
             win, av = r.refill(av, 12)
         c = (win >> av) & 0xfff
-        if c < 0x400:
+        if c >= 0x400:
+            if c < 0x800:
+                av += 10
+                s = -1
+                break
+            else:
+                ec = (c >> 10) & 0x3
+                raise r.fail_at(av + 10, 'supportedAppProtocolReq[1]', f'event code {ec}, expected SE(AppProtocol), EE')
+        else:
             if c >= 0x100:
                 raise r.fail_at(av + 10, 'supportedAppProtocolReq[1]', 'expected SE(ProtocolNamespace), CH of ProtocolNamespace')
             u = c
@@ -430,23 +438,16 @@ def _d_apphand_supportedAppProtocolReq(r: BitReader, c: int) -> _apphand.support
             if n == 19:
                 s = 20
                 break
-        elif c < 0x800:
-            av += 10
-            s = -1
-            break
-        else:
-            ec = (c >> 10) & 0x3
-            raise r.fail_at(av + 10, 'supportedAppProtocolReq[1]', f'event code {ec}, expected SE(AppProtocol), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
-    if s == 20:
+    if s != 20:
+        av += 1
+    else:
         if c:
             raise r.fail_at(av + 1, 'supportedAppProtocolReq', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_apphand_supportedAppProtocolReq)
     ob.AppProtocol = f_AppProtocol
@@ -647,17 +648,17 @@ def _d_apphand_supportedAppProtocolRes(r: BitReader, c: int) -> _apphand.support
             raise r.fail_at(av + 11, 'supportedAppProtocolRes.ResponseCode', f'enumeration index {iv}') from None
         f_ResponseCode = _E_apphand_responseCodeType[iv]
         ec = ((c >> 11) & 3)
-    if ec == 0:
+    if ec == 1:
+        av += 11
+    elif ec != 0:
+        raise r.fail_at(av + 11, 'supportedAppProtocolRes[1]', f'event code {ec}, expected SE(SchemaID), EE')
+    else:
         try:
             f_SchemaID = _Te242ad56[c & 0x7ff]
         except KeyError:  # not a valid pattern: say why
             if c & 0x403 != 0x0:
                 raise r.fail_at(av + 11, 'supportedAppProtocolRes[1]', 'expected CH of SchemaID, EE of SchemaID, EE') from None
             f_SchemaID = ((c >> 2) & 255)
-    elif ec == 1:
-        av += 11
-    else:
-        raise r.fail_at(av + 11, 'supportedAppProtocolRes[1]', f'event code {ec}, expected SE(SchemaID), EE')
     r.avail = av
     ob = _new(_K_apphand_supportedAppProtocolRes)
     ob.ResponseCode = f_ResponseCode

@@ -302,7 +302,23 @@ def _d_din_CableCheckResType(r: BitReader, c: int) -> _din.CableCheckResType:
         f_ResponseCode = _E_din_responseCodeType[iv]
         ec = ((c >> 17) & 3)
     f_1_EVSEIsolationStatus: _din.isolationLevelType | None = None
-    if ec == 0:
+    if ec == 1:
+        try:
+            f_1_EVSEStatusCode = _T886122e8[(c >> 11) & 0x3f]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x10800 != 0x0:
+                raise r.fail_at(av + 17, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+            iv = ((c >> 12) & 15)
+            if iv >= 12:
+                raise r.fail_at(av + 11, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+            f_1_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+    elif ec != 0:
+        raise r.fail_at(av + 17, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+    else:
         try:
             f_1_EVSEIsolationStatus, f_1_EVSEStatusCode = _T6b55cf38[(c >> 6) & 0x7ff]
         except KeyError:  # not a valid pattern: say why
@@ -317,22 +333,6 @@ def _d_din_CableCheckResType(r: BitReader, c: int) -> _din.CableCheckResType:
         if av < 0:
             win, av = r.refill(av, 22)
         c = (win >> av) & 0x3fffff
-    elif ec == 1:
-        try:
-            f_1_EVSEStatusCode = _T886122e8[(c >> 11) & 0x3f]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x10800 != 0x0:
-                raise r.fail_at(av + 17, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-            iv = ((c >> 12) & 15)
-            if iv >= 12:
-                raise r.fail_at(av + 11, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
-            f_1_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
-        av -= 11
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-    else:
-        raise r.fail_at(av + 17, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
     if c >= 0x100000:
         raise r.fail_at(av + 22, 'CableCheckResType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
     u = (c >> 12)
@@ -419,7 +419,44 @@ def _d_din_CertificateInstallationReqType(r: BitReader, c: int) -> _din.Certific
     f_OEMProvisioningCert: bytes
     f_ListOfRootCertificateIDs: _din.ListOfRootCertificateIDsType
     f_DHParams: bytes
-    if c < 0x200:
+    if c >= 0x200:
+        if c < 0x400:
+            if c >= 0x300:
+                raise r.fail_at(av + 9, 'CertificateInstallationReqType[0]', 'expected CH of OEMProvisioningCert')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_OEMProvisioningCert = r.binary_of(u, 1200)
+            win = r.win
+            av = r.avail
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            if c >= 0x800:
+                raise r.fail_at(av + 12, 'CertificateInstallationReqType[0]', 'expected EE of OEMProvisioningCert')
+        else:
+            ec = (c >> 9) & 0x3
+            raise r.fail_at(av + 9, 'CertificateInstallationReqType[0]', f'event code {ec}, expected AT(Id), SE(OEMProvisioningCert)')
+    else:
         av += 1
         u = (c >> 1)
         if u > 127:
@@ -481,42 +518,6 @@ def _d_din_CertificateInstallationReqType(r: BitReader, c: int) -> _din.Certific
         c = (win >> av) & 0xfff
         if c >= 0x800:
             raise r.fail_at(av + 12, 'CertificateInstallationReqType[0]', 'expected EE of OEMProvisioningCert')
-    elif c < 0x400:
-        if c >= 0x300:
-            raise r.fail_at(av + 9, 'CertificateInstallationReqType[0]', 'expected CH of OEMProvisioningCert')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_OEMProvisioningCert = r.binary_of(u, 1200)
-        win = r.win
-        av = r.avail
-        av -= 12
-        if av < 0:
-            win, av = r.refill(av, 12)
-        c = (win >> av) & 0xfff
-        if c >= 0x800:
-            raise r.fail_at(av + 12, 'CertificateInstallationReqType[0]', 'expected EE of OEMProvisioningCert')
-    else:
-        ec = (c >> 9) & 0x3
-        raise r.fail_at(av + 9, 'CertificateInstallationReqType[0]', f'event code {ec}, expected AT(Id), SE(OEMProvisioningCert)')
     if c >= 0x400:
         raise r.fail_at(av + 11, 'CertificateInstallationReqType', 'expected SE(ListOfRootCertificateIDs)')
     r.avail = av
@@ -720,7 +721,13 @@ def _d_din_CertificateInstallationResType(r: BitReader, c: int) -> _din.Certific
     c = (win >> av) & 0x1fff
     if c >= 0x1000:
         raise r.fail_at(av + 13, 'CertificateInstallationResType', 'expected EE of Certificate')
-    if c < 0x400:
+    if c >= 0x400:
+        if c < 0x800:
+            pass
+        else:
+            ec = (c >> 10) & 0x3
+            raise r.fail_at(av + 10, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
+    else:
         r.avail = av
         f_1_SubCertificates = _d_din_SubCertificatesType(r, c)
         win = r.win
@@ -731,11 +738,6 @@ def _d_din_CertificateInstallationResType(r: BitReader, c: int) -> _din.Certific
         c = (win >> av) & 0x7ff
         if c >= 0x400:
             raise r.fail_at(av + 11, 'CertificateChainType[1]', 'expected EE')
-    elif c < 0x800:
-        pass
-    else:
-        ec = (c >> 10) & 0x3
-        raise r.fail_at(av + 10, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
     if c & 0x300 != 0x0:
         raise r.fail_at(av + 10, 'CertificateInstallationResType', 'expected SE(ContractSignatureEncryptedPrivateKey), CH of ContractSignatureEncryptedPrivateKey')
     u = (c & 255)
@@ -913,7 +915,66 @@ def _d_din_CertificateUpdateReqType(r: BitReader, c: int) -> _din.CertificateUpd
     f_ContractID: str
     f_ListOfRootCertificateIDs: _din.ListOfRootCertificateIDsType
     f_DHParams: bytes
-    if c < 0x400:
+    if c >= 0x400:
+        if c < 0x800:
+            if c >= 0x500:
+                raise r.fail_at(av + 10, 'CertificateUpdateReqType[0]', 'expected SE(Certificate), CH of Certificate')
+            u = (c & 255)
+            f_2_SubCertificates: _din.SubCertificatesType | None = None
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_2_Certificate = r.binary_of(u, 1200)
+            win = r.win
+            av = r.avail
+            av -= 13
+            if av < 0:
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            if c >= 0x1000:
+                raise r.fail_at(av + 13, 'CertificateUpdateReqType[0]', 'expected EE of Certificate')
+            if c >= 0x400:
+                if c < 0x800:
+                    pass
+                else:
+                    ec = (c >> 10) & 0x3
+                    raise r.fail_at(av + 10, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
+            else:
+                r.avail = av
+                f_2_SubCertificates = _d_din_SubCertificatesType(r, c)
+                win = r.win
+                av = r.avail
+                av -= 11
+                if av < 0:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                if c >= 0x400:
+                    raise r.fail_at(av + 11, 'CertificateChainType[1]', 'expected EE')
+            ob2_ = _new(_K_din_CertificateChainType)
+            ob2_.Certificate = f_2_Certificate
+            ob2_.SubCertificates = f_2_SubCertificates
+            f_ContractSignatureCertChain = ob2_
+        else:
+            ec = (c >> 10) & 0x3
+            raise r.fail_at(av + 10, 'CertificateUpdateReqType[0]', f'event code {ec}, expected AT(Id), SE(ContractSignatureCertChain)')
+    else:
         av += 2
         u = (c >> 2)
         if u > 127:
@@ -976,7 +1037,13 @@ def _d_din_CertificateUpdateReqType(r: BitReader, c: int) -> _din.CertificateUpd
         c = (win >> av) & 0x1fff
         if c >= 0x1000:
             raise r.fail_at(av + 13, 'CertificateUpdateReqType[0]', 'expected EE of Certificate')
-        if c < 0x400:
+        if c >= 0x400:
+            if c < 0x800:
+                pass
+            else:
+                ec = (c >> 10) & 0x3
+                raise r.fail_at(av + 10, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
+        else:
             r.avail = av
             f_1_SubCertificates = _d_din_SubCertificatesType(r, c)
             win = r.win
@@ -987,72 +1054,10 @@ def _d_din_CertificateUpdateReqType(r: BitReader, c: int) -> _din.CertificateUpd
             c = (win >> av) & 0x7ff
             if c >= 0x400:
                 raise r.fail_at(av + 11, 'CertificateChainType[1]', 'expected EE')
-        elif c < 0x800:
-            pass
-        else:
-            ec = (c >> 10) & 0x3
-            raise r.fail_at(av + 10, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
         ob1_ = _new(_K_din_CertificateChainType)
         ob1_.Certificate = f_1_Certificate
         ob1_.SubCertificates = f_1_SubCertificates
         f_ContractSignatureCertChain = ob1_
-    elif c < 0x800:
-        if c >= 0x500:
-            raise r.fail_at(av + 10, 'CertificateUpdateReqType[0]', 'expected SE(Certificate), CH of Certificate')
-        u = (c & 255)
-        f_2_SubCertificates: _din.SubCertificatesType | None = None
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_2_Certificate = r.binary_of(u, 1200)
-        win = r.win
-        av = r.avail
-        av -= 13
-        if av < 0:
-            win, av = r.refill(av, 13)
-        c = (win >> av) & 0x1fff
-        if c >= 0x1000:
-            raise r.fail_at(av + 13, 'CertificateUpdateReqType[0]', 'expected EE of Certificate')
-        if c < 0x400:
-            r.avail = av
-            f_2_SubCertificates = _d_din_SubCertificatesType(r, c)
-            win = r.win
-            av = r.avail
-            av -= 11
-            if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            if c >= 0x400:
-                raise r.fail_at(av + 11, 'CertificateChainType[1]', 'expected EE')
-        elif c < 0x800:
-            pass
-        else:
-            ec = (c >> 10) & 0x3
-            raise r.fail_at(av + 10, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
-        ob2_ = _new(_K_din_CertificateChainType)
-        ob2_.Certificate = f_2_Certificate
-        ob2_.SubCertificates = f_2_SubCertificates
-        f_ContractSignatureCertChain = ob2_
-    else:
-        ec = (c >> 10) & 0x3
-        raise r.fail_at(av + 10, 'CertificateUpdateReqType[0]', f'event code {ec}, expected AT(Id), SE(ContractSignatureCertChain)')
     if c & 0x300 != 0x0:
         raise r.fail_at(av + 10, 'CertificateUpdateReqType', 'expected SE(ContractID), CH of ContractID')
     u = (c & 255)
@@ -1292,7 +1297,13 @@ def _d_din_CertificateUpdateResType(r: BitReader, c: int) -> _din.CertificateUpd
     c = (win >> av) & 0x1fff
     if c >= 0x1000:
         raise r.fail_at(av + 13, 'CertificateUpdateResType', 'expected EE of Certificate')
-    if c < 0x400:
+    if c >= 0x400:
+        if c < 0x800:
+            pass
+        else:
+            ec = (c >> 10) & 0x3
+            raise r.fail_at(av + 10, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
+    else:
         r.avail = av
         f_1_SubCertificates = _d_din_SubCertificatesType(r, c)
         win = r.win
@@ -1303,11 +1314,6 @@ def _d_din_CertificateUpdateResType(r: BitReader, c: int) -> _din.CertificateUpd
         c = (win >> av) & 0x7ff
         if c >= 0x400:
             raise r.fail_at(av + 11, 'CertificateChainType[1]', 'expected EE')
-    elif c < 0x800:
-        pass
-    else:
-        ec = (c >> 10) & 0x3
-        raise r.fail_at(av + 10, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
     if c & 0x300 != 0x0:
         raise r.fail_at(av + 10, 'CertificateUpdateResType', 'expected SE(ContractSignatureEncryptedPrivateKey), CH of ContractSignatureEncryptedPrivateKey')
     u = (c & 255)
@@ -1551,7 +1557,29 @@ def _d_din_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _din.ChargeP
             raise r.fail_at(av + 20, 'ChargeParameterDiscoveryReqType.EVRequestedEnergyTransferType', f'enumeration index {iv}') from None
         f_EVRequestedEnergyTransferType = _E_din_EVRequestedEnergyTransferType[iv]
         ec = ((c >> 20) & 3)
-    if ec == 0:
+    if ec == 1:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
+        r.avail = av
+        f_DC_EVChargeParameter = _d_din_DC_EVChargeParameterType(r, c)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+    elif ec == 2:
+        av += 18
+        if c & 0x80000 != 0x0:
+            raise r.fail_at(av + 2, 'ChargeParameterDiscoveryReqType[1]', 'expected EE')
+        ob6_ = _new(_K_din_EVChargeParameterType)
+        f_EVChargeParameter = ob6_
+        c >>= 18
+    elif ec != 0:
+        raise r.fail_at(av + 20, 'ChargeParameterDiscoveryReqType[1]', f'event code {ec}, expected SE(AC_EVChargeParameter), SE(DC_EVChargeParameter), SE(EVChargeParameter)')
+    else:
         if c & 0xc0000 != 0x0:
             raise r.fail_at(av + 20, 'ChargeParameterDiscoveryReqType[1]', 'expected SE(DepartureTime), CH of DepartureTime')
         u = ((c >> 10) & 255)
@@ -1593,7 +1621,49 @@ def _d_din_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _din.ChargeP
             f_2_Multiplier = (c >> 23) - 3
             ec = ((c >> 20) & 3)
         f_2_Unit: _din.unitSymbolType | None = None
-        if ec == 0:
+        if ec == 1:
+            try:
+                sg = _T071cdf68[(c >> 18) & 0x3]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x80000 != 0x0:
+                    raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                sg = ((c >> 18) & 1)
+            u = ((c >> 10) & 255)
+            if u > 127:
+                u2 = (c >> 2) & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 2
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
+            else:
+                av += 8
+                c >>= 8
+            f_2_Value = -u - 1 if sg else u
+            if c & 0x2 != 0x0:
+                raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 29
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        elif ec != 0:
+            raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        else:
             try:
                 f_2_Unit, sg = _T7f58918e[(c >> 11) & 0x1ff]
             except KeyError:  # not a valid pattern: say why
@@ -1638,7 +1708,20 @@ def _d_din_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _din.ChargeP
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-        elif ec == 1:
+        try:
+            f_3_Multiplier, ec = _Tdfa9f4aa[c >> 20]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x3c400000 != 0x0:
+                raise r.fail_at(av + 30, 'ChargeParameterDiscoveryReqType[1]', 'expected EE, SE(EVMaxVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
+            f_3_Multiplier = (c >> 23) - 3
+            ec = ((c >> 20) & 3)
+        ob2_ = _new(_K_din_PhysicalValueType)
+        ob2_.Multiplier = f_2_Multiplier
+        ob2_.Unit = f_2_Unit
+        ob2_.Value = f_2_Value
+        f_1_EAmount = ob2_
+        f_3_Unit: _din.unitSymbolType | None = None
+        if ec == 1:
             try:
                 sg = _T071cdf68[(c >> 18) & 0x3]
             except KeyError:  # not a valid pattern: say why
@@ -1671,29 +1754,16 @@ def _d_din_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _din.ChargeP
             else:
                 av += 8
                 c >>= 8
-            f_2_Value = -u - 1 if sg else u
+            f_3_Value = -u - 1 if sg else u
             if c & 0x2 != 0x0:
                 raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
             av -= 29
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-        else:
+        elif ec != 0:
             raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        try:
-            f_3_Multiplier, ec = _Tdfa9f4aa[c >> 20]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x3c400000 != 0x0:
-                raise r.fail_at(av + 30, 'ChargeParameterDiscoveryReqType[1]', 'expected EE, SE(EVMaxVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-            f_3_Multiplier = (c >> 23) - 3
-            ec = ((c >> 20) & 3)
-        ob2_ = _new(_K_din_PhysicalValueType)
-        ob2_.Multiplier = f_2_Multiplier
-        ob2_.Unit = f_2_Unit
-        ob2_.Value = f_2_Value
-        f_1_EAmount = ob2_
-        f_3_Unit: _din.unitSymbolType | None = None
-        if ec == 0:
+        else:
             try:
                 f_3_Unit, sg = _T7f58918e[(c >> 11) & 0x1ff]
             except KeyError:  # not a valid pattern: say why
@@ -1738,7 +1808,20 @@ def _d_din_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _din.ChargeP
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-        elif ec == 1:
+        try:
+            f_4_Multiplier, ec = _Tdfa9f4aa[c >> 20]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x3c400000 != 0x0:
+                raise r.fail_at(av + 30, 'ChargeParameterDiscoveryReqType[1]', 'expected EE, SE(EVMaxCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
+            f_4_Multiplier = (c >> 23) - 3
+            ec = ((c >> 20) & 3)
+        ob3_ = _new(_K_din_PhysicalValueType)
+        ob3_.Multiplier = f_3_Multiplier
+        ob3_.Unit = f_3_Unit
+        ob3_.Value = f_3_Value
+        f_1_EVMaxVoltage = ob3_
+        f_4_Unit: _din.unitSymbolType | None = None
+        if ec == 1:
             try:
                 sg = _T071cdf68[(c >> 18) & 0x3]
             except KeyError:  # not a valid pattern: say why
@@ -1771,29 +1854,16 @@ def _d_din_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _din.ChargeP
             else:
                 av += 8
                 c >>= 8
-            f_3_Value = -u - 1 if sg else u
+            f_4_Value = -u - 1 if sg else u
             if c & 0x2 != 0x0:
                 raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
             av -= 29
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-        else:
+        elif ec != 0:
             raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        try:
-            f_4_Multiplier, ec = _Tdfa9f4aa[c >> 20]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x3c400000 != 0x0:
-                raise r.fail_at(av + 30, 'ChargeParameterDiscoveryReqType[1]', 'expected EE, SE(EVMaxCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-            f_4_Multiplier = (c >> 23) - 3
-            ec = ((c >> 20) & 3)
-        ob3_ = _new(_K_din_PhysicalValueType)
-        ob3_.Multiplier = f_3_Multiplier
-        ob3_.Unit = f_3_Unit
-        ob3_.Value = f_3_Value
-        f_1_EVMaxVoltage = ob3_
-        f_4_Unit: _din.unitSymbolType | None = None
-        if ec == 0:
+        else:
             try:
                 f_4_Unit, sg = _T7f58918e[(c >> 11) & 0x1ff]
             except KeyError:  # not a valid pattern: say why
@@ -1838,7 +1908,20 @@ def _d_din_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _din.ChargeP
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-        elif ec == 1:
+        try:
+            f_5_Multiplier, ec = _Tdfa9f4aa[c >> 20]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x3c400000 != 0x0:
+                raise r.fail_at(av + 30, 'ChargeParameterDiscoveryReqType[1]', 'expected EE, SE(EVMinCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
+            f_5_Multiplier = (c >> 23) - 3
+            ec = ((c >> 20) & 3)
+        ob4_ = _new(_K_din_PhysicalValueType)
+        ob4_.Multiplier = f_4_Multiplier
+        ob4_.Unit = f_4_Unit
+        ob4_.Value = f_4_Value
+        f_1_EVMaxCurrent = ob4_
+        f_5_Unit: _din.unitSymbolType | None = None
+        if ec == 1:
             try:
                 sg = _T071cdf68[(c >> 18) & 0x3]
             except KeyError:  # not a valid pattern: say why
@@ -1871,29 +1954,16 @@ def _d_din_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _din.ChargeP
             else:
                 av += 8
                 c >>= 8
-            f_4_Value = -u - 1 if sg else u
+            f_5_Value = -u - 1 if sg else u
             if c & 0x2 != 0x0:
                 raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 29
+            av -= 2
             if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-        else:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
+        elif ec != 0:
             raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        try:
-            f_5_Multiplier, ec = _Tdfa9f4aa[c >> 20]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x3c400000 != 0x0:
-                raise r.fail_at(av + 30, 'ChargeParameterDiscoveryReqType[1]', 'expected EE, SE(EVMinCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-            f_5_Multiplier = (c >> 23) - 3
-            ec = ((c >> 20) & 3)
-        ob4_ = _new(_K_din_PhysicalValueType)
-        ob4_.Multiplier = f_4_Multiplier
-        ob4_.Unit = f_4_Unit
-        ob4_.Value = f_4_Value
-        f_1_EVMaxCurrent = ob4_
-        f_5_Unit: _din.unitSymbolType | None = None
-        if ec == 0:
+        else:
             try:
                 f_5_Unit, sg = _T7f58918e[(c >> 11) & 0x1ff]
             except KeyError:  # not a valid pattern: say why
@@ -1938,48 +2008,6 @@ def _d_din_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _din.ChargeP
             if av < 0:
                 win, av = r.refill(av, 3)
             c = (win >> av) & 0x7
-        elif ec == 1:
-            try:
-                sg = _T071cdf68[(c >> 18) & 0x3]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x80000 != 0x0:
-                    raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Value') from None
-                sg = ((c >> 18) & 1)
-            u = ((c >> 10) & 255)
-            if u > 127:
-                u2 = (c >> 2) & 0xFF
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 2
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 2
-                        if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
-            else:
-                av += 8
-                c >>= 8
-            f_5_Value = -u - 1 if sg else u
-            if c & 0x2 != 0x0:
-                raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 3)
-            c = (win >> av) & 0x7
-        else:
-            raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
         if c >= 0x2:
             raise r.fail_at(av + 3, 'ChargeParameterDiscoveryReqType[1]', 'expected EE, EE')
         ob5_ = _new(_K_din_PhysicalValueType)
@@ -1994,28 +2022,6 @@ def _d_din_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _din.ChargeP
         ob1_.EVMaxCurrent = f_1_EVMaxCurrent
         ob1_.EVMinCurrent = f_1_EVMinCurrent
         f_AC_EVChargeParameter = ob1_
-    elif ec == 1:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        r.avail = av
-        f_DC_EVChargeParameter = _d_din_DC_EVChargeParameterType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-    elif ec == 2:
-        av += 18
-        if c & 0x80000 != 0x0:
-            raise r.fail_at(av + 2, 'ChargeParameterDiscoveryReqType[1]', 'expected EE')
-        ob6_ = _new(_K_din_EVChargeParameterType)
-        f_EVChargeParameter = ob6_
-        c >>= 18
-    else:
-        raise r.fail_at(av + 20, 'ChargeParameterDiscoveryReqType[1]', f'event code {ec}, expected SE(AC_EVChargeParameter), SE(DC_EVChargeParameter), SE(EVChargeParameter)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType', 'expected EE')
     r.avail = av
@@ -2145,7 +2151,18 @@ def _d_din_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _din.ChargeP
         f_ResponseCode = _E_din_responseCodeType[iv]
         f_EVSEProcessing = _E_din_EVSEProcessingType[((c >> 17) & 1)]
         ec = ((c >> 14) & 3)
-    if ec == 0:
+    if ec == 1:
+        if c & 0x2000 != 0x0:
+            raise r.fail_at(av + 14, 'ChargeParameterDiscoveryResType[2]', 'expected EE')
+        ob1_ = _new(_K_din_SASchedulesType)
+        f_SASchedules = ob1_
+        av -= 17
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+    elif ec != 0:
+        raise r.fail_at(av + 14, 'ChargeParameterDiscoveryResType[2]', f'event code {ec}, expected SE(SAScheduleList), SE(SASchedules)')
+    else:
         av -= 14
         if av < 0:
             win, av = r.refill(av, 28)
@@ -2158,18 +2175,28 @@ def _d_din_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _din.ChargeP
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
-        if c & 0x2000 != 0x0:
-            raise r.fail_at(av + 14, 'ChargeParameterDiscoveryResType[2]', 'expected EE')
-        ob1_ = _new(_K_din_SASchedulesType)
-        f_SASchedules = ob1_
-        av -= 17
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
+    if c >= 0x10000000:
+        if c < 0x20000000:
+            c &= 0xfffffff
+            r.avail = av
+            f_DC_EVSEChargeParameter = _d_din_DC_EVSEChargeParameterType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+        elif c < 0x30000000:
+            av += 26
+            if c >= 0x28000000:
+                raise r.fail_at(av + 2, 'ChargeParameterDiscoveryResType[3]', 'expected EE')
+            ob7_ = _new(_K_din_EVSEChargeParameterType)
+            f_EVSEChargeParameter = ob7_
+            c >>= 26
+        else:
+            ec = (c >> 28) & 0x3
+            raise r.fail_at(av + 28, 'ChargeParameterDiscoveryResType[3]', f'event code {ec}, expected SE(AC_EVSEChargeParameter), SE(DC_EVSEChargeParameter), SE(EVSEChargeParameter)')
     else:
-        raise r.fail_at(av + 14, 'ChargeParameterDiscoveryResType[2]', f'event code {ec}, expected SE(SAScheduleList), SE(SASchedules)')
-    if c < 0x10000000:
         try:
             f_3_PowerSwitchClosed, f_3_RCD = _T93e74479[c >> 17]
         except KeyError:  # not a valid pattern: say why
@@ -2226,7 +2253,50 @@ def _d_din_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _din.ChargeP
         ob3_.EVSENotification = f_3_EVSENotification
         f_2_AC_EVSEStatus = ob3_
         f_4_Unit: _din.unitSymbolType | None = None
-        if ec == 0:
+        if ec == 1:
+            try:
+                sg = _T071cdf68[(c >> 12) & 0x3]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x2000 != 0x0:
+                    raise r.fail_at(av + 14, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                sg = ((c >> 12) & 1)
+            u = ((c >> 4) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 4
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 4
+                        if av < 0:
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
+            f_4_Value = -u - 1 if sg else u
+            if c & 0x8 != 0x0:
+                raise r.fail_at(av + 4, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        elif ec != 0:
+            raise r.fail_at(av + 14, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        else:
             av -= 16
             if av < 0:
                 win, av = r.refill(av, 30)
@@ -2274,49 +2344,6 @@ def _d_din_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _din.ChargeP
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-        elif ec == 1:
-            try:
-                sg = _T071cdf68[(c >> 12) & 0x3]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x2000 != 0x0:
-                    raise r.fail_at(av + 14, 'PhysicalValueType[1]', 'expected CH of Value') from None
-                sg = ((c >> 12) & 1)
-            u = ((c >> 4) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
-                u2 = c >> 4
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 12)
-                    c = (win >> av) & 0xfff
-                    u2 = c >> 4
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 4
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 4
-                        if av < 0:
-                            win, av = r.refill(av, 4)
-                        c = (win >> av) & 0xf
-            f_4_Value = -u - 1 if sg else u
-            if c & 0x8 != 0x0:
-                raise r.fail_at(av + 4, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 27
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-        else:
-            raise r.fail_at(av + 14, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
         try:
             f_5_Multiplier, ec = _Tdfa9f4aa[c >> 20]
         except KeyError:  # not a valid pattern: say why
@@ -2330,7 +2357,49 @@ def _d_din_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _din.ChargeP
         ob4_.Value = f_4_Value
         f_2_EVSEMaxVoltage = ob4_
         f_5_Unit: _din.unitSymbolType | None = None
-        if ec == 0:
+        if ec == 1:
+            try:
+                sg = _T071cdf68[(c >> 18) & 0x3]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x80000 != 0x0:
+                    raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                sg = ((c >> 18) & 1)
+            u = ((c >> 10) & 255)
+            if u > 127:
+                u2 = (c >> 2) & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 2
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
+            else:
+                av += 8
+                c >>= 8
+            f_5_Value = -u - 1 if sg else u
+            if c & 0x2 != 0x0:
+                raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 29
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        elif ec != 0:
+            raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        else:
             try:
                 f_5_Unit, sg = _T7f58918e[(c >> 11) & 0x1ff]
             except KeyError:  # not a valid pattern: say why
@@ -2375,7 +2444,20 @@ def _d_din_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _din.ChargeP
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-        elif ec == 1:
+        try:
+            f_6_Multiplier, ec = _Tdfa9f4aa[c >> 20]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x3c400000 != 0x0:
+                raise r.fail_at(av + 30, 'ChargeParameterDiscoveryResType[3]', 'expected EE, SE(EVSEMinCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
+            f_6_Multiplier = (c >> 23) - 3
+            ec = ((c >> 20) & 3)
+        ob5_ = _new(_K_din_PhysicalValueType)
+        ob5_.Multiplier = f_5_Multiplier
+        ob5_.Unit = f_5_Unit
+        ob5_.Value = f_5_Value
+        f_2_EVSEMaxCurrent = ob5_
+        f_6_Unit: _din.unitSymbolType | None = None
+        if ec == 1:
             try:
                 sg = _T071cdf68[(c >> 18) & 0x3]
             except KeyError:  # not a valid pattern: say why
@@ -2408,29 +2490,16 @@ def _d_din_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _din.ChargeP
             else:
                 av += 8
                 c >>= 8
-            f_5_Value = -u - 1 if sg else u
+            f_6_Value = -u - 1 if sg else u
             if c & 0x2 != 0x0:
                 raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 29
+            av -= 2
             if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-        else:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
+        elif ec != 0:
             raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        try:
-            f_6_Multiplier, ec = _Tdfa9f4aa[c >> 20]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x3c400000 != 0x0:
-                raise r.fail_at(av + 30, 'ChargeParameterDiscoveryResType[3]', 'expected EE, SE(EVSEMinCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-            f_6_Multiplier = (c >> 23) - 3
-            ec = ((c >> 20) & 3)
-        ob5_ = _new(_K_din_PhysicalValueType)
-        ob5_.Multiplier = f_5_Multiplier
-        ob5_.Unit = f_5_Unit
-        ob5_.Value = f_5_Value
-        f_2_EVSEMaxCurrent = ob5_
-        f_6_Unit: _din.unitSymbolType | None = None
-        if ec == 0:
+        else:
             try:
                 f_6_Unit, sg = _T7f58918e[(c >> 11) & 0x1ff]
             except KeyError:  # not a valid pattern: say why
@@ -2475,48 +2544,6 @@ def _d_din_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _din.ChargeP
             if av < 0:
                 win, av = r.refill(av, 3)
             c = (win >> av) & 0x7
-        elif ec == 1:
-            try:
-                sg = _T071cdf68[(c >> 18) & 0x3]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x80000 != 0x0:
-                    raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Value') from None
-                sg = ((c >> 18) & 1)
-            u = ((c >> 10) & 255)
-            if u > 127:
-                u2 = (c >> 2) & 0xFF
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 2
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 2
-                        if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
-            else:
-                av += 8
-                c >>= 8
-            f_6_Value = -u - 1 if sg else u
-            if c & 0x2 != 0x0:
-                raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 3)
-            c = (win >> av) & 0x7
-        else:
-            raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
         if c >= 0x2:
             raise r.fail_at(av + 3, 'ChargeParameterDiscoveryResType[3]', 'expected EE, EE')
         ob6_ = _new(_K_din_PhysicalValueType)
@@ -2530,26 +2557,6 @@ def _d_din_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _din.ChargeP
         ob2_.EVSEMaxCurrent = f_2_EVSEMaxCurrent
         ob2_.EVSEMinCurrent = f_2_EVSEMinCurrent
         f_AC_EVSEChargeParameter = ob2_
-    elif c < 0x20000000:
-        c &= 0xfffffff
-        r.avail = av
-        f_DC_EVSEChargeParameter = _d_din_DC_EVSEChargeParameterType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-    elif c < 0x30000000:
-        av += 26
-        if c >= 0x28000000:
-            raise r.fail_at(av + 2, 'ChargeParameterDiscoveryResType[3]', 'expected EE')
-        ob7_ = _new(_K_din_EVSEChargeParameterType)
-        f_EVSEChargeParameter = ob7_
-        c >>= 26
-    else:
-        ec = (c >> 28) & 0x3
-        raise r.fail_at(av + 28, 'ChargeParameterDiscoveryResType[3]', f'event code {ec}, expected SE(AC_EVSEChargeParameter), SE(DC_EVSEChargeParameter), SE(EVSEChargeParameter)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'ChargeParameterDiscoveryResType', 'expected EE')
     r.avail = av
@@ -2785,7 +2792,37 @@ def _d_din_ChargingStatusResType(r: BitReader, c: int) -> _din.ChargingStatusRes
     if c >= 0x200:
         raise r.fail_at(av + 10, 'ChargingStatusResType', 'expected EE of SAScheduleTupleID')
     s = 3
-    if c < 0x80:
+    if c >= 0x80:
+        if c < 0x100:
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            r.avail = av
+            f_MeterInfo = _d_din_MeterInfoType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 5
+        elif c < 0x180:
+            try:
+                f_ReceiptRequired = _Ta870a97b[(c >> 4) & 0x7]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x50 != 0x0:
+                    raise r.fail_at(av + 7, 'ChargingStatusResType[3]', 'expected CH of ReceiptRequired, EE of ReceiptRequired') from None
+                f_ReceiptRequired = ((c >> 5) & 1) == 1
+            av -= 24
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 6
+        else:
+            ec = (c >> 7) & 0x3
+            raise r.fail_at(av + 7, 'ChargingStatusResType[3]', f'event code {ec}, expected SE(EVSEMaxCurrent), SE(MeterInfo), SE(ReceiptRequired)')
+    else:
         av -= 23
         if av < 0:
             win, av = r.refill(av, 30)
@@ -2798,7 +2835,49 @@ def _d_din_ChargingStatusResType(r: BitReader, c: int) -> _din.ChargingStatusRes
             f_1_Multiplier = (c >> 25) - 3
             ec = ((c >> 22) & 3)
         f_1_Unit: _din.unitSymbolType | None = None
-        if ec == 0:
+        if ec == 1:
+            try:
+                sg = _T071cdf68[(c >> 20) & 0x3]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x200000 != 0x0:
+                    raise r.fail_at(av + 22, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                sg = ((c >> 20) & 1)
+            u = ((c >> 12) & 255)
+            if u > 127:
+                u2 = (c >> 4) & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 4
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 4
+                        if av < 0:
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
+            else:
+                av += 8
+                c >>= 8
+            f_1_Value = -u - 1 if sg else u
+            if c & 0x8 != 0x0:
+                raise r.fail_at(av + 4, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        elif ec != 0:
+            raise r.fail_at(av + 22, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        else:
             try:
                 f_1_Unit, sg = _T7f58918e[(c >> 13) & 0x1ff]
             except KeyError:  # not a valid pattern: say why
@@ -2843,48 +2922,6 @@ def _d_din_ChargingStatusResType(r: BitReader, c: int) -> _din.ChargingStatusRes
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-        elif ec == 1:
-            try:
-                sg = _T071cdf68[(c >> 20) & 0x3]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x200000 != 0x0:
-                    raise r.fail_at(av + 22, 'PhysicalValueType[1]', 'expected CH of Value') from None
-                sg = ((c >> 20) & 1)
-            u = ((c >> 12) & 255)
-            if u > 127:
-                u2 = (c >> 4) & 0xFF
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 12)
-                    c = (win >> av) & 0xfff
-                    u2 = c >> 4
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 4
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 4
-                        if av < 0:
-                            win, av = r.refill(av, 4)
-                        c = (win >> av) & 0xf
-            else:
-                av += 8
-                c >>= 8
-            f_1_Value = -u - 1 if sg else u
-            if c & 0x8 != 0x0:
-                raise r.fail_at(av + 4, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 27
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-        else:
-            raise r.fail_at(av + 22, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
         if c >= 0x20000000:
             raise r.fail_at(av + 30, 'ChargingStatusResType[3]', 'expected EE')
         ob1_ = _new(_K_din_PhysicalValueType)
@@ -2892,7 +2929,23 @@ def _d_din_ChargingStatusResType(r: BitReader, c: int) -> _din.ChargingStatusRes
         ob1_.Unit = f_1_Unit
         ob1_.Value = f_1_Value
         f_EVSEMaxCurrent = ob1_
-        if c < 0x8000000:
+        if c >= 0x8000000:
+            if c < 0x10000000:
+                try:
+                    f_ReceiptRequired = _Ta870a97b[(c >> 24) & 0x7]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x5000000 != 0x0:
+                        raise r.fail_at(av + 27, 'ChargingStatusResType[4]', 'expected CH of ReceiptRequired, EE of ReceiptRequired') from None
+                    f_ReceiptRequired = ((c >> 25) & 1) == 1
+                av -= 4
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 6
+            else:
+                ec = (c >> 27) & 0x3
+                raise r.fail_at(av + 27, 'ChargingStatusResType[4]', f'event code {ec}, expected SE(MeterInfo), SE(ReceiptRequired)')
+        else:
             av += 17
             c >>= 17
             r.avail = av
@@ -2904,51 +2957,10 @@ def _d_din_ChargingStatusResType(r: BitReader, c: int) -> _din.ChargingStatusRes
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        elif c < 0x10000000:
-            try:
-                f_ReceiptRequired = _Ta870a97b[(c >> 24) & 0x7]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x5000000 != 0x0:
-                    raise r.fail_at(av + 27, 'ChargingStatusResType[4]', 'expected CH of ReceiptRequired, EE of ReceiptRequired') from None
-                f_ReceiptRequired = ((c >> 25) & 1) == 1
-            av -= 4
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 6
-        else:
-            ec = (c >> 27) & 0x3
-            raise r.fail_at(av + 27, 'ChargingStatusResType[4]', f'event code {ec}, expected SE(MeterInfo), SE(ReceiptRequired)')
-    elif c < 0x100:
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        r.avail = av
-        f_MeterInfo = _d_din_MeterInfoType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 28
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 5
-    elif c < 0x180:
-        try:
-            f_ReceiptRequired = _Ta870a97b[(c >> 4) & 0x7]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x50 != 0x0:
-                raise r.fail_at(av + 7, 'ChargingStatusResType[3]', 'expected CH of ReceiptRequired, EE of ReceiptRequired') from None
-            f_ReceiptRequired = ((c >> 5) & 1) == 1
-        av -= 24
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 6
+    if s != 5:
+        av += 1
+        c >>= 1
     else:
-        ec = (c >> 7) & 0x3
-        raise r.fail_at(av + 7, 'ChargingStatusResType[3]', f'event code {ec}, expected SE(EVSEMaxCurrent), SE(MeterInfo), SE(ReceiptRequired)')
-    if s == 5:
         try:
             f_ReceiptRequired = _Tadfaa03d[c >> 24]
         except KeyError:  # not a valid pattern: say why
@@ -2960,9 +2972,6 @@ def _d_din_ChargingStatusResType(r: BitReader, c: int) -> _din.ChargingStatusRes
         if av < 0:
             win, av = r.refill(av, 27)
         c = (win >> av) & 0x7ffffff
-    else:
-        av += 1
-        c >>= 1
     try:
         f_2_PowerSwitchClosed, f_2_RCD = _T93e74479[c >> 16]
     except KeyError:  # not a valid pattern: say why
@@ -3162,7 +3171,48 @@ def _d_din_ContractAuthenticationReqType(r: BitReader, c: int) -> _din.ContractA
     f_Id: str | None = None
     f_GenChallenge: str | None = None
     s = 0
-    if c < 0x200:
+    if c >= 0x200:
+        if c < 0x400:
+            if c >= 0x300:
+                raise r.fail_at(av + 9, 'ContractAuthenticationReqType[0]', 'expected CH of GenChallenge')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_GenChallenge = r.string_of(u, None)
+            win = r.win
+            av = r.avail
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c >= 0x2:
+                raise r.fail_at(av + 2, 'ContractAuthenticationReqType[0]', 'expected EE of GenChallenge')
+            s = 2
+        elif c < 0x600:
+            av += 8
+            s = -1
+        else:
+            ec = (c >> 9) & 0x3
+            raise r.fail_at(av + 9, 'ContractAuthenticationReqType[0]', f'event code {ec}, expected AT(Id), SE(GenChallenge), EE')
+    else:
         av += 1
         u = (c >> 1)
         if u > 127:
@@ -3192,7 +3242,14 @@ def _d_din_ContractAuthenticationReqType(r: BitReader, c: int) -> _din.ContractA
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-        if c < 0x200:
+        if c >= 0x200:
+            if c < 0x400:
+                av += 8
+                s = -1
+            else:
+                ec = (c >> 9) & 0x3
+                raise r.fail_at(av + 9, 'ContractAuthenticationReqType[1]', f'event code {ec}, expected SE(GenChallenge), EE')
+        else:
             if c >= 0x100:
                 raise r.fail_at(av + 9, 'ContractAuthenticationReqType[1]', 'expected CH of GenChallenge')
             u = c
@@ -3226,58 +3283,12 @@ def _d_din_ContractAuthenticationReqType(r: BitReader, c: int) -> _din.ContractA
             if c >= 0x2:
                 raise r.fail_at(av + 2, 'ContractAuthenticationReqType[1]', 'expected EE of GenChallenge')
             s = 2
-        elif c < 0x400:
-            av += 8
-            s = -1
-        else:
-            ec = (c >> 9) & 0x3
-            raise r.fail_at(av + 9, 'ContractAuthenticationReqType[1]', f'event code {ec}, expected SE(GenChallenge), EE')
-    elif c < 0x400:
-        if c >= 0x300:
-            raise r.fail_at(av + 9, 'ContractAuthenticationReqType[0]', 'expected CH of GenChallenge')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_GenChallenge = r.string_of(u, None)
-        win = r.win
-        av = r.avail
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c >= 0x2:
-            raise r.fail_at(av + 2, 'ContractAuthenticationReqType[0]', 'expected EE of GenChallenge')
-        s = 2
-    elif c < 0x600:
-        av += 8
-        s = -1
+    if s != 2:
+        av += 1
     else:
-        ec = (c >> 9) & 0x3
-        raise r.fail_at(av + 9, 'ContractAuthenticationReqType[0]', f'event code {ec}, expected AT(Id), SE(GenChallenge), EE')
-    if s == 2:
         if c & 0x1 != 0x0:
             raise r.fail_at(av + 1, 'ContractAuthenticationReqType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_din_ContractAuthenticationReqType)
     ob.Id = f_Id
@@ -3409,7 +3420,49 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
         ec = ((c >> 21) & 3)
     s = 1
     f_1_Unit: _din.unitSymbolType | None = None
-    if ec == 0:
+    if ec == 1:
+        try:
+            sg = _T071cdf68[(c >> 19) & 0x3]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x100000 != 0x0:
+                raise r.fail_at(av + 21, 'PhysicalValueType[1]', 'expected CH of Value') from None
+            sg = ((c >> 19) & 1)
+        u = ((c >> 11) & 255)
+        if u > 127:
+            u2 = (c >> 3) & 0xFF
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    av += 3
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+                    av -= 3
+                    if av < 0:
+                        win, av = r.refill(av, 3)
+                    c = (win >> av) & 0x7
+        else:
+            av += 8
+            c >>= 8
+        f_1_Value = -u - 1 if sg else u
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
+        av -= 28
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+    elif ec != 0:
+        raise r.fail_at(av + 21, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+    else:
         try:
             f_1_Unit, sg = _T7f58918e[(c >> 12) & 0x1ff]
         except KeyError:  # not a valid pattern: say why
@@ -3454,48 +3507,6 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
-        try:
-            sg = _T071cdf68[(c >> 19) & 0x3]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x100000 != 0x0:
-                raise r.fail_at(av + 21, 'PhysicalValueType[1]', 'expected CH of Value') from None
-            sg = ((c >> 19) & 1)
-        u = ((c >> 11) & 255)
-        if u > 127:
-            u2 = (c >> 3) & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 3
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 3
-                    if av < 0:
-                        win, av = r.refill(av, 3)
-                    c = (win >> av) & 0x7
-        else:
-            av += 8
-            c >>= 8
-        f_1_Value = -u - 1 if sg else u
-        if c & 0x4 != 0x0:
-            raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
-        av -= 28
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        raise r.fail_at(av + 21, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
     if c >= 0x20000000:
         raise r.fail_at(av + 30, 'CurrentDemandReqType', 'expected EE')
     ob1_ = _new(_K_din_PhysicalValueType)
@@ -3504,7 +3515,231 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
     ob1_.Value = f_1_Value
     f_EVTargetCurrent = ob1_
     s = 2
-    if c < 0x4000000:
+    if c >= 0x4000000:
+        if c < 0x8000000:
+            try:
+                f_5_Multiplier, ec = _T1fd725cf[(c >> 18) & 0xff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x3100000 != 0x0:
+                    raise r.fail_at(av + 26, 'CurrentDemandReqType[2]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
+                f_5_Multiplier = ((c >> 21) & 7) - 3
+                ec = ((c >> 18) & 3)
+            f_5_Unit: _din.unitSymbolType | None = None
+            if ec == 1:
+                try:
+                    sg = _T071cdf68[(c >> 16) & 0x3]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x20000 != 0x0:
+                        raise r.fail_at(av + 18, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                    sg = ((c >> 16) & 1)
+                u = ((c >> 8) & 255)
+                if u > 127:
+                    u2 = c & 0xFF
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        c = (win >> av) & 0xff
+                        u2 = c
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                else:
+                    av += 8
+                f_5_Value = -u - 1 if sg else u
+                av -= 30
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+                if c >= 0x20000000:
+                    raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected EE of Value')
+            elif ec != 0:
+                raise r.fail_at(av + 18, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+            else:
+                try:
+                    f_5_Unit, sg = _T7f58918e[(c >> 9) & 0x1ff]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x21c00 != 0x0:
+                        raise r.fail_at(av + 18, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                    iv = ((c >> 13) & 15)
+                    if iv >= 10:
+                        raise r.fail_at(av + 9, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                    f_5_Unit = _E_din_unitSymbolType[iv]
+                    sg = ((c >> 9) & 1)
+                u = ((c >> 1) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
+                    u2 = c >> 1
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 9)
+                        c = (win >> av) & 0x1ff
+                        u2 = c >> 1
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 1
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 1
+                            if av < 0:
+                                win, av = r.refill(av, 1)
+                            c = (win >> av) & 0x1
+                f_5_Value = -u - 1 if sg else u
+                if c & 0x1 != 0x0:
+                    raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+                av -= 29
+                if av < 0:
+                    win, av = r.refill(av, 29)
+                c = (win >> av) & 0x1fffffff
+            if c >= 0x10000000:
+                raise r.fail_at(av + 29, 'CurrentDemandReqType[2]', 'expected EE')
+            ob5_ = _new(_K_din_PhysicalValueType)
+            ob5_.Multiplier = f_5_Multiplier
+            ob5_.Unit = f_5_Unit
+            ob5_.Value = f_5_Value
+            f_EVMaximumCurrentLimit = ob5_
+            s = 4
+        elif c < 0xc000000:
+            try:
+                f_6_Multiplier, ec = _T1fd725cf[(c >> 18) & 0xff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x3100000 != 0x0:
+                    raise r.fail_at(av + 26, 'CurrentDemandReqType[2]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
+                f_6_Multiplier = ((c >> 21) & 7) - 3
+                ec = ((c >> 18) & 3)
+            f_6_Unit: _din.unitSymbolType | None = None
+            if ec == 1:
+                try:
+                    sg = _T071cdf68[(c >> 16) & 0x3]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x20000 != 0x0:
+                        raise r.fail_at(av + 18, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                    sg = ((c >> 16) & 1)
+                u = ((c >> 8) & 255)
+                if u > 127:
+                    u2 = c & 0xFF
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        c = (win >> av) & 0xff
+                        u2 = c
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                else:
+                    av += 8
+                f_6_Value = -u - 1 if sg else u
+                av -= 30
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+                if c >= 0x20000000:
+                    raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected EE of Value')
+            elif ec != 0:
+                raise r.fail_at(av + 18, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+            else:
+                try:
+                    f_6_Unit, sg = _T7f58918e[(c >> 9) & 0x1ff]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x21c00 != 0x0:
+                        raise r.fail_at(av + 18, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                    iv = ((c >> 13) & 15)
+                    if iv >= 10:
+                        raise r.fail_at(av + 9, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                    f_6_Unit = _E_din_unitSymbolType[iv]
+                    sg = ((c >> 9) & 1)
+                u = ((c >> 1) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
+                    u2 = c >> 1
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 9)
+                        c = (win >> av) & 0x1ff
+                        u2 = c >> 1
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 1
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 1
+                            if av < 0:
+                                win, av = r.refill(av, 1)
+                            c = (win >> av) & 0x1
+                f_6_Value = -u - 1 if sg else u
+                if c & 0x1 != 0x0:
+                    raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+                av -= 29
+                if av < 0:
+                    win, av = r.refill(av, 29)
+                c = (win >> av) & 0x1fffffff
+            if c >= 0x10000000:
+                raise r.fail_at(av + 29, 'CurrentDemandReqType[2]', 'expected EE')
+            ob6_ = _new(_K_din_PhysicalValueType)
+            ob6_.Multiplier = f_6_Multiplier
+            ob6_.Unit = f_6_Unit
+            ob6_.Value = f_6_Value
+            f_EVMaximumPowerLimit = ob6_
+            s = 5
+        elif c < 0x10000000:
+            try:
+                f_BulkChargingComplete = _Ta870a97b[(c >> 23) & 0x7]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x2800000 != 0x0:
+                    raise r.fail_at(av + 26, 'CurrentDemandReqType[2]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete') from None
+                f_BulkChargingComplete = ((c >> 24) & 1) == 1
+            av -= 5
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 6
+        elif c < 0x14000000:
+            try:
+                f_ChargingComplete = _Ta870a97b[(c >> 23) & 0x7]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x2800000 != 0x0:
+                    raise r.fail_at(av + 26, 'CurrentDemandReqType[2]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
+                f_ChargingComplete = ((c >> 24) & 1) == 1
+            av -= 5
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 7
+        else:
+            ec = (c >> 26) & 0x7
+            raise r.fail_at(av + 26, 'CurrentDemandReqType[2]', f'event code {ec}, expected SE(EVMaximumVoltageLimit), SE(EVMaximumCurrentLimit), SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
+    else:
         try:
             f_2_Multiplier, ec = _T1fd725cf[c >> 18]
         except KeyError:  # not a valid pattern: say why
@@ -3513,7 +3748,47 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
             f_2_Multiplier = (c >> 21) - 3
             ec = ((c >> 18) & 3)
         f_2_Unit: _din.unitSymbolType | None = None
-        if ec == 0:
+        if ec == 1:
+            try:
+                sg = _T071cdf68[(c >> 16) & 0x3]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x20000 != 0x0:
+                    raise r.fail_at(av + 18, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                sg = ((c >> 16) & 1)
+            u = ((c >> 8) & 255)
+            if u > 127:
+                u2 = c & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
+                    u2 = c
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            else:
+                av += 8
+            f_2_Value = -u - 1 if sg else u
+            av -= 30
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c >= 0x20000000:
+                raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        elif ec != 0:
+            raise r.fail_at(av + 18, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        else:
             try:
                 f_2_Unit, sg = _T7f58918e[(c >> 9) & 0x1ff]
             except KeyError:  # not a valid pattern: say why
@@ -3558,46 +3833,6 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-        elif ec == 1:
-            try:
-                sg = _T071cdf68[(c >> 16) & 0x3]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x20000 != 0x0:
-                    raise r.fail_at(av + 18, 'PhysicalValueType[1]', 'expected CH of Value') from None
-                sg = ((c >> 16) & 1)
-            u = ((c >> 8) & 255)
-            if u > 127:
-                u2 = c & 0xFF
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    c = (win >> av) & 0xff
-                    u2 = c
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-            else:
-                av += 8
-            f_2_Value = -u - 1 if sg else u
-            av -= 30
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-            if c >= 0x20000000:
-                raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 1
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-        else:
-            raise r.fail_at(av + 18, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
         if c >= 0x20000000:
             raise r.fail_at(av + 30, 'CurrentDemandReqType[2]', 'expected EE')
         ob2_ = _new(_K_din_PhysicalValueType)
@@ -3605,7 +3840,133 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
         ob2_.Unit = f_2_Unit
         ob2_.Value = f_2_Value
         f_EVMaximumVoltageLimit = ob2_
-        if c < 0x4000000:
+        if c >= 0x4000000:
+            if c < 0x8000000:
+                try:
+                    f_4_Multiplier, ec = _T1fd725cf[(c >> 18) & 0xff]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x3100000 != 0x0:
+                        raise r.fail_at(av + 26, 'CurrentDemandReqType[3]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
+                    f_4_Multiplier = ((c >> 21) & 7) - 3
+                    ec = ((c >> 18) & 3)
+                f_4_Unit: _din.unitSymbolType | None = None
+                if ec == 1:
+                    try:
+                        sg = _T071cdf68[(c >> 16) & 0x3]
+                    except KeyError:  # not a valid pattern: say why
+                        if c & 0x20000 != 0x0:
+                            raise r.fail_at(av + 18, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                        sg = ((c >> 16) & 1)
+                    u = ((c >> 8) & 255)
+                    if u > 127:
+                        u2 = c & 0xFF
+                        if u2 < 128:
+                            u += _U2[u2]
+                        else:
+                            u = (u & 0x7F) | (u2 & 0x7F) << 7
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 8)
+                            c = (win >> av) & 0xff
+                            u2 = c
+                            u |= (u2 & 0x7F) << 14
+                            if u2 > 127:
+                                r.avail = av
+                                u = r.uint_more(u, 21)
+                                win = r.win
+                                av = r.avail
+                    else:
+                        av += 8
+                    f_4_Value = -u - 1 if sg else u
+                    av -= 30
+                    if av < 0:
+                        win, av = r.refill(av, 30)
+                    c = (win >> av) & 0x3fffffff
+                    if c >= 0x20000000:
+                        raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected EE of Value')
+                elif ec != 0:
+                    raise r.fail_at(av + 18, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+                else:
+                    try:
+                        f_4_Unit, sg = _T7f58918e[(c >> 9) & 0x1ff]
+                    except KeyError:  # not a valid pattern: say why
+                        if c & 0x21c00 != 0x0:
+                            raise r.fail_at(av + 18, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                        iv = ((c >> 13) & 15)
+                        if iv >= 10:
+                            raise r.fail_at(av + 9, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                        f_4_Unit = _E_din_unitSymbolType[iv]
+                        sg = ((c >> 9) & 1)
+                    u = ((c >> 1) & 255)
+                    if u > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 9)
+                        c = (win >> av) & 0x1ff
+                        u2 = c >> 1
+                        if u2 < 128:
+                            u += _U2[u2]
+                        else:
+                            u = (u & 0x7F) | (u2 & 0x7F) << 7
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 9)
+                            c = (win >> av) & 0x1ff
+                            u2 = c >> 1
+                            u |= (u2 & 0x7F) << 14
+                            if u2 > 127:
+                                av += 1
+                                r.avail = av
+                                u = r.uint_more(u, 21)
+                                win = r.win
+                                av = r.avail
+                                av -= 1
+                                if av < 0:
+                                    win, av = r.refill(av, 1)
+                                c = (win >> av) & 0x1
+                    f_4_Value = -u - 1 if sg else u
+                    if c & 0x1 != 0x0:
+                        raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+                    av -= 29
+                    if av < 0:
+                        win, av = r.refill(av, 29)
+                    c = (win >> av) & 0x1fffffff
+                if c >= 0x10000000:
+                    raise r.fail_at(av + 29, 'CurrentDemandReqType[3]', 'expected EE')
+                ob4_ = _new(_K_din_PhysicalValueType)
+                ob4_.Multiplier = f_4_Multiplier
+                ob4_.Unit = f_4_Unit
+                ob4_.Value = f_4_Value
+                f_EVMaximumPowerLimit = ob4_
+                s = 5
+            elif c < 0xc000000:
+                try:
+                    f_BulkChargingComplete = _Ta870a97b[(c >> 23) & 0x7]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x2800000 != 0x0:
+                        raise r.fail_at(av + 26, 'CurrentDemandReqType[3]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete') from None
+                    f_BulkChargingComplete = ((c >> 24) & 1) == 1
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 6
+            elif c < 0x10000000:
+                try:
+                    f_ChargingComplete = _Ta870a97b[(c >> 23) & 0x7]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x2800000 != 0x0:
+                        raise r.fail_at(av + 26, 'CurrentDemandReqType[3]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
+                    f_ChargingComplete = ((c >> 24) & 1) == 1
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 7
+            else:
+                ec = (c >> 26) & 0x7
+                raise r.fail_at(av + 26, 'CurrentDemandReqType[3]', f'event code {ec}, expected SE(EVMaximumCurrentLimit), SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
+        else:
             try:
                 f_3_Multiplier, ec = _T1fd725cf[c >> 18]
             except KeyError:  # not a valid pattern: say why
@@ -3614,7 +3975,43 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
                 f_3_Multiplier = (c >> 21) - 3
                 ec = ((c >> 18) & 3)
             f_3_Unit: _din.unitSymbolType | None = None
-            if ec == 0:
+            if ec == 1:
+                try:
+                    sg = _T071cdf68[(c >> 16) & 0x3]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x20000 != 0x0:
+                        raise r.fail_at(av + 18, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                    sg = ((c >> 16) & 1)
+                u = ((c >> 8) & 255)
+                if u > 127:
+                    u2 = c & 0xFF
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        c = (win >> av) & 0xff
+                        u2 = c
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                else:
+                    av += 8
+                f_3_Value = -u - 1 if sg else u
+                av -= 30
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+                if c >= 0x20000000:
+                    raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected EE of Value')
+            elif ec != 0:
+                raise r.fail_at(av + 18, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+            else:
                 try:
                     f_3_Unit, sg = _T7f58918e[(c >> 9) & 0x1ff]
                 except KeyError:  # not a valid pattern: say why
@@ -3659,42 +4056,6 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
                 if av < 0:
                     win, av = r.refill(av, 29)
                 c = (win >> av) & 0x1fffffff
-            elif ec == 1:
-                try:
-                    sg = _T071cdf68[(c >> 16) & 0x3]
-                except KeyError:  # not a valid pattern: say why
-                    if c & 0x20000 != 0x0:
-                        raise r.fail_at(av + 18, 'PhysicalValueType[1]', 'expected CH of Value') from None
-                    sg = ((c >> 16) & 1)
-                u = ((c >> 8) & 255)
-                if u > 127:
-                    u2 = c & 0xFF
-                    if u2 < 128:
-                        u += _U2[u2]
-                    else:
-                        u = (u & 0x7F) | (u2 & 0x7F) << 7
-                        av -= 8
-                        if av < 0:
-                            win, av = r.refill(av, 8)
-                        c = (win >> av) & 0xff
-                        u2 = c
-                        u |= (u2 & 0x7F) << 14
-                        if u2 > 127:
-                            r.avail = av
-                            u = r.uint_more(u, 21)
-                            win = r.win
-                            av = r.avail
-                else:
-                    av += 8
-                f_3_Value = -u - 1 if sg else u
-                av -= 30
-                if av < 0:
-                    win, av = r.refill(av, 30)
-                c = (win >> av) & 0x3fffffff
-                if c >= 0x20000000:
-                    raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected EE of Value')
-            else:
-                raise r.fail_at(av + 18, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
             if c >= 0x10000000:
                 raise r.fail_at(av + 29, 'CurrentDemandReqType[3]', 'expected EE')
             ob3_ = _new(_K_din_PhysicalValueType)
@@ -3703,61 +4064,47 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
             ob3_.Value = f_3_Value
             f_EVMaximumCurrentLimit = ob3_
             s = 4
-        elif c < 0x8000000:
+    if s != 4:
+        pass
+    else:
+        if c >= 0x4000000:
+            if c < 0x8000000:
+                try:
+                    f_BulkChargingComplete = _Ta870a97b[(c >> 23) & 0x7]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x2800000 != 0x0:
+                        raise r.fail_at(av + 26, 'CurrentDemandReqType[4]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete') from None
+                    f_BulkChargingComplete = ((c >> 24) & 1) == 1
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 6
+            elif c < 0xc000000:
+                try:
+                    f_ChargingComplete = _Ta870a97b[(c >> 23) & 0x7]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x2800000 != 0x0:
+                        raise r.fail_at(av + 26, 'CurrentDemandReqType[4]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
+                    f_ChargingComplete = ((c >> 24) & 1) == 1
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 7
+            else:
+                ec = (c >> 26) & 0x3
+                raise r.fail_at(av + 26, 'CurrentDemandReqType[4]', f'event code {ec}, expected SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
+        else:
             try:
-                f_4_Multiplier, ec = _T1fd725cf[(c >> 18) & 0xff]
+                f_7_Multiplier, ec = _T1fd725cf[c >> 18]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x3100000 != 0x0:
-                    raise r.fail_at(av + 26, 'CurrentDemandReqType[3]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-                f_4_Multiplier = ((c >> 21) & 7) - 3
+                    raise r.fail_at(av + 26, 'CurrentDemandReqType[4]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
+                f_7_Multiplier = (c >> 21) - 3
                 ec = ((c >> 18) & 3)
-            f_4_Unit: _din.unitSymbolType | None = None
-            if ec == 0:
-                try:
-                    f_4_Unit, sg = _T7f58918e[(c >> 9) & 0x1ff]
-                except KeyError:  # not a valid pattern: say why
-                    if c & 0x21c00 != 0x0:
-                        raise r.fail_at(av + 18, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                    iv = ((c >> 13) & 15)
-                    if iv >= 10:
-                        raise r.fail_at(av + 9, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
-                    f_4_Unit = _E_din_unitSymbolType[iv]
-                    sg = ((c >> 9) & 1)
-                u = ((c >> 1) & 255)
-                if u > 127:
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 9)
-                    c = (win >> av) & 0x1ff
-                    u2 = c >> 1
-                    if u2 < 128:
-                        u += _U2[u2]
-                    else:
-                        u = (u & 0x7F) | (u2 & 0x7F) << 7
-                        av -= 8
-                        if av < 0:
-                            win, av = r.refill(av, 9)
-                        c = (win >> av) & 0x1ff
-                        u2 = c >> 1
-                        u |= (u2 & 0x7F) << 14
-                        if u2 > 127:
-                            av += 1
-                            r.avail = av
-                            u = r.uint_more(u, 21)
-                            win = r.win
-                            av = r.avail
-                            av -= 1
-                            if av < 0:
-                                win, av = r.refill(av, 1)
-                            c = (win >> av) & 0x1
-                f_4_Value = -u - 1 if sg else u
-                if c & 0x1 != 0x0:
-                    raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
-                av -= 29
-                if av < 0:
-                    win, av = r.refill(av, 29)
-                c = (win >> av) & 0x1fffffff
-            elif ec == 1:
+            f_7_Unit: _din.unitSymbolType | None = None
+            if ec == 1:
                 try:
                     sg = _T071cdf68[(c >> 16) & 0x3]
                 except KeyError:  # not a valid pattern: say why
@@ -3784,284 +4131,16 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
                             av = r.avail
                 else:
                     av += 8
-                f_4_Value = -u - 1 if sg else u
+                f_7_Value = -u - 1 if sg else u
                 av -= 30
                 if av < 0:
                     win, av = r.refill(av, 30)
                 c = (win >> av) & 0x3fffffff
                 if c >= 0x20000000:
                     raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected EE of Value')
-            else:
+            elif ec != 0:
                 raise r.fail_at(av + 18, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-            if c >= 0x10000000:
-                raise r.fail_at(av + 29, 'CurrentDemandReqType[3]', 'expected EE')
-            ob4_ = _new(_K_din_PhysicalValueType)
-            ob4_.Multiplier = f_4_Multiplier
-            ob4_.Unit = f_4_Unit
-            ob4_.Value = f_4_Value
-            f_EVMaximumPowerLimit = ob4_
-            s = 5
-        elif c < 0xc000000:
-            try:
-                f_BulkChargingComplete = _Ta870a97b[(c >> 23) & 0x7]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x2800000 != 0x0:
-                    raise r.fail_at(av + 26, 'CurrentDemandReqType[3]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete') from None
-                f_BulkChargingComplete = ((c >> 24) & 1) == 1
-            av -= 5
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 6
-        elif c < 0x10000000:
-            try:
-                f_ChargingComplete = _Ta870a97b[(c >> 23) & 0x7]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x2800000 != 0x0:
-                    raise r.fail_at(av + 26, 'CurrentDemandReqType[3]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
-                f_ChargingComplete = ((c >> 24) & 1) == 1
-            av -= 5
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 7
-        else:
-            ec = (c >> 26) & 0x7
-            raise r.fail_at(av + 26, 'CurrentDemandReqType[3]', f'event code {ec}, expected SE(EVMaximumCurrentLimit), SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
-    elif c < 0x8000000:
-        try:
-            f_5_Multiplier, ec = _T1fd725cf[(c >> 18) & 0xff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x3100000 != 0x0:
-                raise r.fail_at(av + 26, 'CurrentDemandReqType[2]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-            f_5_Multiplier = ((c >> 21) & 7) - 3
-            ec = ((c >> 18) & 3)
-        f_5_Unit: _din.unitSymbolType | None = None
-        if ec == 0:
-            try:
-                f_5_Unit, sg = _T7f58918e[(c >> 9) & 0x1ff]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x21c00 != 0x0:
-                    raise r.fail_at(av + 18, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                iv = ((c >> 13) & 15)
-                if iv >= 10:
-                    raise r.fail_at(av + 9, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
-                f_5_Unit = _E_din_unitSymbolType[iv]
-                sg = ((c >> 9) & 1)
-            u = ((c >> 1) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 9)
-                c = (win >> av) & 0x1ff
-                u2 = c >> 1
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 9)
-                    c = (win >> av) & 0x1ff
-                    u2 = c >> 1
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 1
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 1
-                        if av < 0:
-                            win, av = r.refill(av, 1)
-                        c = (win >> av) & 0x1
-            f_5_Value = -u - 1 if sg else u
-            if c & 0x1 != 0x0:
-                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 29
-            if av < 0:
-                win, av = r.refill(av, 29)
-            c = (win >> av) & 0x1fffffff
-        elif ec == 1:
-            try:
-                sg = _T071cdf68[(c >> 16) & 0x3]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x20000 != 0x0:
-                    raise r.fail_at(av + 18, 'PhysicalValueType[1]', 'expected CH of Value') from None
-                sg = ((c >> 16) & 1)
-            u = ((c >> 8) & 255)
-            if u > 127:
-                u2 = c & 0xFF
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    c = (win >> av) & 0xff
-                    u2 = c
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
             else:
-                av += 8
-            f_5_Value = -u - 1 if sg else u
-            av -= 30
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-            if c >= 0x20000000:
-                raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected EE of Value')
-        else:
-            raise r.fail_at(av + 18, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        if c >= 0x10000000:
-            raise r.fail_at(av + 29, 'CurrentDemandReqType[2]', 'expected EE')
-        ob5_ = _new(_K_din_PhysicalValueType)
-        ob5_.Multiplier = f_5_Multiplier
-        ob5_.Unit = f_5_Unit
-        ob5_.Value = f_5_Value
-        f_EVMaximumCurrentLimit = ob5_
-        s = 4
-    elif c < 0xc000000:
-        try:
-            f_6_Multiplier, ec = _T1fd725cf[(c >> 18) & 0xff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x3100000 != 0x0:
-                raise r.fail_at(av + 26, 'CurrentDemandReqType[2]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-            f_6_Multiplier = ((c >> 21) & 7) - 3
-            ec = ((c >> 18) & 3)
-        f_6_Unit: _din.unitSymbolType | None = None
-        if ec == 0:
-            try:
-                f_6_Unit, sg = _T7f58918e[(c >> 9) & 0x1ff]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x21c00 != 0x0:
-                    raise r.fail_at(av + 18, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                iv = ((c >> 13) & 15)
-                if iv >= 10:
-                    raise r.fail_at(av + 9, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
-                f_6_Unit = _E_din_unitSymbolType[iv]
-                sg = ((c >> 9) & 1)
-            u = ((c >> 1) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 9)
-                c = (win >> av) & 0x1ff
-                u2 = c >> 1
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 9)
-                    c = (win >> av) & 0x1ff
-                    u2 = c >> 1
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 1
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 1
-                        if av < 0:
-                            win, av = r.refill(av, 1)
-                        c = (win >> av) & 0x1
-            f_6_Value = -u - 1 if sg else u
-            if c & 0x1 != 0x0:
-                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 29
-            if av < 0:
-                win, av = r.refill(av, 29)
-            c = (win >> av) & 0x1fffffff
-        elif ec == 1:
-            try:
-                sg = _T071cdf68[(c >> 16) & 0x3]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x20000 != 0x0:
-                    raise r.fail_at(av + 18, 'PhysicalValueType[1]', 'expected CH of Value') from None
-                sg = ((c >> 16) & 1)
-            u = ((c >> 8) & 255)
-            if u > 127:
-                u2 = c & 0xFF
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    c = (win >> av) & 0xff
-                    u2 = c
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-            else:
-                av += 8
-            f_6_Value = -u - 1 if sg else u
-            av -= 30
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-            if c >= 0x20000000:
-                raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected EE of Value')
-        else:
-            raise r.fail_at(av + 18, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        if c >= 0x10000000:
-            raise r.fail_at(av + 29, 'CurrentDemandReqType[2]', 'expected EE')
-        ob6_ = _new(_K_din_PhysicalValueType)
-        ob6_.Multiplier = f_6_Multiplier
-        ob6_.Unit = f_6_Unit
-        ob6_.Value = f_6_Value
-        f_EVMaximumPowerLimit = ob6_
-        s = 5
-    elif c < 0x10000000:
-        try:
-            f_BulkChargingComplete = _Ta870a97b[(c >> 23) & 0x7]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x2800000 != 0x0:
-                raise r.fail_at(av + 26, 'CurrentDemandReqType[2]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete') from None
-            f_BulkChargingComplete = ((c >> 24) & 1) == 1
-        av -= 5
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 6
-    elif c < 0x14000000:
-        try:
-            f_ChargingComplete = _Ta870a97b[(c >> 23) & 0x7]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x2800000 != 0x0:
-                raise r.fail_at(av + 26, 'CurrentDemandReqType[2]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
-            f_ChargingComplete = ((c >> 24) & 1) == 1
-        av -= 5
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 7
-    else:
-        ec = (c >> 26) & 0x7
-        raise r.fail_at(av + 26, 'CurrentDemandReqType[2]', f'event code {ec}, expected SE(EVMaximumVoltageLimit), SE(EVMaximumCurrentLimit), SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
-    if s == 4:
-        if c < 0x4000000:
-            try:
-                f_7_Multiplier, ec = _T1fd725cf[c >> 18]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x3100000 != 0x0:
-                    raise r.fail_at(av + 26, 'CurrentDemandReqType[4]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-                f_7_Multiplier = (c >> 21) - 3
-                ec = ((c >> 18) & 3)
-            f_7_Unit: _din.unitSymbolType | None = None
-            if ec == 0:
                 try:
                     f_7_Unit, sg = _T7f58918e[(c >> 9) & 0x1ff]
                 except KeyError:  # not a valid pattern: say why
@@ -4106,42 +4185,6 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
                 if av < 0:
                     win, av = r.refill(av, 29)
                 c = (win >> av) & 0x1fffffff
-            elif ec == 1:
-                try:
-                    sg = _T071cdf68[(c >> 16) & 0x3]
-                except KeyError:  # not a valid pattern: say why
-                    if c & 0x20000 != 0x0:
-                        raise r.fail_at(av + 18, 'PhysicalValueType[1]', 'expected CH of Value') from None
-                    sg = ((c >> 16) & 1)
-                u = ((c >> 8) & 255)
-                if u > 127:
-                    u2 = c & 0xFF
-                    if u2 < 128:
-                        u += _U2[u2]
-                    else:
-                        u = (u & 0x7F) | (u2 & 0x7F) << 7
-                        av -= 8
-                        if av < 0:
-                            win, av = r.refill(av, 8)
-                        c = (win >> av) & 0xff
-                        u2 = c
-                        u |= (u2 & 0x7F) << 14
-                        if u2 > 127:
-                            r.avail = av
-                            u = r.uint_more(u, 21)
-                            win = r.win
-                            av = r.avail
-                else:
-                    av += 8
-                f_7_Value = -u - 1 if sg else u
-                av -= 30
-                if av < 0:
-                    win, av = r.refill(av, 30)
-                c = (win >> av) & 0x3fffffff
-                if c >= 0x20000000:
-                    raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected EE of Value')
-            else:
-                raise r.fail_at(av + 18, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
             if c >= 0x10000000:
                 raise r.fail_at(av + 29, 'CurrentDemandReqType[4]', 'expected EE')
             ob7_ = _new(_K_din_PhysicalValueType)
@@ -4150,35 +4193,26 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
             ob7_.Value = f_7_Value
             f_EVMaximumPowerLimit = ob7_
             s = 5
-        elif c < 0x8000000:
-            try:
-                f_BulkChargingComplete = _Ta870a97b[(c >> 23) & 0x7]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x2800000 != 0x0:
-                    raise r.fail_at(av + 26, 'CurrentDemandReqType[4]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete') from None
-                f_BulkChargingComplete = ((c >> 24) & 1) == 1
-            av -= 5
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 6
-        elif c < 0xc000000:
-            try:
-                f_ChargingComplete = _Ta870a97b[(c >> 23) & 0x7]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x2800000 != 0x0:
-                    raise r.fail_at(av + 26, 'CurrentDemandReqType[4]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
-                f_ChargingComplete = ((c >> 24) & 1) == 1
-            av -= 5
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 7
+    if s != 5:
+        pass
+    else:
+        if c >= 0x4000000:
+            if c < 0x8000000:
+                try:
+                    f_ChargingComplete = _Ta870a97b[(c >> 23) & 0x7]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x2800000 != 0x0:
+                        raise r.fail_at(av + 26, 'CurrentDemandReqType[5]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
+                    f_ChargingComplete = ((c >> 24) & 1) == 1
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 7
+            else:
+                ec = (c >> 26) & 0x3
+                raise r.fail_at(av + 26, 'CurrentDemandReqType[5]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
         else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 26, 'CurrentDemandReqType[4]', f'event code {ec}, expected SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
-    if s == 5:
-        if c < 0x4000000:
             try:
                 f_BulkChargingComplete = _Ta870a97b[c >> 23]
             except KeyError:  # not a valid pattern: say why
@@ -4190,22 +4224,12 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        elif c < 0x8000000:
-            try:
-                f_ChargingComplete = _Ta870a97b[(c >> 23) & 0x7]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x2800000 != 0x0:
-                    raise r.fail_at(av + 26, 'CurrentDemandReqType[5]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
-                f_ChargingComplete = ((c >> 24) & 1) == 1
-            av -= 5
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 7
-        else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 26, 'CurrentDemandReqType[5]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
-    if s == 6:
+    if s != 6:
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+    else:
         try:
             f_ChargingComplete = _Tadfaa03d[c >> 24]
         except KeyError:  # not a valid pattern: say why
@@ -4217,12 +4241,219 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
+    if c >= 0x10000000:
+        if c < 0x20000000:
+            try:
+                f_11_Multiplier, ec = _T1fd725cf[(c >> 20) & 0xff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0xc400000 != 0x0:
+                    raise r.fail_at(av + 28, 'CurrentDemandReqType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
+                f_11_Multiplier = ((c >> 23) & 7) - 3
+                ec = ((c >> 20) & 3)
+            f_11_Unit: _din.unitSymbolType | None = None
+            if ec == 1:
+                try:
+                    sg = _T071cdf68[(c >> 18) & 0x3]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x80000 != 0x0:
+                        raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                    sg = ((c >> 18) & 1)
+                u = ((c >> 10) & 255)
+                if u > 127:
+                    u2 = (c >> 2) & 0xFF
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 10)
+                        c = (win >> av) & 0x3ff
+                        u2 = c >> 2
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 2
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 2
+                            if av < 0:
+                                win, av = r.refill(av, 2)
+                            c = (win >> av) & 0x3
+                else:
+                    av += 8
+                    c >>= 8
+                f_11_Value = -u - 1 if sg else u
+                if c & 0x2 != 0x0:
+                    raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+                av -= 28
+                if av < 0:
+                    win, av = r.refill(av, 29)
+                c = (win >> av) & 0x1fffffff
+            elif ec != 0:
+                raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+            else:
+                try:
+                    f_11_Unit, sg = _T7f58918e[(c >> 11) & 0x1ff]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x87000 != 0x0:
+                        raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                    iv = ((c >> 15) & 15)
+                    if iv >= 10:
+                        raise r.fail_at(av + 11, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                    f_11_Unit = _E_din_unitSymbolType[iv]
+                    sg = ((c >> 11) & 1)
+                u = ((c >> 3) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 11)
+                        c = (win >> av) & 0x7ff
+                        u2 = c >> 3
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 3
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 3
+                            if av < 0:
+                                win, av = r.refill(av, 3)
+                            c = (win >> av) & 0x7
+                f_11_Value = -u - 1 if sg else u
+                if c & 0x4 != 0x0:
+                    raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
+                av -= 27
+                if av < 0:
+                    win, av = r.refill(av, 29)
+                c = (win >> av) & 0x1fffffff
+            if c >= 0x10000000:
+                raise r.fail_at(av + 29, 'CurrentDemandReqType[7]', 'expected EE')
+            ob11_ = _new(_K_din_PhysicalValueType)
+            ob11_.Multiplier = f_11_Multiplier
+            ob11_.Unit = f_11_Unit
+            ob11_.Value = f_11_Value
+            f_RemainingTimeToBulkSoC = ob11_
+            s = 9
+        elif c < 0x30000000:
+            try:
+                f_12_Multiplier, ec = _T1fd725cf[(c >> 20) & 0xff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0xc400000 != 0x0:
+                    raise r.fail_at(av + 28, 'CurrentDemandReqType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
+                f_12_Multiplier = ((c >> 23) & 7) - 3
+                ec = ((c >> 20) & 3)
+            f_12_Unit: _din.unitSymbolType | None = None
+            if ec == 1:
+                try:
+                    sg = _T071cdf68[(c >> 18) & 0x3]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x80000 != 0x0:
+                        raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                    sg = ((c >> 18) & 1)
+                u = ((c >> 10) & 255)
+                if u > 127:
+                    u2 = (c >> 2) & 0xFF
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 10)
+                        c = (win >> av) & 0x3ff
+                        u2 = c >> 2
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 2
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 2
+                            if av < 0:
+                                win, av = r.refill(av, 2)
+                            c = (win >> av) & 0x3
+                else:
+                    av += 8
+                    c >>= 8
+                f_12_Value = -u - 1 if sg else u
+                if c & 0x2 != 0x0:
+                    raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+                av -= 28
+                if av < 0:
+                    win, av = r.refill(av, 29)
+                c = (win >> av) & 0x1fffffff
+            elif ec != 0:
+                raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+            else:
+                try:
+                    f_12_Unit, sg = _T7f58918e[(c >> 11) & 0x1ff]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x87000 != 0x0:
+                        raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                    iv = ((c >> 15) & 15)
+                    if iv >= 10:
+                        raise r.fail_at(av + 11, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                    f_12_Unit = _E_din_unitSymbolType[iv]
+                    sg = ((c >> 11) & 1)
+                u = ((c >> 3) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 11)
+                        c = (win >> av) & 0x7ff
+                        u2 = c >> 3
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 3
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 3
+                            if av < 0:
+                                win, av = r.refill(av, 3)
+                            c = (win >> av) & 0x7
+                f_12_Value = -u - 1 if sg else u
+                if c & 0x4 != 0x0:
+                    raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
+                av -= 27
+                if av < 0:
+                    win, av = r.refill(av, 29)
+                c = (win >> av) & 0x1fffffff
+            if c >= 0x10000000:
+                raise r.fail_at(av + 29, 'CurrentDemandReqType[7]', 'expected EE')
+            ob12_ = _new(_K_din_PhysicalValueType)
+            ob12_.Multiplier = f_12_Multiplier
+            ob12_.Unit = f_12_Unit
+            ob12_.Value = f_12_Value
+            f_EVTargetVoltage = ob12_
+            s = 10
+        else:
+            ec = (c >> 28) & 0x3
+            raise r.fail_at(av + 28, 'CurrentDemandReqType[7]', f'event code {ec}, expected SE(RemainingTimeToFullSoC), SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
     else:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    if c < 0x10000000:
         try:
             f_8_Multiplier, ec = _T1fd725cf[c >> 20]
         except KeyError:  # not a valid pattern: say why
@@ -4231,7 +4462,49 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
             f_8_Multiplier = (c >> 23) - 3
             ec = ((c >> 20) & 3)
         f_8_Unit: _din.unitSymbolType | None = None
-        if ec == 0:
+        if ec == 1:
+            try:
+                sg = _T071cdf68[(c >> 18) & 0x3]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x80000 != 0x0:
+                    raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                sg = ((c >> 18) & 1)
+            u = ((c >> 10) & 255)
+            if u > 127:
+                u2 = (c >> 2) & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 2
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
+            else:
+                av += 8
+                c >>= 8
+            f_8_Value = -u - 1 if sg else u
+            if c & 0x2 != 0x0:
+                raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 29
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        elif ec != 0:
+            raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        else:
             try:
                 f_8_Unit, sg = _T7f58918e[(c >> 11) & 0x1ff]
             except KeyError:  # not a valid pattern: say why
@@ -4276,48 +4549,6 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-        elif ec == 1:
-            try:
-                sg = _T071cdf68[(c >> 18) & 0x3]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x80000 != 0x0:
-                    raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Value') from None
-                sg = ((c >> 18) & 1)
-            u = ((c >> 10) & 255)
-            if u > 127:
-                u2 = (c >> 2) & 0xFF
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 2
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 2
-                        if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
-            else:
-                av += 8
-                c >>= 8
-            f_8_Value = -u - 1 if sg else u
-            if c & 0x2 != 0x0:
-                raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 29
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-        else:
-            raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
         if c >= 0x20000000:
             raise r.fail_at(av + 30, 'CurrentDemandReqType[7]', 'expected EE')
         ob8_ = _new(_K_din_PhysicalValueType)
@@ -4325,7 +4556,115 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
         ob8_.Unit = f_8_Unit
         ob8_.Value = f_8_Value
         f_RemainingTimeToFullSoC = ob8_
-        if c < 0x8000000:
+        if c >= 0x8000000:
+            if c < 0x10000000:
+                try:
+                    f_10_Multiplier, ec = _T1fd725cf[(c >> 19) & 0xff]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x6200000 != 0x0:
+                        raise r.fail_at(av + 27, 'CurrentDemandReqType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
+                    f_10_Multiplier = ((c >> 22) & 7) - 3
+                    ec = ((c >> 19) & 3)
+                f_10_Unit: _din.unitSymbolType | None = None
+                if ec == 1:
+                    try:
+                        sg = _T071cdf68[(c >> 17) & 0x3]
+                    except KeyError:  # not a valid pattern: say why
+                        if c & 0x40000 != 0x0:
+                            raise r.fail_at(av + 19, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                        sg = ((c >> 17) & 1)
+                    u = ((c >> 9) & 255)
+                    if u > 127:
+                        u2 = (c >> 1) & 0xFF
+                        if u2 < 128:
+                            u += _U2[u2]
+                        else:
+                            u = (u & 0x7F) | (u2 & 0x7F) << 7
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 9)
+                            c = (win >> av) & 0x1ff
+                            u2 = c >> 1
+                            u |= (u2 & 0x7F) << 14
+                            if u2 > 127:
+                                av += 1
+                                r.avail = av
+                                u = r.uint_more(u, 21)
+                                win = r.win
+                                av = r.avail
+                                av -= 1
+                                if av < 0:
+                                    win, av = r.refill(av, 1)
+                                c = (win >> av) & 0x1
+                    else:
+                        av += 8
+                        c >>= 8
+                    f_10_Value = -u - 1 if sg else u
+                    if c & 0x1 != 0x0:
+                        raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+                    av -= 29
+                    if av < 0:
+                        win, av = r.refill(av, 29)
+                    c = (win >> av) & 0x1fffffff
+                elif ec != 0:
+                    raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+                else:
+                    try:
+                        f_10_Unit, sg = _T7f58918e[(c >> 10) & 0x1ff]
+                    except KeyError:  # not a valid pattern: say why
+                        if c & 0x43800 != 0x0:
+                            raise r.fail_at(av + 19, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                        iv = ((c >> 14) & 15)
+                        if iv >= 10:
+                            raise r.fail_at(av + 10, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                        f_10_Unit = _E_din_unitSymbolType[iv]
+                        sg = ((c >> 10) & 1)
+                    u = ((c >> 2) & 255)
+                    if u > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 10)
+                        c = (win >> av) & 0x3ff
+                        u2 = c >> 2
+                        if u2 < 128:
+                            u += _U2[u2]
+                        else:
+                            u = (u & 0x7F) | (u2 & 0x7F) << 7
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 10)
+                            c = (win >> av) & 0x3ff
+                            u2 = c >> 2
+                            u |= (u2 & 0x7F) << 14
+                            if u2 > 127:
+                                av += 2
+                                r.avail = av
+                                u = r.uint_more(u, 21)
+                                win = r.win
+                                av = r.avail
+                                av -= 2
+                                if av < 0:
+                                    win, av = r.refill(av, 2)
+                                c = (win >> av) & 0x3
+                    f_10_Value = -u - 1 if sg else u
+                    if c & 0x2 != 0x0:
+                        raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+                    av -= 28
+                    if av < 0:
+                        win, av = r.refill(av, 29)
+                    c = (win >> av) & 0x1fffffff
+                if c >= 0x10000000:
+                    raise r.fail_at(av + 29, 'CurrentDemandReqType[8]', 'expected EE')
+                ob10_ = _new(_K_din_PhysicalValueType)
+                ob10_.Multiplier = f_10_Multiplier
+                ob10_.Unit = f_10_Unit
+                ob10_.Value = f_10_Value
+                f_EVTargetVoltage = ob10_
+                s = 10
+            else:
+                ec = (c >> 27) & 0x3
+                raise r.fail_at(av + 27, 'CurrentDemandReqType[8]', f'event code {ec}, expected SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
+        else:
             try:
                 f_9_Multiplier, ec = _T1fd725cf[c >> 19]
             except KeyError:  # not a valid pattern: say why
@@ -4334,7 +4673,49 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
                 f_9_Multiplier = (c >> 22) - 3
                 ec = ((c >> 19) & 3)
             f_9_Unit: _din.unitSymbolType | None = None
-            if ec == 0:
+            if ec == 1:
+                try:
+                    sg = _T071cdf68[(c >> 17) & 0x3]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x40000 != 0x0:
+                        raise r.fail_at(av + 19, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                    sg = ((c >> 17) & 1)
+                u = ((c >> 9) & 255)
+                if u > 127:
+                    u2 = (c >> 1) & 0xFF
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 9)
+                        c = (win >> av) & 0x1ff
+                        u2 = c >> 1
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 1
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 1
+                            if av < 0:
+                                win, av = r.refill(av, 1)
+                            c = (win >> av) & 0x1
+                else:
+                    av += 8
+                    c >>= 8
+                f_9_Value = -u - 1 if sg else u
+                if c & 0x1 != 0x0:
+                    raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+                av -= 29
+                if av < 0:
+                    win, av = r.refill(av, 29)
+                c = (win >> av) & 0x1fffffff
+            elif ec != 0:
+                raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+            else:
                 try:
                     f_9_Unit, sg = _T7f58918e[(c >> 10) & 0x1ff]
                 except KeyError:  # not a valid pattern: say why
@@ -4379,48 +4760,6 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
                 if av < 0:
                     win, av = r.refill(av, 29)
                 c = (win >> av) & 0x1fffffff
-            elif ec == 1:
-                try:
-                    sg = _T071cdf68[(c >> 17) & 0x3]
-                except KeyError:  # not a valid pattern: say why
-                    if c & 0x40000 != 0x0:
-                        raise r.fail_at(av + 19, 'PhysicalValueType[1]', 'expected CH of Value') from None
-                    sg = ((c >> 17) & 1)
-                u = ((c >> 9) & 255)
-                if u > 127:
-                    u2 = (c >> 1) & 0xFF
-                    if u2 < 128:
-                        u += _U2[u2]
-                    else:
-                        u = (u & 0x7F) | (u2 & 0x7F) << 7
-                        av -= 8
-                        if av < 0:
-                            win, av = r.refill(av, 9)
-                        c = (win >> av) & 0x1ff
-                        u2 = c >> 1
-                        u |= (u2 & 0x7F) << 14
-                        if u2 > 127:
-                            av += 1
-                            r.avail = av
-                            u = r.uint_more(u, 21)
-                            win = r.win
-                            av = r.avail
-                            av -= 1
-                            if av < 0:
-                                win, av = r.refill(av, 1)
-                            c = (win >> av) & 0x1
-                else:
-                    av += 8
-                    c >>= 8
-                f_9_Value = -u - 1 if sg else u
-                if c & 0x1 != 0x0:
-                    raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
-                av -= 29
-                if av < 0:
-                    win, av = r.refill(av, 29)
-                c = (win >> av) & 0x1fffffff
-            else:
-                raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
             if c >= 0x10000000:
                 raise r.fail_at(av + 29, 'CurrentDemandReqType[8]', 'expected EE')
             ob9_ = _new(_K_din_PhysicalValueType)
@@ -4429,325 +4768,10 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
             ob9_.Value = f_9_Value
             f_RemainingTimeToBulkSoC = ob9_
             s = 9
-        elif c < 0x10000000:
-            try:
-                f_10_Multiplier, ec = _T1fd725cf[(c >> 19) & 0xff]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x6200000 != 0x0:
-                    raise r.fail_at(av + 27, 'CurrentDemandReqType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-                f_10_Multiplier = ((c >> 22) & 7) - 3
-                ec = ((c >> 19) & 3)
-            f_10_Unit: _din.unitSymbolType | None = None
-            if ec == 0:
-                try:
-                    f_10_Unit, sg = _T7f58918e[(c >> 10) & 0x1ff]
-                except KeyError:  # not a valid pattern: say why
-                    if c & 0x43800 != 0x0:
-                        raise r.fail_at(av + 19, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                    iv = ((c >> 14) & 15)
-                    if iv >= 10:
-                        raise r.fail_at(av + 10, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
-                    f_10_Unit = _E_din_unitSymbolType[iv]
-                    sg = ((c >> 10) & 1)
-                u = ((c >> 2) & 255)
-                if u > 127:
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
-                    if u2 < 128:
-                        u += _U2[u2]
-                    else:
-                        u = (u & 0x7F) | (u2 & 0x7F) << 7
-                        av -= 8
-                        if av < 0:
-                            win, av = r.refill(av, 10)
-                        c = (win >> av) & 0x3ff
-                        u2 = c >> 2
-                        u |= (u2 & 0x7F) << 14
-                        if u2 > 127:
-                            av += 2
-                            r.avail = av
-                            u = r.uint_more(u, 21)
-                            win = r.win
-                            av = r.avail
-                            av -= 2
-                            if av < 0:
-                                win, av = r.refill(av, 2)
-                            c = (win >> av) & 0x3
-                f_10_Value = -u - 1 if sg else u
-                if c & 0x2 != 0x0:
-                    raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
-                av -= 28
-                if av < 0:
-                    win, av = r.refill(av, 29)
-                c = (win >> av) & 0x1fffffff
-            elif ec == 1:
-                try:
-                    sg = _T071cdf68[(c >> 17) & 0x3]
-                except KeyError:  # not a valid pattern: say why
-                    if c & 0x40000 != 0x0:
-                        raise r.fail_at(av + 19, 'PhysicalValueType[1]', 'expected CH of Value') from None
-                    sg = ((c >> 17) & 1)
-                u = ((c >> 9) & 255)
-                if u > 127:
-                    u2 = (c >> 1) & 0xFF
-                    if u2 < 128:
-                        u += _U2[u2]
-                    else:
-                        u = (u & 0x7F) | (u2 & 0x7F) << 7
-                        av -= 8
-                        if av < 0:
-                            win, av = r.refill(av, 9)
-                        c = (win >> av) & 0x1ff
-                        u2 = c >> 1
-                        u |= (u2 & 0x7F) << 14
-                        if u2 > 127:
-                            av += 1
-                            r.avail = av
-                            u = r.uint_more(u, 21)
-                            win = r.win
-                            av = r.avail
-                            av -= 1
-                            if av < 0:
-                                win, av = r.refill(av, 1)
-                            c = (win >> av) & 0x1
-                else:
-                    av += 8
-                    c >>= 8
-                f_10_Value = -u - 1 if sg else u
-                if c & 0x1 != 0x0:
-                    raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
-                av -= 29
-                if av < 0:
-                    win, av = r.refill(av, 29)
-                c = (win >> av) & 0x1fffffff
-            else:
-                raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-            if c >= 0x10000000:
-                raise r.fail_at(av + 29, 'CurrentDemandReqType[8]', 'expected EE')
-            ob10_ = _new(_K_din_PhysicalValueType)
-            ob10_.Multiplier = f_10_Multiplier
-            ob10_.Unit = f_10_Unit
-            ob10_.Value = f_10_Value
-            f_EVTargetVoltage = ob10_
-            s = 10
-        else:
-            ec = (c >> 27) & 0x3
-            raise r.fail_at(av + 27, 'CurrentDemandReqType[8]', f'event code {ec}, expected SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
-    elif c < 0x20000000:
-        try:
-            f_11_Multiplier, ec = _T1fd725cf[(c >> 20) & 0xff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0xc400000 != 0x0:
-                raise r.fail_at(av + 28, 'CurrentDemandReqType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-            f_11_Multiplier = ((c >> 23) & 7) - 3
-            ec = ((c >> 20) & 3)
-        f_11_Unit: _din.unitSymbolType | None = None
-        if ec == 0:
-            try:
-                f_11_Unit, sg = _T7f58918e[(c >> 11) & 0x1ff]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x87000 != 0x0:
-                    raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                iv = ((c >> 15) & 15)
-                if iv >= 10:
-                    raise r.fail_at(av + 11, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
-                f_11_Unit = _E_din_unitSymbolType[iv]
-                sg = ((c >> 11) & 1)
-            u = ((c >> 3) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 3
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 3
-                        if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
-            f_11_Value = -u - 1 if sg else u
-            if c & 0x4 != 0x0:
-                raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 27
-            if av < 0:
-                win, av = r.refill(av, 29)
-            c = (win >> av) & 0x1fffffff
-        elif ec == 1:
-            try:
-                sg = _T071cdf68[(c >> 18) & 0x3]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x80000 != 0x0:
-                    raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Value') from None
-                sg = ((c >> 18) & 1)
-            u = ((c >> 10) & 255)
-            if u > 127:
-                u2 = (c >> 2) & 0xFF
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 2
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 2
-                        if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
-            else:
-                av += 8
-                c >>= 8
-            f_11_Value = -u - 1 if sg else u
-            if c & 0x2 != 0x0:
-                raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 28
-            if av < 0:
-                win, av = r.refill(av, 29)
-            c = (win >> av) & 0x1fffffff
-        else:
-            raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        if c >= 0x10000000:
-            raise r.fail_at(av + 29, 'CurrentDemandReqType[7]', 'expected EE')
-        ob11_ = _new(_K_din_PhysicalValueType)
-        ob11_.Multiplier = f_11_Multiplier
-        ob11_.Unit = f_11_Unit
-        ob11_.Value = f_11_Value
-        f_RemainingTimeToBulkSoC = ob11_
-        s = 9
-    elif c < 0x30000000:
-        try:
-            f_12_Multiplier, ec = _T1fd725cf[(c >> 20) & 0xff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0xc400000 != 0x0:
-                raise r.fail_at(av + 28, 'CurrentDemandReqType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-            f_12_Multiplier = ((c >> 23) & 7) - 3
-            ec = ((c >> 20) & 3)
-        f_12_Unit: _din.unitSymbolType | None = None
-        if ec == 0:
-            try:
-                f_12_Unit, sg = _T7f58918e[(c >> 11) & 0x1ff]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x87000 != 0x0:
-                    raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                iv = ((c >> 15) & 15)
-                if iv >= 10:
-                    raise r.fail_at(av + 11, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
-                f_12_Unit = _E_din_unitSymbolType[iv]
-                sg = ((c >> 11) & 1)
-            u = ((c >> 3) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 3
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 3
-                        if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
-            f_12_Value = -u - 1 if sg else u
-            if c & 0x4 != 0x0:
-                raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 27
-            if av < 0:
-                win, av = r.refill(av, 29)
-            c = (win >> av) & 0x1fffffff
-        elif ec == 1:
-            try:
-                sg = _T071cdf68[(c >> 18) & 0x3]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x80000 != 0x0:
-                    raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Value') from None
-                sg = ((c >> 18) & 1)
-            u = ((c >> 10) & 255)
-            if u > 127:
-                u2 = (c >> 2) & 0xFF
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 2
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 2
-                        if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
-            else:
-                av += 8
-                c >>= 8
-            f_12_Value = -u - 1 if sg else u
-            if c & 0x2 != 0x0:
-                raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 28
-            if av < 0:
-                win, av = r.refill(av, 29)
-            c = (win >> av) & 0x1fffffff
-        else:
-            raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        if c >= 0x10000000:
-            raise r.fail_at(av + 29, 'CurrentDemandReqType[7]', 'expected EE')
-        ob12_ = _new(_K_din_PhysicalValueType)
-        ob12_.Multiplier = f_12_Multiplier
-        ob12_.Unit = f_12_Unit
-        ob12_.Value = f_12_Value
-        f_EVTargetVoltage = ob12_
-        s = 10
+    if s != 9:
+        av += 27
+        c >>= 27
     else:
-        ec = (c >> 28) & 0x3
-        raise r.fail_at(av + 28, 'CurrentDemandReqType[7]', f'event code {ec}, expected SE(RemainingTimeToFullSoC), SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
-    if s == 9:
         try:
             f_13_Multiplier, ec = _T0c77b141[c >> 19]
         except KeyError:  # not a valid pattern: say why
@@ -4756,7 +4780,49 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
             f_13_Multiplier = (c >> 22) - 3
             ec = ((c >> 19) & 3)
         f_13_Unit: _din.unitSymbolType | None = None
-        if ec == 0:
+        if ec == 1:
+            try:
+                sg = _T071cdf68[(c >> 17) & 0x3]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x40000 != 0x0:
+                    raise r.fail_at(av + 19, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                sg = ((c >> 17) & 1)
+            u = ((c >> 9) & 255)
+            if u > 127:
+                u2 = (c >> 1) & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
+                    u2 = c >> 1
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 1
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 1
+                        if av < 0:
+                            win, av = r.refill(av, 1)
+                        c = (win >> av) & 0x1
+            else:
+                av += 8
+                c >>= 8
+            f_13_Value = -u - 1 if sg else u
+            if c & 0x1 != 0x0:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+        elif ec != 0:
+            raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        else:
             try:
                 f_13_Unit, sg = _T7f58918e[(c >> 10) & 0x1ff]
             except KeyError:  # not a valid pattern: say why
@@ -4801,48 +4867,6 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
-        elif ec == 1:
-            try:
-                sg = _T071cdf68[(c >> 17) & 0x3]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x40000 != 0x0:
-                    raise r.fail_at(av + 19, 'PhysicalValueType[1]', 'expected CH of Value') from None
-                sg = ((c >> 17) & 1)
-            u = ((c >> 9) & 255)
-            if u > 127:
-                u2 = (c >> 1) & 0xFF
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 9)
-                    c = (win >> av) & 0x1ff
-                    u2 = c >> 1
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 1
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 1
-                        if av < 0:
-                            win, av = r.refill(av, 1)
-                        c = (win >> av) & 0x1
-            else:
-                av += 8
-                c >>= 8
-            f_13_Value = -u - 1 if sg else u
-            if c & 0x1 != 0x0:
-                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-        else:
-            raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
         if c >= 0x2:
             raise r.fail_at(av + 2, 'CurrentDemandReqType', 'expected EE')
         ob13_ = _new(_K_din_PhysicalValueType)
@@ -4851,9 +4875,6 @@ def _d_din_CurrentDemandReqType(r: BitReader, c: int) -> _din.CurrentDemandReqTy
         ob13_.Value = f_13_Value
         f_EVTargetVoltage = ob13_
         s = 10
-    else:
-        av += 27
-        c >>= 27
     if c:
         raise r.fail_at(av + 1, 'CurrentDemandReqType', 'expected EE')
     s = -1
@@ -5095,7 +5116,23 @@ def _d_din_CurrentDemandResType(r: BitReader, c: int) -> _din.CurrentDemandResTy
         ec = ((c >> 17) & 3)
     s = 1
     f_1_EVSEIsolationStatus: _din.isolationLevelType | None = None
-    if ec == 0:
+    if ec == 1:
+        try:
+            f_1_EVSEStatusCode = _T886122e8[(c >> 11) & 0x3f]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x10800 != 0x0:
+                raise r.fail_at(av + 17, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+            iv = ((c >> 12) & 15)
+            if iv >= 12:
+                raise r.fail_at(av + 11, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+            f_1_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
+        av -= 19
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+    elif ec != 0:
+        raise r.fail_at(av + 17, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+    else:
         try:
             f_1_EVSEIsolationStatus, f_1_EVSEStatusCode = _T6b55cf38[(c >> 6) & 0x7ff]
         except KeyError:  # not a valid pattern: say why
@@ -5110,22 +5147,6 @@ def _d_din_CurrentDemandResType(r: BitReader, c: int) -> _din.CurrentDemandResTy
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
-        try:
-            f_1_EVSEStatusCode = _T886122e8[(c >> 11) & 0x3f]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x10800 != 0x0:
-                raise r.fail_at(av + 17, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-            iv = ((c >> 12) & 15)
-            if iv >= 12:
-                raise r.fail_at(av + 11, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
-            f_1_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
-        av -= 19
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        raise r.fail_at(av + 17, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
     if c >= 0x10000000:
         raise r.fail_at(av + 30, 'CurrentDemandResType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
     u = (c >> 20)
@@ -5178,7 +5199,50 @@ def _d_din_CurrentDemandResType(r: BitReader, c: int) -> _din.CurrentDemandResTy
     f_DC_EVSEStatus = ob1_
     s = 2
     f_2_Unit: _din.unitSymbolType | None = None
-    if ec == 0:
+    if ec == 1:
+        try:
+            sg = _T071cdf68[(c >> 12) & 0x3]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x2000 != 0x0:
+                raise r.fail_at(av + 14, 'PhysicalValueType[1]', 'expected CH of Value') from None
+            sg = ((c >> 12) & 1)
+        u = ((c >> 4) & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            u2 = c >> 4
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    av += 4
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+                    av -= 4
+                    if av < 0:
+                        win, av = r.refill(av, 4)
+                    c = (win >> av) & 0xf
+        f_2_Value = -u - 1 if sg else u
+        if c & 0x8 != 0x0:
+            raise r.fail_at(av + 4, 'PhysicalValueType[1]', 'expected EE of Value')
+        av -= 27
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+    elif ec != 0:
+        raise r.fail_at(av + 14, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+    else:
         av -= 16
         if av < 0:
             win, av = r.refill(av, 30)
@@ -5226,49 +5290,6 @@ def _d_din_CurrentDemandResType(r: BitReader, c: int) -> _din.CurrentDemandResTy
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
-        try:
-            sg = _T071cdf68[(c >> 12) & 0x3]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x2000 != 0x0:
-                raise r.fail_at(av + 14, 'PhysicalValueType[1]', 'expected CH of Value') from None
-            sg = ((c >> 12) & 1)
-        u = ((c >> 4) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
-            u2 = c >> 4
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
-                u2 = c >> 4
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 4
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 4
-                    if av < 0:
-                        win, av = r.refill(av, 4)
-                    c = (win >> av) & 0xf
-        f_2_Value = -u - 1 if sg else u
-        if c & 0x8 != 0x0:
-            raise r.fail_at(av + 4, 'PhysicalValueType[1]', 'expected EE of Value')
-        av -= 27
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        raise r.fail_at(av + 14, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
     try:
         f_3_Multiplier, ec = _Tdfa9f4aa[c >> 20]
     except KeyError:  # not a valid pattern: say why
@@ -5283,7 +5304,49 @@ def _d_din_CurrentDemandResType(r: BitReader, c: int) -> _din.CurrentDemandResTy
     f_EVSEPresentVoltage = ob2_
     s = 3
     f_3_Unit: _din.unitSymbolType | None = None
-    if ec == 0:
+    if ec == 1:
+        try:
+            sg = _T071cdf68[(c >> 18) & 0x3]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x80000 != 0x0:
+                raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Value') from None
+            sg = ((c >> 18) & 1)
+        u = ((c >> 10) & 255)
+        if u > 127:
+            u2 = (c >> 2) & 0xFF
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    av += 2
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
+        else:
+            av += 8
+            c >>= 8
+        f_3_Value = -u - 1 if sg else u
+        if c & 0x2 != 0x0:
+            raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+        av -= 29
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+    elif ec != 0:
+        raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+    else:
         try:
             f_3_Unit, sg = _T7f58918e[(c >> 11) & 0x1ff]
         except KeyError:  # not a valid pattern: say why
@@ -5328,48 +5391,6 @@ def _d_din_CurrentDemandResType(r: BitReader, c: int) -> _din.CurrentDemandResTy
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
-        try:
-            sg = _T071cdf68[(c >> 18) & 0x3]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x80000 != 0x0:
-                raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Value') from None
-            sg = ((c >> 18) & 1)
-        u = ((c >> 10) & 255)
-        if u > 127:
-            u2 = (c >> 2) & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 2
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 2
-                    if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
-        else:
-            av += 8
-            c >>= 8
-        f_3_Value = -u - 1 if sg else u
-        if c & 0x2 != 0x0:
-            raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
-        av -= 29
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
     try:
         f_EVSECurrentLimitAchieved, f_EVSEVoltageLimitAchieved, f_EVSEPowerLimitAchieved, ec = _T57d954ab[c >> 14]
     except KeyError:  # not a valid pattern: say why
@@ -5388,64 +5409,16 @@ def _d_din_CurrentDemandResType(r: BitReader, c: int) -> _din.CurrentDemandResTy
     s = 5
     s = 6
     s = 7
-    if ec == 0:
+    if ec == 1:
         try:
-            f_4_Multiplier, ec = _T1fd725cf[(c >> 6) & 0xff]
+            f_7_Multiplier, ec = _T1fd725cf[(c >> 6) & 0xff]
         except KeyError:  # not a valid pattern: say why
             if c & 0x3100 != 0x0:
                 raise r.fail_at(av + 14, 'CurrentDemandResType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-            f_4_Multiplier = ((c >> 9) & 7) - 3
+            f_7_Multiplier = ((c >> 9) & 7) - 3
             ec = ((c >> 6) & 3)
-        f_4_Unit: _din.unitSymbolType | None = None
-        if ec == 0:
-            av -= 24
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-            try:
-                f_4_Unit, sg = _T7f58918e[c >> 21]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x21c00000 != 0x0:
-                    raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                iv = (c >> 25)
-                if iv >= 10:
-                    raise r.fail_at(av + 21, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
-                f_4_Unit = _E_din_unitSymbolType[iv]
-                sg = ((c >> 21) & 1)
-            u = ((c >> 13) & 255)
-            if u > 127:
-                u2 = (c >> 5) & 0xFF
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 13)
-                    c = (win >> av) & 0x1fff
-                    u2 = c >> 5
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 5
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 5
-                        if av < 0:
-                            win, av = r.refill(av, 5)
-                        c = (win >> av) & 0x1f
-            else:
-                av += 8
-                c >>= 8
-            f_4_Value = -u - 1 if sg else u
-            if c & 0x10 != 0x0:
-                raise r.fail_at(av + 5, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 26
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-        elif ec == 1:
+        f_7_Unit: _din.unitSymbolType | None = None
+        if ec == 1:
             av -= 24
             if av < 0:
                 win, av = r.refill(av, 30)
@@ -5482,246 +5455,16 @@ def _d_din_CurrentDemandResType(r: BitReader, c: int) -> _din.CurrentDemandResTy
             else:
                 av += 8
                 c >>= 8
-            f_4_Value = -u - 1 if sg else u
+            f_7_Value = -u - 1 if sg else u
             if c & 0x800 != 0x0:
                 raise r.fail_at(av + 12, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 19
+            av -= 18
             if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-        else:
+                win, av = r.refill(av, 29)
+            c = (win >> av) & 0x1fffffff
+        elif ec != 0:
             raise r.fail_at(av + 6, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        if c >= 0x20000000:
-            raise r.fail_at(av + 30, 'CurrentDemandResType[7]', 'expected EE')
-        ob4_ = _new(_K_din_PhysicalValueType)
-        ob4_.Multiplier = f_4_Multiplier
-        ob4_.Unit = f_4_Unit
-        ob4_.Value = f_4_Value
-        f_EVSEMaximumVoltageLimit = ob4_
-        if c < 0x8000000:
-            try:
-                f_5_Multiplier, ec = _T1fd725cf[c >> 19]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x6200000 != 0x0:
-                    raise r.fail_at(av + 27, 'CurrentDemandResType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-                f_5_Multiplier = (c >> 22) - 3
-                ec = ((c >> 19) & 3)
-            f_5_Unit: _din.unitSymbolType | None = None
-            if ec == 0:
-                try:
-                    f_5_Unit, sg = _T7f58918e[(c >> 10) & 0x1ff]
-                except KeyError:  # not a valid pattern: say why
-                    if c & 0x43800 != 0x0:
-                        raise r.fail_at(av + 19, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                    iv = ((c >> 14) & 15)
-                    if iv >= 10:
-                        raise r.fail_at(av + 10, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
-                    f_5_Unit = _E_din_unitSymbolType[iv]
-                    sg = ((c >> 10) & 1)
-                u = ((c >> 2) & 255)
-                if u > 127:
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
-                    if u2 < 128:
-                        u += _U2[u2]
-                    else:
-                        u = (u & 0x7F) | (u2 & 0x7F) << 7
-                        av -= 8
-                        if av < 0:
-                            win, av = r.refill(av, 10)
-                        c = (win >> av) & 0x3ff
-                        u2 = c >> 2
-                        u |= (u2 & 0x7F) << 14
-                        if u2 > 127:
-                            av += 2
-                            r.avail = av
-                            u = r.uint_more(u, 21)
-                            win = r.win
-                            av = r.avail
-                            av -= 2
-                            if av < 0:
-                                win, av = r.refill(av, 2)
-                            c = (win >> av) & 0x3
-                f_5_Value = -u - 1 if sg else u
-                if c & 0x2 != 0x0:
-                    raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
-                av -= 28
-                if av < 0:
-                    win, av = r.refill(av, 29)
-                c = (win >> av) & 0x1fffffff
-            elif ec == 1:
-                try:
-                    sg = _T071cdf68[(c >> 17) & 0x3]
-                except KeyError:  # not a valid pattern: say why
-                    if c & 0x40000 != 0x0:
-                        raise r.fail_at(av + 19, 'PhysicalValueType[1]', 'expected CH of Value') from None
-                    sg = ((c >> 17) & 1)
-                u = ((c >> 9) & 255)
-                if u > 127:
-                    u2 = (c >> 1) & 0xFF
-                    if u2 < 128:
-                        u += _U2[u2]
-                    else:
-                        u = (u & 0x7F) | (u2 & 0x7F) << 7
-                        av -= 8
-                        if av < 0:
-                            win, av = r.refill(av, 9)
-                        c = (win >> av) & 0x1ff
-                        u2 = c >> 1
-                        u |= (u2 & 0x7F) << 14
-                        if u2 > 127:
-                            av += 1
-                            r.avail = av
-                            u = r.uint_more(u, 21)
-                            win = r.win
-                            av = r.avail
-                            av -= 1
-                            if av < 0:
-                                win, av = r.refill(av, 1)
-                            c = (win >> av) & 0x1
-                else:
-                    av += 8
-                    c >>= 8
-                f_5_Value = -u - 1 if sg else u
-                if c & 0x1 != 0x0:
-                    raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
-                av -= 29
-                if av < 0:
-                    win, av = r.refill(av, 29)
-                c = (win >> av) & 0x1fffffff
-            else:
-                raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-            if c >= 0x10000000:
-                raise r.fail_at(av + 29, 'CurrentDemandResType[8]', 'expected EE')
-            ob5_ = _new(_K_din_PhysicalValueType)
-            ob5_.Multiplier = f_5_Multiplier
-            ob5_.Unit = f_5_Unit
-            ob5_.Value = f_5_Value
-            f_EVSEMaximumCurrentLimit = ob5_
-            s = 9
-        elif c < 0x10000000:
-            try:
-                f_6_Multiplier, ec = _T1fd725cf[(c >> 19) & 0xff]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x6200000 != 0x0:
-                    raise r.fail_at(av + 27, 'CurrentDemandResType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-                f_6_Multiplier = ((c >> 22) & 7) - 3
-                ec = ((c >> 19) & 3)
-            f_6_Unit: _din.unitSymbolType | None = None
-            if ec == 0:
-                try:
-                    f_6_Unit, sg = _T7f58918e[(c >> 10) & 0x1ff]
-                except KeyError:  # not a valid pattern: say why
-                    if c & 0x43800 != 0x0:
-                        raise r.fail_at(av + 19, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                    iv = ((c >> 14) & 15)
-                    if iv >= 10:
-                        raise r.fail_at(av + 10, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
-                    f_6_Unit = _E_din_unitSymbolType[iv]
-                    sg = ((c >> 10) & 1)
-                u = ((c >> 2) & 255)
-                if u > 127:
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
-                    if u2 < 128:
-                        u += _U2[u2]
-                    else:
-                        u = (u & 0x7F) | (u2 & 0x7F) << 7
-                        av -= 8
-                        if av < 0:
-                            win, av = r.refill(av, 10)
-                        c = (win >> av) & 0x3ff
-                        u2 = c >> 2
-                        u |= (u2 & 0x7F) << 14
-                        if u2 > 127:
-                            av += 2
-                            r.avail = av
-                            u = r.uint_more(u, 21)
-                            win = r.win
-                            av = r.avail
-                            av -= 2
-                            if av < 0:
-                                win, av = r.refill(av, 2)
-                            c = (win >> av) & 0x3
-                f_6_Value = -u - 1 if sg else u
-                if c & 0x2 != 0x0:
-                    raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
-                av -= 28
-                if av < 0:
-                    win, av = r.refill(av, 29)
-                c = (win >> av) & 0x1fffffff
-            elif ec == 1:
-                try:
-                    sg = _T071cdf68[(c >> 17) & 0x3]
-                except KeyError:  # not a valid pattern: say why
-                    if c & 0x40000 != 0x0:
-                        raise r.fail_at(av + 19, 'PhysicalValueType[1]', 'expected CH of Value') from None
-                    sg = ((c >> 17) & 1)
-                u = ((c >> 9) & 255)
-                if u > 127:
-                    u2 = (c >> 1) & 0xFF
-                    if u2 < 128:
-                        u += _U2[u2]
-                    else:
-                        u = (u & 0x7F) | (u2 & 0x7F) << 7
-                        av -= 8
-                        if av < 0:
-                            win, av = r.refill(av, 9)
-                        c = (win >> av) & 0x1ff
-                        u2 = c >> 1
-                        u |= (u2 & 0x7F) << 14
-                        if u2 > 127:
-                            av += 1
-                            r.avail = av
-                            u = r.uint_more(u, 21)
-                            win = r.win
-                            av = r.avail
-                            av -= 1
-                            if av < 0:
-                                win, av = r.refill(av, 1)
-                            c = (win >> av) & 0x1
-                else:
-                    av += 8
-                    c >>= 8
-                f_6_Value = -u - 1 if sg else u
-                if c & 0x1 != 0x0:
-                    raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
-                av -= 29
-                if av < 0:
-                    win, av = r.refill(av, 29)
-                c = (win >> av) & 0x1fffffff
-            else:
-                raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-            if c >= 0x10000000:
-                raise r.fail_at(av + 29, 'CurrentDemandResType[8]', 'expected EE')
-            ob6_ = _new(_K_din_PhysicalValueType)
-            ob6_.Multiplier = f_6_Multiplier
-            ob6_.Unit = f_6_Unit
-            ob6_.Value = f_6_Value
-            f_EVSEMaximumPowerLimit = ob6_
-            s = 10
-        elif c < 0x18000000:
-            av -= 1
-            s = -1
         else:
-            ec = (c >> 27) & 0x3
-            raise r.fail_at(av + 27, 'CurrentDemandResType[8]', f'event code {ec}, expected SE(EVSEMaximumCurrentLimit), SE(EVSEMaximumPowerLimit), EE')
-    elif ec == 1:
-        try:
-            f_7_Multiplier, ec = _T1fd725cf[(c >> 6) & 0xff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x3100 != 0x0:
-                raise r.fail_at(av + 14, 'CurrentDemandResType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-            f_7_Multiplier = ((c >> 9) & 7) - 3
-            ec = ((c >> 6) & 3)
-        f_7_Unit: _din.unitSymbolType | None = None
-        if ec == 0:
             av -= 24
             if av < 0:
                 win, av = r.refill(av, 30)
@@ -5769,7 +5512,24 @@ def _d_din_CurrentDemandResType(r: BitReader, c: int) -> _din.CurrentDemandResTy
             if av < 0:
                 win, av = r.refill(av, 29)
             c = (win >> av) & 0x1fffffff
-        elif ec == 1:
+        if c >= 0x10000000:
+            raise r.fail_at(av + 29, 'CurrentDemandResType[7]', 'expected EE')
+        ob7_ = _new(_K_din_PhysicalValueType)
+        ob7_.Multiplier = f_7_Multiplier
+        ob7_.Unit = f_7_Unit
+        ob7_.Value = f_7_Value
+        f_EVSEMaximumCurrentLimit = ob7_
+        s = 9
+    elif ec == 2:
+        try:
+            f_8_Multiplier, ec = _T1fd725cf[(c >> 6) & 0xff]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x3100 != 0x0:
+                raise r.fail_at(av + 14, 'CurrentDemandResType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
+            f_8_Multiplier = ((c >> 9) & 7) - 3
+            ec = ((c >> 6) & 3)
+        f_8_Unit: _din.unitSymbolType | None = None
+        if ec == 1:
             av -= 24
             if av < 0:
                 win, av = r.refill(av, 30)
@@ -5806,33 +5566,16 @@ def _d_din_CurrentDemandResType(r: BitReader, c: int) -> _din.CurrentDemandResTy
             else:
                 av += 8
                 c >>= 8
-            f_7_Value = -u - 1 if sg else u
+            f_8_Value = -u - 1 if sg else u
             if c & 0x800 != 0x0:
                 raise r.fail_at(av + 12, 'PhysicalValueType[1]', 'expected EE of Value')
             av -= 18
             if av < 0:
                 win, av = r.refill(av, 29)
             c = (win >> av) & 0x1fffffff
-        else:
+        elif ec != 0:
             raise r.fail_at(av + 6, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        if c >= 0x10000000:
-            raise r.fail_at(av + 29, 'CurrentDemandResType[7]', 'expected EE')
-        ob7_ = _new(_K_din_PhysicalValueType)
-        ob7_.Multiplier = f_7_Multiplier
-        ob7_.Unit = f_7_Unit
-        ob7_.Value = f_7_Value
-        f_EVSEMaximumCurrentLimit = ob7_
-        s = 9
-    elif ec == 2:
-        try:
-            f_8_Multiplier, ec = _T1fd725cf[(c >> 6) & 0xff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x3100 != 0x0:
-                raise r.fail_at(av + 14, 'CurrentDemandResType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-            f_8_Multiplier = ((c >> 9) & 7) - 3
-            ec = ((c >> 6) & 3)
-        f_8_Unit: _din.unitSymbolType | None = None
-        if ec == 0:
+        else:
             av -= 24
             if av < 0:
                 win, av = r.refill(av, 30)
@@ -5880,7 +5623,29 @@ def _d_din_CurrentDemandResType(r: BitReader, c: int) -> _din.CurrentDemandResTy
             if av < 0:
                 win, av = r.refill(av, 29)
             c = (win >> av) & 0x1fffffff
-        elif ec == 1:
+        if c >= 0x10000000:
+            raise r.fail_at(av + 29, 'CurrentDemandResType[7]', 'expected EE')
+        ob8_ = _new(_K_din_PhysicalValueType)
+        ob8_.Multiplier = f_8_Multiplier
+        ob8_.Unit = f_8_Unit
+        ob8_.Value = f_8_Value
+        f_EVSEMaximumPowerLimit = ob8_
+        s = 10
+    elif ec == 3:
+        av -= 14
+        s = -1
+    elif ec != 0:
+        raise r.fail_at(av + 14, 'CurrentDemandResType[7]', f'event code {ec}, expected SE(EVSEMaximumVoltageLimit), SE(EVSEMaximumCurrentLimit), SE(EVSEMaximumPowerLimit), EE')
+    else:
+        try:
+            f_4_Multiplier, ec = _T1fd725cf[(c >> 6) & 0xff]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x3100 != 0x0:
+                raise r.fail_at(av + 14, 'CurrentDemandResType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
+            f_4_Multiplier = ((c >> 9) & 7) - 3
+            ec = ((c >> 6) & 3)
+        f_4_Unit: _din.unitSymbolType | None = None
+        if ec == 1:
             av -= 24
             if av < 0:
                 win, av = r.refill(av, 30)
@@ -5917,31 +5682,297 @@ def _d_din_CurrentDemandResType(r: BitReader, c: int) -> _din.CurrentDemandResTy
             else:
                 av += 8
                 c >>= 8
-            f_8_Value = -u - 1 if sg else u
+            f_4_Value = -u - 1 if sg else u
             if c & 0x800 != 0x0:
                 raise r.fail_at(av + 12, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 18
+            av -= 19
             if av < 0:
-                win, av = r.refill(av, 29)
-            c = (win >> av) & 0x1fffffff
-        else:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        elif ec != 0:
             raise r.fail_at(av + 6, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        if c >= 0x10000000:
-            raise r.fail_at(av + 29, 'CurrentDemandResType[7]', 'expected EE')
-        ob8_ = _new(_K_din_PhysicalValueType)
-        ob8_.Multiplier = f_8_Multiplier
-        ob8_.Unit = f_8_Unit
-        ob8_.Value = f_8_Value
-        f_EVSEMaximumPowerLimit = ob8_
-        s = 10
-    elif ec == 3:
-        av -= 14
-        s = -1
+        else:
+            av -= 24
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            try:
+                f_4_Unit, sg = _T7f58918e[c >> 21]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x21c00000 != 0x0:
+                    raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                iv = (c >> 25)
+                if iv >= 10:
+                    raise r.fail_at(av + 21, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                f_4_Unit = _E_din_unitSymbolType[iv]
+                sg = ((c >> 21) & 1)
+            u = ((c >> 13) & 255)
+            if u > 127:
+                u2 = (c >> 5) & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 13)
+                    c = (win >> av) & 0x1fff
+                    u2 = c >> 5
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 5
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 5
+                        if av < 0:
+                            win, av = r.refill(av, 5)
+                        c = (win >> av) & 0x1f
+            else:
+                av += 8
+                c >>= 8
+            f_4_Value = -u - 1 if sg else u
+            if c & 0x10 != 0x0:
+                raise r.fail_at(av + 5, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        if c >= 0x20000000:
+            raise r.fail_at(av + 30, 'CurrentDemandResType[7]', 'expected EE')
+        ob4_ = _new(_K_din_PhysicalValueType)
+        ob4_.Multiplier = f_4_Multiplier
+        ob4_.Unit = f_4_Unit
+        ob4_.Value = f_4_Value
+        f_EVSEMaximumVoltageLimit = ob4_
+        if c >= 0x8000000:
+            if c < 0x10000000:
+                try:
+                    f_6_Multiplier, ec = _T1fd725cf[(c >> 19) & 0xff]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x6200000 != 0x0:
+                        raise r.fail_at(av + 27, 'CurrentDemandResType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
+                    f_6_Multiplier = ((c >> 22) & 7) - 3
+                    ec = ((c >> 19) & 3)
+                f_6_Unit: _din.unitSymbolType | None = None
+                if ec == 1:
+                    try:
+                        sg = _T071cdf68[(c >> 17) & 0x3]
+                    except KeyError:  # not a valid pattern: say why
+                        if c & 0x40000 != 0x0:
+                            raise r.fail_at(av + 19, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                        sg = ((c >> 17) & 1)
+                    u = ((c >> 9) & 255)
+                    if u > 127:
+                        u2 = (c >> 1) & 0xFF
+                        if u2 < 128:
+                            u += _U2[u2]
+                        else:
+                            u = (u & 0x7F) | (u2 & 0x7F) << 7
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 9)
+                            c = (win >> av) & 0x1ff
+                            u2 = c >> 1
+                            u |= (u2 & 0x7F) << 14
+                            if u2 > 127:
+                                av += 1
+                                r.avail = av
+                                u = r.uint_more(u, 21)
+                                win = r.win
+                                av = r.avail
+                                av -= 1
+                                if av < 0:
+                                    win, av = r.refill(av, 1)
+                                c = (win >> av) & 0x1
+                    else:
+                        av += 8
+                        c >>= 8
+                    f_6_Value = -u - 1 if sg else u
+                    if c & 0x1 != 0x0:
+                        raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+                    av -= 29
+                    if av < 0:
+                        win, av = r.refill(av, 29)
+                    c = (win >> av) & 0x1fffffff
+                elif ec != 0:
+                    raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+                else:
+                    try:
+                        f_6_Unit, sg = _T7f58918e[(c >> 10) & 0x1ff]
+                    except KeyError:  # not a valid pattern: say why
+                        if c & 0x43800 != 0x0:
+                            raise r.fail_at(av + 19, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                        iv = ((c >> 14) & 15)
+                        if iv >= 10:
+                            raise r.fail_at(av + 10, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                        f_6_Unit = _E_din_unitSymbolType[iv]
+                        sg = ((c >> 10) & 1)
+                    u = ((c >> 2) & 255)
+                    if u > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 10)
+                        c = (win >> av) & 0x3ff
+                        u2 = c >> 2
+                        if u2 < 128:
+                            u += _U2[u2]
+                        else:
+                            u = (u & 0x7F) | (u2 & 0x7F) << 7
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 10)
+                            c = (win >> av) & 0x3ff
+                            u2 = c >> 2
+                            u |= (u2 & 0x7F) << 14
+                            if u2 > 127:
+                                av += 2
+                                r.avail = av
+                                u = r.uint_more(u, 21)
+                                win = r.win
+                                av = r.avail
+                                av -= 2
+                                if av < 0:
+                                    win, av = r.refill(av, 2)
+                                c = (win >> av) & 0x3
+                    f_6_Value = -u - 1 if sg else u
+                    if c & 0x2 != 0x0:
+                        raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+                    av -= 28
+                    if av < 0:
+                        win, av = r.refill(av, 29)
+                    c = (win >> av) & 0x1fffffff
+                if c >= 0x10000000:
+                    raise r.fail_at(av + 29, 'CurrentDemandResType[8]', 'expected EE')
+                ob6_ = _new(_K_din_PhysicalValueType)
+                ob6_.Multiplier = f_6_Multiplier
+                ob6_.Unit = f_6_Unit
+                ob6_.Value = f_6_Value
+                f_EVSEMaximumPowerLimit = ob6_
+                s = 10
+            elif c < 0x18000000:
+                av -= 1
+                s = -1
+            else:
+                ec = (c >> 27) & 0x3
+                raise r.fail_at(av + 27, 'CurrentDemandResType[8]', f'event code {ec}, expected SE(EVSEMaximumCurrentLimit), SE(EVSEMaximumPowerLimit), EE')
+        else:
+            try:
+                f_5_Multiplier, ec = _T1fd725cf[c >> 19]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x6200000 != 0x0:
+                    raise r.fail_at(av + 27, 'CurrentDemandResType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
+                f_5_Multiplier = (c >> 22) - 3
+                ec = ((c >> 19) & 3)
+            f_5_Unit: _din.unitSymbolType | None = None
+            if ec == 1:
+                try:
+                    sg = _T071cdf68[(c >> 17) & 0x3]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x40000 != 0x0:
+                        raise r.fail_at(av + 19, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                    sg = ((c >> 17) & 1)
+                u = ((c >> 9) & 255)
+                if u > 127:
+                    u2 = (c >> 1) & 0xFF
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 9)
+                        c = (win >> av) & 0x1ff
+                        u2 = c >> 1
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 1
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 1
+                            if av < 0:
+                                win, av = r.refill(av, 1)
+                            c = (win >> av) & 0x1
+                else:
+                    av += 8
+                    c >>= 8
+                f_5_Value = -u - 1 if sg else u
+                if c & 0x1 != 0x0:
+                    raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+                av -= 29
+                if av < 0:
+                    win, av = r.refill(av, 29)
+                c = (win >> av) & 0x1fffffff
+            elif ec != 0:
+                raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+            else:
+                try:
+                    f_5_Unit, sg = _T7f58918e[(c >> 10) & 0x1ff]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x43800 != 0x0:
+                        raise r.fail_at(av + 19, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                    iv = ((c >> 14) & 15)
+                    if iv >= 10:
+                        raise r.fail_at(av + 10, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                    f_5_Unit = _E_din_unitSymbolType[iv]
+                    sg = ((c >> 10) & 1)
+                u = ((c >> 2) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 10)
+                        c = (win >> av) & 0x3ff
+                        u2 = c >> 2
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 2
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 2
+                            if av < 0:
+                                win, av = r.refill(av, 2)
+                            c = (win >> av) & 0x3
+                f_5_Value = -u - 1 if sg else u
+                if c & 0x2 != 0x0:
+                    raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+                av -= 28
+                if av < 0:
+                    win, av = r.refill(av, 29)
+                c = (win >> av) & 0x1fffffff
+            if c >= 0x10000000:
+                raise r.fail_at(av + 29, 'CurrentDemandResType[8]', 'expected EE')
+            ob5_ = _new(_K_din_PhysicalValueType)
+            ob5_.Multiplier = f_5_Multiplier
+            ob5_.Unit = f_5_Unit
+            ob5_.Value = f_5_Value
+            f_EVSEMaximumCurrentLimit = ob5_
+            s = 9
+    if s != 9:
+        pass
     else:
-        raise r.fail_at(av + 14, 'CurrentDemandResType[7]', f'event code {ec}, expected SE(EVSEMaximumVoltageLimit), SE(EVSEMaximumCurrentLimit), SE(EVSEMaximumPowerLimit), EE')
-    if s == 9:
         c &= 0xfffffff
-        if c < 0x4000000:
+        if c >= 0x4000000:
+            if c < 0x8000000:
+                av -= 2
+                s = -1
+            else:
+                ec = (c >> 26) & 0x3
+                raise r.fail_at(av + 26, 'CurrentDemandResType[9]', f'event code {ec}, expected SE(EVSEMaximumPowerLimit), EE')
+        else:
             try:
                 f_9_Multiplier, ec = _T1fd725cf[c >> 18]
             except KeyError:  # not a valid pattern: say why
@@ -5950,7 +5981,43 @@ def _d_din_CurrentDemandResType(r: BitReader, c: int) -> _din.CurrentDemandResTy
                 f_9_Multiplier = (c >> 21) - 3
                 ec = ((c >> 18) & 3)
             f_9_Unit: _din.unitSymbolType | None = None
-            if ec == 0:
+            if ec == 1:
+                try:
+                    sg = _T071cdf68[(c >> 16) & 0x3]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x20000 != 0x0:
+                        raise r.fail_at(av + 18, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                    sg = ((c >> 16) & 1)
+                u = ((c >> 8) & 255)
+                if u > 127:
+                    u2 = c & 0xFF
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        c = (win >> av) & 0xff
+                        u2 = c
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                else:
+                    av += 8
+                f_9_Value = -u - 1 if sg else u
+                av -= 30
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+                if c >= 0x20000000:
+                    raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected EE of Value')
+            elif ec != 0:
+                raise r.fail_at(av + 18, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+            else:
                 try:
                     f_9_Unit, sg = _T7f58918e[(c >> 9) & 0x1ff]
                 except KeyError:  # not a valid pattern: say why
@@ -5995,42 +6062,6 @@ def _d_din_CurrentDemandResType(r: BitReader, c: int) -> _din.CurrentDemandResTy
                 if av < 0:
                     win, av = r.refill(av, 29)
                 c = (win >> av) & 0x1fffffff
-            elif ec == 1:
-                try:
-                    sg = _T071cdf68[(c >> 16) & 0x3]
-                except KeyError:  # not a valid pattern: say why
-                    if c & 0x20000 != 0x0:
-                        raise r.fail_at(av + 18, 'PhysicalValueType[1]', 'expected CH of Value') from None
-                    sg = ((c >> 16) & 1)
-                u = ((c >> 8) & 255)
-                if u > 127:
-                    u2 = c & 0xFF
-                    if u2 < 128:
-                        u += _U2[u2]
-                    else:
-                        u = (u & 0x7F) | (u2 & 0x7F) << 7
-                        av -= 8
-                        if av < 0:
-                            win, av = r.refill(av, 8)
-                        c = (win >> av) & 0xff
-                        u2 = c
-                        u |= (u2 & 0x7F) << 14
-                        if u2 > 127:
-                            r.avail = av
-                            u = r.uint_more(u, 21)
-                            win = r.win
-                            av = r.avail
-                else:
-                    av += 8
-                f_9_Value = -u - 1 if sg else u
-                av -= 30
-                if av < 0:
-                    win, av = r.refill(av, 30)
-                c = (win >> av) & 0x3fffffff
-                if c >= 0x20000000:
-                    raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected EE of Value')
-            else:
-                raise r.fail_at(av + 18, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
             if c >= 0x10000000:
                 raise r.fail_at(av + 29, 'CurrentDemandResType[9]', 'expected EE')
             ob9_ = _new(_K_din_PhysicalValueType)
@@ -6039,19 +6070,13 @@ def _d_din_CurrentDemandResType(r: BitReader, c: int) -> _din.CurrentDemandResTy
             ob9_.Value = f_9_Value
             f_EVSEMaximumPowerLimit = ob9_
             s = 10
-        elif c < 0x8000000:
-            av -= 2
-            s = -1
-        else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 26, 'CurrentDemandResType[9]', f'event code {ec}, expected SE(EVSEMaximumPowerLimit), EE')
-    if s == 10:
+    if s != 10:
+        av += 28
+    else:
         av += 27
         if c & 0x8000000 != 0x0:
             raise r.fail_at(av + 1, 'CurrentDemandResType', 'expected EE')
         s = -1
-    else:
-        av += 28
     r.avail = av
     ob = _new(_K_din_CurrentDemandResType)
     ob.ResponseCode = f_ResponseCode
@@ -6199,7 +6224,44 @@ def _d_din_MeteringReceiptReqType(r: BitReader, c: int) -> _din.MeteringReceiptR
     f_SessionID: bytes
     f_SAScheduleTupleID: int | None = None
     f_MeterInfo: _din.MeterInfoType
-    if c < 0x200:
+    if c >= 0x200:
+        if c < 0x400:
+            if c >= 0x300:
+                raise r.fail_at(av + 9, 'MeteringReceiptReqType[0]', 'expected CH of SessionID')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_SessionID = r.binary_of(u, 8)
+            win = r.win
+            av = r.avail
+            av -= 25
+            if av < 0:
+                win, av = r.refill(av, 25)
+            c = (win >> av) & 0x1ffffff
+            if c >= 0x1000000:
+                raise r.fail_at(av + 25, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
+        else:
+            ec = (c >> 9) & 0x3
+            raise r.fail_at(av + 9, 'MeteringReceiptReqType[0]', f'event code {ec}, expected AT(Id), SE(SessionID)')
+    else:
         av += 1
         u = (c >> 1)
         if u > 127:
@@ -6261,43 +6323,23 @@ def _d_din_MeteringReceiptReqType(r: BitReader, c: int) -> _din.MeteringReceiptR
         c = (win >> av) & 0x1ffffff
         if c >= 0x1000000:
             raise r.fail_at(av + 25, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
-    elif c < 0x400:
-        if c >= 0x300:
-            raise r.fail_at(av + 9, 'MeteringReceiptReqType[0]', 'expected CH of SessionID')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
+    if c >= 0x400000:
+        if c < 0x800000:
+            av += 12
+            c >>= 12
+            c &= 0x3ff
+            r.avail = av
+            f_MeterInfo = _d_din_MeterInfoType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 1
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_SessionID = r.binary_of(u, 8)
-        win = r.win
-        av = r.avail
-        av -= 25
-        if av < 0:
-            win, av = r.refill(av, 25)
-        c = (win >> av) & 0x1ffffff
-        if c >= 0x1000000:
-            raise r.fail_at(av + 25, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+        else:
+            ec = (c >> 22) & 0x3
+            raise r.fail_at(av + 22, 'MeteringReceiptReqType[2]', f'event code {ec}, expected SE(SAScheduleTupleID), SE(MeterInfo)')
     else:
-        ec = (c >> 9) & 0x3
-        raise r.fail_at(av + 9, 'MeteringReceiptReqType[0]', f'event code {ec}, expected AT(Id), SE(SessionID)')
-    if c < 0x400000:
         try:
             sg = _T071cdf68[c >> 20]
         except KeyError:  # not a valid pattern: say why
@@ -6345,21 +6387,6 @@ def _d_din_MeteringReceiptReqType(r: BitReader, c: int) -> _din.MeteringReceiptR
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
-    elif c < 0x800000:
-        av += 12
-        c >>= 12
-        c &= 0x3ff
-        r.avail = av
-        f_MeterInfo = _d_din_MeterInfoType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-    else:
-        ec = (c >> 22) & 0x3
-        raise r.fail_at(av + 22, 'MeteringReceiptReqType[2]', f'event code {ec}, expected SE(SAScheduleTupleID), SE(MeterInfo)')
     if c:
         raise r.fail_at(av + 1, 'MeteringReceiptReqType', 'expected EE')
     r.avail = av
@@ -6651,7 +6678,14 @@ def _d_din_PaymentDetailsReqType(r: BitReader, c: int) -> _din.PaymentDetailsReq
     c = (win >> av) & 0x1fff
     if c >= 0x1000:
         raise r.fail_at(av + 13, 'PaymentDetailsReqType', 'expected EE of Certificate')
-    if c < 0x400:
+    if c >= 0x400:
+        if c < 0x800:
+            av += 9
+            c >>= 9
+        else:
+            ec = (c >> 10) & 0x3
+            raise r.fail_at(av + 10, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
+    else:
         r.avail = av
         f_1_SubCertificates = _d_din_SubCertificatesType(r, c)
         win = r.win
@@ -6662,12 +6696,6 @@ def _d_din_PaymentDetailsReqType(r: BitReader, c: int) -> _din.PaymentDetailsReq
         c = (win >> av) & 0x3
         if c >= 0x2:
             raise r.fail_at(av + 2, 'CertificateChainType[1]', 'expected EE')
-    elif c < 0x800:
-        av += 9
-        c >>= 9
-    else:
-        ec = (c >> 10) & 0x3
-        raise r.fail_at(av + 10, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'PaymentDetailsReqType', 'expected EE')
     ob1_ = _new(_K_din_CertificateChainType)
@@ -6855,78 +6883,7 @@ def _d_din_PowerDeliveryReqType(r: BitReader, c: int) -> _din.PowerDeliveryReqTy
         f_ReadyToChargeState = (c >> 25) == 1
         ec = ((c >> 21) & 7)
     s = 1
-    if ec == 0:
-        av -= 7
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        r.avail = av
-        f_ChargingProfile = _d_din_ChargingProfileType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 30
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c < 0x10000000:
-            if c >= 0x8000000:
-                raise r.fail_at(av + 28, 'PowerDeliveryReqType[2]', 'expected SE(DC_EVStatus)')
-            f_1_BulkChargingComplete: bool | None = None
-            av -= 1
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            r.avail = av
-            f_1_DC_EVStatus = _d_din_DC_EVStatusType(r, c)
-            win = r.win
-            av = r.avail
-            av -= 11
-            if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            if c < 0x200:
-                try:
-                    f_1_BulkChargingComplete, f_1_ChargingComplete = _Ta135abd8[c >> 2]
-                except KeyError:  # not a valid pattern: say why
-                    if c & 0x174 != 0x0:
-                        raise r.fail_at(av + 9, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete, SE(ChargingComplete), CH of ChargingComplete, EE of ChargingComplete') from None
-                    f_1_BulkChargingComplete = (c >> 7) == 1
-                    f_1_ChargingComplete = ((c >> 3) & 1) == 1
-            elif c < 0x400:
-                av += 4
-                try:
-                    f_1_ChargingComplete = _Ta870a97b[(c >> 6) & 0x7]
-                except KeyError:  # not a valid pattern: say why
-                    if c & 0x140 != 0x0:
-                        raise r.fail_at(av + 5, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
-                    f_1_ChargingComplete = ((c >> 7) & 1) == 1
-                c >>= 4
-            else:
-                ec = (c >> 9) & 0x3
-                raise r.fail_at(av + 9, 'DC_EVPowerDeliveryParameterType[1]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
-            if c & 0x2 != 0x0:
-                raise r.fail_at(av + 2, 'PowerDeliveryReqType[2]', 'expected EE')
-            ob1_ = _new(_K_din_DC_EVPowerDeliveryParameterType)
-            ob1_.DC_EVStatus = f_1_DC_EVStatus
-            ob1_.BulkChargingComplete = f_1_BulkChargingComplete
-            ob1_.ChargingComplete = f_1_ChargingComplete
-            f_DC_EVPowerDeliveryParameter = ob1_
-            s = 3
-        elif c < 0x20000000:
-            av += 26
-            if c >= 0x18000000:
-                raise r.fail_at(av + 2, 'PowerDeliveryReqType[2]', 'expected EE')
-            ob2_ = _new(_K_din_EVPowerDeliveryParameterType)
-            f_EVPowerDeliveryParameter = ob2_
-            c >>= 26
-            s = 3
-        elif c < 0x30000000:
-            av += 27
-            s = -1
-        else:
-            ec = (c >> 28) & 0x3
-            raise r.fail_at(av + 28, 'PowerDeliveryReqType[2]', f'event code {ec}, expected SE(DC_EVPowerDeliveryParameter), SE(EVPowerDeliveryParameter), EE')
-    elif ec == 1:
+    if ec == 1:
         if c & 0x100000 != 0x0:
             raise r.fail_at(av + 21, 'PowerDeliveryReqType[1]', 'expected SE(DC_EVStatus)')
         f_3_BulkChargingComplete: bool | None = None
@@ -6950,7 +6907,10 @@ def _d_din_PowerDeliveryReqType(r: BitReader, c: int) -> _din.PowerDeliveryReqTy
                     raise r.fail_at(av + 9, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete, SE(ChargingComplete), CH of ChargingComplete, EE of ChargingComplete') from None
                 f_3_BulkChargingComplete = (c >> 7) == 1
                 f_3_ChargingComplete = ((c >> 3) & 1) == 1
-        elif c < 0x400:
+        elif c >= 0x400:
+            ec = (c >> 9) & 0x3
+            raise r.fail_at(av + 9, 'DC_EVPowerDeliveryParameterType[1]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
+        else:
             av += 4
             try:
                 f_3_ChargingComplete = _Ta870a97b[(c >> 6) & 0x7]
@@ -6959,9 +6919,6 @@ def _d_din_PowerDeliveryReqType(r: BitReader, c: int) -> _din.PowerDeliveryReqTy
                     raise r.fail_at(av + 5, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
                 f_3_ChargingComplete = ((c >> 7) & 1) == 1
             c >>= 4
-        else:
-            ec = (c >> 9) & 0x3
-            raise r.fail_at(av + 9, 'DC_EVPowerDeliveryParameterType[1]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
         if c & 0x2 != 0x0:
             raise r.fail_at(av + 2, 'PowerDeliveryReqType[1]', 'expected EE')
         ob3_ = _new(_K_din_DC_EVPowerDeliveryParameterType)
@@ -6981,14 +6938,86 @@ def _d_din_PowerDeliveryReqType(r: BitReader, c: int) -> _din.PowerDeliveryReqTy
     elif ec == 3:
         av += 20
         s = -1
-    else:
+    elif ec != 0:
         raise r.fail_at(av + 21, 'PowerDeliveryReqType[1]', f'event code {ec}, expected SE(ChargingProfile), SE(DC_EVPowerDeliveryParameter), SE(EVPowerDeliveryParameter), EE')
-    if s == 3:
+    else:
+        av -= 7
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
+        r.avail = av
+        f_ChargingProfile = _d_din_ChargingProfileType(r, c)
+        win = r.win
+        av = r.avail
+        av -= 30
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c >= 0x10000000:
+            if c < 0x20000000:
+                av += 26
+                if c >= 0x18000000:
+                    raise r.fail_at(av + 2, 'PowerDeliveryReqType[2]', 'expected EE')
+                ob2_ = _new(_K_din_EVPowerDeliveryParameterType)
+                f_EVPowerDeliveryParameter = ob2_
+                c >>= 26
+                s = 3
+            elif c < 0x30000000:
+                av += 27
+                s = -1
+            else:
+                ec = (c >> 28) & 0x3
+                raise r.fail_at(av + 28, 'PowerDeliveryReqType[2]', f'event code {ec}, expected SE(DC_EVPowerDeliveryParameter), SE(EVPowerDeliveryParameter), EE')
+        else:
+            if c >= 0x8000000:
+                raise r.fail_at(av + 28, 'PowerDeliveryReqType[2]', 'expected SE(DC_EVStatus)')
+            f_1_BulkChargingComplete: bool | None = None
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            r.avail = av
+            f_1_DC_EVStatus = _d_din_DC_EVStatusType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            if c < 0x200:
+                try:
+                    f_1_BulkChargingComplete, f_1_ChargingComplete = _Ta135abd8[c >> 2]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x174 != 0x0:
+                        raise r.fail_at(av + 9, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete, SE(ChargingComplete), CH of ChargingComplete, EE of ChargingComplete') from None
+                    f_1_BulkChargingComplete = (c >> 7) == 1
+                    f_1_ChargingComplete = ((c >> 3) & 1) == 1
+            elif c >= 0x400:
+                ec = (c >> 9) & 0x3
+                raise r.fail_at(av + 9, 'DC_EVPowerDeliveryParameterType[1]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
+            else:
+                av += 4
+                try:
+                    f_1_ChargingComplete = _Ta870a97b[(c >> 6) & 0x7]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x140 != 0x0:
+                        raise r.fail_at(av + 5, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
+                    f_1_ChargingComplete = ((c >> 7) & 1) == 1
+                c >>= 4
+            if c & 0x2 != 0x0:
+                raise r.fail_at(av + 2, 'PowerDeliveryReqType[2]', 'expected EE')
+            ob1_ = _new(_K_din_DC_EVPowerDeliveryParameterType)
+            ob1_.DC_EVStatus = f_1_DC_EVStatus
+            ob1_.BulkChargingComplete = f_1_BulkChargingComplete
+            ob1_.ChargingComplete = f_1_ChargingComplete
+            f_DC_EVPowerDeliveryParameter = ob1_
+            s = 3
+    if s != 3:
+        av += 1
+    else:
         if c & 0x1 != 0x0:
             raise r.fail_at(av + 1, 'PowerDeliveryReqType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_din_PowerDeliveryReqType)
     ob.ReadyToChargeState = f_ReadyToChargeState
@@ -7133,10 +7162,37 @@ def _d_din_PowerDeliveryResType(r: BitReader, c: int) -> _din.PowerDeliveryResTy
         ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
         ob1_.EVSENotification = f_1_EVSENotification
         f_AC_EVSEStatus = ob1_
-    elif ec == 1:
+    elif ec == 2:
+        av += 16
+        if c & 0x20000 != 0x0:
+            raise r.fail_at(av + 2, 'PowerDeliveryResType[1]', 'expected EE')
+        ob3_ = _new(_K_din_EVSEStatusType)
+        f_EVSEStatus = ob3_
+        c >>= 16
+    elif ec != 1:
+        raise r.fail_at(av + 18, 'PowerDeliveryResType[1]', f'event code {ec}, expected SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
+    else:
         c &= 0x3ffff
         f_2_EVSEIsolationStatus: _din.isolationLevelType | None = None
-        if c < 0x10000:
+        if c >= 0x10000:
+            if c < 0x20000:
+                try:
+                    f_2_EVSEStatusCode = _T886122e8[(c >> 10) & 0x3f]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x8400 != 0x0:
+                        raise r.fail_at(av + 16, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+                    iv = ((c >> 11) & 15)
+                    if iv >= 12:
+                        raise r.fail_at(av + 10, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                    f_2_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 18)
+                c = (win >> av) & 0x3ffff
+            else:
+                ec = (c >> 16) & 0x3
+                raise r.fail_at(av + 16, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+        else:
             try:
                 f_2_EVSEIsolationStatus, f_2_EVSEStatusCode = _T6b55cf38[c >> 5]
             except KeyError:  # not a valid pattern: say why
@@ -7151,23 +7207,6 @@ def _d_din_PowerDeliveryResType(r: BitReader, c: int) -> _din.PowerDeliveryResTy
             if av < 0:
                 win, av = r.refill(av, 18)
             c = (win >> av) & 0x3ffff
-        elif c < 0x20000:
-            try:
-                f_2_EVSEStatusCode = _T886122e8[(c >> 10) & 0x3f]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x8400 != 0x0:
-                    raise r.fail_at(av + 16, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-                iv = ((c >> 11) & 15)
-                if iv >= 12:
-                    raise r.fail_at(av + 10, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
-                f_2_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 18)
-            c = (win >> av) & 0x3ffff
-        else:
-            ec = (c >> 16) & 0x3
-            raise r.fail_at(av + 16, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
         if c >= 0x10000:
             raise r.fail_at(av + 18, 'PowerDeliveryResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
         u = (c >> 8)
@@ -7210,15 +7249,6 @@ def _d_din_PowerDeliveryResType(r: BitReader, c: int) -> _din.PowerDeliveryResTy
         ob2_.NotificationMaxDelay = f_2_NotificationMaxDelay
         ob2_.EVSENotification = f_2_EVSENotification
         f_DC_EVSEStatus = ob2_
-    elif ec == 2:
-        av += 16
-        if c & 0x20000 != 0x0:
-            raise r.fail_at(av + 2, 'PowerDeliveryResType[1]', 'expected EE')
-        ob3_ = _new(_K_din_EVSEStatusType)
-        f_EVSEStatus = ob3_
-        c >>= 16
-    else:
-        raise r.fail_at(av + 18, 'PowerDeliveryResType[1]', f'event code {ec}, expected SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'PowerDeliveryResType', 'expected EE')
     r.avail = av
@@ -7325,7 +7355,49 @@ def _d_din_PreChargeReqType(r: BitReader, c: int) -> _din.PreChargeReqType:
         f_1_Multiplier = (c >> 24) - 3
         ec = ((c >> 21) & 3)
     f_1_Unit: _din.unitSymbolType | None = None
-    if ec == 0:
+    if ec == 1:
+        try:
+            sg = _T071cdf68[(c >> 19) & 0x3]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x100000 != 0x0:
+                raise r.fail_at(av + 21, 'PhysicalValueType[1]', 'expected CH of Value') from None
+            sg = ((c >> 19) & 1)
+        u = ((c >> 11) & 255)
+        if u > 127:
+            u2 = (c >> 3) & 0xFF
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    av += 3
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+                    av -= 3
+                    if av < 0:
+                        win, av = r.refill(av, 3)
+                    c = (win >> av) & 0x7
+        else:
+            av += 8
+            c >>= 8
+        f_1_Value = -u - 1 if sg else u
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
+        av -= 28
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+    elif ec != 0:
+        raise r.fail_at(av + 21, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+    else:
         try:
             f_1_Unit, sg = _T7f58918e[(c >> 12) & 0x1ff]
         except KeyError:  # not a valid pattern: say why
@@ -7370,48 +7442,6 @@ def _d_din_PreChargeReqType(r: BitReader, c: int) -> _din.PreChargeReqType:
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
-        try:
-            sg = _T071cdf68[(c >> 19) & 0x3]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x100000 != 0x0:
-                raise r.fail_at(av + 21, 'PhysicalValueType[1]', 'expected CH of Value') from None
-            sg = ((c >> 19) & 1)
-        u = ((c >> 11) & 255)
-        if u > 127:
-            u2 = (c >> 3) & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 3
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 3
-                    if av < 0:
-                        win, av = r.refill(av, 3)
-                    c = (win >> av) & 0x7
-        else:
-            av += 8
-            c >>= 8
-        f_1_Value = -u - 1 if sg else u
-        if c & 0x4 != 0x0:
-            raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
-        av -= 28
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        raise r.fail_at(av + 21, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
     try:
         f_2_Multiplier, ec = _Tdfa9f4aa[c >> 20]
     except KeyError:  # not a valid pattern: say why
@@ -7425,7 +7455,49 @@ def _d_din_PreChargeReqType(r: BitReader, c: int) -> _din.PreChargeReqType:
     ob1_.Value = f_1_Value
     f_EVTargetVoltage = ob1_
     f_2_Unit: _din.unitSymbolType | None = None
-    if ec == 0:
+    if ec == 1:
+        try:
+            sg = _T071cdf68[(c >> 18) & 0x3]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x80000 != 0x0:
+                raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Value') from None
+            sg = ((c >> 18) & 1)
+        u = ((c >> 10) & 255)
+        if u > 127:
+            u2 = (c >> 2) & 0xFF
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    av += 2
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
+        else:
+            av += 8
+            c >>= 8
+        f_2_Value = -u - 1 if sg else u
+        if c & 0x2 != 0x0:
+            raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+    elif ec != 0:
+        raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+    else:
         try:
             f_2_Unit, sg = _T7f58918e[(c >> 11) & 0x1ff]
         except KeyError:  # not a valid pattern: say why
@@ -7466,48 +7538,6 @@ def _d_din_PreChargeReqType(r: BitReader, c: int) -> _din.PreChargeReqType:
         f_2_Value = -u - 1 if sg else u
         if c & 0x4 != 0x0:
             raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
-    elif ec == 1:
-        try:
-            sg = _T071cdf68[(c >> 18) & 0x3]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x80000 != 0x0:
-                raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Value') from None
-            sg = ((c >> 18) & 1)
-        u = ((c >> 10) & 255)
-        if u > 127:
-            u2 = (c >> 2) & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 2
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 2
-                    if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
-        else:
-            av += 8
-            c >>= 8
-        f_2_Value = -u - 1 if sg else u
-        if c & 0x2 != 0x0:
-            raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-    else:
-        raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
     if c & 0x3 != 0x0:
         raise r.fail_at(av + 2, 'PreChargeReqType', 'expected EE, EE')
     ob2_ = _new(_K_din_PhysicalValueType)
@@ -7576,7 +7606,23 @@ def _d_din_PreChargeResType(r: BitReader, c: int) -> _din.PreChargeResType:
         f_ResponseCode = _E_din_responseCodeType[iv]
         ec = ((c >> 17) & 3)
     f_1_EVSEIsolationStatus: _din.isolationLevelType | None = None
-    if ec == 0:
+    if ec == 1:
+        try:
+            f_1_EVSEStatusCode = _T886122e8[(c >> 11) & 0x3f]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x10800 != 0x0:
+                raise r.fail_at(av + 17, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+            iv = ((c >> 12) & 15)
+            if iv >= 12:
+                raise r.fail_at(av + 11, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+            f_1_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
+        av -= 19
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+    elif ec != 0:
+        raise r.fail_at(av + 17, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+    else:
         try:
             f_1_EVSEIsolationStatus, f_1_EVSEStatusCode = _T6b55cf38[(c >> 6) & 0x7ff]
         except KeyError:  # not a valid pattern: say why
@@ -7591,22 +7637,6 @@ def _d_din_PreChargeResType(r: BitReader, c: int) -> _din.PreChargeResType:
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
-        try:
-            f_1_EVSEStatusCode = _T886122e8[(c >> 11) & 0x3f]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x10800 != 0x0:
-                raise r.fail_at(av + 17, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-            iv = ((c >> 12) & 15)
-            if iv >= 12:
-                raise r.fail_at(av + 11, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
-            f_1_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
-        av -= 19
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        raise r.fail_at(av + 17, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
     if c >= 0x10000000:
         raise r.fail_at(av + 30, 'PreChargeResType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
     u = (c >> 20)
@@ -7658,7 +7688,48 @@ def _d_din_PreChargeResType(r: BitReader, c: int) -> _din.PreChargeResType:
     ob1_.EVSENotification = f_1_EVSENotification
     f_DC_EVSEStatus = ob1_
     f_2_Unit: _din.unitSymbolType | None = None
-    if ec == 0:
+    if ec == 1:
+        try:
+            sg = _T071cdf68[(c >> 12) & 0x3]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x2000 != 0x0:
+                raise r.fail_at(av + 14, 'PhysicalValueType[1]', 'expected CH of Value') from None
+            sg = ((c >> 12) & 1)
+        u = ((c >> 4) & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            u2 = c >> 4
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    av += 4
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+                    av -= 4
+                    if av < 0:
+                        win, av = r.refill(av, 4)
+                    c = (win >> av) & 0xf
+        f_2_Value = -u - 1 if sg else u
+        av += 1
+        if c & 0x8 != 0x0:
+            raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
+        c >>= 1
+    elif ec != 0:
+        raise r.fail_at(av + 14, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+    else:
         av -= 14
         if av < 0:
             win, av = r.refill(av, 28)
@@ -7702,47 +7773,6 @@ def _d_din_PreChargeResType(r: BitReader, c: int) -> _din.PreChargeResType:
         f_2_Value = -u - 1 if sg else u
         if c & 0x4 != 0x0:
             raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
-    elif ec == 1:
-        try:
-            sg = _T071cdf68[(c >> 12) & 0x3]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x2000 != 0x0:
-                raise r.fail_at(av + 14, 'PhysicalValueType[1]', 'expected CH of Value') from None
-            sg = ((c >> 12) & 1)
-        u = ((c >> 4) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
-            u2 = c >> 4
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
-                u2 = c >> 4
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 4
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 4
-                    if av < 0:
-                        win, av = r.refill(av, 4)
-                    c = (win >> av) & 0xf
-        f_2_Value = -u - 1 if sg else u
-        av += 1
-        if c & 0x8 != 0x0:
-            raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
-        c >>= 1
-    else:
-        raise r.fail_at(av + 14, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
     if c & 0x3 != 0x0:
         raise r.fail_at(av + 2, 'PreChargeResType', 'expected EE, EE')
     ob2_ = _new(_K_din_PhysicalValueType)
@@ -7909,7 +7939,13 @@ def _d_din_ServiceDetailResType(r: BitReader, c: int) -> _din.ServiceDetailResTy
     c = (win >> av) & 0x3ffffff
     if c >= 0x2000000:
         raise r.fail_at(av + 26, 'ServiceDetailResType', 'expected EE of ServiceID')
-    if c < 0x800000:
+    if c >= 0x800000:
+        if c < 0x1000000:
+            av += 23
+        else:
+            ec = (c >> 23) & 0x3
+            raise r.fail_at(av + 23, 'ServiceDetailResType[2]', f'event code {ec}, expected SE(ServiceParameterList), EE')
+    else:
         r.avail = av
         f_ServiceParameterList = _d_din_ServiceParameterListType(r, c)
         win = r.win
@@ -7920,11 +7956,6 @@ def _d_din_ServiceDetailResType(r: BitReader, c: int) -> _din.ServiceDetailResTy
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'ServiceDetailResType[2]', 'expected EE')
-    elif c < 0x1000000:
-        av += 23
-    else:
-        ec = (c >> 23) & 0x3
-        raise r.fail_at(av + 23, 'ServiceDetailResType[2]', f'event code {ec}, expected SE(ServiceParameterList), EE')
     r.avail = av
     ob = _new(_K_din_ServiceDetailResType)
     ob.ResponseCode = f_ResponseCode
@@ -7994,7 +8025,24 @@ def _d_din_ServiceDiscoveryReqType(r: BitReader, c: int) -> _din.ServiceDiscover
     f_ServiceScope: str | None = None
     f_ServiceCategory: _din.serviceCategoryType | None = None
     s = 0
-    if c < 0x200:
+    if c >= 0x200:
+        if c < 0x400:
+            av += 4
+            try:
+                f_ServiceCategory = _Tfd5e134c[(c >> 5) & 0xf]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x120 != 0x0:
+                    raise r.fail_at(av + 5, 'ServiceDiscoveryReqType[0]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
+                f_ServiceCategory = _E_din_serviceCategoryType[((c >> 6) & 3)]
+            c >>= 4
+            s = 2
+        elif c < 0x600:
+            av += 8
+            s = -1
+        else:
+            ec = (c >> 9) & 0x3
+            raise r.fail_at(av + 9, 'ServiceDiscoveryReqType[0]', f'event code {ec}, expected SE(ServiceScope), SE(ServiceCategory), EE')
+    else:
         if c >= 0x100:
             raise r.fail_at(av + 9, 'ServiceDiscoveryReqType[0]', 'expected CH of ServiceScope')
         u = c
@@ -8027,7 +8075,14 @@ def _d_din_ServiceDiscoveryReqType(r: BitReader, c: int) -> _din.ServiceDiscover
         c = (win >> av) & 0xff
         if c >= 0x80:
             raise r.fail_at(av + 8, 'ServiceDiscoveryReqType[0]', 'expected EE of ServiceScope')
-        if c < 0x20:
+        if c >= 0x20:
+            if c < 0x40:
+                av += 4
+                s = -1
+            else:
+                ec = (c >> 5) & 0x3
+                raise r.fail_at(av + 5, 'ServiceDiscoveryReqType[1]', f'event code {ec}, expected SE(ServiceCategory), EE')
+        else:
             try:
                 f_ServiceCategory = _Tfd5e134c[c >> 1]
             except KeyError:  # not a valid pattern: say why
@@ -8035,34 +8090,12 @@ def _d_din_ServiceDiscoveryReqType(r: BitReader, c: int) -> _din.ServiceDiscover
                     raise r.fail_at(av + 5, 'ServiceDiscoveryReqType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
                 f_ServiceCategory = _E_din_serviceCategoryType[(c >> 2)]
             s = 2
-        elif c < 0x40:
-            av += 4
-            s = -1
-        else:
-            ec = (c >> 5) & 0x3
-            raise r.fail_at(av + 5, 'ServiceDiscoveryReqType[1]', f'event code {ec}, expected SE(ServiceCategory), EE')
-    elif c < 0x400:
-        av += 4
-        try:
-            f_ServiceCategory = _Tfd5e134c[(c >> 5) & 0xf]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x120 != 0x0:
-                raise r.fail_at(av + 5, 'ServiceDiscoveryReqType[0]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
-            f_ServiceCategory = _E_din_serviceCategoryType[((c >> 6) & 3)]
-        c >>= 4
-        s = 2
-    elif c < 0x600:
-        av += 8
-        s = -1
+    if s != 2:
+        av += 1
     else:
-        ec = (c >> 9) & 0x3
-        raise r.fail_at(av + 9, 'ServiceDiscoveryReqType[0]', f'event code {ec}, expected SE(ServiceScope), SE(ServiceCategory), EE')
-    if s == 2:
         if c & 0x1 != 0x0:
             raise r.fail_at(av + 1, 'ServiceDiscoveryReqType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_din_ServiceDiscoveryReqType)
     ob.ServiceScope = f_ServiceScope
@@ -8172,7 +8205,22 @@ def _d_din_ServiceDiscoveryResType(r: BitReader, c: int) -> _din.ServiceDiscover
     c &= 0x3ff
     if c >= 0x200:
         raise r.fail_at(av + 10, 'ServiceDiscoveryResType', 'expected EE of ServiceID')
-    if c < 0x80:
+    if c >= 0x80:
+        if c < 0x100:
+            try:
+                f_2_ServiceCategory = _Tfd5e134c[(c >> 3) & 0xf]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x48 != 0x0:
+                    raise r.fail_at(av + 7, 'ServiceTagType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
+                f_2_ServiceCategory = _E_din_serviceCategoryType[((c >> 4) & 3)]
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        else:
+            ec = (c >> 7) & 0x3
+            raise r.fail_at(av + 7, 'ServiceTagType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
+    else:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 9)
@@ -8217,21 +8265,16 @@ def _d_din_ServiceDiscoveryResType(r: BitReader, c: int) -> _din.ServiceDiscover
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif c < 0x100:
-        try:
-            f_2_ServiceCategory = _Tfd5e134c[(c >> 3) & 0xf]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x48 != 0x0:
-                raise r.fail_at(av + 7, 'ServiceTagType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
-            f_2_ServiceCategory = _E_din_serviceCategoryType[((c >> 4) & 3)]
-        av -= 27
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
+    if c >= 0x10000000:
+        if c < 0x20000000:
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        else:
+            ec = (c >> 28) & 0x3
+            raise r.fail_at(av + 28, 'ServiceTagType[3]', f'event code {ec}, expected SE(ServiceScope), EE')
     else:
-        ec = (c >> 7) & 0x3
-        raise r.fail_at(av + 7, 'ServiceTagType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
-    if c < 0x10000000:
         av += 19
         if c >= 0x8000000:
             raise r.fail_at(av + 9, 'ServiceTagType[3]', 'expected CH of ServiceScope')
@@ -8269,14 +8312,6 @@ def _d_din_ServiceDiscoveryResType(r: BitReader, c: int) -> _din.ServiceDiscover
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif c < 0x20000000:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        ec = (c >> 28) & 0x3
-        raise r.fail_at(av + 28, 'ServiceTagType[3]', f'event code {ec}, expected SE(ServiceScope), EE')
     try:
         f_1_FreeService, f_1_EnergyTransferType, ec = _Tab4bdb8a[c >> 16]
     except KeyError:  # not a valid pattern: say why
@@ -8299,7 +8334,11 @@ def _d_din_ServiceDiscoveryResType(r: BitReader, c: int) -> _din.ServiceDiscover
     ob1_.FreeService = f_1_FreeService
     ob1_.EnergyTransferType = f_1_EnergyTransferType
     f_ChargeService = ob1_
-    if ec == 0:
+    if ec == 1:
+        av += 16
+    elif ec != 0:
+        raise r.fail_at(av + 16, 'ServiceDiscoveryResType[3]', f'event code {ec}, expected SE(ServiceList), EE')
+    else:
         av -= 12
         if av < 0:
             win, av = r.refill(av, 28)
@@ -8314,10 +8353,6 @@ def _d_din_ServiceDiscoveryResType(r: BitReader, c: int) -> _din.ServiceDiscover
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'ServiceDiscoveryResType[3]', 'expected EE')
-    elif ec == 1:
-        av += 16
-    else:
-        raise r.fail_at(av + 16, 'ServiceDiscoveryResType[3]', f'event code {ec}, expected SE(ServiceList), EE')
     r.avail = av
     ob = _new(_K_din_ServiceDiscoveryResType)
     ob.ResponseCode = f_ResponseCode
@@ -8573,7 +8608,13 @@ def _d_din_SessionSetupResType(r: BitReader, c: int) -> _din.SessionSetupResType
     c = (win >> av) & 0x7fff
     if c >= 0x4000:
         raise r.fail_at(av + 15, 'SessionSetupResType', 'expected EE of EVSEID')
-    if c < 0x1000:
+    if c >= 0x1000:
+        if c < 0x2000:
+            av += 12
+        else:
+            ec = (c >> 12) & 0x3
+            raise r.fail_at(av + 12, 'SessionSetupResType[2]', f'event code {ec}, expected SE(DateTimeNow), EE')
+    else:
         try:
             sg = _T071cdf68[c >> 10]
         except KeyError:  # not a valid pattern: say why
@@ -8610,11 +8651,6 @@ def _d_din_SessionSetupResType(r: BitReader, c: int) -> _din.SessionSetupResType
         f_DateTimeNow = -u - 1 if sg else u
         if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'SessionSetupResType[2]', 'expected EE of DateTimeNow, EE')
-    elif c < 0x2000:
-        av += 12
-    else:
-        ec = (c >> 12) & 0x3
-        raise r.fail_at(av + 12, 'SessionSetupResType[2]', f'event code {ec}, expected SE(DateTimeNow), EE')
     r.avail = av
     ob = _new(_K_din_SessionSetupResType)
     ob.ResponseCode = f_ResponseCode
@@ -8790,7 +8826,23 @@ def _d_din_WeldingDetectionResType(r: BitReader, c: int) -> _din.WeldingDetectio
         f_ResponseCode = _E_din_responseCodeType[iv]
         ec = ((c >> 17) & 3)
     f_1_EVSEIsolationStatus: _din.isolationLevelType | None = None
-    if ec == 0:
+    if ec == 1:
+        try:
+            f_1_EVSEStatusCode = _T886122e8[(c >> 11) & 0x3f]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x10800 != 0x0:
+                raise r.fail_at(av + 17, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+            iv = ((c >> 12) & 15)
+            if iv >= 12:
+                raise r.fail_at(av + 11, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+            f_1_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
+        av -= 19
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+    elif ec != 0:
+        raise r.fail_at(av + 17, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+    else:
         try:
             f_1_EVSEIsolationStatus, f_1_EVSEStatusCode = _T6b55cf38[(c >> 6) & 0x7ff]
         except KeyError:  # not a valid pattern: say why
@@ -8805,22 +8857,6 @@ def _d_din_WeldingDetectionResType(r: BitReader, c: int) -> _din.WeldingDetectio
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
-        try:
-            f_1_EVSEStatusCode = _T886122e8[(c >> 11) & 0x3f]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x10800 != 0x0:
-                raise r.fail_at(av + 17, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-            iv = ((c >> 12) & 15)
-            if iv >= 12:
-                raise r.fail_at(av + 11, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
-            f_1_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
-        av -= 19
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        raise r.fail_at(av + 17, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
     if c >= 0x10000000:
         raise r.fail_at(av + 30, 'WeldingDetectionResType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
     u = (c >> 20)
@@ -8872,7 +8908,48 @@ def _d_din_WeldingDetectionResType(r: BitReader, c: int) -> _din.WeldingDetectio
     ob1_.EVSENotification = f_1_EVSENotification
     f_DC_EVSEStatus = ob1_
     f_2_Unit: _din.unitSymbolType | None = None
-    if ec == 0:
+    if ec == 1:
+        try:
+            sg = _T071cdf68[(c >> 12) & 0x3]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x2000 != 0x0:
+                raise r.fail_at(av + 14, 'PhysicalValueType[1]', 'expected CH of Value') from None
+            sg = ((c >> 12) & 1)
+        u = ((c >> 4) & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            u2 = c >> 4
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    av += 4
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+                    av -= 4
+                    if av < 0:
+                        win, av = r.refill(av, 4)
+                    c = (win >> av) & 0xf
+        f_2_Value = -u - 1 if sg else u
+        av += 1
+        if c & 0x8 != 0x0:
+            raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
+        c >>= 1
+    elif ec != 0:
+        raise r.fail_at(av + 14, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+    else:
         av -= 14
         if av < 0:
             win, av = r.refill(av, 28)
@@ -8916,47 +8993,6 @@ def _d_din_WeldingDetectionResType(r: BitReader, c: int) -> _din.WeldingDetectio
         f_2_Value = -u - 1 if sg else u
         if c & 0x4 != 0x0:
             raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
-    elif ec == 1:
-        try:
-            sg = _T071cdf68[(c >> 12) & 0x3]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x2000 != 0x0:
-                raise r.fail_at(av + 14, 'PhysicalValueType[1]', 'expected CH of Value') from None
-            sg = ((c >> 12) & 1)
-        u = ((c >> 4) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
-            u2 = c >> 4
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
-                u2 = c >> 4
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 4
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 4
-                    if av < 0:
-                        win, av = r.refill(av, 4)
-                    c = (win >> av) & 0xf
-        f_2_Value = -u - 1 if sg else u
-        av += 1
-        if c & 0x8 != 0x0:
-            raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
-        c >>= 1
-    else:
-        raise r.fail_at(av + 14, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
     if c & 0x3 != 0x0:
         raise r.fail_at(av + 2, 'WeldingDetectionResType', 'expected EE, EE')
     ob2_ = _new(_K_din_PhysicalValueType)
@@ -9046,7 +9082,53 @@ def _d_din_AC_EVChargeParameterType(r: BitReader, c: int) -> _din.AC_EVChargePar
         f_1_Multiplier = ((c >> 3) & 7) - 3
         ec = (c & 3)
     f_1_Unit: _din.unitSymbolType | None = None
-    if ec == 0:
+    if ec == 1:
+        av -= 30
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        try:
+            sg = _T071cdf68[c >> 28]
+        except KeyError:  # not a valid pattern: say why
+            if c >= 0x20000000:
+                raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected CH of Value') from None
+            sg = (c >> 28)
+        u = ((c >> 20) & 255)
+        if u > 127:
+            u2 = (c >> 12) & 0xFF
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 20)
+                c = (win >> av) & 0xfffff
+                u2 = c >> 12
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    av += 12
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+                    av -= 12
+                    if av < 0:
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+        else:
+            av += 8
+            c >>= 8
+        f_1_Value = -u - 1 if sg else u
+        if c & 0x800 != 0x0:
+            raise r.fail_at(av + 12, 'PhysicalValueType[1]', 'expected EE of Value')
+        av -= 19
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+    elif ec != 0:
+        raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+    else:
         av -= 30
         if av < 0:
             win, av = r.refill(av, 30)
@@ -9094,52 +9176,6 @@ def _d_din_AC_EVChargeParameterType(r: BitReader, c: int) -> _din.AC_EVChargePar
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
-        av -= 30
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        try:
-            sg = _T071cdf68[c >> 28]
-        except KeyError:  # not a valid pattern: say why
-            if c >= 0x20000000:
-                raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected CH of Value') from None
-            sg = (c >> 28)
-        u = ((c >> 20) & 255)
-        if u > 127:
-            u2 = (c >> 12) & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 20)
-                c = (win >> av) & 0xfffff
-                u2 = c >> 12
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 12
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 12
-                    if av < 0:
-                        win, av = r.refill(av, 12)
-                    c = (win >> av) & 0xfff
-        else:
-            av += 8
-            c >>= 8
-        f_1_Value = -u - 1 if sg else u
-        if c & 0x800 != 0x0:
-            raise r.fail_at(av + 12, 'PhysicalValueType[1]', 'expected EE of Value')
-        av -= 19
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
     try:
         f_2_Multiplier, ec = _Tdfa9f4aa[c >> 20]
     except KeyError:  # not a valid pattern: say why
@@ -9153,7 +9189,49 @@ def _d_din_AC_EVChargeParameterType(r: BitReader, c: int) -> _din.AC_EVChargePar
     ob1_.Value = f_1_Value
     f_EAmount = ob1_
     f_2_Unit: _din.unitSymbolType | None = None
-    if ec == 0:
+    if ec == 1:
+        try:
+            sg = _T071cdf68[(c >> 18) & 0x3]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x80000 != 0x0:
+                raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Value') from None
+            sg = ((c >> 18) & 1)
+        u = ((c >> 10) & 255)
+        if u > 127:
+            u2 = (c >> 2) & 0xFF
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    av += 2
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
+        else:
+            av += 8
+            c >>= 8
+        f_2_Value = -u - 1 if sg else u
+        if c & 0x2 != 0x0:
+            raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+        av -= 29
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+    elif ec != 0:
+        raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+    else:
         try:
             f_2_Unit, sg = _T7f58918e[(c >> 11) & 0x1ff]
         except KeyError:  # not a valid pattern: say why
@@ -9198,7 +9276,20 @@ def _d_din_AC_EVChargeParameterType(r: BitReader, c: int) -> _din.AC_EVChargePar
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    try:
+        f_3_Multiplier, ec = _Tdfa9f4aa[c >> 20]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x3c400000 != 0x0:
+            raise r.fail_at(av + 30, 'AC_EVChargeParameterType', 'expected EE, SE(EVMaxCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
+        f_3_Multiplier = (c >> 23) - 3
+        ec = ((c >> 20) & 3)
+    ob2_ = _new(_K_din_PhysicalValueType)
+    ob2_.Multiplier = f_2_Multiplier
+    ob2_.Unit = f_2_Unit
+    ob2_.Value = f_2_Value
+    f_EVMaxVoltage = ob2_
+    f_3_Unit: _din.unitSymbolType | None = None
+    if ec == 1:
         try:
             sg = _T071cdf68[(c >> 18) & 0x3]
         except KeyError:  # not a valid pattern: say why
@@ -9231,29 +9322,16 @@ def _d_din_AC_EVChargeParameterType(r: BitReader, c: int) -> _din.AC_EVChargePar
         else:
             av += 8
             c >>= 8
-        f_2_Value = -u - 1 if sg else u
+        f_3_Value = -u - 1 if sg else u
         if c & 0x2 != 0x0:
             raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
         av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    else:
+    elif ec != 0:
         raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-    try:
-        f_3_Multiplier, ec = _Tdfa9f4aa[c >> 20]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x3c400000 != 0x0:
-            raise r.fail_at(av + 30, 'AC_EVChargeParameterType', 'expected EE, SE(EVMaxCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-        f_3_Multiplier = (c >> 23) - 3
-        ec = ((c >> 20) & 3)
-    ob2_ = _new(_K_din_PhysicalValueType)
-    ob2_.Multiplier = f_2_Multiplier
-    ob2_.Unit = f_2_Unit
-    ob2_.Value = f_2_Value
-    f_EVMaxVoltage = ob2_
-    f_3_Unit: _din.unitSymbolType | None = None
-    if ec == 0:
+    else:
         try:
             f_3_Unit, sg = _T7f58918e[(c >> 11) & 0x1ff]
         except KeyError:  # not a valid pattern: say why
@@ -9298,7 +9376,20 @@ def _d_din_AC_EVChargeParameterType(r: BitReader, c: int) -> _din.AC_EVChargePar
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    try:
+        f_4_Multiplier, ec = _Tdfa9f4aa[c >> 20]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x3c400000 != 0x0:
+            raise r.fail_at(av + 30, 'AC_EVChargeParameterType', 'expected EE, SE(EVMinCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
+        f_4_Multiplier = (c >> 23) - 3
+        ec = ((c >> 20) & 3)
+    ob3_ = _new(_K_din_PhysicalValueType)
+    ob3_.Multiplier = f_3_Multiplier
+    ob3_.Unit = f_3_Unit
+    ob3_.Value = f_3_Value
+    f_EVMaxCurrent = ob3_
+    f_4_Unit: _din.unitSymbolType | None = None
+    if ec == 1:
         try:
             sg = _T071cdf68[(c >> 18) & 0x3]
         except KeyError:  # not a valid pattern: say why
@@ -9331,29 +9422,16 @@ def _d_din_AC_EVChargeParameterType(r: BitReader, c: int) -> _din.AC_EVChargePar
         else:
             av += 8
             c >>= 8
-        f_3_Value = -u - 1 if sg else u
+        f_4_Value = -u - 1 if sg else u
         if c & 0x2 != 0x0:
             raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
-        av -= 29
+        av -= 1
         if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+    elif ec != 0:
         raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-    try:
-        f_4_Multiplier, ec = _Tdfa9f4aa[c >> 20]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x3c400000 != 0x0:
-            raise r.fail_at(av + 30, 'AC_EVChargeParameterType', 'expected EE, SE(EVMinCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-        f_4_Multiplier = (c >> 23) - 3
-        ec = ((c >> 20) & 3)
-    ob3_ = _new(_K_din_PhysicalValueType)
-    ob3_.Multiplier = f_3_Multiplier
-    ob3_.Unit = f_3_Unit
-    ob3_.Value = f_3_Value
-    f_EVMaxCurrent = ob3_
-    f_4_Unit: _din.unitSymbolType | None = None
-    if ec == 0:
+    else:
         try:
             f_4_Unit, sg = _T7f58918e[(c >> 11) & 0x1ff]
         except KeyError:  # not a valid pattern: say why
@@ -9394,48 +9472,6 @@ def _d_din_AC_EVChargeParameterType(r: BitReader, c: int) -> _din.AC_EVChargePar
         f_4_Value = -u - 1 if sg else u
         if c & 0x4 != 0x0:
             raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
-    elif ec == 1:
-        try:
-            sg = _T071cdf68[(c >> 18) & 0x3]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x80000 != 0x0:
-                raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Value') from None
-            sg = ((c >> 18) & 1)
-        u = ((c >> 10) & 255)
-        if u > 127:
-            u2 = (c >> 2) & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 2
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 2
-                    if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
-        else:
-            av += 8
-            c >>= 8
-        f_4_Value = -u - 1 if sg else u
-        if c & 0x2 != 0x0:
-            raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-    else:
-        raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
     if c & 0x3 != 0x0:
         raise r.fail_at(av + 2, 'AC_EVChargeParameterType', 'expected EE, EE')
     ob4_ = _new(_K_din_PhysicalValueType)
@@ -9584,7 +9620,50 @@ def _d_din_AC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.AC_EVSECharg
     ob1_.EVSENotification = f_1_EVSENotification
     f_AC_EVSEStatus = ob1_
     f_2_Unit: _din.unitSymbolType | None = None
-    if ec == 0:
+    if ec == 1:
+        try:
+            sg = _T071cdf68[(c >> 12) & 0x3]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x2000 != 0x0:
+                raise r.fail_at(av + 14, 'PhysicalValueType[1]', 'expected CH of Value') from None
+            sg = ((c >> 12) & 1)
+        u = ((c >> 4) & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            u2 = c >> 4
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    av += 4
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+                    av -= 4
+                    if av < 0:
+                        win, av = r.refill(av, 4)
+                    c = (win >> av) & 0xf
+        f_2_Value = -u - 1 if sg else u
+        if c & 0x8 != 0x0:
+            raise r.fail_at(av + 4, 'PhysicalValueType[1]', 'expected EE of Value')
+        av -= 27
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+    elif ec != 0:
+        raise r.fail_at(av + 14, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+    else:
         av -= 16
         if av < 0:
             win, av = r.refill(av, 30)
@@ -9632,49 +9711,6 @@ def _d_din_AC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.AC_EVSECharg
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
-        try:
-            sg = _T071cdf68[(c >> 12) & 0x3]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x2000 != 0x0:
-                raise r.fail_at(av + 14, 'PhysicalValueType[1]', 'expected CH of Value') from None
-            sg = ((c >> 12) & 1)
-        u = ((c >> 4) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
-            u2 = c >> 4
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
-                u2 = c >> 4
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 4
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 4
-                    if av < 0:
-                        win, av = r.refill(av, 4)
-                    c = (win >> av) & 0xf
-        f_2_Value = -u - 1 if sg else u
-        if c & 0x8 != 0x0:
-            raise r.fail_at(av + 4, 'PhysicalValueType[1]', 'expected EE of Value')
-        av -= 27
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        raise r.fail_at(av + 14, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
     try:
         f_3_Multiplier, ec = _Tdfa9f4aa[c >> 20]
     except KeyError:  # not a valid pattern: say why
@@ -9688,7 +9724,49 @@ def _d_din_AC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.AC_EVSECharg
     ob2_.Value = f_2_Value
     f_EVSEMaxVoltage = ob2_
     f_3_Unit: _din.unitSymbolType | None = None
-    if ec == 0:
+    if ec == 1:
+        try:
+            sg = _T071cdf68[(c >> 18) & 0x3]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x80000 != 0x0:
+                raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Value') from None
+            sg = ((c >> 18) & 1)
+        u = ((c >> 10) & 255)
+        if u > 127:
+            u2 = (c >> 2) & 0xFF
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    av += 2
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
+        else:
+            av += 8
+            c >>= 8
+        f_3_Value = -u - 1 if sg else u
+        if c & 0x2 != 0x0:
+            raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+        av -= 29
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+    elif ec != 0:
+        raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+    else:
         try:
             f_3_Unit, sg = _T7f58918e[(c >> 11) & 0x1ff]
         except KeyError:  # not a valid pattern: say why
@@ -9733,7 +9811,20 @@ def _d_din_AC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.AC_EVSECharg
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
+    try:
+        f_4_Multiplier, ec = _Tdfa9f4aa[c >> 20]
+    except KeyError:  # not a valid pattern: say why
+        if c & 0x3c400000 != 0x0:
+            raise r.fail_at(av + 30, 'AC_EVSEChargeParameterType', 'expected EE, SE(EVSEMinCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
+        f_4_Multiplier = (c >> 23) - 3
+        ec = ((c >> 20) & 3)
+    ob3_ = _new(_K_din_PhysicalValueType)
+    ob3_.Multiplier = f_3_Multiplier
+    ob3_.Unit = f_3_Unit
+    ob3_.Value = f_3_Value
+    f_EVSEMaxCurrent = ob3_
+    f_4_Unit: _din.unitSymbolType | None = None
+    if ec == 1:
         try:
             sg = _T071cdf68[(c >> 18) & 0x3]
         except KeyError:  # not a valid pattern: say why
@@ -9766,29 +9857,16 @@ def _d_din_AC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.AC_EVSECharg
         else:
             av += 8
             c >>= 8
-        f_3_Value = -u - 1 if sg else u
+        f_4_Value = -u - 1 if sg else u
         if c & 0x2 != 0x0:
             raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
-        av -= 29
+        av -= 1
         if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+    elif ec != 0:
         raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-    try:
-        f_4_Multiplier, ec = _Tdfa9f4aa[c >> 20]
-    except KeyError:  # not a valid pattern: say why
-        if c & 0x3c400000 != 0x0:
-            raise r.fail_at(av + 30, 'AC_EVSEChargeParameterType', 'expected EE, SE(EVSEMinCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-        f_4_Multiplier = (c >> 23) - 3
-        ec = ((c >> 20) & 3)
-    ob3_ = _new(_K_din_PhysicalValueType)
-    ob3_.Multiplier = f_3_Multiplier
-    ob3_.Unit = f_3_Unit
-    ob3_.Value = f_3_Value
-    f_EVSEMaxCurrent = ob3_
-    f_4_Unit: _din.unitSymbolType | None = None
-    if ec == 0:
+    else:
         try:
             f_4_Unit, sg = _T7f58918e[(c >> 11) & 0x1ff]
         except KeyError:  # not a valid pattern: say why
@@ -9829,48 +9907,6 @@ def _d_din_AC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.AC_EVSECharg
         f_4_Value = -u - 1 if sg else u
         if c & 0x4 != 0x0:
             raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
-    elif ec == 1:
-        try:
-            sg = _T071cdf68[(c >> 18) & 0x3]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x80000 != 0x0:
-                raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Value') from None
-            sg = ((c >> 18) & 1)
-        u = ((c >> 10) & 255)
-        if u > 127:
-            u2 = (c >> 2) & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 2
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 2
-                    if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
-        else:
-            av += 8
-            c >>= 8
-        f_4_Value = -u - 1 if sg else u
-        if c & 0x2 != 0x0:
-            raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-    else:
-        raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
     if c & 0x3 != 0x0:
         raise r.fail_at(av + 2, 'AC_EVSEChargeParameterType', 'expected EE, EE')
     ob4_ = _new(_K_din_PhysicalValueType)
@@ -10090,7 +10126,13 @@ def _d_din_CertificateChainType(r: BitReader, c: int) -> _din.CertificateChainTy
     c = (win >> av) & 0x1fff
     if c >= 0x1000:
         raise r.fail_at(av + 13, 'CertificateChainType', 'expected EE of Certificate')
-    if c < 0x400:
+    if c >= 0x400:
+        if c < 0x800:
+            av += 10
+        else:
+            ec = (c >> 10) & 0x3
+            raise r.fail_at(av + 10, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
+    else:
         r.avail = av
         f_SubCertificates = _d_din_SubCertificatesType(r, c)
         win = r.win
@@ -10101,11 +10143,6 @@ def _d_din_CertificateChainType(r: BitReader, c: int) -> _din.CertificateChainTy
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'CertificateChainType[1]', 'expected EE')
-    elif c < 0x800:
-        av += 10
-    else:
-        ec = (c >> 10) & 0x3
-        raise r.fail_at(av + 10, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
     r.avail = av
     ob = _new(_K_din_CertificateChainType)
     ob.Certificate = f_Certificate
@@ -10271,7 +10308,14 @@ def _d_din_ChargingProfileType(r: BitReader, c: int) -> _din.ChargingProfileType
     ob1_.ChargingProfileEntryMaxPower = f_1_ChargingProfileEntryMaxPower
     f_ProfileEntry.append(ob1_)
     s = 2
-    if c < 0x40:
+    if c >= 0x40:
+        if c < 0x80:
+            av += 6
+            s = -1
+        else:
+            ec = (c >> 6) & 0x3
+            raise r.fail_at(av + 6, 'ChargingProfileType[2]', f'event code {ec}, expected SE(ProfileEntry), EE')
+    else:
         av -= 24
         if av < 0:
             win, av = r.refill(av, 30)
@@ -10343,19 +10387,21 @@ def _d_din_ChargingProfileType(r: BitReader, c: int) -> _din.ChargingProfileType
         ob2_.ChargingProfileEntryMaxPower = f_2_ChargingProfileEntryMaxPower
         f_ProfileEntry.append(ob2_)
         s = 3
-    elif c < 0x80:
-        av += 6
-        s = -1
-    else:
-        ec = (c >> 6) & 0x3
-        raise r.fail_at(av + 6, 'ChargingProfileType[2]', f'event code {ec}, expected SE(ProfileEntry), EE')
     if s == 3:
         while True:
             av -= 26
             if av < 0:
                 win, av = r.refill(av, 26)
             c = (win >> av) & 0x3ffffff
-            if c < 0x1000000:
+            if c >= 0x1000000:
+                if c < 0x2000000:
+                    av += 24
+                    s = -1
+                    break
+                else:
+                    ec = (c >> 24) & 0x3
+                    raise r.fail_at(av + 24, 'ChargingProfileType[3]', f'event code {ec}, expected SE(ProfileEntry), EE')
+            else:
                 if c >= 0x400000:
                     raise r.fail_at(av + 24, 'ChargingProfileType[3]', 'expected SE(ChargingProfileEntryStart), CH of ChargingProfileEntryStart')
                 u = (c >> 14)
@@ -10428,13 +10474,6 @@ def _d_din_ChargingProfileType(r: BitReader, c: int) -> _din.ChargingProfileType
                 ob3_.ChargingProfileEntryStart = f_3_ChargingProfileEntryStart
                 ob3_.ChargingProfileEntryMaxPower = f_3_ChargingProfileEntryMaxPower
                 f_ProfileEntry.append(ob3_)
-            elif c < 0x2000000:
-                av += 24
-                s = -1
-                break
-            else:
-                ec = (c >> 24) & 0x3
-                raise r.fail_at(av + 24, 'ChargingProfileType[3]', f'event code {ec}, expected SE(ProfileEntry), EE')
     r.avail = av
     ob = _new(_K_din_ChargingProfileType)
     ob.SAScheduleTupleID = f_SAScheduleTupleID
@@ -10693,7 +10732,14 @@ def _d_din_ConsumptionCostType(r: BitReader, c: int) -> _din.ConsumptionCostType
     if c >= 0x200:
         raise r.fail_at(av + 10, 'ConsumptionCostType', 'expected EE of startValue')
     s = 1
-    if c < 0x80:
+    if c >= 0x80:
+        if c < 0x100:
+            av += 7
+            s = -1
+        else:
+            ec = (c >> 7) & 0x3
+            raise r.fail_at(av + 7, 'ConsumptionCostType[1]', f'event code {ec}, expected SE(Cost), EE')
+    else:
         av -= 23
         if av < 0:
             win, av = r.refill(av, 30)
@@ -10738,7 +10784,13 @@ def _d_din_ConsumptionCostType(r: BitReader, c: int) -> _din.ConsumptionCostType
         c &= 0x7f
         if c >= 0x40:
             raise r.fail_at(av + 7, 'ConsumptionCostType[1]', 'expected EE of amount')
-        if c < 0x10:
+        if c >= 0x10:
+            if c < 0x20:
+                av += 4
+            else:
+                ec = (c >> 4) & 0x3
+                raise r.fail_at(av + 4, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
+        else:
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 6)
@@ -10749,30 +10801,27 @@ def _d_din_ConsumptionCostType(r: BitReader, c: int) -> _din.ConsumptionCostType
                 if c & 0x23 != 0x0:
                     raise r.fail_at(av + 6, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
                 f_1_amountMultiplier = (c >> 2) - 3
-        elif c < 0x20:
-            av += 4
-        else:
-            ec = (c >> 4) & 0x3
-            raise r.fail_at(av + 4, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
         ob1_ = _new(_K_din_CostType)
         ob1_.costKind = f_1_costKind
         ob1_.amount = f_1_amount
         ob1_.amountMultiplier = f_1_amountMultiplier
         f_Cost.append(ob1_)
         s = 2
-    elif c < 0x100:
-        av += 7
-        s = -1
-    else:
-        ec = (c >> 7) & 0x3
-        raise r.fail_at(av + 7, 'ConsumptionCostType[1]', f'event code {ec}, expected SE(Cost), EE')
     if s == 2:
         while True:
             av -= 26
             if av < 0:
                 win, av = r.refill(av, 26)
             c = (win >> av) & 0x3ffffff
-            if c < 0x1000000:
+            if c >= 0x1000000:
+                if c < 0x2000000:
+                    av += 24
+                    s = -1
+                    break
+                else:
+                    ec = (c >> 24) & 0x3
+                    raise r.fail_at(av + 24, 'ConsumptionCostType[2]', f'event code {ec}, expected SE(Cost), EE')
+            else:
                 try:
                     f_2_costKind = _Td4c7604f[c >> 17]
                 except KeyError:  # not a valid pattern: say why
@@ -10816,30 +10865,24 @@ def _d_din_ConsumptionCostType(r: BitReader, c: int) -> _din.ConsumptionCostType
                 c = (win >> av) & 0x1ff
                 if c >= 0x100:
                     raise r.fail_at(av + 9, 'ConsumptionCostType[2]', 'expected EE of amount')
-                if c < 0x40:
+                if c >= 0x40:
+                    if c < 0x80:
+                        av += 6
+                    else:
+                        ec = (c >> 6) & 0x3
+                        raise r.fail_at(av + 6, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
+                else:
                     try:
                         f_2_amountMultiplier = _Tae58e352[c]
                     except KeyError:  # not a valid pattern: say why
                         if c & 0x23 != 0x0:
                             raise r.fail_at(av + 6, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
                         f_2_amountMultiplier = (c >> 2) - 3
-                elif c < 0x80:
-                    av += 6
-                else:
-                    ec = (c >> 6) & 0x3
-                    raise r.fail_at(av + 6, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
                 ob2_ = _new(_K_din_CostType)
                 ob2_.costKind = f_2_costKind
                 ob2_.amount = f_2_amount
                 ob2_.amountMultiplier = f_2_amountMultiplier
                 f_Cost.append(ob2_)
-            elif c < 0x2000000:
-                av += 24
-                s = -1
-                break
-            else:
-                ec = (c >> 24) & 0x3
-                raise r.fail_at(av + 24, 'ConsumptionCostType[2]', f'event code {ec}, expected SE(Cost), EE')
     r.avail = av
     ob = _new(_K_din_ConsumptionCostType)
     ob.startValue = f_startValue
@@ -10962,18 +11005,19 @@ def _d_din_CostType(r: BitReader, c: int) -> _din.CostType:
     c = (win >> av) & 0x1ff
     if c >= 0x100:
         raise r.fail_at(av + 9, 'CostType', 'expected EE of amount')
-    if c < 0x40:
+    if c >= 0x40:
+        if c < 0x80:
+            av += 6
+        else:
+            ec = (c >> 6) & 0x3
+            raise r.fail_at(av + 6, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
+    else:
         try:
             f_amountMultiplier = _Tae58e352[c]
         except KeyError:  # not a valid pattern: say why
             if c & 0x23 != 0x0:
                 raise r.fail_at(av + 6, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
             f_amountMultiplier = (c >> 2) - 3
-    elif c < 0x80:
-        av += 6
-    else:
-        ec = (c >> 6) & 0x3
-        raise r.fail_at(av + 6, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
     r.avail = av
     ob = _new(_K_din_CostType)
     ob.costKind = f_costKind
@@ -11070,7 +11114,49 @@ def _d_din_DC_EVChargeParameterType(r: BitReader, c: int) -> _din.DC_EVChargePar
         ec = ((c >> 21) & 3)
     s = 1
     f_1_Unit: _din.unitSymbolType | None = None
-    if ec == 0:
+    if ec == 1:
+        try:
+            sg = _T071cdf68[(c >> 19) & 0x3]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x100000 != 0x0:
+                raise r.fail_at(av + 21, 'PhysicalValueType[1]', 'expected CH of Value') from None
+            sg = ((c >> 19) & 1)
+        u = ((c >> 11) & 255)
+        if u > 127:
+            u2 = (c >> 3) & 0xFF
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    av += 3
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+                    av -= 3
+                    if av < 0:
+                        win, av = r.refill(av, 3)
+                    c = (win >> av) & 0x7
+        else:
+            av += 8
+            c >>= 8
+        f_1_Value = -u - 1 if sg else u
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
+        av -= 28
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+    elif ec != 0:
+        raise r.fail_at(av + 21, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+    else:
         try:
             f_1_Unit, sg = _T7f58918e[(c >> 12) & 0x1ff]
         except KeyError:  # not a valid pattern: say why
@@ -11115,48 +11201,6 @@ def _d_din_DC_EVChargeParameterType(r: BitReader, c: int) -> _din.DC_EVChargePar
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
-        try:
-            sg = _T071cdf68[(c >> 19) & 0x3]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x100000 != 0x0:
-                raise r.fail_at(av + 21, 'PhysicalValueType[1]', 'expected CH of Value') from None
-            sg = ((c >> 19) & 1)
-        u = ((c >> 11) & 255)
-        if u > 127:
-            u2 = (c >> 3) & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 3
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 3
-                    if av < 0:
-                        win, av = r.refill(av, 3)
-                    c = (win >> av) & 0x7
-        else:
-            av += 8
-            c >>= 8
-        f_1_Value = -u - 1 if sg else u
-        if c & 0x4 != 0x0:
-            raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
-        av -= 28
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        raise r.fail_at(av + 21, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
     if c >= 0x20000000:
         raise r.fail_at(av + 30, 'DC_EVChargeParameterType', 'expected EE')
     ob1_ = _new(_K_din_PhysicalValueType)
@@ -11165,7 +11209,119 @@ def _d_din_DC_EVChargeParameterType(r: BitReader, c: int) -> _din.DC_EVChargePar
     ob1_.Value = f_1_Value
     f_EVMaximumCurrentLimit = ob1_
     s = 2
-    if c < 0x8000000:
+    if c >= 0x8000000:
+        if c < 0x10000000:
+            try:
+                f_4_Multiplier, ec = _T1fd725cf[(c >> 19) & 0xff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x6200000 != 0x0:
+                    raise r.fail_at(av + 27, 'DC_EVChargeParameterType[2]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
+                f_4_Multiplier = ((c >> 22) & 7) - 3
+                ec = ((c >> 19) & 3)
+            f_4_Unit: _din.unitSymbolType | None = None
+            if ec == 1:
+                try:
+                    sg = _T071cdf68[(c >> 17) & 0x3]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x40000 != 0x0:
+                        raise r.fail_at(av + 19, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                    sg = ((c >> 17) & 1)
+                u = ((c >> 9) & 255)
+                if u > 127:
+                    u2 = (c >> 1) & 0xFF
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 9)
+                        c = (win >> av) & 0x1ff
+                        u2 = c >> 1
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 1
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 1
+                            if av < 0:
+                                win, av = r.refill(av, 1)
+                            c = (win >> av) & 0x1
+                else:
+                    av += 8
+                    c >>= 8
+                f_4_Value = -u - 1 if sg else u
+                if c & 0x1 != 0x0:
+                    raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+                av -= 30
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+            elif ec != 0:
+                raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+            else:
+                try:
+                    f_4_Unit, sg = _T7f58918e[(c >> 10) & 0x1ff]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x43800 != 0x0:
+                        raise r.fail_at(av + 19, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                    iv = ((c >> 14) & 15)
+                    if iv >= 10:
+                        raise r.fail_at(av + 10, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                    f_4_Unit = _E_din_unitSymbolType[iv]
+                    sg = ((c >> 10) & 1)
+                u = ((c >> 2) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 10)
+                        c = (win >> av) & 0x3ff
+                        u2 = c >> 2
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 2
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 2
+                            if av < 0:
+                                win, av = r.refill(av, 2)
+                            c = (win >> av) & 0x3
+                f_4_Value = -u - 1 if sg else u
+                if c & 0x2 != 0x0:
+                    raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+                av -= 29
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+            if c >= 0x20000000:
+                raise r.fail_at(av + 30, 'DC_EVChargeParameterType[2]', 'expected EE')
+            ob4_ = _new(_K_din_PhysicalValueType)
+            ob4_.Multiplier = f_4_Multiplier
+            ob4_.Unit = f_4_Unit
+            ob4_.Value = f_4_Value
+            f_EVMaximumVoltageLimit = ob4_
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            s = 4
+        else:
+            ec = (c >> 27) & 0x3
+            raise r.fail_at(av + 27, 'DC_EVChargeParameterType[2]', f'event code {ec}, expected SE(EVMaximumPowerLimit), SE(EVMaximumVoltageLimit)')
+    else:
         try:
             f_2_Multiplier, ec = _T1fd725cf[c >> 19]
         except KeyError:  # not a valid pattern: say why
@@ -11174,7 +11330,49 @@ def _d_din_DC_EVChargeParameterType(r: BitReader, c: int) -> _din.DC_EVChargePar
             f_2_Multiplier = (c >> 22) - 3
             ec = ((c >> 19) & 3)
         f_2_Unit: _din.unitSymbolType | None = None
-        if ec == 0:
+        if ec == 1:
+            try:
+                sg = _T071cdf68[(c >> 17) & 0x3]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x40000 != 0x0:
+                    raise r.fail_at(av + 19, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                sg = ((c >> 17) & 1)
+            u = ((c >> 9) & 255)
+            if u > 127:
+                u2 = (c >> 1) & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
+                    u2 = c >> 1
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 1
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 1
+                        if av < 0:
+                            win, av = r.refill(av, 1)
+                        c = (win >> av) & 0x1
+            else:
+                av += 8
+                c >>= 8
+            f_2_Value = -u - 1 if sg else u
+            if c & 0x1 != 0x0:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 30
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        elif ec != 0:
+            raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        else:
             try:
                 f_2_Unit, sg = _T7f58918e[(c >> 10) & 0x1ff]
             except KeyError:  # not a valid pattern: say why
@@ -11219,48 +11417,6 @@ def _d_din_DC_EVChargeParameterType(r: BitReader, c: int) -> _din.DC_EVChargePar
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-        elif ec == 1:
-            try:
-                sg = _T071cdf68[(c >> 17) & 0x3]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x40000 != 0x0:
-                    raise r.fail_at(av + 19, 'PhysicalValueType[1]', 'expected CH of Value') from None
-                sg = ((c >> 17) & 1)
-            u = ((c >> 9) & 255)
-            if u > 127:
-                u2 = (c >> 1) & 0xFF
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 9)
-                    c = (win >> av) & 0x1ff
-                    u2 = c >> 1
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 1
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 1
-                        if av < 0:
-                            win, av = r.refill(av, 1)
-                        c = (win >> av) & 0x1
-            else:
-                av += 8
-                c >>= 8
-            f_2_Value = -u - 1 if sg else u
-            if c & 0x1 != 0x0:
-                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 30
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-        else:
-            raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
         try:
             f_3_Multiplier, ec = _Tdfa9f4aa[c >> 20]
         except KeyError:  # not a valid pattern: say why
@@ -11274,7 +11430,49 @@ def _d_din_DC_EVChargeParameterType(r: BitReader, c: int) -> _din.DC_EVChargePar
         ob2_.Value = f_2_Value
         f_EVMaximumPowerLimit = ob2_
         f_3_Unit: _din.unitSymbolType | None = None
-        if ec == 0:
+        if ec == 1:
+            try:
+                sg = _T071cdf68[(c >> 18) & 0x3]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x80000 != 0x0:
+                    raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                sg = ((c >> 18) & 1)
+            u = ((c >> 10) & 255)
+            if u > 127:
+                u2 = (c >> 2) & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 2
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
+            else:
+                av += 8
+                c >>= 8
+            f_3_Value = -u - 1 if sg else u
+            if c & 0x2 != 0x0:
+                raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 29
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        elif ec != 0:
+            raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        else:
             try:
                 f_3_Unit, sg = _T7f58918e[(c >> 11) & 0x1ff]
             except KeyError:  # not a valid pattern: say why
@@ -11319,48 +11517,6 @@ def _d_din_DC_EVChargeParameterType(r: BitReader, c: int) -> _din.DC_EVChargePar
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-        elif ec == 1:
-            try:
-                sg = _T071cdf68[(c >> 18) & 0x3]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x80000 != 0x0:
-                    raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Value') from None
-                sg = ((c >> 18) & 1)
-            u = ((c >> 10) & 255)
-            if u > 127:
-                u2 = (c >> 2) & 0xFF
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 2
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 2
-                        if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
-            else:
-                av += 8
-                c >>= 8
-            f_3_Value = -u - 1 if sg else u
-            if c & 0x2 != 0x0:
-                raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 29
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-        else:
-            raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
         if c >= 0x20000000:
             raise r.fail_at(av + 30, 'DC_EVChargeParameterType[2]', 'expected EE')
         ob3_ = _new(_K_din_PhysicalValueType)
@@ -11373,61 +11529,151 @@ def _d_din_DC_EVChargeParameterType(r: BitReader, c: int) -> _din.DC_EVChargePar
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif c < 0x10000000:
-        try:
-            f_4_Multiplier, ec = _T1fd725cf[(c >> 19) & 0xff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x6200000 != 0x0:
-                raise r.fail_at(av + 27, 'DC_EVChargeParameterType[2]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-            f_4_Multiplier = ((c >> 22) & 7) - 3
-            ec = ((c >> 19) & 3)
-        f_4_Unit: _din.unitSymbolType | None = None
-        if ec == 0:
+    if c >= 0x8000000:
+        if c < 0x10000000:
             try:
-                f_4_Unit, sg = _T7f58918e[(c >> 10) & 0x1ff]
+                f_7_Multiplier, ec = _T1fd725cf[(c >> 19) & 0xff]
             except KeyError:  # not a valid pattern: say why
-                if c & 0x43800 != 0x0:
-                    raise r.fail_at(av + 19, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                iv = ((c >> 14) & 15)
-                if iv >= 10:
-                    raise r.fail_at(av + 10, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
-                f_4_Unit = _E_din_unitSymbolType[iv]
-                sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                if u2 < 128:
-                    u += _U2[u2]
+                if c & 0x6200000 != 0x0:
+                    raise r.fail_at(av + 27, 'DC_EVChargeParameterType[4]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
+                f_7_Multiplier = ((c >> 22) & 7) - 3
+                ec = ((c >> 19) & 3)
+            f_7_Unit: _din.unitSymbolType | None = None
+            if ec == 1:
+                try:
+                    sg = _T071cdf68[(c >> 17) & 0x3]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x40000 != 0x0:
+                        raise r.fail_at(av + 19, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                    sg = ((c >> 17) & 1)
+                u = ((c >> 9) & 255)
+                if u > 127:
+                    u2 = (c >> 1) & 0xFF
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 9)
+                        c = (win >> av) & 0x1ff
+                        u2 = c >> 1
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 1
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 1
+                            if av < 0:
+                                win, av = r.refill(av, 1)
+                            c = (win >> av) & 0x1
                 else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av += 8
+                    c >>= 8
+                f_7_Value = -u - 1 if sg else u
+                if c & 0x1 != 0x0:
+                    raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+                av -= 24
+                if av < 0:
+                    win, av = r.refill(av, 24)
+                c = (win >> av) & 0xffffff
+            elif ec != 0:
+                raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+            else:
+                try:
+                    f_7_Unit, sg = _T7f58918e[(c >> 10) & 0x1ff]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x43800 != 0x0:
+                        raise r.fail_at(av + 19, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                    iv = ((c >> 14) & 15)
+                    if iv >= 10:
+                        raise r.fail_at(av + 10, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                    f_7_Unit = _E_din_unitSymbolType[iv]
+                    sg = ((c >> 10) & 1)
+                u = ((c >> 2) & 255)
+                if u > 127:
                     av -= 8
                     if av < 0:
                         win, av = r.refill(av, 10)
                     c = (win >> av) & 0x3ff
                     u2 = c >> 2
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 2
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 2
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
-            f_4_Value = -u - 1 if sg else u
-            if c & 0x2 != 0x0:
-                raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 29
+                            win, av = r.refill(av, 10)
+                        c = (win >> av) & 0x3ff
+                        u2 = c >> 2
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 2
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 2
+                            if av < 0:
+                                win, av = r.refill(av, 2)
+                            c = (win >> av) & 0x3
+                f_7_Value = -u - 1 if sg else u
+                if c & 0x2 != 0x0:
+                    raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+                av -= 23
+                if av < 0:
+                    win, av = r.refill(av, 24)
+                c = (win >> av) & 0xffffff
+            if c >= 0x800000:
+                raise r.fail_at(av + 24, 'DC_EVChargeParameterType[4]', 'expected EE')
+            ob7_ = _new(_K_din_PhysicalValueType)
+            ob7_.Multiplier = f_7_Multiplier
+            ob7_.Unit = f_7_Unit
+            ob7_.Value = f_7_Value
+            f_EVEnergyRequest = ob7_
+            s = 6
+        elif c < 0x18000000:
+            try:
+                f_FullSOC = _Tf00db23f[(c >> 18) & 0x1ff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x4040000 != 0x0:
+                    raise r.fail_at(av + 27, 'DC_EVChargeParameterType[4]', 'expected CH of FullSOC, EE of FullSOC') from None
+                f_FullSOC = ((c >> 19) & 127)
+            av -= 5
             if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-        elif ec == 1:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
+            s = 7
+        elif c < 0x20000000:
+            try:
+                f_BulkSOC = _Tf00db23f[(c >> 18) & 0x1ff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x4040000 != 0x0:
+                    raise r.fail_at(av + 27, 'DC_EVChargeParameterType[4]', 'expected CH of BulkSOC, EE of BulkSOC') from None
+                f_BulkSOC = ((c >> 19) & 127)
+            av -= 5
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
+            s = 8
+        elif c < 0x28000000:
+            av += 4
+            s = -1
+        else:
+            ec = (c >> 27) & 0x7
+            raise r.fail_at(av + 27, 'DC_EVChargeParameterType[4]', f'event code {ec}, expected SE(EVEnergyCapacity), SE(EVEnergyRequest), SE(FullSOC), SE(BulkSOC), EE')
+    else:
+        try:
+            f_5_Multiplier, ec = _T1fd725cf[c >> 19]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x6200000 != 0x0:
+                raise r.fail_at(av + 27, 'DC_EVChargeParameterType[4]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
+            f_5_Multiplier = (c >> 22) - 3
+            ec = ((c >> 19) & 3)
+        f_5_Unit: _din.unitSymbolType | None = None
+        if ec == 1:
             try:
                 sg = _T071cdf68[(c >> 17) & 0x3]
             except KeyError:  # not a valid pattern: say why
@@ -11460,40 +11706,16 @@ def _d_din_DC_EVChargeParameterType(r: BitReader, c: int) -> _din.DC_EVChargePar
             else:
                 av += 8
                 c >>= 8
-            f_4_Value = -u - 1 if sg else u
+            f_5_Value = -u - 1 if sg else u
             if c & 0x1 != 0x0:
                 raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
             av -= 30
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-        else:
+        elif ec != 0:
             raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        if c >= 0x20000000:
-            raise r.fail_at(av + 30, 'DC_EVChargeParameterType[2]', 'expected EE')
-        ob4_ = _new(_K_din_PhysicalValueType)
-        ob4_.Multiplier = f_4_Multiplier
-        ob4_.Unit = f_4_Unit
-        ob4_.Value = f_4_Value
-        f_EVMaximumVoltageLimit = ob4_
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        s = 4
-    else:
-        ec = (c >> 27) & 0x3
-        raise r.fail_at(av + 27, 'DC_EVChargeParameterType[2]', f'event code {ec}, expected SE(EVMaximumPowerLimit), SE(EVMaximumVoltageLimit)')
-    if c < 0x8000000:
-        try:
-            f_5_Multiplier, ec = _T1fd725cf[c >> 19]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x6200000 != 0x0:
-                raise r.fail_at(av + 27, 'DC_EVChargeParameterType[4]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-            f_5_Multiplier = (c >> 22) - 3
-            ec = ((c >> 19) & 3)
-        f_5_Unit: _din.unitSymbolType | None = None
-        if ec == 0:
+        else:
             try:
                 f_5_Unit, sg = _T7f58918e[(c >> 10) & 0x1ff]
             except KeyError:  # not a valid pattern: say why
@@ -11538,48 +11760,6 @@ def _d_din_DC_EVChargeParameterType(r: BitReader, c: int) -> _din.DC_EVChargePar
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-        elif ec == 1:
-            try:
-                sg = _T071cdf68[(c >> 17) & 0x3]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x40000 != 0x0:
-                    raise r.fail_at(av + 19, 'PhysicalValueType[1]', 'expected CH of Value') from None
-                sg = ((c >> 17) & 1)
-            u = ((c >> 9) & 255)
-            if u > 127:
-                u2 = (c >> 1) & 0xFF
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 9)
-                    c = (win >> av) & 0x1ff
-                    u2 = c >> 1
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 1
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 1
-                        if av < 0:
-                            win, av = r.refill(av, 1)
-                        c = (win >> av) & 0x1
-            else:
-                av += 8
-                c >>= 8
-            f_5_Value = -u - 1 if sg else u
-            if c & 0x1 != 0x0:
-                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 30
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-        else:
-            raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
         if c >= 0x20000000:
             raise r.fail_at(av + 30, 'DC_EVChargeParameterType[4]', 'expected EE')
         ob5_ = _new(_K_din_PhysicalValueType)
@@ -11587,7 +11767,38 @@ def _d_din_DC_EVChargeParameterType(r: BitReader, c: int) -> _din.DC_EVChargePar
         ob5_.Unit = f_5_Unit
         ob5_.Value = f_5_Value
         f_EVEnergyCapacity = ob5_
-        if c < 0x4000000:
+        if c >= 0x4000000:
+            if c < 0x8000000:
+                try:
+                    f_FullSOC = _Tf00db23f[(c >> 17) & 0x1ff]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x2020000 != 0x0:
+                        raise r.fail_at(av + 26, 'DC_EVChargeParameterType[5]', 'expected CH of FullSOC, EE of FullSOC') from None
+                    f_FullSOC = ((c >> 18) & 127)
+                av -= 6
+                if av < 0:
+                    win, av = r.refill(av, 23)
+                c = (win >> av) & 0x7fffff
+                s = 7
+            elif c < 0xc000000:
+                try:
+                    f_BulkSOC = _Tf00db23f[(c >> 17) & 0x1ff]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x2020000 != 0x0:
+                        raise r.fail_at(av + 26, 'DC_EVChargeParameterType[5]', 'expected CH of BulkSOC, EE of BulkSOC') from None
+                    f_BulkSOC = ((c >> 18) & 127)
+                av -= 6
+                if av < 0:
+                    win, av = r.refill(av, 23)
+                c = (win >> av) & 0x7fffff
+                s = 8
+            elif c < 0x10000000:
+                av += 3
+                s = -1
+            else:
+                ec = (c >> 26) & 0x7
+                raise r.fail_at(av + 26, 'DC_EVChargeParameterType[5]', f'event code {ec}, expected SE(EVEnergyRequest), SE(FullSOC), SE(BulkSOC), EE')
+        else:
             try:
                 f_6_Multiplier, ec = _T1fd725cf[c >> 18]
             except KeyError:  # not a valid pattern: say why
@@ -11596,7 +11807,43 @@ def _d_din_DC_EVChargeParameterType(r: BitReader, c: int) -> _din.DC_EVChargePar
                 f_6_Multiplier = (c >> 21) - 3
                 ec = ((c >> 18) & 3)
             f_6_Unit: _din.unitSymbolType | None = None
-            if ec == 0:
+            if ec == 1:
+                try:
+                    sg = _T071cdf68[(c >> 16) & 0x3]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x20000 != 0x0:
+                        raise r.fail_at(av + 18, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                    sg = ((c >> 16) & 1)
+                u = ((c >> 8) & 255)
+                if u > 127:
+                    u2 = c & 0xFF
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        c = (win >> av) & 0xff
+                        u2 = c
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                else:
+                    av += 8
+                f_6_Value = -u - 1 if sg else u
+                av -= 25
+                if av < 0:
+                    win, av = r.refill(av, 25)
+                c = (win >> av) & 0x1ffffff
+                if c >= 0x1000000:
+                    raise r.fail_at(av + 25, 'PhysicalValueType[1]', 'expected EE of Value')
+            elif ec != 0:
+                raise r.fail_at(av + 18, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+            else:
                 try:
                     f_6_Unit, sg = _T7f58918e[(c >> 9) & 0x1ff]
                 except KeyError:  # not a valid pattern: say why
@@ -11641,42 +11888,6 @@ def _d_din_DC_EVChargeParameterType(r: BitReader, c: int) -> _din.DC_EVChargePar
                 if av < 0:
                     win, av = r.refill(av, 24)
                 c = (win >> av) & 0xffffff
-            elif ec == 1:
-                try:
-                    sg = _T071cdf68[(c >> 16) & 0x3]
-                except KeyError:  # not a valid pattern: say why
-                    if c & 0x20000 != 0x0:
-                        raise r.fail_at(av + 18, 'PhysicalValueType[1]', 'expected CH of Value') from None
-                    sg = ((c >> 16) & 1)
-                u = ((c >> 8) & 255)
-                if u > 127:
-                    u2 = c & 0xFF
-                    if u2 < 128:
-                        u += _U2[u2]
-                    else:
-                        u = (u & 0x7F) | (u2 & 0x7F) << 7
-                        av -= 8
-                        if av < 0:
-                            win, av = r.refill(av, 8)
-                        c = (win >> av) & 0xff
-                        u2 = c
-                        u |= (u2 & 0x7F) << 14
-                        if u2 > 127:
-                            r.avail = av
-                            u = r.uint_more(u, 21)
-                            win = r.win
-                            av = r.avail
-                else:
-                    av += 8
-                f_6_Value = -u - 1 if sg else u
-                av -= 25
-                if av < 0:
-                    win, av = r.refill(av, 25)
-                c = (win >> av) & 0x1ffffff
-                if c >= 0x1000000:
-                    raise r.fail_at(av + 25, 'PhysicalValueType[1]', 'expected EE of Value')
-            else:
-                raise r.fail_at(av + 18, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
             if c >= 0x800000:
                 raise r.fail_at(av + 24, 'DC_EVChargeParameterType[5]', 'expected EE')
             ob6_ = _new(_K_din_PhysicalValueType)
@@ -11685,173 +11896,30 @@ def _d_din_DC_EVChargeParameterType(r: BitReader, c: int) -> _din.DC_EVChargePar
             ob6_.Value = f_6_Value
             f_EVEnergyRequest = ob6_
             s = 6
-        elif c < 0x8000000:
-            try:
-                f_FullSOC = _Tf00db23f[(c >> 17) & 0x1ff]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x2020000 != 0x0:
-                    raise r.fail_at(av + 26, 'DC_EVChargeParameterType[5]', 'expected CH of FullSOC, EE of FullSOC') from None
-                f_FullSOC = ((c >> 18) & 127)
-            av -= 6
-            if av < 0:
-                win, av = r.refill(av, 23)
-            c = (win >> av) & 0x7fffff
-            s = 7
-        elif c < 0xc000000:
-            try:
-                f_BulkSOC = _Tf00db23f[(c >> 17) & 0x1ff]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x2020000 != 0x0:
-                    raise r.fail_at(av + 26, 'DC_EVChargeParameterType[5]', 'expected CH of BulkSOC, EE of BulkSOC') from None
-                f_BulkSOC = ((c >> 18) & 127)
-            av -= 6
-            if av < 0:
-                win, av = r.refill(av, 23)
-            c = (win >> av) & 0x7fffff
-            s = 8
-        elif c < 0x10000000:
-            av += 3
-            s = -1
-        else:
-            ec = (c >> 26) & 0x7
-            raise r.fail_at(av + 26, 'DC_EVChargeParameterType[5]', f'event code {ec}, expected SE(EVEnergyRequest), SE(FullSOC), SE(BulkSOC), EE')
-    elif c < 0x10000000:
-        try:
-            f_7_Multiplier, ec = _T1fd725cf[(c >> 19) & 0xff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x6200000 != 0x0:
-                raise r.fail_at(av + 27, 'DC_EVChargeParameterType[4]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-            f_7_Multiplier = ((c >> 22) & 7) - 3
-            ec = ((c >> 19) & 3)
-        f_7_Unit: _din.unitSymbolType | None = None
-        if ec == 0:
-            try:
-                f_7_Unit, sg = _T7f58918e[(c >> 10) & 0x1ff]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x43800 != 0x0:
-                    raise r.fail_at(av + 19, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                iv = ((c >> 14) & 15)
-                if iv >= 10:
-                    raise r.fail_at(av + 10, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
-                f_7_Unit = _E_din_unitSymbolType[iv]
-                sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 2
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 2
-                        if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
-            f_7_Value = -u - 1 if sg else u
-            if c & 0x2 != 0x0:
-                raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 23
-            if av < 0:
-                win, av = r.refill(av, 24)
-            c = (win >> av) & 0xffffff
-        elif ec == 1:
-            try:
-                sg = _T071cdf68[(c >> 17) & 0x3]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x40000 != 0x0:
-                    raise r.fail_at(av + 19, 'PhysicalValueType[1]', 'expected CH of Value') from None
-                sg = ((c >> 17) & 1)
-            u = ((c >> 9) & 255)
-            if u > 127:
-                u2 = (c >> 1) & 0xFF
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 9)
-                    c = (win >> av) & 0x1ff
-                    u2 = c >> 1
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 1
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 1
-                        if av < 0:
-                            win, av = r.refill(av, 1)
-                        c = (win >> av) & 0x1
-            else:
-                av += 8
-                c >>= 8
-            f_7_Value = -u - 1 if sg else u
-            if c & 0x1 != 0x0:
-                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 24
-            if av < 0:
-                win, av = r.refill(av, 24)
-            c = (win >> av) & 0xffffff
-        else:
-            raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        if c >= 0x800000:
-            raise r.fail_at(av + 24, 'DC_EVChargeParameterType[4]', 'expected EE')
-        ob7_ = _new(_K_din_PhysicalValueType)
-        ob7_.Multiplier = f_7_Multiplier
-        ob7_.Unit = f_7_Unit
-        ob7_.Value = f_7_Value
-        f_EVEnergyRequest = ob7_
-        s = 6
-    elif c < 0x18000000:
-        try:
-            f_FullSOC = _Tf00db23f[(c >> 18) & 0x1ff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x4040000 != 0x0:
-                raise r.fail_at(av + 27, 'DC_EVChargeParameterType[4]', 'expected CH of FullSOC, EE of FullSOC') from None
-            f_FullSOC = ((c >> 19) & 127)
-        av -= 5
-        if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        s = 7
-    elif c < 0x20000000:
-        try:
-            f_BulkSOC = _Tf00db23f[(c >> 18) & 0x1ff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x4040000 != 0x0:
-                raise r.fail_at(av + 27, 'DC_EVChargeParameterType[4]', 'expected CH of BulkSOC, EE of BulkSOC') from None
-            f_BulkSOC = ((c >> 19) & 127)
-        av -= 5
-        if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        s = 8
-    elif c < 0x28000000:
-        av += 4
-        s = -1
+    if s != 6:
+        pass
     else:
-        ec = (c >> 27) & 0x7
-        raise r.fail_at(av + 27, 'DC_EVChargeParameterType[4]', f'event code {ec}, expected SE(EVEnergyCapacity), SE(EVEnergyRequest), SE(FullSOC), SE(BulkSOC), EE')
-    if s == 6:
         c &= 0x7fffff
-        if c < 0x200000:
+        if c >= 0x200000:
+            if c < 0x400000:
+                try:
+                    f_BulkSOC = _Tf00db23f[(c >> 12) & 0x1ff]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x101000 != 0x0:
+                        raise r.fail_at(av + 21, 'DC_EVChargeParameterType[6]', 'expected CH of BulkSOC, EE of BulkSOC') from None
+                    f_BulkSOC = ((c >> 13) & 127)
+                av -= 11
+                if av < 0:
+                    win, av = r.refill(av, 23)
+                c = (win >> av) & 0x7fffff
+                s = 8
+            elif c < 0x600000:
+                av -= 2
+                s = -1
+            else:
+                ec = (c >> 21) & 0x3
+                raise r.fail_at(av + 21, 'DC_EVChargeParameterType[6]', f'event code {ec}, expected SE(FullSOC), SE(BulkSOC), EE')
+        else:
             try:
                 f_FullSOC = _Tf00db23f[c >> 12]
             except KeyError:  # not a valid pattern: say why
@@ -11863,27 +11931,18 @@ def _d_din_DC_EVChargeParameterType(r: BitReader, c: int) -> _din.DC_EVChargePar
                 win, av = r.refill(av, 23)
             c = (win >> av) & 0x7fffff
             s = 7
-        elif c < 0x400000:
-            try:
-                f_BulkSOC = _Tf00db23f[(c >> 12) & 0x1ff]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x101000 != 0x0:
-                    raise r.fail_at(av + 21, 'DC_EVChargeParameterType[6]', 'expected CH of BulkSOC, EE of BulkSOC') from None
-                f_BulkSOC = ((c >> 13) & 127)
-            av -= 11
-            if av < 0:
-                win, av = r.refill(av, 23)
-            c = (win >> av) & 0x7fffff
-            s = 8
-        elif c < 0x600000:
-            av -= 2
-            s = -1
-        else:
-            ec = (c >> 21) & 0x3
-            raise r.fail_at(av + 21, 'DC_EVChargeParameterType[6]', f'event code {ec}, expected SE(FullSOC), SE(BulkSOC), EE')
-    if s == 7:
+    if s != 7:
+        pass
+    else:
         c &= 0x7fffff
-        if c < 0x200000:
+        if c >= 0x200000:
+            if c < 0x400000:
+                av -= 2
+                s = -1
+            else:
+                ec = (c >> 21) & 0x3
+                raise r.fail_at(av + 21, 'DC_EVChargeParameterType[7]', f'event code {ec}, expected SE(BulkSOC), EE')
+        else:
             try:
                 f_BulkSOC = _Tf00db23f[c >> 12]
             except KeyError:  # not a valid pattern: say why
@@ -11895,19 +11954,13 @@ def _d_din_DC_EVChargeParameterType(r: BitReader, c: int) -> _din.DC_EVChargePar
                 win, av = r.refill(av, 23)
             c = (win >> av) & 0x7fffff
             s = 8
-        elif c < 0x400000:
-            av -= 2
-            s = -1
-        else:
-            ec = (c >> 21) & 0x3
-            raise r.fail_at(av + 21, 'DC_EVChargeParameterType[7]', f'event code {ec}, expected SE(BulkSOC), EE')
-    if s == 8:
+    if s != 8:
+        av += 23
+    else:
         av += 22
         if c & 0x400000 != 0x0:
             raise r.fail_at(av + 1, 'DC_EVChargeParameterType', 'expected EE')
         s = -1
-    else:
-        av += 23
     r.avail = av
     ob = _new(_K_din_DC_EVChargeParameterType)
     ob.DC_EVStatus = f_DC_EVStatus
@@ -12109,7 +12162,10 @@ def _d_din_DC_EVPowerDeliveryParameterType(r: BitReader, c: int) -> _din.DC_EVPo
                 raise r.fail_at(av + 8, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete, SE(ChargingComplete), CH of ChargingComplete, EE of ChargingComplete') from None
             f_BulkChargingComplete = (c >> 6) == 1
             f_ChargingComplete = ((c >> 2) & 1) == 1
-    elif c < 0x200:
+    elif c >= 0x200:
+        ec = (c >> 8) & 0x3
+        raise r.fail_at(av + 8, 'DC_EVPowerDeliveryParameterType[1]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
+    else:
         av += 4
         try:
             f_ChargingComplete = _Ta870a97b[(c >> 5) & 0x7]
@@ -12118,9 +12174,6 @@ def _d_din_DC_EVPowerDeliveryParameterType(r: BitReader, c: int) -> _din.DC_EVPo
                 raise r.fail_at(av + 4, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
             f_ChargingComplete = ((c >> 6) & 1) == 1
         c >>= 4
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'DC_EVPowerDeliveryParameterType[1]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'DC_EVPowerDeliveryParameterType', 'expected EE')
     r.avail = av
@@ -12184,7 +12237,25 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.DC_EVSECharg
     if c >= 0x8000000:
         raise r.fail_at(av + 28, 'DC_EVSEChargeParameterType', 'expected SE(DC_EVSEStatus)')
     f_1_EVSEIsolationStatus: _din.isolationLevelType | None = None
-    if c < 0x2000000:
+    if c >= 0x2000000:
+        if c < 0x4000000:
+            try:
+                f_1_EVSEStatusCode = _T886122e8[(c >> 19) & 0x3f]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x1080000 != 0x0:
+                    raise r.fail_at(av + 25, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+                iv = ((c >> 20) & 15)
+                if iv >= 12:
+                    raise r.fail_at(av + 19, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                f_1_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        else:
+            ec = (c >> 25) & 0x3
+            raise r.fail_at(av + 25, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+    else:
         try:
             f_1_EVSEIsolationStatus, f_1_EVSEStatusCode = _T6b55cf38[c >> 14]
         except KeyError:  # not a valid pattern: say why
@@ -12199,23 +12270,6 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.DC_EVSECharg
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif c < 0x4000000:
-        try:
-            f_1_EVSEStatusCode = _T886122e8[(c >> 19) & 0x3f]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x1080000 != 0x0:
-                raise r.fail_at(av + 25, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-            iv = ((c >> 20) & 15)
-            if iv >= 12:
-                raise r.fail_at(av + 19, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
-            f_1_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
-        av -= 11
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        ec = (c >> 25) & 0x3
-        raise r.fail_at(av + 25, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
     if c >= 0x10000000:
         raise r.fail_at(av + 30, 'DC_EVSEChargeParameterType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
     u = (c >> 20)
@@ -12267,7 +12321,50 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.DC_EVSECharg
     ob1_.EVSENotification = f_1_EVSENotification
     f_DC_EVSEStatus = ob1_
     f_2_Unit: _din.unitSymbolType | None = None
-    if ec == 0:
+    if ec == 1:
+        try:
+            sg = _T071cdf68[(c >> 12) & 0x3]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x2000 != 0x0:
+                raise r.fail_at(av + 14, 'PhysicalValueType[1]', 'expected CH of Value') from None
+            sg = ((c >> 12) & 1)
+        u = ((c >> 4) & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            u2 = c >> 4
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    av += 4
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+                    av -= 4
+                    if av < 0:
+                        win, av = r.refill(av, 4)
+                    c = (win >> av) & 0xf
+        f_2_Value = -u - 1 if sg else u
+        if c & 0x8 != 0x0:
+            raise r.fail_at(av + 4, 'PhysicalValueType[1]', 'expected EE of Value')
+        av -= 27
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+    elif ec != 0:
+        raise r.fail_at(av + 14, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+    else:
         av -= 16
         if av < 0:
             win, av = r.refill(av, 30)
@@ -12315,49 +12412,6 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.DC_EVSECharg
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
-        try:
-            sg = _T071cdf68[(c >> 12) & 0x3]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x2000 != 0x0:
-                raise r.fail_at(av + 14, 'PhysicalValueType[1]', 'expected CH of Value') from None
-            sg = ((c >> 12) & 1)
-        u = ((c >> 4) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
-            u2 = c >> 4
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
-                u2 = c >> 4
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 4
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 4
-                    if av < 0:
-                        win, av = r.refill(av, 4)
-                    c = (win >> av) & 0xf
-        f_2_Value = -u - 1 if sg else u
-        if c & 0x8 != 0x0:
-            raise r.fail_at(av + 4, 'PhysicalValueType[1]', 'expected EE of Value')
-        av -= 27
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        raise r.fail_at(av + 14, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
     if c >= 0x20000000:
         raise r.fail_at(av + 30, 'DC_EVSEChargeParameterType', 'expected EE')
     ob2_ = _new(_K_din_PhysicalValueType)
@@ -12365,7 +12419,118 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.DC_EVSECharg
     ob2_.Unit = f_2_Unit
     ob2_.Value = f_2_Value
     f_EVSEMaximumCurrentLimit = ob2_
-    if c < 0x8000000:
+    if c >= 0x8000000:
+        if c < 0x10000000:
+            try:
+                f_5_Multiplier, ec = _T1fd725cf[(c >> 19) & 0xff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x6200000 != 0x0:
+                    raise r.fail_at(av + 27, 'DC_EVSEChargeParameterType[2]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
+                f_5_Multiplier = ((c >> 22) & 7) - 3
+                ec = ((c >> 19) & 3)
+            f_5_Unit: _din.unitSymbolType | None = None
+            if ec == 1:
+                try:
+                    sg = _T071cdf68[(c >> 17) & 0x3]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x40000 != 0x0:
+                        raise r.fail_at(av + 19, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                    sg = ((c >> 17) & 1)
+                u = ((c >> 9) & 255)
+                if u > 127:
+                    u2 = (c >> 1) & 0xFF
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 9)
+                        c = (win >> av) & 0x1ff
+                        u2 = c >> 1
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 1
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 1
+                            if av < 0:
+                                win, av = r.refill(av, 1)
+                            c = (win >> av) & 0x1
+                else:
+                    av += 8
+                    c >>= 8
+                f_5_Value = -u - 1 if sg else u
+                if c & 0x1 != 0x0:
+                    raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+                av -= 30
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+            elif ec != 0:
+                raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+            else:
+                try:
+                    f_5_Unit, sg = _T7f58918e[(c >> 10) & 0x1ff]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x43800 != 0x0:
+                        raise r.fail_at(av + 19, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                    iv = ((c >> 14) & 15)
+                    if iv >= 10:
+                        raise r.fail_at(av + 10, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                    f_5_Unit = _E_din_unitSymbolType[iv]
+                    sg = ((c >> 10) & 1)
+                u = ((c >> 2) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 10)
+                        c = (win >> av) & 0x3ff
+                        u2 = c >> 2
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 2
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 2
+                            if av < 0:
+                                win, av = r.refill(av, 2)
+                            c = (win >> av) & 0x3
+                f_5_Value = -u - 1 if sg else u
+                if c & 0x2 != 0x0:
+                    raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+                av -= 29
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+            if c >= 0x20000000:
+                raise r.fail_at(av + 30, 'DC_EVSEChargeParameterType[2]', 'expected EE')
+            ob5_ = _new(_K_din_PhysicalValueType)
+            ob5_.Multiplier = f_5_Multiplier
+            ob5_.Unit = f_5_Unit
+            ob5_.Value = f_5_Value
+            f_EVSEMaximumVoltageLimit = ob5_
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        else:
+            ec = (c >> 27) & 0x3
+            raise r.fail_at(av + 27, 'DC_EVSEChargeParameterType[2]', f'event code {ec}, expected SE(EVSEMaximumPowerLimit), SE(EVSEMaximumVoltageLimit)')
+    else:
         try:
             f_3_Multiplier, ec = _T1fd725cf[c >> 19]
         except KeyError:  # not a valid pattern: say why
@@ -12374,7 +12539,49 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.DC_EVSECharg
             f_3_Multiplier = (c >> 22) - 3
             ec = ((c >> 19) & 3)
         f_3_Unit: _din.unitSymbolType | None = None
-        if ec == 0:
+        if ec == 1:
+            try:
+                sg = _T071cdf68[(c >> 17) & 0x3]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x40000 != 0x0:
+                    raise r.fail_at(av + 19, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                sg = ((c >> 17) & 1)
+            u = ((c >> 9) & 255)
+            if u > 127:
+                u2 = (c >> 1) & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
+                    u2 = c >> 1
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 1
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 1
+                        if av < 0:
+                            win, av = r.refill(av, 1)
+                        c = (win >> av) & 0x1
+            else:
+                av += 8
+                c >>= 8
+            f_3_Value = -u - 1 if sg else u
+            if c & 0x1 != 0x0:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 30
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        elif ec != 0:
+            raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        else:
             try:
                 f_3_Unit, sg = _T7f58918e[(c >> 10) & 0x1ff]
             except KeyError:  # not a valid pattern: say why
@@ -12419,48 +12626,6 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.DC_EVSECharg
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-        elif ec == 1:
-            try:
-                sg = _T071cdf68[(c >> 17) & 0x3]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x40000 != 0x0:
-                    raise r.fail_at(av + 19, 'PhysicalValueType[1]', 'expected CH of Value') from None
-                sg = ((c >> 17) & 1)
-            u = ((c >> 9) & 255)
-            if u > 127:
-                u2 = (c >> 1) & 0xFF
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 9)
-                    c = (win >> av) & 0x1ff
-                    u2 = c >> 1
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 1
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 1
-                        if av < 0:
-                            win, av = r.refill(av, 1)
-                        c = (win >> av) & 0x1
-            else:
-                av += 8
-                c >>= 8
-            f_3_Value = -u - 1 if sg else u
-            if c & 0x1 != 0x0:
-                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 30
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-        else:
-            raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
         try:
             f_4_Multiplier, ec = _Tdfa9f4aa[c >> 20]
         except KeyError:  # not a valid pattern: say why
@@ -12474,7 +12639,49 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.DC_EVSECharg
         ob3_.Value = f_3_Value
         f_EVSEMaximumPowerLimit = ob3_
         f_4_Unit: _din.unitSymbolType | None = None
-        if ec == 0:
+        if ec == 1:
+            try:
+                sg = _T071cdf68[(c >> 18) & 0x3]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x80000 != 0x0:
+                    raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                sg = ((c >> 18) & 1)
+            u = ((c >> 10) & 255)
+            if u > 127:
+                u2 = (c >> 2) & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 2
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
+            else:
+                av += 8
+                c >>= 8
+            f_4_Value = -u - 1 if sg else u
+            if c & 0x2 != 0x0:
+                raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 29
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        elif ec != 0:
+            raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        else:
             try:
                 f_4_Unit, sg = _T7f58918e[(c >> 11) & 0x1ff]
             except KeyError:  # not a valid pattern: say why
@@ -12519,48 +12726,6 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.DC_EVSECharg
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-        elif ec == 1:
-            try:
-                sg = _T071cdf68[(c >> 18) & 0x3]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x80000 != 0x0:
-                    raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Value') from None
-                sg = ((c >> 18) & 1)
-            u = ((c >> 10) & 255)
-            if u > 127:
-                u2 = (c >> 2) & 0xFF
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 2
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 2
-                        if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
-            else:
-                av += 8
-                c >>= 8
-            f_4_Value = -u - 1 if sg else u
-            if c & 0x2 != 0x0:
-                raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 29
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-        else:
-            raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
         if c >= 0x20000000:
             raise r.fail_at(av + 30, 'DC_EVSEChargeParameterType[2]', 'expected EE')
         ob4_ = _new(_K_din_PhysicalValueType)
@@ -12572,116 +12737,6 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.DC_EVSECharg
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif c < 0x10000000:
-        try:
-            f_5_Multiplier, ec = _T1fd725cf[(c >> 19) & 0xff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x6200000 != 0x0:
-                raise r.fail_at(av + 27, 'DC_EVSEChargeParameterType[2]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-            f_5_Multiplier = ((c >> 22) & 7) - 3
-            ec = ((c >> 19) & 3)
-        f_5_Unit: _din.unitSymbolType | None = None
-        if ec == 0:
-            try:
-                f_5_Unit, sg = _T7f58918e[(c >> 10) & 0x1ff]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x43800 != 0x0:
-                    raise r.fail_at(av + 19, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                iv = ((c >> 14) & 15)
-                if iv >= 10:
-                    raise r.fail_at(av + 10, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
-                f_5_Unit = _E_din_unitSymbolType[iv]
-                sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 2
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 2
-                        if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
-            f_5_Value = -u - 1 if sg else u
-            if c & 0x2 != 0x0:
-                raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 29
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-        elif ec == 1:
-            try:
-                sg = _T071cdf68[(c >> 17) & 0x3]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x40000 != 0x0:
-                    raise r.fail_at(av + 19, 'PhysicalValueType[1]', 'expected CH of Value') from None
-                sg = ((c >> 17) & 1)
-            u = ((c >> 9) & 255)
-            if u > 127:
-                u2 = (c >> 1) & 0xFF
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 9)
-                    c = (win >> av) & 0x1ff
-                    u2 = c >> 1
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 1
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 1
-                        if av < 0:
-                            win, av = r.refill(av, 1)
-                        c = (win >> av) & 0x1
-            else:
-                av += 8
-                c >>= 8
-            f_5_Value = -u - 1 if sg else u
-            if c & 0x1 != 0x0:
-                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 30
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-        else:
-            raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        if c >= 0x20000000:
-            raise r.fail_at(av + 30, 'DC_EVSEChargeParameterType[2]', 'expected EE')
-        ob5_ = _new(_K_din_PhysicalValueType)
-        ob5_.Multiplier = f_5_Multiplier
-        ob5_.Unit = f_5_Unit
-        ob5_.Value = f_5_Value
-        f_EVSEMaximumVoltageLimit = ob5_
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        ec = (c >> 27) & 0x3
-        raise r.fail_at(av + 27, 'DC_EVSEChargeParameterType[2]', f'event code {ec}, expected SE(EVSEMaximumPowerLimit), SE(EVSEMaximumVoltageLimit)')
     try:
         f_6_Multiplier, ec = _T0c77b141[c >> 21]
     except KeyError:  # not a valid pattern: say why
@@ -12690,7 +12745,49 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.DC_EVSECharg
         f_6_Multiplier = (c >> 24) - 3
         ec = ((c >> 21) & 3)
     f_6_Unit: _din.unitSymbolType | None = None
-    if ec == 0:
+    if ec == 1:
+        try:
+            sg = _T071cdf68[(c >> 19) & 0x3]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x100000 != 0x0:
+                raise r.fail_at(av + 21, 'PhysicalValueType[1]', 'expected CH of Value') from None
+            sg = ((c >> 19) & 1)
+        u = ((c >> 11) & 255)
+        if u > 127:
+            u2 = (c >> 3) & 0xFF
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    av += 3
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+                    av -= 3
+                    if av < 0:
+                        win, av = r.refill(av, 3)
+                    c = (win >> av) & 0x7
+        else:
+            av += 8
+            c >>= 8
+        f_6_Value = -u - 1 if sg else u
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
+        av -= 28
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+    elif ec != 0:
+        raise r.fail_at(av + 21, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+    else:
         try:
             f_6_Unit, sg = _T7f58918e[(c >> 12) & 0x1ff]
         except KeyError:  # not a valid pattern: say why
@@ -12735,48 +12832,6 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.DC_EVSECharg
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
-        try:
-            sg = _T071cdf68[(c >> 19) & 0x3]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x100000 != 0x0:
-                raise r.fail_at(av + 21, 'PhysicalValueType[1]', 'expected CH of Value') from None
-            sg = ((c >> 19) & 1)
-        u = ((c >> 11) & 255)
-        if u > 127:
-            u2 = (c >> 3) & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 3
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 3
-                    if av < 0:
-                        win, av = r.refill(av, 3)
-                    c = (win >> av) & 0x7
-        else:
-            av += 8
-            c >>= 8
-        f_6_Value = -u - 1 if sg else u
-        if c & 0x4 != 0x0:
-            raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
-        av -= 28
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        raise r.fail_at(av + 21, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
     try:
         f_7_Multiplier, ec = _Tdfa9f4aa[c >> 20]
     except KeyError:  # not a valid pattern: say why
@@ -12790,7 +12845,49 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.DC_EVSECharg
     ob6_.Value = f_6_Value
     f_EVSEMinimumCurrentLimit = ob6_
     f_7_Unit: _din.unitSymbolType | None = None
-    if ec == 0:
+    if ec == 1:
+        try:
+            sg = _T071cdf68[(c >> 18) & 0x3]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x80000 != 0x0:
+                raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Value') from None
+            sg = ((c >> 18) & 1)
+        u = ((c >> 10) & 255)
+        if u > 127:
+            u2 = (c >> 2) & 0xFF
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    av += 2
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
+        else:
+            av += 8
+            c >>= 8
+        f_7_Value = -u - 1 if sg else u
+        if c & 0x2 != 0x0:
+            raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+        av -= 29
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+    elif ec != 0:
+        raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+    else:
         try:
             f_7_Unit, sg = _T7f58918e[(c >> 11) & 0x1ff]
         except KeyError:  # not a valid pattern: say why
@@ -12835,48 +12932,6 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.DC_EVSECharg
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
-        try:
-            sg = _T071cdf68[(c >> 18) & 0x3]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x80000 != 0x0:
-                raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Value') from None
-            sg = ((c >> 18) & 1)
-        u = ((c >> 10) & 255)
-        if u > 127:
-            u2 = (c >> 2) & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 2
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 2
-                    if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
-        else:
-            av += 8
-            c >>= 8
-        f_7_Value = -u - 1 if sg else u
-        if c & 0x2 != 0x0:
-            raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
-        av -= 29
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
     if c >= 0x20000000:
         raise r.fail_at(av + 30, 'DC_EVSEChargeParameterType', 'expected EE')
     ob7_ = _new(_K_din_PhysicalValueType)
@@ -12884,7 +12939,118 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.DC_EVSECharg
     ob7_.Unit = f_7_Unit
     ob7_.Value = f_7_Value
     f_EVSEMinimumVoltageLimit = ob7_
-    if c < 0x8000000:
+    if c >= 0x8000000:
+        if c < 0x10000000:
+            try:
+                f_10_Multiplier, ec = _T1fd725cf[(c >> 19) & 0xff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x6200000 != 0x0:
+                    raise r.fail_at(av + 27, 'DC_EVSEChargeParameterType[6]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
+                f_10_Multiplier = ((c >> 22) & 7) - 3
+                ec = ((c >> 19) & 3)
+            f_10_Unit: _din.unitSymbolType | None = None
+            if ec == 1:
+                try:
+                    sg = _T071cdf68[(c >> 17) & 0x3]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x40000 != 0x0:
+                        raise r.fail_at(av + 19, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                    sg = ((c >> 17) & 1)
+                u = ((c >> 9) & 255)
+                if u > 127:
+                    u2 = (c >> 1) & 0xFF
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 9)
+                        c = (win >> av) & 0x1ff
+                        u2 = c >> 1
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 1
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 1
+                            if av < 0:
+                                win, av = r.refill(av, 1)
+                            c = (win >> av) & 0x1
+                else:
+                    av += 8
+                    c >>= 8
+                f_10_Value = -u - 1 if sg else u
+                if c & 0x1 != 0x0:
+                    raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+                av -= 30
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+            elif ec != 0:
+                raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+            else:
+                try:
+                    f_10_Unit, sg = _T7f58918e[(c >> 10) & 0x1ff]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x43800 != 0x0:
+                        raise r.fail_at(av + 19, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                    iv = ((c >> 14) & 15)
+                    if iv >= 10:
+                        raise r.fail_at(av + 10, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                    f_10_Unit = _E_din_unitSymbolType[iv]
+                    sg = ((c >> 10) & 1)
+                u = ((c >> 2) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 10)
+                        c = (win >> av) & 0x3ff
+                        u2 = c >> 2
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 2
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 2
+                            if av < 0:
+                                win, av = r.refill(av, 2)
+                            c = (win >> av) & 0x3
+                f_10_Value = -u - 1 if sg else u
+                if c & 0x2 != 0x0:
+                    raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+                av -= 29
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+            if c >= 0x20000000:
+                raise r.fail_at(av + 30, 'DC_EVSEChargeParameterType[6]', 'expected EE')
+            ob10_ = _new(_K_din_PhysicalValueType)
+            ob10_.Multiplier = f_10_Multiplier
+            ob10_.Unit = f_10_Unit
+            ob10_.Value = f_10_Value
+            f_EVSEPeakCurrentRipple = ob10_
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        else:
+            ec = (c >> 27) & 0x3
+            raise r.fail_at(av + 27, 'DC_EVSEChargeParameterType[6]', f'event code {ec}, expected SE(EVSECurrentRegulationTolerance), SE(EVSEPeakCurrentRipple)')
+    else:
         try:
             f_8_Multiplier, ec = _T1fd725cf[c >> 19]
         except KeyError:  # not a valid pattern: say why
@@ -12893,7 +13059,49 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.DC_EVSECharg
             f_8_Multiplier = (c >> 22) - 3
             ec = ((c >> 19) & 3)
         f_8_Unit: _din.unitSymbolType | None = None
-        if ec == 0:
+        if ec == 1:
+            try:
+                sg = _T071cdf68[(c >> 17) & 0x3]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x40000 != 0x0:
+                    raise r.fail_at(av + 19, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                sg = ((c >> 17) & 1)
+            u = ((c >> 9) & 255)
+            if u > 127:
+                u2 = (c >> 1) & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
+                    u2 = c >> 1
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 1
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 1
+                        if av < 0:
+                            win, av = r.refill(av, 1)
+                        c = (win >> av) & 0x1
+            else:
+                av += 8
+                c >>= 8
+            f_8_Value = -u - 1 if sg else u
+            if c & 0x1 != 0x0:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 30
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        elif ec != 0:
+            raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        else:
             try:
                 f_8_Unit, sg = _T7f58918e[(c >> 10) & 0x1ff]
             except KeyError:  # not a valid pattern: say why
@@ -12938,48 +13146,6 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.DC_EVSECharg
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-        elif ec == 1:
-            try:
-                sg = _T071cdf68[(c >> 17) & 0x3]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x40000 != 0x0:
-                    raise r.fail_at(av + 19, 'PhysicalValueType[1]', 'expected CH of Value') from None
-                sg = ((c >> 17) & 1)
-            u = ((c >> 9) & 255)
-            if u > 127:
-                u2 = (c >> 1) & 0xFF
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 9)
-                    c = (win >> av) & 0x1ff
-                    u2 = c >> 1
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 1
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 1
-                        if av < 0:
-                            win, av = r.refill(av, 1)
-                        c = (win >> av) & 0x1
-            else:
-                av += 8
-                c >>= 8
-            f_8_Value = -u - 1 if sg else u
-            if c & 0x1 != 0x0:
-                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 30
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-        else:
-            raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
         try:
             f_9_Multiplier, ec = _Tdfa9f4aa[c >> 20]
         except KeyError:  # not a valid pattern: say why
@@ -12993,7 +13159,49 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.DC_EVSECharg
         ob8_.Value = f_8_Value
         f_EVSECurrentRegulationTolerance = ob8_
         f_9_Unit: _din.unitSymbolType | None = None
-        if ec == 0:
+        if ec == 1:
+            try:
+                sg = _T071cdf68[(c >> 18) & 0x3]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x80000 != 0x0:
+                    raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                sg = ((c >> 18) & 1)
+            u = ((c >> 10) & 255)
+            if u > 127:
+                u2 = (c >> 2) & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 2
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
+            else:
+                av += 8
+                c >>= 8
+            f_9_Value = -u - 1 if sg else u
+            if c & 0x2 != 0x0:
+                raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 29
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        elif ec != 0:
+            raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        else:
             try:
                 f_9_Unit, sg = _T7f58918e[(c >> 11) & 0x1ff]
             except KeyError:  # not a valid pattern: say why
@@ -13038,7 +13246,33 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.DC_EVSECharg
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-        elif ec == 1:
+        if c >= 0x20000000:
+            raise r.fail_at(av + 30, 'DC_EVSEChargeParameterType[6]', 'expected EE')
+        ob9_ = _new(_K_din_PhysicalValueType)
+        ob9_.Multiplier = f_9_Multiplier
+        ob9_.Unit = f_9_Unit
+        ob9_.Value = f_9_Value
+        f_EVSEPeakCurrentRipple = ob9_
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+    if c >= 0x10000000:
+        if c < 0x20000000:
+            av += 28
+        else:
+            ec = (c >> 28) & 0x3
+            raise r.fail_at(av + 28, 'DC_EVSEChargeParameterType[8]', f'event code {ec}, expected SE(EVSEEnergyToBeDelivered), EE')
+    else:
+        try:
+            f_11_Multiplier, ec = _T1fd725cf[c >> 20]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0xc400000 != 0x0:
+                raise r.fail_at(av + 28, 'DC_EVSEChargeParameterType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
+            f_11_Multiplier = (c >> 23) - 3
+            ec = ((c >> 20) & 3)
+        f_11_Unit: _din.unitSymbolType | None = None
+        if ec == 1:
             try:
                 sg = _T071cdf68[(c >> 18) & 0x3]
             except KeyError:  # not a valid pattern: say why
@@ -13071,146 +13305,16 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.DC_EVSECharg
             else:
                 av += 8
                 c >>= 8
-            f_9_Value = -u - 1 if sg else u
+            f_11_Value = -u - 1 if sg else u
             if c & 0x2 != 0x0:
                 raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 29
+            av -= 1
             if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-        else:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+        elif ec != 0:
             raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        if c >= 0x20000000:
-            raise r.fail_at(av + 30, 'DC_EVSEChargeParameterType[6]', 'expected EE')
-        ob9_ = _new(_K_din_PhysicalValueType)
-        ob9_.Multiplier = f_9_Multiplier
-        ob9_.Unit = f_9_Unit
-        ob9_.Value = f_9_Value
-        f_EVSEPeakCurrentRipple = ob9_
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    elif c < 0x10000000:
-        try:
-            f_10_Multiplier, ec = _T1fd725cf[(c >> 19) & 0xff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x6200000 != 0x0:
-                raise r.fail_at(av + 27, 'DC_EVSEChargeParameterType[6]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-            f_10_Multiplier = ((c >> 22) & 7) - 3
-            ec = ((c >> 19) & 3)
-        f_10_Unit: _din.unitSymbolType | None = None
-        if ec == 0:
-            try:
-                f_10_Unit, sg = _T7f58918e[(c >> 10) & 0x1ff]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x43800 != 0x0:
-                    raise r.fail_at(av + 19, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                iv = ((c >> 14) & 15)
-                if iv >= 10:
-                    raise r.fail_at(av + 10, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
-                f_10_Unit = _E_din_unitSymbolType[iv]
-                sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 2
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 2
-                        if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
-            f_10_Value = -u - 1 if sg else u
-            if c & 0x2 != 0x0:
-                raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 29
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-        elif ec == 1:
-            try:
-                sg = _T071cdf68[(c >> 17) & 0x3]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x40000 != 0x0:
-                    raise r.fail_at(av + 19, 'PhysicalValueType[1]', 'expected CH of Value') from None
-                sg = ((c >> 17) & 1)
-            u = ((c >> 9) & 255)
-            if u > 127:
-                u2 = (c >> 1) & 0xFF
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 9)
-                    c = (win >> av) & 0x1ff
-                    u2 = c >> 1
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 1
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 1
-                        if av < 0:
-                            win, av = r.refill(av, 1)
-                        c = (win >> av) & 0x1
-            else:
-                av += 8
-                c >>= 8
-            f_10_Value = -u - 1 if sg else u
-            if c & 0x1 != 0x0:
-                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 30
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
         else:
-            raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        if c >= 0x20000000:
-            raise r.fail_at(av + 30, 'DC_EVSEChargeParameterType[6]', 'expected EE')
-        ob10_ = _new(_K_din_PhysicalValueType)
-        ob10_.Multiplier = f_10_Multiplier
-        ob10_.Unit = f_10_Unit
-        ob10_.Value = f_10_Value
-        f_EVSEPeakCurrentRipple = ob10_
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        ec = (c >> 27) & 0x3
-        raise r.fail_at(av + 27, 'DC_EVSEChargeParameterType[6]', f'event code {ec}, expected SE(EVSECurrentRegulationTolerance), SE(EVSEPeakCurrentRipple)')
-    if c < 0x10000000:
-        try:
-            f_11_Multiplier, ec = _T1fd725cf[c >> 20]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0xc400000 != 0x0:
-                raise r.fail_at(av + 28, 'DC_EVSEChargeParameterType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-            f_11_Multiplier = (c >> 23) - 3
-            ec = ((c >> 20) & 3)
-        f_11_Unit: _din.unitSymbolType | None = None
-        if ec == 0:
             try:
                 f_11_Unit, sg = _T7f58918e[(c >> 11) & 0x1ff]
             except KeyError:  # not a valid pattern: say why
@@ -13251,48 +13355,6 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.DC_EVSECharg
             f_11_Value = -u - 1 if sg else u
             if c & 0x4 != 0x0:
                 raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
-        elif ec == 1:
-            try:
-                sg = _T071cdf68[(c >> 18) & 0x3]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x80000 != 0x0:
-                    raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Value') from None
-                sg = ((c >> 18) & 1)
-            u = ((c >> 10) & 255)
-            if u > 127:
-                u2 = (c >> 2) & 0xFF
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 2
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 2
-                        if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
-            else:
-                av += 8
-                c >>= 8
-            f_11_Value = -u - 1 if sg else u
-            if c & 0x2 != 0x0:
-                raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 1
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-        else:
-            raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
         if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'DC_EVSEChargeParameterType[8]', 'expected EE, EE')
         ob11_ = _new(_K_din_PhysicalValueType)
@@ -13300,11 +13362,6 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _din.DC_EVSECharg
         ob11_.Unit = f_11_Unit
         ob11_.Value = f_11_Value
         f_EVSEEnergyToBeDelivered = ob11_
-    elif c < 0x20000000:
-        av += 28
-    else:
-        ec = (c >> 28) & 0x3
-        raise r.fail_at(av + 28, 'DC_EVSEChargeParameterType[8]', f'event code {ec}, expected SE(EVSEEnergyToBeDelivered), EE')
     r.avail = av
     ob = _new(_K_din_DC_EVSEChargeParameterType)
     ob.DC_EVSEStatus = f_DC_EVSEStatus
@@ -13456,7 +13513,23 @@ def _d_din_DC_EVSEStatusType(r: BitReader, c: int) -> _din.DC_EVSEStatusType:
     f_EVSEStatusCode: _din.DC_EVSEStatusCodeType
     f_NotificationMaxDelay: int
     f_EVSENotification: _din.EVSENotificationType
-    if c < 0x4000000:
+    if c >= 0x4000000:
+        if c < 0x8000000:
+            av += 3
+            try:
+                f_EVSEStatusCode = _T886122e8[(c >> 20) & 0x3f]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x2100000 != 0x0:
+                    raise r.fail_at(av + 23, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+                iv = ((c >> 21) & 15)
+                if iv >= 12:
+                    raise r.fail_at(av + 17, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                f_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
+            c >>= 3
+        else:
+            ec = (c >> 26) & 0x3
+            raise r.fail_at(av + 26, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+    else:
         try:
             f_EVSEIsolationStatus, f_EVSEStatusCode = _T6b55cf38[c >> 15]
         except KeyError:  # not a valid pattern: say why
@@ -13471,21 +13544,6 @@ def _d_din_DC_EVSEStatusType(r: BitReader, c: int) -> _din.DC_EVSEStatusType:
         if av < 0:
             win, av = r.refill(av, 17)
         c = (win >> av) & 0x1ffff
-    elif c < 0x8000000:
-        av += 3
-        try:
-            f_EVSEStatusCode = _T886122e8[(c >> 20) & 0x3f]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x2100000 != 0x0:
-                raise r.fail_at(av + 23, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-            iv = ((c >> 21) & 15)
-            if iv >= 12:
-                raise r.fail_at(av + 17, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
-            f_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
-        c >>= 3
-    else:
-        ec = (c >> 26) & 0x3
-        raise r.fail_at(av + 26, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
     if c & 0x18000 != 0x0:
         raise r.fail_at(av + 17, 'DC_EVSEStatusType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
     u = ((c >> 7) & 255)
@@ -13606,44 +13664,7 @@ def _d_din_DC_EVStatusType(r: BitReader, c: int) -> _din.DC_EVStatusType:
         f_EVReady = (c >> 25) == 1
         ec = ((c >> 22) & 3)
     s = 1
-    if ec == 0:
-        try:
-            f_EVCabinConditioning, ec = _T20cd5b1a[(c >> 17) & 0x1f]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x280000 != 0x0:
-                raise r.fail_at(av + 22, 'DC_EVStatusType[1]', 'expected CH of EVCabinConditioning, EE of EVCabinConditioning') from None
-            f_EVCabinConditioning = ((c >> 20) & 1) == 1
-            ec = ((c >> 17) & 3)
-        if ec == 0:
-            try:
-                f_EVRESSConditioning = _Ta870a97b[(c >> 14) & 0x7]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x14000 != 0x0:
-                    raise r.fail_at(av + 17, 'DC_EVStatusType[2]', 'expected CH of EVRESSConditioning, EE of EVRESSConditioning') from None
-                f_EVRESSConditioning = ((c >> 15) & 1) == 1
-            av -= 4
-            if av < 0:
-                win, av = r.refill(av, 18)
-            c = (win >> av) & 0x3ffff
-            s = 3
-        elif ec == 1:
-            try:
-                f_EVErrorCode = _Ta6852fec[(c >> 11) & 0x3f]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x10800 != 0x0:
-                    raise r.fail_at(av + 17, 'DC_EVStatusType[2]', 'expected CH of EVErrorCode, EE of EVErrorCode') from None
-                iv = ((c >> 12) & 15)
-                if iv >= 12:
-                    raise r.fail_at(av + 11, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}') from None
-                f_EVErrorCode = _E_din_DC_EVErrorCodeType[iv]
-            av -= 7
-            if av < 0:
-                win, av = r.refill(av, 18)
-            c = (win >> av) & 0x3ffff
-            s = 4
-        else:
-            raise r.fail_at(av + 17, 'DC_EVStatusType[2]', f'event code {ec}, expected SE(EVRESSConditioning), SE(EVErrorCode)')
-    elif ec == 1:
+    if ec == 1:
         av += 1
         try:
             f_EVRESSConditioning = _Ta870a97b[(c >> 19) & 0x7]
@@ -13668,9 +13689,49 @@ def _d_din_DC_EVStatusType(r: BitReader, c: int) -> _din.DC_EVStatusType:
             win, av = r.refill(av, 18)
         c = (win >> av) & 0x3ffff
         s = 4
-    else:
+    elif ec != 0:
         raise r.fail_at(av + 22, 'DC_EVStatusType[1]', f'event code {ec}, expected SE(EVCabinConditioning), SE(EVRESSConditioning), SE(EVErrorCode)')
-    if s == 3:
+    else:
+        try:
+            f_EVCabinConditioning, ec = _T20cd5b1a[(c >> 17) & 0x1f]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x280000 != 0x0:
+                raise r.fail_at(av + 22, 'DC_EVStatusType[1]', 'expected CH of EVCabinConditioning, EE of EVCabinConditioning') from None
+            f_EVCabinConditioning = ((c >> 20) & 1) == 1
+            ec = ((c >> 17) & 3)
+        if ec == 0:
+            try:
+                f_EVRESSConditioning = _Ta870a97b[(c >> 14) & 0x7]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x14000 != 0x0:
+                    raise r.fail_at(av + 17, 'DC_EVStatusType[2]', 'expected CH of EVRESSConditioning, EE of EVRESSConditioning') from None
+                f_EVRESSConditioning = ((c >> 15) & 1) == 1
+            av -= 4
+            if av < 0:
+                win, av = r.refill(av, 18)
+            c = (win >> av) & 0x3ffff
+            s = 3
+        elif ec != 1:
+            raise r.fail_at(av + 17, 'DC_EVStatusType[2]', f'event code {ec}, expected SE(EVRESSConditioning), SE(EVErrorCode)')
+        else:
+            try:
+                f_EVErrorCode = _Ta6852fec[(c >> 11) & 0x3f]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x10800 != 0x0:
+                    raise r.fail_at(av + 17, 'DC_EVStatusType[2]', 'expected CH of EVErrorCode, EE of EVErrorCode') from None
+                iv = ((c >> 12) & 15)
+                if iv >= 12:
+                    raise r.fail_at(av + 11, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}') from None
+                f_EVErrorCode = _E_din_DC_EVErrorCodeType[iv]
+            av -= 7
+            if av < 0:
+                win, av = r.refill(av, 18)
+            c = (win >> av) & 0x3ffff
+            s = 4
+    if s != 3:
+        av += 7
+        c >>= 7
+    else:
         try:
             f_EVErrorCode = _Tb926dffe[(c >> 11) & 0x7f]
         except KeyError:  # not a valid pattern: say why
@@ -13681,9 +13742,6 @@ def _d_din_DC_EVStatusType(r: BitReader, c: int) -> _din.DC_EVStatusType:
                 raise r.fail_at(av + 11, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}') from None
             f_EVErrorCode = _E_din_DC_EVErrorCodeType[iv]
         s = 4
-    else:
-        av += 7
-        c >>= 7
     try:
         f_EVRESSSOC = _T6d995e88[c & 0x7ff]
     except KeyError:  # not a valid pattern: say why
@@ -13851,7 +13909,18 @@ def _d_din_EntryType(r: BitReader, c: int) -> _din.EntryType:
     av = r.avail
     f_RelativeTimeInterval: _din.RelativeTimeIntervalType | None = None
     f_TimeInterval: _din.IntervalType | None = None
-    if c < 0x2000000:
+    if c >= 0x2000000:
+        if c < 0x4000000:
+            av += 23
+            if c >= 0x3000000:
+                raise r.fail_at(av + 2, 'EntryType[0]', 'expected EE')
+            ob2_ = _new(_K_din_IntervalType)
+            f_TimeInterval = ob2_
+            c >>= 23
+        else:
+            ec = (c >> 25) & 0x3
+            raise r.fail_at(av + 25, 'EntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
+    else:
         if c >= 0x800000:
             raise r.fail_at(av + 25, 'EntryType[0]', 'expected SE(start), CH of start')
         u = (c >> 15)
@@ -13885,7 +13954,14 @@ def _d_din_EntryType(r: BitReader, c: int) -> _din.EntryType:
         c &= 0x7f
         if c >= 0x40:
             raise r.fail_at(av + 7, 'EntryType[0]', 'expected EE of start')
-        if c < 0x10:
+        if c >= 0x10:
+            if c < 0x20:
+                av += 3
+                c >>= 3
+            else:
+                ec = (c >> 4) & 0x3
+                raise r.fail_at(av + 4, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
+        else:
             av -= 16
             if av < 0:
                 win, av = r.refill(av, 20)
@@ -13921,26 +13997,10 @@ def _d_din_EntryType(r: BitReader, c: int) -> _din.EntryType:
             f_1_duration = u
             if c & 0x6 != 0x0:
                 raise r.fail_at(av + 3, 'RelativeTimeIntervalType[1]', 'expected EE of duration, EE')
-        elif c < 0x20:
-            av += 3
-            c >>= 3
-        else:
-            ec = (c >> 4) & 0x3
-            raise r.fail_at(av + 4, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
         ob1_ = _new(_K_din_RelativeTimeIntervalType)
         ob1_.start = f_1_start
         ob1_.duration = f_1_duration
         f_RelativeTimeInterval = ob1_
-    elif c < 0x4000000:
-        av += 23
-        if c >= 0x3000000:
-            raise r.fail_at(av + 2, 'EntryType[0]', 'expected EE')
-        ob2_ = _new(_K_din_IntervalType)
-        f_TimeInterval = ob2_
-        c >>= 23
-    else:
-        ec = (c >> 25) & 0x3
-        raise r.fail_at(av + 25, 'EntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'EntryType', 'expected EE')
     r.avail = av
@@ -14032,7 +14092,14 @@ def _d_din_ListOfRootCertificateIDsType(r: BitReader, c: int) -> _din.ListOfRoot
     if c >= 0x800:
         raise r.fail_at(av + 12, 'ListOfRootCertificateIDsType', 'expected EE of RootCertificateID')
     s = 1
-    if c < 0x200:
+    if c >= 0x200:
+        if c < 0x400:
+            av += 9
+            s = -1
+        else:
+            ec = (c >> 9) & 0x3
+            raise r.fail_at(av + 9, 'ListOfRootCertificateIDsType[1]', f'event code {ec}, expected SE(RootCertificateID), EE')
+    else:
         if c >= 0x100:
             raise r.fail_at(av + 9, 'ListOfRootCertificateIDsType[1]', 'expected CH of RootCertificateID')
         u = c
@@ -14066,19 +14133,21 @@ def _d_din_ListOfRootCertificateIDsType(r: BitReader, c: int) -> _din.ListOfRoot
         if c:
             raise r.fail_at(av + 1, 'ListOfRootCertificateIDsType[1]', 'expected EE of RootCertificateID')
         s = 2
-    elif c < 0x400:
-        av += 9
-        s = -1
-    else:
-        ec = (c >> 9) & 0x3
-        raise r.fail_at(av + 9, 'ListOfRootCertificateIDsType[1]', f'event code {ec}, expected SE(RootCertificateID), EE')
     if s == 2:
         while True:
             av -= 11
             if av < 0:
                 win, av = r.refill(av, 11)
             c = (win >> av) & 0x7ff
-            if c < 0x200:
+            if c >= 0x200:
+                if c < 0x400:
+                    av += 9
+                    s = -1
+                    break
+                else:
+                    ec = (c >> 9) & 0x3
+                    raise r.fail_at(av + 9, 'ListOfRootCertificateIDsType[2]', f'event code {ec}, expected SE(RootCertificateID), EE')
+            else:
                 if c >= 0x100:
                     raise r.fail_at(av + 9, 'ListOfRootCertificateIDsType[2]', 'expected CH of RootCertificateID')
                 u = c
@@ -14111,13 +14180,6 @@ def _d_din_ListOfRootCertificateIDsType(r: BitReader, c: int) -> _din.ListOfRoot
                 c = (win >> av) & 0x1
                 if c:
                     raise r.fail_at(av + 1, 'ListOfRootCertificateIDsType[2]', 'expected EE of RootCertificateID')
-            elif c < 0x400:
-                av += 9
-                s = -1
-                break
-            else:
-                ec = (c >> 9) & 0x3
-                raise r.fail_at(av + 9, 'ListOfRootCertificateIDsType[2]', f'event code {ec}, expected SE(RootCertificateID), EE')
     r.avail = av
     ob = _new(_K_din_ListOfRootCertificateIDsType)
     ob.RootCertificateID = f_RootCertificateID
@@ -14232,7 +14294,131 @@ def _d_din_MeterInfoType(r: BitReader, c: int) -> _din.MeterInfoType:
     if c >= 0x20000000:
         raise r.fail_at(av + 30, 'MeterInfoType', 'expected EE of MeterID')
     s = 1
-    if c < 0x4000000:
+    if c >= 0x4000000:
+        if c < 0x8000000:
+            av += 17
+            if c >= 0x6000000:
+                raise r.fail_at(av + 9, 'MeterInfoType[1]', 'expected CH of SigMeterReading')
+            u = ((c >> 17) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_SigMeterReading = r.binary_of(u, 32)
+            win = r.win
+            av = r.avail
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            if c >= 0x8000000:
+                raise r.fail_at(av + 28, 'MeterInfoType[1]', 'expected EE of SigMeterReading')
+            s = 3
+        elif c < 0xc000000:
+            try:
+                sg = _T071cdf68[(c >> 24) & 0x3]
+            except KeyError:  # not a valid pattern: say why
+                if c >= 0xa000000:
+                    raise r.fail_at(av + 26, 'MeterInfoType[1]', 'expected CH of MeterStatus') from None
+                sg = ((c >> 24) & 1)
+            u = ((c >> 16) & 255)
+            if u > 127:
+                u2 = (c >> 8) & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 16)
+                    c = (win >> av) & 0xffff
+                    u2 = c >> 8
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 8
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        c = (win >> av) & 0xff
+            else:
+                av += 8
+                c >>= 8
+            f_MeterStatus = -u - 1 if sg else u
+            if c & 0x80 != 0x0:
+                raise r.fail_at(av + 8, 'MeterInfoType[1]', 'expected EE of MeterStatus')
+            av -= 20
+            if av < 0:
+                win, av = r.refill(av, 27)
+            c = (win >> av) & 0x7ffffff
+            s = 4
+        elif c < 0x10000000:
+            try:
+                sg = _T071cdf68[(c >> 24) & 0x3]
+            except KeyError:  # not a valid pattern: say why
+                if c >= 0xe000000:
+                    raise r.fail_at(av + 26, 'MeterInfoType[1]', 'expected CH of TMeter') from None
+                sg = ((c >> 24) & 1)
+            u = ((c >> 16) & 255)
+            if u > 127:
+                u2 = (c >> 8) & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 16)
+                    c = (win >> av) & 0xffff
+                    u2 = c >> 8
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 8
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        c = (win >> av) & 0xff
+            else:
+                av += 8
+                c >>= 8
+            f_TMeter = -u - 1 if sg else u
+            if c & 0x80 != 0x0:
+                raise r.fail_at(av + 8, 'MeterInfoType[1]', 'expected EE of TMeter')
+            av -= 20
+            if av < 0:
+                win, av = r.refill(av, 27)
+            c = (win >> av) & 0x7ffffff
+            s = 5
+        elif c < 0x14000000:
+            av -= 1
+            s = -1
+        else:
+            ec = (c >> 26) & 0x7
+            raise r.fail_at(av + 26, 'MeterInfoType[1]', f'event code {ec}, expected SE(MeterReading), SE(SigMeterReading), SE(MeterStatus), SE(TMeter), EE')
+    else:
         try:
             f_1_Multiplier, ec = _T1fd725cf[c >> 18]
         except KeyError:  # not a valid pattern: say why
@@ -14241,7 +14427,47 @@ def _d_din_MeterInfoType(r: BitReader, c: int) -> _din.MeterInfoType:
             f_1_Multiplier = (c >> 21) - 3
             ec = ((c >> 18) & 3)
         f_1_Unit: _din.unitSymbolType | None = None
-        if ec == 0:
+        if ec == 1:
+            try:
+                sg = _T071cdf68[(c >> 16) & 0x3]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x20000 != 0x0:
+                    raise r.fail_at(av + 18, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                sg = ((c >> 16) & 1)
+            u = ((c >> 8) & 255)
+            if u > 127:
+                u2 = c & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
+                    u2 = c
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            else:
+                av += 8
+            f_1_Value = -u - 1 if sg else u
+            av -= 30
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c >= 0x20000000:
+                raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        elif ec != 0:
+            raise r.fail_at(av + 18, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        else:
             try:
                 f_1_Unit, sg = _T7f58918e[(c >> 9) & 0x1ff]
             except KeyError:  # not a valid pattern: say why
@@ -14286,46 +14512,6 @@ def _d_din_MeterInfoType(r: BitReader, c: int) -> _din.MeterInfoType:
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-        elif ec == 1:
-            try:
-                sg = _T071cdf68[(c >> 16) & 0x3]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x20000 != 0x0:
-                    raise r.fail_at(av + 18, 'PhysicalValueType[1]', 'expected CH of Value') from None
-                sg = ((c >> 16) & 1)
-            u = ((c >> 8) & 255)
-            if u > 127:
-                u2 = c & 0xFF
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    c = (win >> av) & 0xff
-                    u2 = c
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-            else:
-                av += 8
-            f_1_Value = -u - 1 if sg else u
-            av -= 30
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-            if c >= 0x20000000:
-                raise r.fail_at(av + 30, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 1
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-        else:
-            raise r.fail_at(av + 18, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
         if c >= 0x20000000:
             raise r.fail_at(av + 30, 'MeterInfoType[1]', 'expected EE')
         ob1_ = _new(_K_din_PhysicalValueType)
@@ -14368,7 +14554,55 @@ def _d_din_MeterInfoType(r: BitReader, c: int) -> _din.MeterInfoType:
             if c >= 0x8000000:
                 raise r.fail_at(av + 28, 'MeterInfoType[2]', 'expected EE of SigMeterReading')
             s = 3
-        elif c < 0x8000000:
+        elif c >= 0x8000000:
+            if c < 0xc000000:
+                try:
+                    sg = _T071cdf68[(c >> 24) & 0x3]
+                except KeyError:  # not a valid pattern: say why
+                    if c >= 0xa000000:
+                        raise r.fail_at(av + 26, 'MeterInfoType[2]', 'expected CH of TMeter') from None
+                    sg = ((c >> 24) & 1)
+                u = ((c >> 16) & 255)
+                if u > 127:
+                    u2 = (c >> 8) & 0xFF
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 16)
+                        c = (win >> av) & 0xffff
+                        u2 = c >> 8
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 8
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 8)
+                            c = (win >> av) & 0xff
+                else:
+                    av += 8
+                    c >>= 8
+                f_TMeter = -u - 1 if sg else u
+                if c & 0x80 != 0x0:
+                    raise r.fail_at(av + 8, 'MeterInfoType[2]', 'expected EE of TMeter')
+                av -= 20
+                if av < 0:
+                    win, av = r.refill(av, 27)
+                c = (win >> av) & 0x7ffffff
+                s = 5
+            elif c < 0x10000000:
+                av -= 1
+                s = -1
+            else:
+                ec = (c >> 26) & 0x7
+                raise r.fail_at(av + 26, 'MeterInfoType[2]', f'event code {ec}, expected SE(SigMeterReading), SE(MeterStatus), SE(TMeter), EE')
+        else:
             try:
                 sg = _T071cdf68[(c >> 24) & 0x3]
             except KeyError:  # not a valid pattern: say why
@@ -14409,179 +14643,59 @@ def _d_din_MeterInfoType(r: BitReader, c: int) -> _din.MeterInfoType:
                 win, av = r.refill(av, 27)
             c = (win >> av) & 0x7ffffff
             s = 4
-        elif c < 0xc000000:
-            try:
-                sg = _T071cdf68[(c >> 24) & 0x3]
-            except KeyError:  # not a valid pattern: say why
-                if c >= 0xa000000:
-                    raise r.fail_at(av + 26, 'MeterInfoType[2]', 'expected CH of TMeter') from None
-                sg = ((c >> 24) & 1)
-            u = ((c >> 16) & 255)
-            if u > 127:
-                u2 = (c >> 8) & 0xFF
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 16)
-                    c = (win >> av) & 0xffff
-                    u2 = c >> 8
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 8
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
+    if s != 3:
+        pass
+    else:
+        c &= 0x7ffffff
+        if c >= 0x2000000:
+            if c < 0x4000000:
+                try:
+                    sg = _T071cdf68[(c >> 23) & 0x3]
+                except KeyError:  # not a valid pattern: say why
+                    if c >= 0x3000000:
+                        raise r.fail_at(av + 25, 'MeterInfoType[3]', 'expected CH of TMeter') from None
+                    sg = ((c >> 23) & 1)
+                u = ((c >> 15) & 255)
+                if u > 127:
+                    u2 = (c >> 7) & 0xFF
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
                         av -= 8
                         if av < 0:
-                            win, av = r.refill(av, 8)
-                        c = (win >> av) & 0xff
-            else:
-                av += 8
-                c >>= 8
-            f_TMeter = -u - 1 if sg else u
-            if c & 0x80 != 0x0:
-                raise r.fail_at(av + 8, 'MeterInfoType[2]', 'expected EE of TMeter')
-            av -= 20
-            if av < 0:
-                win, av = r.refill(av, 27)
-            c = (win >> av) & 0x7ffffff
-            s = 5
-        elif c < 0x10000000:
-            av -= 1
-            s = -1
-        else:
-            ec = (c >> 26) & 0x7
-            raise r.fail_at(av + 26, 'MeterInfoType[2]', f'event code {ec}, expected SE(SigMeterReading), SE(MeterStatus), SE(TMeter), EE')
-    elif c < 0x8000000:
-        av += 17
-        if c >= 0x6000000:
-            raise r.fail_at(av + 9, 'MeterInfoType[1]', 'expected CH of SigMeterReading')
-        u = ((c >> 17) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_SigMeterReading = r.binary_of(u, 32)
-        win = r.win
-        av = r.avail
-        av -= 28
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        if c >= 0x8000000:
-            raise r.fail_at(av + 28, 'MeterInfoType[1]', 'expected EE of SigMeterReading')
-        s = 3
-    elif c < 0xc000000:
-        try:
-            sg = _T071cdf68[(c >> 24) & 0x3]
-        except KeyError:  # not a valid pattern: say why
-            if c >= 0xa000000:
-                raise r.fail_at(av + 26, 'MeterInfoType[1]', 'expected CH of MeterStatus') from None
-            sg = ((c >> 24) & 1)
-        u = ((c >> 16) & 255)
-        if u > 127:
-            u2 = (c >> 8) & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 16)
-                c = (win >> av) & 0xffff
-                u2 = c >> 8
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
+                            win, av = r.refill(av, 15)
+                        c = (win >> av) & 0x7fff
+                        u2 = c >> 7
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 7
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 7
+                            if av < 0:
+                                win, av = r.refill(av, 7)
+                            c = (win >> av) & 0x7f
+                else:
                     av += 8
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    c = (win >> av) & 0xff
-        else:
-            av += 8
-            c >>= 8
-        f_MeterStatus = -u - 1 if sg else u
-        if c & 0x80 != 0x0:
-            raise r.fail_at(av + 8, 'MeterInfoType[1]', 'expected EE of MeterStatus')
-        av -= 20
-        if av < 0:
-            win, av = r.refill(av, 27)
-        c = (win >> av) & 0x7ffffff
-        s = 4
-    elif c < 0x10000000:
-        try:
-            sg = _T071cdf68[(c >> 24) & 0x3]
-        except KeyError:  # not a valid pattern: say why
-            if c >= 0xe000000:
-                raise r.fail_at(av + 26, 'MeterInfoType[1]', 'expected CH of TMeter') from None
-            sg = ((c >> 24) & 1)
-        u = ((c >> 16) & 255)
-        if u > 127:
-            u2 = (c >> 8) & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
+                    c >>= 8
+                f_TMeter = -u - 1 if sg else u
+                if c & 0x40 != 0x0:
+                    raise r.fail_at(av + 7, 'MeterInfoType[3]', 'expected EE of TMeter')
+                av -= 21
                 if av < 0:
-                    win, av = r.refill(av, 16)
-                c = (win >> av) & 0xffff
-                u2 = c >> 8
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 8
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    c = (win >> av) & 0xff
+                    win, av = r.refill(av, 27)
+                c = (win >> av) & 0x7ffffff
+                s = 5
+            elif c < 0x6000000:
+                av -= 2
+                s = -1
+            else:
+                ec = (c >> 25) & 0x3
+                raise r.fail_at(av + 25, 'MeterInfoType[3]', f'event code {ec}, expected SE(MeterStatus), SE(TMeter), EE')
         else:
-            av += 8
-            c >>= 8
-        f_TMeter = -u - 1 if sg else u
-        if c & 0x80 != 0x0:
-            raise r.fail_at(av + 8, 'MeterInfoType[1]', 'expected EE of TMeter')
-        av -= 20
-        if av < 0:
-            win, av = r.refill(av, 27)
-        c = (win >> av) & 0x7ffffff
-        s = 5
-    elif c < 0x14000000:
-        av -= 1
-        s = -1
-    else:
-        ec = (c >> 26) & 0x7
-        raise r.fail_at(av + 26, 'MeterInfoType[1]', f'event code {ec}, expected SE(MeterReading), SE(SigMeterReading), SE(MeterStatus), SE(TMeter), EE')
-    if s == 3:
-        c &= 0x7ffffff
-        if c < 0x2000000:
             try:
                 sg = _T071cdf68[c >> 23]
             except KeyError:  # not a valid pattern: say why
@@ -14622,56 +14736,18 @@ def _d_din_MeterInfoType(r: BitReader, c: int) -> _din.MeterInfoType:
                 win, av = r.refill(av, 27)
             c = (win >> av) & 0x7ffffff
             s = 4
-        elif c < 0x4000000:
-            try:
-                sg = _T071cdf68[(c >> 23) & 0x3]
-            except KeyError:  # not a valid pattern: say why
-                if c >= 0x3000000:
-                    raise r.fail_at(av + 25, 'MeterInfoType[3]', 'expected CH of TMeter') from None
-                sg = ((c >> 23) & 1)
-            u = ((c >> 15) & 255)
-            if u > 127:
-                u2 = (c >> 7) & 0xFF
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 15)
-                    c = (win >> av) & 0x7fff
-                    u2 = c >> 7
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 7
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 7
-                        if av < 0:
-                            win, av = r.refill(av, 7)
-                        c = (win >> av) & 0x7f
-            else:
-                av += 8
-                c >>= 8
-            f_TMeter = -u - 1 if sg else u
-            if c & 0x40 != 0x0:
-                raise r.fail_at(av + 7, 'MeterInfoType[3]', 'expected EE of TMeter')
-            av -= 21
-            if av < 0:
-                win, av = r.refill(av, 27)
-            c = (win >> av) & 0x7ffffff
-            s = 5
-        elif c < 0x6000000:
-            av -= 2
-            s = -1
-        else:
-            ec = (c >> 25) & 0x3
-            raise r.fail_at(av + 25, 'MeterInfoType[3]', f'event code {ec}, expected SE(MeterStatus), SE(TMeter), EE')
-    if s == 4:
+    if s != 4:
+        pass
+    else:
         c &= 0x7ffffff
-        if c < 0x2000000:
+        if c >= 0x2000000:
+            if c < 0x4000000:
+                av -= 2
+                s = -1
+            else:
+                ec = (c >> 25) & 0x3
+                raise r.fail_at(av + 25, 'MeterInfoType[4]', f'event code {ec}, expected SE(TMeter), EE')
+        else:
             try:
                 sg = _T071cdf68[c >> 23]
             except KeyError:  # not a valid pattern: say why
@@ -14712,19 +14788,13 @@ def _d_din_MeterInfoType(r: BitReader, c: int) -> _din.MeterInfoType:
                 win, av = r.refill(av, 27)
             c = (win >> av) & 0x7ffffff
             s = 5
-        elif c < 0x4000000:
-            av -= 2
-            s = -1
-        else:
-            ec = (c >> 25) & 0x3
-            raise r.fail_at(av + 25, 'MeterInfoType[4]', f'event code {ec}, expected SE(TMeter), EE')
-    if s == 5:
+    if s != 5:
+        av += 27
+    else:
         av += 26
         if c & 0x4000000 != 0x0:
             raise r.fail_at(av + 1, 'MeterInfoType', 'expected EE')
         s = -1
-    else:
-        av += 27
     r.avail = av
     ob = _new(_K_din_MeterInfoType)
     ob.MeterID = f_MeterID
@@ -15006,7 +15076,11 @@ def _d_din_NotificationType(r: BitReader, c: int) -> _din.NotificationType:
             raise r.fail_at(av + 9, 'NotificationType.FaultCode', f'enumeration index {iv}') from None
         f_FaultCode = _E_din_faultCodeType[iv]
         ec = ((c >> 9) & 3)
-    if ec == 0:
+    if ec == 1:
+        av += 9
+    elif ec != 0:
+        raise r.fail_at(av + 9, 'NotificationType[1]', f'event code {ec}, expected SE(FaultMsg), EE')
+    else:
         if c & 0x100 != 0x0:
             raise r.fail_at(av + 9, 'NotificationType[1]', 'expected CH of FaultMsg')
         u = (c & 255)
@@ -15039,10 +15113,6 @@ def _d_din_NotificationType(r: BitReader, c: int) -> _din.NotificationType:
         c = (win >> av) & 0x3
         if c:
             raise r.fail_at(av + 2, 'NotificationType[1]', 'expected EE of FaultMsg, EE')
-    elif ec == 1:
-        av += 9
-    else:
-        raise r.fail_at(av + 9, 'NotificationType[1]', f'event code {ec}, expected SE(FaultMsg), EE')
     r.avail = av
     ob = _new(_K_din_NotificationType)
     ob.FaultCode = f_FaultCode
@@ -15091,7 +15161,18 @@ def _d_din_PMaxScheduleEntryType(r: BitReader, c: int) -> _din.PMaxScheduleEntry
     f_RelativeTimeInterval: _din.RelativeTimeIntervalType | None = None
     f_TimeInterval: _din.IntervalType | None = None
     f_PMax: int
-    if c < 0x4000000:
+    if c >= 0x4000000:
+        if c < 0x8000000:
+            av += 12
+            if c >= 0x6000000:
+                raise r.fail_at(av + 14, 'PMaxScheduleEntryType[0]', 'expected EE')
+            ob2_ = _new(_K_din_IntervalType)
+            f_TimeInterval = ob2_
+            c >>= 12
+        else:
+            ec = (c >> 26) & 0x3
+            raise r.fail_at(av + 26, 'PMaxScheduleEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
+    else:
         if c >= 0x1000000:
             raise r.fail_at(av + 26, 'PMaxScheduleEntryType[0]', 'expected SE(start), CH of start')
         u = (c >> 16)
@@ -15125,7 +15206,16 @@ def _d_din_PMaxScheduleEntryType(r: BitReader, c: int) -> _din.PMaxScheduleEntry
         c &= 0xff
         if c >= 0x80:
             raise r.fail_at(av + 8, 'PMaxScheduleEntryType[0]', 'expected EE of start')
-        if c < 0x20:
+        if c >= 0x20:
+            if c < 0x40:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
+            else:
+                ec = (c >> 5) & 0x3
+                raise r.fail_at(av + 5, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
+        else:
             av -= 25
             if av < 0:
                 win, av = r.refill(av, 30)
@@ -15165,28 +15255,10 @@ def _d_din_PMaxScheduleEntryType(r: BitReader, c: int) -> _din.PMaxScheduleEntry
             if av < 0:
                 win, av = r.refill(av, 13)
             c = (win >> av) & 0x1fff
-        elif c < 0x40:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 13)
-            c = (win >> av) & 0x1fff
-        else:
-            ec = (c >> 5) & 0x3
-            raise r.fail_at(av + 5, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
         ob1_ = _new(_K_din_RelativeTimeIntervalType)
         ob1_.start = f_1_start
         ob1_.duration = f_1_duration
         f_RelativeTimeInterval = ob1_
-    elif c < 0x8000000:
-        av += 12
-        if c >= 0x6000000:
-            raise r.fail_at(av + 14, 'PMaxScheduleEntryType[0]', 'expected EE')
-        ob2_ = _new(_K_din_IntervalType)
-        f_TimeInterval = ob2_
-        c >>= 12
-    else:
-        ec = (c >> 26) & 0x3
-        raise r.fail_at(av + 26, 'PMaxScheduleEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
     try:
         sg = _Tc1962e75[(c >> 10) & 0x7]
     except KeyError:  # not a valid pattern: say why
@@ -15325,7 +15397,20 @@ def _d_din_PMaxScheduleType(r: BitReader, c: int) -> _din.PMaxScheduleType:
     s = 1
     f_1_RelativeTimeInterval: _din.RelativeTimeIntervalType | None = None
     f_1_TimeInterval: _din.IntervalType | None = None
-    if c < 0x20:
+    if c >= 0x20:
+        if c < 0x40:
+            if c >= 0x30:
+                raise r.fail_at(av + 5, 'PMaxScheduleEntryType[0]', 'expected EE')
+            ob3_ = _new(_K_din_IntervalType)
+            f_1_TimeInterval = ob3_
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        else:
+            ec = (c >> 5) & 0x3
+            raise r.fail_at(av + 5, 'PMaxScheduleEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
+    else:
         av -= 25
         if av < 0:
             win, av = r.refill(av, 30)
@@ -15363,7 +15448,16 @@ def _d_din_PMaxScheduleType(r: BitReader, c: int) -> _din.PMaxScheduleType:
         c &= 0xfff
         if c >= 0x800:
             raise r.fail_at(av + 12, 'PMaxScheduleEntryType[0]', 'expected EE of start')
-        if c < 0x200:
+        if c >= 0x200:
+            if c < 0x400:
+                av -= 21
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+            else:
+                ec = (c >> 9) & 0x3
+                raise r.fail_at(av + 9, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
+        else:
             if c >= 0x100:
                 raise r.fail_at(av + 9, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
             u = c
@@ -15397,30 +15491,10 @@ def _d_din_PMaxScheduleType(r: BitReader, c: int) -> _din.PMaxScheduleType:
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-        elif c < 0x400:
-            av -= 21
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-        else:
-            ec = (c >> 9) & 0x3
-            raise r.fail_at(av + 9, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
         ob2_ = _new(_K_din_RelativeTimeIntervalType)
         ob2_.start = f_2_start
         ob2_.duration = f_2_duration
         f_1_RelativeTimeInterval = ob2_
-    elif c < 0x40:
-        if c >= 0x30:
-            raise r.fail_at(av + 5, 'PMaxScheduleEntryType[0]', 'expected EE')
-        ob3_ = _new(_K_din_IntervalType)
-        f_1_TimeInterval = ob3_
-        av -= 26
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        ec = (c >> 5) & 0x3
-        raise r.fail_at(av + 5, 'PMaxScheduleEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
     try:
         sg = _Tc1962e75[c >> 27]
     except KeyError:  # not a valid pattern: say why
@@ -15463,10 +15537,30 @@ def _d_din_PMaxScheduleType(r: BitReader, c: int) -> _din.PMaxScheduleType:
     ob1_.PMax = f_1_PMax
     f_PMaxScheduleEntry.append(ob1_)
     s = 2
-    if c < 0x80:
+    if c >= 0x80:
+        if c < 0x100:
+            av += 7
+            s = -1
+        else:
+            ec = (c >> 7) & 0x3
+            raise r.fail_at(av + 7, 'PMaxScheduleType[2]', f'event code {ec}, expected SE(PMaxScheduleEntry), EE')
+    else:
         f_4_RelativeTimeInterval: _din.RelativeTimeIntervalType | None = None
         f_4_TimeInterval: _din.IntervalType | None = None
-        if c < 0x20:
+        if c >= 0x20:
+            if c < 0x40:
+                if c >= 0x30:
+                    raise r.fail_at(av + 5, 'PMaxScheduleEntryType[0]', 'expected EE')
+                ob6_ = _new(_K_din_IntervalType)
+                f_4_TimeInterval = ob6_
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
+            else:
+                ec = (c >> 5) & 0x3
+                raise r.fail_at(av + 5, 'PMaxScheduleEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
+        else:
             av -= 25
             if av < 0:
                 win, av = r.refill(av, 30)
@@ -15504,7 +15598,16 @@ def _d_din_PMaxScheduleType(r: BitReader, c: int) -> _din.PMaxScheduleType:
             c &= 0xfff
             if c >= 0x800:
                 raise r.fail_at(av + 12, 'PMaxScheduleEntryType[0]', 'expected EE of start')
-            if c < 0x200:
+            if c >= 0x200:
+                if c < 0x400:
+                    av -= 4
+                    if av < 0:
+                        win, av = r.refill(av, 13)
+                    c = (win >> av) & 0x1fff
+                else:
+                    ec = (c >> 9) & 0x3
+                    raise r.fail_at(av + 9, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
+            else:
                 if c >= 0x100:
                     raise r.fail_at(av + 9, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
                 u = c
@@ -15534,30 +15637,10 @@ def _d_din_PMaxScheduleType(r: BitReader, c: int) -> _din.PMaxScheduleType:
                 c = (win >> av) & 0x7fff
                 if c >= 0x2000:
                     raise r.fail_at(av + 15, 'RelativeTimeIntervalType[1]', 'expected EE of duration, EE')
-            elif c < 0x400:
-                av -= 4
-                if av < 0:
-                    win, av = r.refill(av, 13)
-                c = (win >> av) & 0x1fff
-            else:
-                ec = (c >> 9) & 0x3
-                raise r.fail_at(av + 9, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
             ob5_ = _new(_K_din_RelativeTimeIntervalType)
             ob5_.start = f_5_start
             ob5_.duration = f_5_duration
             f_4_RelativeTimeInterval = ob5_
-        elif c < 0x40:
-            if c >= 0x30:
-                raise r.fail_at(av + 5, 'PMaxScheduleEntryType[0]', 'expected EE')
-            ob6_ = _new(_K_din_IntervalType)
-            f_4_TimeInterval = ob6_
-            av -= 9
-            if av < 0:
-                win, av = r.refill(av, 13)
-            c = (win >> av) & 0x1fff
-        else:
-            ec = (c >> 5) & 0x3
-            raise r.fail_at(av + 5, 'PMaxScheduleEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
         try:
             sg = _Tc1962e75[c >> 10]
         except KeyError:  # not a valid pattern: say why
@@ -15600,22 +15683,35 @@ def _d_din_PMaxScheduleType(r: BitReader, c: int) -> _din.PMaxScheduleType:
         ob4_.PMax = f_4_PMax
         f_PMaxScheduleEntry.append(ob4_)
         s = 3
-    elif c < 0x100:
-        av += 7
-        s = -1
-    else:
-        ec = (c >> 7) & 0x3
-        raise r.fail_at(av + 7, 'PMaxScheduleType[2]', f'event code {ec}, expected SE(PMaxScheduleEntry), EE')
     if s == 3:
         while True:
             av -= 30
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c < 0x10000000:
+            if c >= 0x10000000:
+                if c < 0x20000000:
+                    av += 28
+                    s = -1
+                    break
+                else:
+                    ec = (c >> 28) & 0x3
+                    raise r.fail_at(av + 28, 'PMaxScheduleType[3]', f'event code {ec}, expected SE(PMaxScheduleEntry), EE')
+            else:
                 f_7_RelativeTimeInterval: _din.RelativeTimeIntervalType | None = None
                 f_7_TimeInterval: _din.IntervalType | None = None
-                if c < 0x4000000:
+                if c >= 0x4000000:
+                    if c < 0x8000000:
+                        av += 12
+                        if c >= 0x6000000:
+                            raise r.fail_at(av + 14, 'PMaxScheduleEntryType[0]', 'expected EE')
+                        ob9_ = _new(_K_din_IntervalType)
+                        f_7_TimeInterval = ob9_
+                        c >>= 12
+                    else:
+                        ec = (c >> 26) & 0x3
+                        raise r.fail_at(av + 26, 'PMaxScheduleEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
+                else:
                     if c >= 0x1000000:
                         raise r.fail_at(av + 26, 'PMaxScheduleEntryType[0]', 'expected SE(start), CH of start')
                     u = (c >> 16)
@@ -15649,7 +15745,16 @@ def _d_din_PMaxScheduleType(r: BitReader, c: int) -> _din.PMaxScheduleType:
                     c &= 0xff
                     if c >= 0x80:
                         raise r.fail_at(av + 8, 'PMaxScheduleEntryType[0]', 'expected EE of start')
-                    if c < 0x20:
+                    if c >= 0x20:
+                        if c < 0x40:
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 13)
+                            c = (win >> av) & 0x1fff
+                        else:
+                            ec = (c >> 5) & 0x3
+                            raise r.fail_at(av + 5, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
+                    else:
                         av -= 25
                         if av < 0:
                             win, av = r.refill(av, 30)
@@ -15689,28 +15794,10 @@ def _d_din_PMaxScheduleType(r: BitReader, c: int) -> _din.PMaxScheduleType:
                         if av < 0:
                             win, av = r.refill(av, 13)
                         c = (win >> av) & 0x1fff
-                    elif c < 0x40:
-                        av -= 8
-                        if av < 0:
-                            win, av = r.refill(av, 13)
-                        c = (win >> av) & 0x1fff
-                    else:
-                        ec = (c >> 5) & 0x3
-                        raise r.fail_at(av + 5, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
                     ob8_ = _new(_K_din_RelativeTimeIntervalType)
                     ob8_.start = f_8_start
                     ob8_.duration = f_8_duration
                     f_7_RelativeTimeInterval = ob8_
-                elif c < 0x8000000:
-                    av += 12
-                    if c >= 0x6000000:
-                        raise r.fail_at(av + 14, 'PMaxScheduleEntryType[0]', 'expected EE')
-                    ob9_ = _new(_K_din_IntervalType)
-                    f_7_TimeInterval = ob9_
-                    c >>= 12
-                else:
-                    ec = (c >> 26) & 0x3
-                    raise r.fail_at(av + 26, 'PMaxScheduleEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
                 try:
                     sg = _Tc1962e75[(c >> 10) & 0x7]
                 except KeyError:  # not a valid pattern: say why
@@ -15752,13 +15839,6 @@ def _d_din_PMaxScheduleType(r: BitReader, c: int) -> _din.PMaxScheduleType:
                 ob7_.TimeInterval = f_7_TimeInterval
                 ob7_.PMax = f_7_PMax
                 f_PMaxScheduleEntry.append(ob7_)
-            elif c < 0x20000000:
-                av += 28
-                s = -1
-                break
-            else:
-                ec = (c >> 28) & 0x3
-                raise r.fail_at(av + 28, 'PMaxScheduleType[3]', f'event code {ec}, expected SE(PMaxScheduleEntry), EE')
     r.avail = av
     ob = _new(_K_din_PMaxScheduleType)
     ob.PMaxScheduleID = f_PMaxScheduleID
@@ -16034,7 +16114,43 @@ def _d_din_ParameterSetType(r: BitReader, c: int) -> _din.ParameterSetType:
         if av < 0:
             win, av = r.refill(av, 12)
         c = (win >> av) & 0xfff
-    elif ec == 4:
+    elif ec == 5:
+        av += 14
+        if c & 0x400000 != 0x0:
+            raise r.fail_at(av + 9, 'ParameterType[2]', 'expected CH of stringValue')
+        u = ((c >> 14) & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_1_stringValue = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        av -= 13
+        if av < 0:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        if c >= 0x1000:
+            raise r.fail_at(av + 13, 'ParameterType[2]', 'expected EE of stringValue')
+    elif ec != 4:
+        raise r.fail_at(av + 23, 'ParameterType[2]', f'event code {ec}, expected SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(physicalValue), SE(stringValue)')
+    else:
         try:
             f_2_Multiplier, ec = _T1fd725cf[(c >> 15) & 0xff]
         except KeyError:  # not a valid pattern: say why
@@ -16043,7 +16159,50 @@ def _d_din_ParameterSetType(r: BitReader, c: int) -> _din.ParameterSetType:
             f_2_Multiplier = ((c >> 18) & 7) - 3
             ec = ((c >> 15) & 3)
         f_2_Unit: _din.unitSymbolType | None = None
-        if ec == 0:
+        if ec == 1:
+            try:
+                sg = _T071cdf68[(c >> 13) & 0x3]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x4000 != 0x0:
+                    raise r.fail_at(av + 15, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                sg = ((c >> 13) & 1)
+            u = ((c >> 5) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
+                u2 = c >> 5
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 13)
+                    c = (win >> av) & 0x1fff
+                    u2 = c >> 5
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 5
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 5
+                        if av < 0:
+                            win, av = r.refill(av, 5)
+                        c = (win >> av) & 0x1f
+            f_2_Value = -u - 1 if sg else u
+            if c & 0x10 != 0x0:
+                raise r.fail_at(av + 5, 'PhysicalValueType[1]', 'expected EE of Value')
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+        elif ec != 0:
+            raise r.fail_at(av + 15, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        else:
             av -= 15
             if av < 0:
                 win, av = r.refill(av, 30)
@@ -16091,49 +16250,6 @@ def _d_din_ParameterSetType(r: BitReader, c: int) -> _din.ParameterSetType:
             if av < 0:
                 win, av = r.refill(av, 13)
             c = (win >> av) & 0x1fff
-        elif ec == 1:
-            try:
-                sg = _T071cdf68[(c >> 13) & 0x3]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x4000 != 0x0:
-                    raise r.fail_at(av + 15, 'PhysicalValueType[1]', 'expected CH of Value') from None
-                sg = ((c >> 13) & 1)
-            u = ((c >> 5) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 13)
-                c = (win >> av) & 0x1fff
-                u2 = c >> 5
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 13)
-                    c = (win >> av) & 0x1fff
-                    u2 = c >> 5
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 5
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 5
-                        if av < 0:
-                            win, av = r.refill(av, 5)
-                        c = (win >> av) & 0x1f
-            f_2_Value = -u - 1 if sg else u
-            if c & 0x10 != 0x0:
-                raise r.fail_at(av + 5, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 9
-            if av < 0:
-                win, av = r.refill(av, 13)
-            c = (win >> av) & 0x1fff
-        else:
-            raise r.fail_at(av + 15, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
         if c >= 0x1000:
             raise r.fail_at(av + 13, 'ParameterType[2]', 'expected EE')
         ob2_ = _new(_K_din_PhysicalValueType)
@@ -16141,42 +16257,6 @@ def _d_din_ParameterSetType(r: BitReader, c: int) -> _din.ParameterSetType:
         ob2_.Unit = f_2_Unit
         ob2_.Value = f_2_Value
         f_1_physicalValue = ob2_
-    elif ec == 5:
-        av += 14
-        if c & 0x400000 != 0x0:
-            raise r.fail_at(av + 9, 'ParameterType[2]', 'expected CH of stringValue')
-        u = ((c >> 14) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_1_stringValue = r.string_of(u, None)
-        win = r.win
-        av = r.avail
-        av -= 13
-        if av < 0:
-            win, av = r.refill(av, 13)
-        c = (win >> av) & 0x1fff
-        if c >= 0x1000:
-            raise r.fail_at(av + 13, 'ParameterType[2]', 'expected EE of stringValue')
-    else:
-        raise r.fail_at(av + 23, 'ParameterType[2]', f'event code {ec}, expected SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(physicalValue), SE(stringValue)')
     c &= 0xfff
     if c >= 0x800:
         raise r.fail_at(av + 12, 'ParameterSetType', 'expected EE')
@@ -16191,7 +16271,14 @@ def _d_din_ParameterSetType(r: BitReader, c: int) -> _din.ParameterSetType:
     ob1_.stringValue = f_1_stringValue
     f_Parameter.append(ob1_)
     s = 2
-    if c < 0x200:
+    if c >= 0x200:
+        if c < 0x400:
+            av += 9
+            s = -1
+        else:
+            ec = (c >> 9) & 0x3
+            raise r.fail_at(av + 9, 'ParameterSetType[2]', f'event code {ec}, expected SE(Parameter), EE')
+    else:
         if c >= 0x100:
             raise r.fail_at(av + 9, 'ParameterSetType[2]', 'expected AT(Name)')
         u = c
@@ -16334,7 +16421,43 @@ def _d_din_ParameterSetType(r: BitReader, c: int) -> _din.ParameterSetType:
             if c & 0x10 != 0x0:
                 raise r.fail_at(av + 2, 'ParameterType[2]', 'expected EE of intValue')
             c >>= 3
-        elif ec == 4:
+        elif ec == 5:
+            av += 14
+            if c & 0x400000 != 0x0:
+                raise r.fail_at(av + 9, 'ParameterType[2]', 'expected CH of stringValue')
+            u = ((c >> 14) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_3_stringValue = r.string_of(u, None)
+            win = r.win
+            av = r.avail
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c >= 0x2:
+                raise r.fail_at(av + 2, 'ParameterType[2]', 'expected EE of stringValue')
+        elif ec != 4:
+            raise r.fail_at(av + 23, 'ParameterType[2]', f'event code {ec}, expected SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(physicalValue), SE(stringValue)')
+        else:
             try:
                 f_4_Multiplier, ec = _T1fd725cf[(c >> 15) & 0xff]
             except KeyError:  # not a valid pattern: say why
@@ -16343,7 +16466,48 @@ def _d_din_ParameterSetType(r: BitReader, c: int) -> _din.ParameterSetType:
                 f_4_Multiplier = ((c >> 18) & 7) - 3
                 ec = ((c >> 15) & 3)
             f_4_Unit: _din.unitSymbolType | None = None
-            if ec == 0:
+            if ec == 1:
+                try:
+                    sg = _T071cdf68[(c >> 13) & 0x3]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x4000 != 0x0:
+                        raise r.fail_at(av + 15, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                    sg = ((c >> 13) & 1)
+                u = ((c >> 5) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 13)
+                    c = (win >> av) & 0x1fff
+                    u2 = c >> 5
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 13)
+                        c = (win >> av) & 0x1fff
+                        u2 = c >> 5
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 5
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 5
+                            if av < 0:
+                                win, av = r.refill(av, 5)
+                            c = (win >> av) & 0x1f
+                f_4_Value = -u - 1 if sg else u
+                av += 2
+                if c & 0x10 != 0x0:
+                    raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
+                c >>= 2
+            elif ec != 0:
+                raise r.fail_at(av + 15, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+            else:
                 av -= 13
                 if av < 0:
                     win, av = r.refill(av, 28)
@@ -16387,47 +16551,6 @@ def _d_din_ParameterSetType(r: BitReader, c: int) -> _din.ParameterSetType:
                 f_4_Value = -u - 1 if sg else u
                 if c & 0x4 != 0x0:
                     raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
-            elif ec == 1:
-                try:
-                    sg = _T071cdf68[(c >> 13) & 0x3]
-                except KeyError:  # not a valid pattern: say why
-                    if c & 0x4000 != 0x0:
-                        raise r.fail_at(av + 15, 'PhysicalValueType[1]', 'expected CH of Value') from None
-                    sg = ((c >> 13) & 1)
-                u = ((c >> 5) & 255)
-                if u > 127:
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 13)
-                    c = (win >> av) & 0x1fff
-                    u2 = c >> 5
-                    if u2 < 128:
-                        u += _U2[u2]
-                    else:
-                        u = (u & 0x7F) | (u2 & 0x7F) << 7
-                        av -= 8
-                        if av < 0:
-                            win, av = r.refill(av, 13)
-                        c = (win >> av) & 0x1fff
-                        u2 = c >> 5
-                        u |= (u2 & 0x7F) << 14
-                        if u2 > 127:
-                            av += 5
-                            r.avail = av
-                            u = r.uint_more(u, 21)
-                            win = r.win
-                            av = r.avail
-                            av -= 5
-                            if av < 0:
-                                win, av = r.refill(av, 5)
-                            c = (win >> av) & 0x1f
-                f_4_Value = -u - 1 if sg else u
-                av += 2
-                if c & 0x10 != 0x0:
-                    raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
-                c >>= 2
-            else:
-                raise r.fail_at(av + 15, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
             if c & 0x2 != 0x0:
                 raise r.fail_at(av + 2, 'ParameterType[2]', 'expected EE')
             ob4_ = _new(_K_din_PhysicalValueType)
@@ -16435,42 +16558,6 @@ def _d_din_ParameterSetType(r: BitReader, c: int) -> _din.ParameterSetType:
             ob4_.Unit = f_4_Unit
             ob4_.Value = f_4_Value
             f_3_physicalValue = ob4_
-        elif ec == 5:
-            av += 14
-            if c & 0x400000 != 0x0:
-                raise r.fail_at(av + 9, 'ParameterType[2]', 'expected CH of stringValue')
-            u = ((c >> 14) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-            r.avail = av
-            f_3_stringValue = r.string_of(u, None)
-            win = r.win
-            av = r.avail
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c >= 0x2:
-                raise r.fail_at(av + 2, 'ParameterType[2]', 'expected EE of stringValue')
-        else:
-            raise r.fail_at(av + 23, 'ParameterType[2]', f'event code {ec}, expected SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(physicalValue), SE(stringValue)')
         if c & 0x1 != 0x0:
             raise r.fail_at(av + 1, 'ParameterSetType[2]', 'expected EE')
         ob3_ = _new(_K_din_ParameterType)
@@ -16484,19 +16571,21 @@ def _d_din_ParameterSetType(r: BitReader, c: int) -> _din.ParameterSetType:
         ob3_.stringValue = f_3_stringValue
         f_Parameter.append(ob3_)
         s = 3
-    elif c < 0x400:
-        av += 9
-        s = -1
-    else:
-        ec = (c >> 9) & 0x3
-        raise r.fail_at(av + 9, 'ParameterSetType[2]', f'event code {ec}, expected SE(Parameter), EE')
     if s == 3:
         while True:
             av -= 11
             if av < 0:
                 win, av = r.refill(av, 11)
             c = (win >> av) & 0x7ff
-            if c < 0x200:
+            if c >= 0x200:
+                if c < 0x400:
+                    av += 9
+                    s = -1
+                    break
+                else:
+                    ec = (c >> 9) & 0x3
+                    raise r.fail_at(av + 9, 'ParameterSetType[3]', f'event code {ec}, expected SE(Parameter), EE')
+            else:
                 if c >= 0x100:
                     raise r.fail_at(av + 9, 'ParameterSetType[3]', 'expected AT(Name)')
                 u = c
@@ -16639,7 +16728,43 @@ def _d_din_ParameterSetType(r: BitReader, c: int) -> _din.ParameterSetType:
                     if c & 0x10 != 0x0:
                         raise r.fail_at(av + 2, 'ParameterType[2]', 'expected EE of intValue')
                     c >>= 3
-                elif ec == 4:
+                elif ec == 5:
+                    av += 14
+                    if c & 0x400000 != 0x0:
+                        raise r.fail_at(av + 9, 'ParameterType[2]', 'expected CH of stringValue')
+                    u = ((c >> 14) & 255)
+                    if u > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        if u2 < 128:
+                            u += _U2[u2]
+                        else:
+                            u = (u & 0x7F) | (u2 & 0x7F) << 7
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 8)
+                            u2 = (win >> av) & 0xff
+                            u |= (u2 & 0x7F) << 14
+                            if u2 > 127:
+                                r.avail = av
+                                u = r.uint_more(u, 21)
+                                win = r.win
+                                av = r.avail
+                    r.avail = av
+                    f_5_stringValue = r.string_of(u, None)
+                    win = r.win
+                    av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
+                    if c >= 0x2:
+                        raise r.fail_at(av + 2, 'ParameterType[2]', 'expected EE of stringValue')
+                elif ec != 4:
+                    raise r.fail_at(av + 23, 'ParameterType[2]', f'event code {ec}, expected SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(physicalValue), SE(stringValue)')
+                else:
                     try:
                         f_6_Multiplier, ec = _T1fd725cf[(c >> 15) & 0xff]
                     except KeyError:  # not a valid pattern: say why
@@ -16648,7 +16773,48 @@ def _d_din_ParameterSetType(r: BitReader, c: int) -> _din.ParameterSetType:
                         f_6_Multiplier = ((c >> 18) & 7) - 3
                         ec = ((c >> 15) & 3)
                     f_6_Unit: _din.unitSymbolType | None = None
-                    if ec == 0:
+                    if ec == 1:
+                        try:
+                            sg = _T071cdf68[(c >> 13) & 0x3]
+                        except KeyError:  # not a valid pattern: say why
+                            if c & 0x4000 != 0x0:
+                                raise r.fail_at(av + 15, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                            sg = ((c >> 13) & 1)
+                        u = ((c >> 5) & 255)
+                        if u > 127:
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 13)
+                            c = (win >> av) & 0x1fff
+                            u2 = c >> 5
+                            if u2 < 128:
+                                u += _U2[u2]
+                            else:
+                                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                                av -= 8
+                                if av < 0:
+                                    win, av = r.refill(av, 13)
+                                c = (win >> av) & 0x1fff
+                                u2 = c >> 5
+                                u |= (u2 & 0x7F) << 14
+                                if u2 > 127:
+                                    av += 5
+                                    r.avail = av
+                                    u = r.uint_more(u, 21)
+                                    win = r.win
+                                    av = r.avail
+                                    av -= 5
+                                    if av < 0:
+                                        win, av = r.refill(av, 5)
+                                    c = (win >> av) & 0x1f
+                        f_6_Value = -u - 1 if sg else u
+                        av += 2
+                        if c & 0x10 != 0x0:
+                            raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
+                        c >>= 2
+                    elif ec != 0:
+                        raise r.fail_at(av + 15, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+                    else:
                         av -= 13
                         if av < 0:
                             win, av = r.refill(av, 28)
@@ -16692,47 +16858,6 @@ def _d_din_ParameterSetType(r: BitReader, c: int) -> _din.ParameterSetType:
                         f_6_Value = -u - 1 if sg else u
                         if c & 0x4 != 0x0:
                             raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
-                    elif ec == 1:
-                        try:
-                            sg = _T071cdf68[(c >> 13) & 0x3]
-                        except KeyError:  # not a valid pattern: say why
-                            if c & 0x4000 != 0x0:
-                                raise r.fail_at(av + 15, 'PhysicalValueType[1]', 'expected CH of Value') from None
-                            sg = ((c >> 13) & 1)
-                        u = ((c >> 5) & 255)
-                        if u > 127:
-                            av -= 8
-                            if av < 0:
-                                win, av = r.refill(av, 13)
-                            c = (win >> av) & 0x1fff
-                            u2 = c >> 5
-                            if u2 < 128:
-                                u += _U2[u2]
-                            else:
-                                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                                av -= 8
-                                if av < 0:
-                                    win, av = r.refill(av, 13)
-                                c = (win >> av) & 0x1fff
-                                u2 = c >> 5
-                                u |= (u2 & 0x7F) << 14
-                                if u2 > 127:
-                                    av += 5
-                                    r.avail = av
-                                    u = r.uint_more(u, 21)
-                                    win = r.win
-                                    av = r.avail
-                                    av -= 5
-                                    if av < 0:
-                                        win, av = r.refill(av, 5)
-                                    c = (win >> av) & 0x1f
-                        f_6_Value = -u - 1 if sg else u
-                        av += 2
-                        if c & 0x10 != 0x0:
-                            raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
-                        c >>= 2
-                    else:
-                        raise r.fail_at(av + 15, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
                     if c & 0x2 != 0x0:
                         raise r.fail_at(av + 2, 'ParameterType[2]', 'expected EE')
                     ob6_ = _new(_K_din_PhysicalValueType)
@@ -16740,42 +16865,6 @@ def _d_din_ParameterSetType(r: BitReader, c: int) -> _din.ParameterSetType:
                     ob6_.Unit = f_6_Unit
                     ob6_.Value = f_6_Value
                     f_5_physicalValue = ob6_
-                elif ec == 5:
-                    av += 14
-                    if c & 0x400000 != 0x0:
-                        raise r.fail_at(av + 9, 'ParameterType[2]', 'expected CH of stringValue')
-                    u = ((c >> 14) & 255)
-                    if u > 127:
-                        av -= 8
-                        if av < 0:
-                            win, av = r.refill(av, 8)
-                        u2 = (win >> av) & 0xff
-                        if u2 < 128:
-                            u += _U2[u2]
-                        else:
-                            u = (u & 0x7F) | (u2 & 0x7F) << 7
-                            av -= 8
-                            if av < 0:
-                                win, av = r.refill(av, 8)
-                            u2 = (win >> av) & 0xff
-                            u |= (u2 & 0x7F) << 14
-                            if u2 > 127:
-                                r.avail = av
-                                u = r.uint_more(u, 21)
-                                win = r.win
-                                av = r.avail
-                    r.avail = av
-                    f_5_stringValue = r.string_of(u, None)
-                    win = r.win
-                    av = r.avail
-                    av -= 2
-                    if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
-                    if c >= 0x2:
-                        raise r.fail_at(av + 2, 'ParameterType[2]', 'expected EE of stringValue')
-                else:
-                    raise r.fail_at(av + 23, 'ParameterType[2]', f'event code {ec}, expected SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(physicalValue), SE(stringValue)')
                 if c & 0x1 != 0x0:
                     raise r.fail_at(av + 1, 'ParameterSetType[3]', 'expected EE')
                 ob5_ = _new(_K_din_ParameterType)
@@ -16788,13 +16877,6 @@ def _d_din_ParameterSetType(r: BitReader, c: int) -> _din.ParameterSetType:
                 ob5_.physicalValue = f_5_physicalValue
                 ob5_.stringValue = f_5_stringValue
                 f_Parameter.append(ob5_)
-            elif c < 0x400:
-                av += 9
-                s = -1
-                break
-            else:
-                ec = (c >> 9) & 0x3
-                raise r.fail_at(av + 9, 'ParameterSetType[3]', f'event code {ec}, expected SE(Parameter), EE')
     r.avail = av
     ob = _new(_K_din_ParameterSetType)
     ob.ParameterSetID = f_ParameterSetID
@@ -17029,7 +17111,43 @@ def _d_din_ParameterType(r: BitReader, c: int) -> _din.ParameterType:
         if c & 0x10 != 0x0:
             raise r.fail_at(av + 2, 'ParameterType[2]', 'expected EE of intValue')
         c >>= 3
-    elif ec == 4:
+    elif ec == 5:
+        av += 14
+        if c & 0x400000 != 0x0:
+            raise r.fail_at(av + 9, 'ParameterType[2]', 'expected CH of stringValue')
+        u = ((c >> 14) & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_stringValue = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c >= 0x2:
+            raise r.fail_at(av + 2, 'ParameterType[2]', 'expected EE of stringValue')
+    elif ec != 4:
+        raise r.fail_at(av + 23, 'ParameterType[2]', f'event code {ec}, expected SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(physicalValue), SE(stringValue)')
+    else:
         try:
             f_1_Multiplier, ec = _T1fd725cf[(c >> 15) & 0xff]
         except KeyError:  # not a valid pattern: say why
@@ -17038,7 +17156,48 @@ def _d_din_ParameterType(r: BitReader, c: int) -> _din.ParameterType:
             f_1_Multiplier = ((c >> 18) & 7) - 3
             ec = ((c >> 15) & 3)
         f_1_Unit: _din.unitSymbolType | None = None
-        if ec == 0:
+        if ec == 1:
+            try:
+                sg = _T071cdf68[(c >> 13) & 0x3]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x4000 != 0x0:
+                    raise r.fail_at(av + 15, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                sg = ((c >> 13) & 1)
+            u = ((c >> 5) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
+                u2 = c >> 5
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 13)
+                    c = (win >> av) & 0x1fff
+                    u2 = c >> 5
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 5
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 5
+                        if av < 0:
+                            win, av = r.refill(av, 5)
+                        c = (win >> av) & 0x1f
+            f_1_Value = -u - 1 if sg else u
+            av += 2
+            if c & 0x10 != 0x0:
+                raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
+            c >>= 2
+        elif ec != 0:
+            raise r.fail_at(av + 15, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        else:
             av -= 13
             if av < 0:
                 win, av = r.refill(av, 28)
@@ -17082,47 +17241,6 @@ def _d_din_ParameterType(r: BitReader, c: int) -> _din.ParameterType:
             f_1_Value = -u - 1 if sg else u
             if c & 0x4 != 0x0:
                 raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
-        elif ec == 1:
-            try:
-                sg = _T071cdf68[(c >> 13) & 0x3]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x4000 != 0x0:
-                    raise r.fail_at(av + 15, 'PhysicalValueType[1]', 'expected CH of Value') from None
-                sg = ((c >> 13) & 1)
-            u = ((c >> 5) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 13)
-                c = (win >> av) & 0x1fff
-                u2 = c >> 5
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 13)
-                    c = (win >> av) & 0x1fff
-                    u2 = c >> 5
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 5
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 5
-                        if av < 0:
-                            win, av = r.refill(av, 5)
-                        c = (win >> av) & 0x1f
-            f_1_Value = -u - 1 if sg else u
-            av += 2
-            if c & 0x10 != 0x0:
-                raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
-            c >>= 2
-        else:
-            raise r.fail_at(av + 15, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
         if c & 0x2 != 0x0:
             raise r.fail_at(av + 2, 'ParameterType[2]', 'expected EE')
         ob1_ = _new(_K_din_PhysicalValueType)
@@ -17130,42 +17248,6 @@ def _d_din_ParameterType(r: BitReader, c: int) -> _din.ParameterType:
         ob1_.Unit = f_1_Unit
         ob1_.Value = f_1_Value
         f_physicalValue = ob1_
-    elif ec == 5:
-        av += 14
-        if c & 0x400000 != 0x0:
-            raise r.fail_at(av + 9, 'ParameterType[2]', 'expected CH of stringValue')
-        u = ((c >> 14) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_stringValue = r.string_of(u, None)
-        win = r.win
-        av = r.avail
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c >= 0x2:
-            raise r.fail_at(av + 2, 'ParameterType[2]', 'expected EE of stringValue')
-    else:
-        raise r.fail_at(av + 23, 'ParameterType[2]', f'event code {ec}, expected SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(physicalValue), SE(stringValue)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'ParameterType', 'expected EE')
     r.avail = av
@@ -17318,35 +17400,38 @@ def _d_din_PaymentOptionsType(r: BitReader, c: int) -> _din.PaymentOptionsType:
     if c & 0x1a0 != 0x0:
         raise r.fail_at(av + 9, 'PaymentOptionsType', 'expected SE(PaymentOption), CH of PaymentOption, EE of PaymentOption')
     f_PaymentOption.append(_E_din_paymentOptionType[(c >> 6)])
-    ec = ((c >> 3) & 3)
+    c &= 0x1f
     s = 1
-    if ec == 0:
+    if c >= 0x8:
+        if c < 0x10:
+            av += 3
+            s = -1
+        else:
+            ec = (c >> 3) & 0x3
+            raise r.fail_at(av + 3, 'PaymentOptionsType[1]', f'event code {ec}, expected SE(PaymentOption), EE')
+    else:
         if c & 0x5 != 0x0:
             raise r.fail_at(av + 3, 'PaymentOptionsType[1]', 'expected CH of PaymentOption, EE of PaymentOption')
-        f_PaymentOption.append(_E_din_paymentOptionType[((c >> 1) & 1)])
+        f_PaymentOption.append(_E_din_paymentOptionType[(c >> 1)])
         s = 2
-    elif ec == 1:
-        av += 3
-        s = -1
-    else:
-        raise r.fail_at(av + 3, 'PaymentOptionsType[1]', f'event code {ec}, expected SE(PaymentOption), EE')
     if s == 2:
         while True:
             av -= 5
             if av < 0:
                 win, av = r.refill(av, 5)
             c = (win >> av) & 0x1f
-            if c < 0x8:
+            if c >= 0x8:
+                if c < 0x10:
+                    av += 3
+                    s = -1
+                    break
+                else:
+                    ec = (c >> 3) & 0x3
+                    raise r.fail_at(av + 3, 'PaymentOptionsType[2]', f'event code {ec}, expected SE(PaymentOption), EE')
+            else:
                 if c & 0x5 != 0x0:
                     raise r.fail_at(av + 3, 'PaymentOptionsType[2]', 'expected CH of PaymentOption, EE of PaymentOption')
                 f_PaymentOption.append(_E_din_paymentOptionType[(c >> 1)])
-            elif c < 0x10:
-                av += 3
-                s = -1
-                break
-            else:
-                ec = (c >> 3) & 0x3
-                raise r.fail_at(av + 3, 'PaymentOptionsType[2]', f'event code {ec}, expected SE(PaymentOption), EE')
     r.avail = av
     ob = _new(_K_din_PaymentOptionsType)
     ob.PaymentOption = f_PaymentOption
@@ -17405,7 +17490,49 @@ def _d_din_PhysicalValueType(r: BitReader, c: int) -> _din.PhysicalValueType:
             raise r.fail_at(av + 27, 'PhysicalValueType', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
         f_Multiplier = (c >> 22) - 3
         ec = ((c >> 19) & 3)
-    if ec == 0:
+    if ec == 1:
+        try:
+            sg = _T071cdf68[(c >> 17) & 0x3]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x40000 != 0x0:
+                raise r.fail_at(av + 19, 'PhysicalValueType[1]', 'expected CH of Value') from None
+            sg = ((c >> 17) & 1)
+        u = ((c >> 9) & 255)
+        if u > 127:
+            u2 = (c >> 1) & 0xFF
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+                u2 = c >> 1
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    av += 1
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+                    av -= 1
+                    if av < 0:
+                        win, av = r.refill(av, 1)
+                    c = (win >> av) & 0x1
+        else:
+            av += 8
+            c >>= 8
+        f_Value = -u - 1 if sg else u
+        if c & 0x1 != 0x0:
+            raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+    elif ec != 0:
+        raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+    else:
         try:
             f_Unit, sg = _T7f58918e[(c >> 10) & 0x1ff]
         except KeyError:  # not a valid pattern: say why
@@ -17446,48 +17573,6 @@ def _d_din_PhysicalValueType(r: BitReader, c: int) -> _din.PhysicalValueType:
         f_Value = -u - 1 if sg else u
         if c & 0x2 != 0x0:
             raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
-    elif ec == 1:
-        try:
-            sg = _T071cdf68[(c >> 17) & 0x3]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x40000 != 0x0:
-                raise r.fail_at(av + 19, 'PhysicalValueType[1]', 'expected CH of Value') from None
-            sg = ((c >> 17) & 1)
-        u = ((c >> 9) & 255)
-        if u > 127:
-            u2 = (c >> 1) & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 9)
-                c = (win >> av) & 0x1ff
-                u2 = c >> 1
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 1
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 1
-                    if av < 0:
-                        win, av = r.refill(av, 1)
-                    c = (win >> av) & 0x1
-        else:
-            av += 8
-            c >>= 8
-        f_Value = -u - 1 if sg else u
-        if c & 0x1 != 0x0:
-            raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-    else:
-        raise r.fail_at(av + 19, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'PhysicalValueType', 'expected EE')
     r.avail = av
@@ -17748,7 +17833,13 @@ def _d_din_RelativeTimeIntervalType(r: BitReader, c: int) -> _din.RelativeTimeIn
     c &= 0x3f
     if c >= 0x20:
         raise r.fail_at(av + 6, 'RelativeTimeIntervalType', 'expected EE of start')
-    if c < 0x8:
+    if c >= 0x8:
+        if c < 0x10:
+            av += 3
+        else:
+            ec = (c >> 3) & 0x3
+            raise r.fail_at(av + 3, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
+    else:
         av -= 16
         if av < 0:
             win, av = r.refill(av, 19)
@@ -17784,11 +17875,6 @@ def _d_din_RelativeTimeIntervalType(r: BitReader, c: int) -> _din.RelativeTimeIn
         f_duration = u
         if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'RelativeTimeIntervalType[1]', 'expected EE of duration, EE')
-    elif c < 0x10:
-        av += 3
-    else:
-        ec = (c >> 3) & 0x3
-        raise r.fail_at(av + 3, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
     r.avail = av
     ob = _new(_K_din_RelativeTimeIntervalType)
     ob.start = f_start
@@ -17917,7 +18003,16 @@ def _d_din_SAScheduleListType(r: BitReader, c: int) -> _din.SAScheduleListType:
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c < 0x10000000:
+    if c >= 0x10000000:
+        if c < 0x20000000:
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        else:
+            ec = (c >> 28) & 0x3
+            raise r.fail_at(av + 28, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
+    else:
         av += 19
         c >>= 19
         r.avail = av
@@ -17934,21 +18029,20 @@ def _d_din_SAScheduleListType(r: BitReader, c: int) -> _din.SAScheduleListType:
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif c < 0x20000000:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        ec = (c >> 28) & 0x3
-        raise r.fail_at(av + 28, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
     ob1_ = _new(_K_din_SAScheduleTupleType)
     ob1_.SAScheduleTupleID = f_1_SAScheduleTupleID
     ob1_.PMaxSchedule = f_1_PMaxSchedule
     ob1_.SalesTariff = f_1_SalesTariff
     f_SAScheduleTuple.append(ob1_)
     s = 1
-    if c < 0x10000000:
+    if c >= 0x10000000:
+        if c < 0x20000000:
+            av += 28
+            s = -1
+        else:
+            ec = (c >> 28) & 0x3
+            raise r.fail_at(av + 28, 'SAScheduleListType[1]', f'event code {ec}, expected SE(SAScheduleTuple), EE')
+    else:
         try:
             sg = _Tc1962e75[c >> 25]
         except KeyError:  # not a valid pattern: say why
@@ -17997,7 +18091,13 @@ def _d_din_SAScheduleListType(r: BitReader, c: int) -> _din.SAScheduleListType:
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-        if c < 0x200:
+        if c >= 0x200:
+            if c < 0x400:
+                av += 9
+            else:
+                ec = (c >> 9) & 0x3
+                raise r.fail_at(av + 9, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
+        else:
             r.avail = av
             f_2_SalesTariff = _d_din_SalesTariffType(r, c)
             win = r.win
@@ -18008,30 +18108,27 @@ def _d_din_SAScheduleListType(r: BitReader, c: int) -> _din.SAScheduleListType:
             c = (win >> av) & 0x1
             if c:
                 raise r.fail_at(av + 1, 'SAScheduleTupleType[2]', 'expected EE')
-        elif c < 0x400:
-            av += 9
-        else:
-            ec = (c >> 9) & 0x3
-            raise r.fail_at(av + 9, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
         ob2_ = _new(_K_din_SAScheduleTupleType)
         ob2_.SAScheduleTupleID = f_2_SAScheduleTupleID
         ob2_.PMaxSchedule = f_2_PMaxSchedule
         ob2_.SalesTariff = f_2_SalesTariff
         f_SAScheduleTuple.append(ob2_)
         s = 2
-    elif c < 0x20000000:
-        av += 28
-        s = -1
-    else:
-        ec = (c >> 28) & 0x3
-        raise r.fail_at(av + 28, 'SAScheduleListType[1]', f'event code {ec}, expected SE(SAScheduleTuple), EE')
     if s == 2:
         while True:
             av -= 30
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c < 0x10000000:
+            if c >= 0x10000000:
+                if c < 0x20000000:
+                    av += 28
+                    s = -1
+                    break
+                else:
+                    ec = (c >> 28) & 0x3
+                    raise r.fail_at(av + 28, 'SAScheduleListType[2]', f'event code {ec}, expected SE(SAScheduleTuple), EE')
+            else:
                 try:
                     sg = _Tc1962e75[c >> 25]
                 except KeyError:  # not a valid pattern: say why
@@ -18080,7 +18177,13 @@ def _d_din_SAScheduleListType(r: BitReader, c: int) -> _din.SAScheduleListType:
                 if av < 0:
                     win, av = r.refill(av, 11)
                 c = (win >> av) & 0x7ff
-                if c < 0x200:
+                if c >= 0x200:
+                    if c < 0x400:
+                        av += 9
+                    else:
+                        ec = (c >> 9) & 0x3
+                        raise r.fail_at(av + 9, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
+                else:
                     r.avail = av
                     f_3_SalesTariff = _d_din_SalesTariffType(r, c)
                     win = r.win
@@ -18091,23 +18194,11 @@ def _d_din_SAScheduleListType(r: BitReader, c: int) -> _din.SAScheduleListType:
                     c = (win >> av) & 0x1
                     if c:
                         raise r.fail_at(av + 1, 'SAScheduleTupleType[2]', 'expected EE')
-                elif c < 0x400:
-                    av += 9
-                else:
-                    ec = (c >> 9) & 0x3
-                    raise r.fail_at(av + 9, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
                 ob3_ = _new(_K_din_SAScheduleTupleType)
                 ob3_.SAScheduleTupleID = f_3_SAScheduleTupleID
                 ob3_.PMaxSchedule = f_3_PMaxSchedule
                 ob3_.SalesTariff = f_3_SalesTariff
                 f_SAScheduleTuple.append(ob3_)
-            elif c < 0x20000000:
-                av += 28
-                s = -1
-                break
-            else:
-                ec = (c >> 28) & 0x3
-                raise r.fail_at(av + 28, 'SAScheduleListType[2]', f'event code {ec}, expected SE(SAScheduleTuple), EE')
     r.avail = av
     ob = _new(_K_din_SAScheduleListType)
     ob.SAScheduleTuple = f_SAScheduleTuple
@@ -18221,7 +18312,13 @@ def _d_din_SAScheduleTupleType(r: BitReader, c: int) -> _din.SAScheduleTupleType
     if av < 0:
         win, av = r.refill(av, 11)
     c = (win >> av) & 0x7ff
-    if c < 0x200:
+    if c >= 0x200:
+        if c < 0x400:
+            av += 9
+        else:
+            ec = (c >> 9) & 0x3
+            raise r.fail_at(av + 9, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
+    else:
         r.avail = av
         f_SalesTariff = _d_din_SalesTariffType(r, c)
         win = r.win
@@ -18232,11 +18329,6 @@ def _d_din_SAScheduleTupleType(r: BitReader, c: int) -> _din.SAScheduleTupleType
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'SAScheduleTupleType[2]', 'expected EE')
-    elif c < 0x400:
-        av += 9
-    else:
-        ec = (c >> 9) & 0x3
-        raise r.fail_at(av + 9, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
     r.avail = av
     ob = _new(_K_din_SAScheduleTupleType)
     ob.SAScheduleTupleID = f_SAScheduleTupleID
@@ -18331,7 +18423,21 @@ def _d_din_SalesTariffEntryType(r: BitReader, c: int) -> _din.SalesTariffEntryTy
     f_EPriceLevel: int
     f_ConsumptionCost: list[_din.ConsumptionCostType] = []
     s = 0
-    if c < 0x4000000:
+    if c >= 0x4000000:
+        if c < 0x8000000:
+            if c >= 0x6000000:
+                raise r.fail_at(av + 26, 'SalesTariffEntryType[0]', 'expected EE')
+            ob2_ = _new(_K_din_IntervalType)
+            f_TimeInterval = ob2_
+            av -= 5
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            s = 1
+        else:
+            ec = (c >> 26) & 0x3
+            raise r.fail_at(av + 26, 'SalesTariffEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
+    else:
         if c >= 0x1000000:
             raise r.fail_at(av + 26, 'SalesTariffEntryType[0]', 'expected SE(start), CH of start')
         u = (c >> 16)
@@ -18365,7 +18471,16 @@ def _d_din_SalesTariffEntryType(r: BitReader, c: int) -> _din.SalesTariffEntryTy
         c &= 0xff
         if c >= 0x80:
             raise r.fail_at(av + 8, 'SalesTariffEntryType[0]', 'expected EE of start')
-        if c < 0x20:
+        if c >= 0x20:
+            if c < 0x40:
+                av -= 25
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+            else:
+                ec = (c >> 5) & 0x3
+                raise r.fail_at(av + 5, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
+        else:
             av -= 25
             if av < 0:
                 win, av = r.refill(av, 30)
@@ -18405,38 +18520,24 @@ def _d_din_SalesTariffEntryType(r: BitReader, c: int) -> _din.SalesTariffEntryTy
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-        elif c < 0x40:
-            av -= 25
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-        else:
-            ec = (c >> 5) & 0x3
-            raise r.fail_at(av + 5, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
         ob1_ = _new(_K_din_RelativeTimeIntervalType)
         ob1_.start = f_1_start
         ob1_.duration = f_1_duration
         f_RelativeTimeInterval = ob1_
         s = 1
-    elif c < 0x8000000:
-        if c >= 0x6000000:
-            raise r.fail_at(av + 26, 'SalesTariffEntryType[0]', 'expected EE')
-        ob2_ = _new(_K_din_IntervalType)
-        f_TimeInterval = ob2_
-        av -= 5
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        s = 1
-    else:
-        ec = (c >> 26) & 0x3
-        raise r.fail_at(av + 26, 'SalesTariffEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
     if c & 0x30080000 != 0x0:
         raise r.fail_at(av + 30, 'SalesTariffEntryType', 'expected SE(EPriceLevel), CH of EPriceLevel, EE of EPriceLevel')
     f_EPriceLevel = (c >> 20)
-    ec = ((c >> 17) & 3)
+    c &= 0x7ffff
     s = 2
-    if ec == 0:
+    if c >= 0x20000:
+        if c < 0x40000:
+            av += 17
+            s = -1
+        else:
+            ec = (c >> 17) & 0x3
+            raise r.fail_at(av + 17, 'SalesTariffEntryType[2]', f'event code {ec}, expected SE(ConsumptionCost), EE')
+    else:
         av -= 11
         if av < 0:
             win, av = r.refill(av, 28)
@@ -18446,29 +18547,25 @@ def _d_din_SalesTariffEntryType(r: BitReader, c: int) -> _din.SalesTariffEntryTy
         win = r.win
         av = r.avail
         s = 3
-    elif ec == 1:
-        av += 17
-        s = -1
-    else:
-        raise r.fail_at(av + 17, 'SalesTariffEntryType[2]', f'event code {ec}, expected SE(ConsumptionCost), EE')
     if s == 3:
         while True:
             av -= 30
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c < 0x10000000:
+            if c >= 0x10000000:
+                if c < 0x20000000:
+                    av += 28
+                    s = -1
+                    break
+                else:
+                    ec = (c >> 28) & 0x3
+                    raise r.fail_at(av + 28, 'SalesTariffEntryType[3]', f'event code {ec}, expected SE(ConsumptionCost), EE')
+            else:
                 r.avail = av
                 f_ConsumptionCost.append(_d_din_ConsumptionCostType(r, c))
                 win = r.win
                 av = r.avail
-            elif c < 0x20000000:
-                av += 28
-                s = -1
-                break
-            else:
-                ec = (c >> 28) & 0x3
-                raise r.fail_at(av + 28, 'SalesTariffEntryType[3]', f'event code {ec}, expected SE(ConsumptionCost), EE')
     r.avail = av
     ob = _new(_K_din_SalesTariffEntryType)
     ob.RelativeTimeInterval = f_RelativeTimeInterval
@@ -18623,7 +18720,27 @@ def _d_din_SalesTariffType(r: BitReader, c: int) -> _din.SalesTariffType:
     if c >= 0x400:
         raise r.fail_at(av + 11, 'SalesTariffType', 'expected EE of SalesTariffID')
     s = 2
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            try:
+                f_NumEPriceLevels = _T3924a0e8[c >> 20]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x20100000 != 0x0:
+                    raise r.fail_at(av + 30, 'SalesTariffType[2]', 'expected CH of NumEPriceLevels, EE of NumEPriceLevels') from None
+                f_NumEPriceLevels = (c >> 21)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 29)
+            c = (win >> av) & 0x1fffffff
+            s = 4
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'SalesTariffType[2]', f'event code {ec}, expected SE(SalesTariffDescription), SE(NumEPriceLevels)')
+    else:
         av -= 1
         if av < 0:
             win, av = r.refill(av, 9)
@@ -18669,25 +18786,6 @@ def _d_din_SalesTariffType(r: BitReader, c: int) -> _din.SalesTariffType:
         if av < 0:
             win, av = r.refill(av, 29)
         c = (win >> av) & 0x1fffffff
-    elif c < 0x200:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        try:
-            f_NumEPriceLevels = _T3924a0e8[c >> 20]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x20100000 != 0x0:
-                raise r.fail_at(av + 30, 'SalesTariffType[2]', 'expected CH of NumEPriceLevels, EE of NumEPriceLevels') from None
-            f_NumEPriceLevels = (c >> 21)
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 29)
-        c = (win >> av) & 0x1fffffff
-        s = 4
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'SalesTariffType[2]', f'event code {ec}, expected SE(SalesTariffDescription), SE(NumEPriceLevels)')
     if c >= 0x10000000:
         raise r.fail_at(av + 29, 'SalesTariffType', 'expected SE(SalesTariffEntry)')
     r.avail = av
@@ -18699,36 +18797,38 @@ def _d_din_SalesTariffType(r: BitReader, c: int) -> _din.SalesTariffType:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
     s = 5
-    if c < 0x10000000:
+    if c >= 0x10000000:
+        if c < 0x20000000:
+            av += 28
+            s = -1
+        else:
+            ec = (c >> 28) & 0x3
+            raise r.fail_at(av + 28, 'SalesTariffType[5]', f'event code {ec}, expected SE(SalesTariffEntry), EE')
+    else:
         r.avail = av
         f_SalesTariffEntry.append(_d_din_SalesTariffEntryType(r, c))
         win = r.win
         av = r.avail
         s = 6
-    elif c < 0x20000000:
-        av += 28
-        s = -1
-    else:
-        ec = (c >> 28) & 0x3
-        raise r.fail_at(av + 28, 'SalesTariffType[5]', f'event code {ec}, expected SE(SalesTariffEntry), EE')
     if s == 6:
         while True:
             av -= 30
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c < 0x10000000:
+            if c >= 0x10000000:
+                if c < 0x20000000:
+                    av += 28
+                    s = -1
+                    break
+                else:
+                    ec = (c >> 28) & 0x3
+                    raise r.fail_at(av + 28, 'SalesTariffType[6]', f'event code {ec}, expected SE(SalesTariffEntry), EE')
+            else:
                 r.avail = av
                 f_SalesTariffEntry.append(_d_din_SalesTariffEntryType(r, c))
                 win = r.win
                 av = r.avail
-            elif c < 0x20000000:
-                av += 28
-                s = -1
-                break
-            else:
-                ec = (c >> 28) & 0x3
-                raise r.fail_at(av + 28, 'SalesTariffType[6]', f'event code {ec}, expected SE(SalesTariffEntry), EE')
     r.avail = av
     ob = _new(_K_din_SalesTariffType)
     ob.Id = f_Id
@@ -18899,7 +18999,16 @@ def _d_din_SelectedServiceListType(r: BitReader, c: int) -> _din.SelectedService
     c &= 0x1ff
     if c >= 0x100:
         raise r.fail_at(av + 9, 'SelectedServiceListType', 'expected EE of ServiceID')
-    if c < 0x40:
+    if c >= 0x40:
+        if c < 0x80:
+            av -= 21
+            if av < 0:
+                win, av = r.refill(av, 27)
+            c = (win >> av) & 0x7ffffff
+        else:
+            ec = (c >> 6) & 0x3
+            raise r.fail_at(av + 6, 'SelectedServiceType[1]', f'event code {ec}, expected SE(ParameterSetID), EE')
+    else:
         av -= 24
         if av < 0:
             win, av = r.refill(av, 30)
@@ -18943,20 +19052,19 @@ def _d_din_SelectedServiceListType(r: BitReader, c: int) -> _din.SelectedService
         if av < 0:
             win, av = r.refill(av, 27)
         c = (win >> av) & 0x7ffffff
-    elif c < 0x80:
-        av -= 21
-        if av < 0:
-            win, av = r.refill(av, 27)
-        c = (win >> av) & 0x7ffffff
-    else:
-        ec = (c >> 6) & 0x3
-        raise r.fail_at(av + 6, 'SelectedServiceType[1]', f'event code {ec}, expected SE(ParameterSetID), EE')
     ob1_ = _new(_K_din_SelectedServiceType)
     ob1_.ServiceID = f_1_ServiceID
     ob1_.ParameterSetID = f_1_ParameterSetID
     f_SelectedService.append(ob1_)
     s = 1
-    if c < 0x2000000:
+    if c >= 0x2000000:
+        if c < 0x4000000:
+            av += 25
+            s = -1
+        else:
+            ec = (c >> 25) & 0x3
+            raise r.fail_at(av + 25, 'SelectedServiceListType[1]', f'event code {ec}, expected SE(SelectedService), EE')
+    else:
         if c >= 0x800000:
             raise r.fail_at(av + 25, 'SelectedServiceListType[1]', 'expected SE(ServiceID), CH of ServiceID')
         u = (c >> 15)
@@ -18990,7 +19098,13 @@ def _d_din_SelectedServiceListType(r: BitReader, c: int) -> _din.SelectedService
         c &= 0x7f
         if c >= 0x40:
             raise r.fail_at(av + 7, 'SelectedServiceListType[1]', 'expected EE of ServiceID')
-        if c < 0x10:
+        if c >= 0x10:
+            if c < 0x20:
+                av += 4
+            else:
+                ec = (c >> 4) & 0x3
+                raise r.fail_at(av + 4, 'SelectedServiceType[1]', f'event code {ec}, expected SE(ParameterSetID), EE')
+        else:
             av -= 16
             if av < 0:
                 win, av = r.refill(av, 20)
@@ -19030,29 +19144,26 @@ def _d_din_SelectedServiceListType(r: BitReader, c: int) -> _din.SelectedService
             f_2_ParameterSetID = -u - 1 if sg else u
             if c & 0x3 != 0x0:
                 raise r.fail_at(av + 2, 'SelectedServiceType[1]', 'expected EE of ParameterSetID, EE')
-        elif c < 0x20:
-            av += 4
-        else:
-            ec = (c >> 4) & 0x3
-            raise r.fail_at(av + 4, 'SelectedServiceType[1]', f'event code {ec}, expected SE(ParameterSetID), EE')
         ob2_ = _new(_K_din_SelectedServiceType)
         ob2_.ServiceID = f_2_ServiceID
         ob2_.ParameterSetID = f_2_ParameterSetID
         f_SelectedService.append(ob2_)
         s = 2
-    elif c < 0x4000000:
-        av += 25
-        s = -1
-    else:
-        ec = (c >> 25) & 0x3
-        raise r.fail_at(av + 25, 'SelectedServiceListType[1]', f'event code {ec}, expected SE(SelectedService), EE')
     if s == 2:
         while True:
             av -= 27
             if av < 0:
                 win, av = r.refill(av, 27)
             c = (win >> av) & 0x7ffffff
-            if c < 0x2000000:
+            if c >= 0x2000000:
+                if c < 0x4000000:
+                    av += 25
+                    s = -1
+                    break
+                else:
+                    ec = (c >> 25) & 0x3
+                    raise r.fail_at(av + 25, 'SelectedServiceListType[2]', f'event code {ec}, expected SE(SelectedService), EE')
+            else:
                 if c >= 0x800000:
                     raise r.fail_at(av + 25, 'SelectedServiceListType[2]', 'expected SE(ServiceID), CH of ServiceID')
                 u = (c >> 15)
@@ -19086,7 +19197,13 @@ def _d_din_SelectedServiceListType(r: BitReader, c: int) -> _din.SelectedService
                 c &= 0x7f
                 if c >= 0x40:
                     raise r.fail_at(av + 7, 'SelectedServiceListType[2]', 'expected EE of ServiceID')
-                if c < 0x10:
+                if c >= 0x10:
+                    if c < 0x20:
+                        av += 4
+                    else:
+                        ec = (c >> 4) & 0x3
+                        raise r.fail_at(av + 4, 'SelectedServiceType[1]', f'event code {ec}, expected SE(ParameterSetID), EE')
+                else:
                     av -= 16
                     if av < 0:
                         win, av = r.refill(av, 20)
@@ -19126,22 +19243,10 @@ def _d_din_SelectedServiceListType(r: BitReader, c: int) -> _din.SelectedService
                     f_3_ParameterSetID = -u - 1 if sg else u
                     if c & 0x3 != 0x0:
                         raise r.fail_at(av + 2, 'SelectedServiceType[1]', 'expected EE of ParameterSetID, EE')
-                elif c < 0x20:
-                    av += 4
-                else:
-                    ec = (c >> 4) & 0x3
-                    raise r.fail_at(av + 4, 'SelectedServiceType[1]', f'event code {ec}, expected SE(ParameterSetID), EE')
                 ob3_ = _new(_K_din_SelectedServiceType)
                 ob3_.ServiceID = f_3_ServiceID
                 ob3_.ParameterSetID = f_3_ParameterSetID
                 f_SelectedService.append(ob3_)
-            elif c < 0x4000000:
-                av += 25
-                s = -1
-                break
-            else:
-                ec = (c >> 25) & 0x3
-                raise r.fail_at(av + 25, 'SelectedServiceListType[2]', f'event code {ec}, expected SE(SelectedService), EE')
     r.avail = av
     ob = _new(_K_din_SelectedServiceListType)
     ob.SelectedService = f_SelectedService
@@ -19239,7 +19344,13 @@ def _d_din_SelectedServiceType(r: BitReader, c: int) -> _din.SelectedServiceType
     c &= 0x7f
     if c >= 0x40:
         raise r.fail_at(av + 7, 'SelectedServiceType', 'expected EE of ServiceID')
-    if c < 0x10:
+    if c >= 0x10:
+        if c < 0x20:
+            av += 4
+        else:
+            ec = (c >> 4) & 0x3
+            raise r.fail_at(av + 4, 'SelectedServiceType[1]', f'event code {ec}, expected SE(ParameterSetID), EE')
+    else:
         av -= 16
         if av < 0:
             win, av = r.refill(av, 20)
@@ -19279,11 +19390,6 @@ def _d_din_SelectedServiceType(r: BitReader, c: int) -> _din.SelectedServiceType
         f_ParameterSetID = -u - 1 if sg else u
         if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'SelectedServiceType[1]', 'expected EE of ParameterSetID, EE')
-    elif c < 0x20:
-        av += 4
-    else:
-        ec = (c >> 4) & 0x3
-        raise r.fail_at(av + 4, 'SelectedServiceType[1]', f'event code {ec}, expected SE(ParameterSetID), EE')
     r.avail = av
     ob = _new(_K_din_SelectedServiceType)
     ob.ServiceID = f_ServiceID
@@ -19399,7 +19505,22 @@ def _d_din_ServiceChargeType(r: BitReader, c: int) -> _din.ServiceChargeType:
     c &= 0x1ff
     if c >= 0x100:
         raise r.fail_at(av + 9, 'ServiceChargeType', 'expected EE of ServiceID')
-    if c < 0x40:
+    if c >= 0x40:
+        if c < 0x80:
+            try:
+                f_1_ServiceCategory = _Tfd5e134c[(c >> 2) & 0xf]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x24 != 0x0:
+                    raise r.fail_at(av + 6, 'ServiceTagType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
+                f_1_ServiceCategory = _E_din_serviceCategoryType[((c >> 3) & 3)]
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 14)
+            c = (win >> av) & 0x3fff
+        else:
+            ec = (c >> 6) & 0x3
+            raise r.fail_at(av + 6, 'ServiceTagType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
+    else:
         av -= 3
         if av < 0:
             win, av = r.refill(av, 9)
@@ -19440,22 +19561,14 @@ def _d_din_ServiceChargeType(r: BitReader, c: int) -> _din.ServiceChargeType:
             if c & 0xe4000 != 0x0:
                 raise r.fail_at(av + 20, 'ServiceTagType[1]', 'expected EE of ServiceName, SE(ServiceCategory), CH of ServiceCategory, EE of ServiceCategory') from None
             f_1_ServiceCategory = _E_din_serviceCategoryType[(c >> 15)]
-    elif c < 0x80:
-        try:
-            f_1_ServiceCategory = _Tfd5e134c[(c >> 2) & 0xf]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x24 != 0x0:
-                raise r.fail_at(av + 6, 'ServiceTagType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
-            f_1_ServiceCategory = _E_din_serviceCategoryType[((c >> 3) & 3)]
-        av -= 12
-        if av < 0:
-            win, av = r.refill(av, 14)
-        c = (win >> av) & 0x3fff
-    else:
-        ec = (c >> 6) & 0x3
-        raise r.fail_at(av + 6, 'ServiceTagType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
     c &= 0x3fff
-    if c < 0x1000:
+    if c >= 0x1000:
+        if c < 0x2000:
+            pass
+        else:
+            ec = (c >> 12) & 0x3
+            raise r.fail_at(av + 12, 'ServiceTagType[3]', f'event code {ec}, expected SE(ServiceScope), EE')
+    else:
         av += 3
         if c >= 0x800:
             raise r.fail_at(av + 9, 'ServiceTagType[3]', 'expected CH of ServiceScope')
@@ -19489,11 +19602,6 @@ def _d_din_ServiceChargeType(r: BitReader, c: int) -> _din.ServiceChargeType:
         c = (win >> av) & 0x3fff
         if c >= 0x1000:
             raise r.fail_at(av + 14, 'ServiceTagType[3]', 'expected EE of ServiceScope, EE')
-    elif c < 0x2000:
-        pass
-    else:
-        ec = (c >> 12) & 0x3
-        raise r.fail_at(av + 12, 'ServiceTagType[3]', f'event code {ec}, expected SE(ServiceScope), EE')
     try:
         f_FreeService, f_EnergyTransferType = _Tcb5ef6e9[c & 0xfff]
     except KeyError:  # not a valid pattern: say why
@@ -19556,36 +19664,38 @@ def _d_din_ServiceParameterListType(r: BitReader, c: int) -> _din.ServiceParamet
         win, av = r.refill(av, 24)
     c = (win >> av) & 0xffffff
     s = 1
-    if c < 0x400000:
+    if c >= 0x400000:
+        if c < 0x800000:
+            av += 22
+            s = -1
+        else:
+            ec = (c >> 22) & 0x3
+            raise r.fail_at(av + 22, 'ServiceParameterListType[1]', f'event code {ec}, expected SE(ParameterSet), EE')
+    else:
         r.avail = av
         f_ParameterSet.append(_d_din_ParameterSetType(r, c))
         win = r.win
         av = r.avail
         s = 2
-    elif c < 0x800000:
-        av += 22
-        s = -1
-    else:
-        ec = (c >> 22) & 0x3
-        raise r.fail_at(av + 22, 'ServiceParameterListType[1]', f'event code {ec}, expected SE(ParameterSet), EE')
     if s == 2:
         while True:
             av -= 24
             if av < 0:
                 win, av = r.refill(av, 24)
             c = (win >> av) & 0xffffff
-            if c < 0x400000:
+            if c >= 0x400000:
+                if c < 0x800000:
+                    av += 22
+                    s = -1
+                    break
+                else:
+                    ec = (c >> 22) & 0x3
+                    raise r.fail_at(av + 22, 'ServiceParameterListType[2]', f'event code {ec}, expected SE(ParameterSet), EE')
+            else:
                 r.avail = av
                 f_ParameterSet.append(_d_din_ParameterSetType(r, c))
                 win = r.win
                 av = r.avail
-            elif c < 0x800000:
-                av += 22
-                s = -1
-                break
-            else:
-                ec = (c >> 22) & 0x3
-                raise r.fail_at(av + 22, 'ServiceParameterListType[2]', f'event code {ec}, expected SE(ParameterSet), EE')
     r.avail = av
     ob = _new(_K_din_ServiceParameterListType)
     ob.ParameterSet = f_ParameterSet
@@ -19685,7 +19795,22 @@ def _d_din_ServiceTagListType(r: BitReader, c: int) -> _din.ServiceTagListType:
     c &= 0xff
     if c >= 0x80:
         raise r.fail_at(av + 8, 'ServiceTagListType', 'expected EE of ServiceID')
-    if c < 0x20:
+    if c >= 0x20:
+        if c < 0x40:
+            try:
+                f_2_ServiceCategory = _Tfd5e134c[(c >> 1) & 0xf]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x12 != 0x0:
+                    raise r.fail_at(av + 5, 'ServiceTagType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
+                f_2_ServiceCategory = _E_din_serviceCategoryType[((c >> 2) & 3)]
+            av -= 29
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        else:
+            ec = (c >> 5) & 0x3
+            raise r.fail_at(av + 5, 'ServiceTagType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
+    else:
         av -= 4
         if av < 0:
             win, av = r.refill(av, 9)
@@ -19730,21 +19855,16 @@ def _d_din_ServiceTagListType(r: BitReader, c: int) -> _din.ServiceTagListType:
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif c < 0x40:
-        try:
-            f_2_ServiceCategory = _Tfd5e134c[(c >> 1) & 0xf]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x12 != 0x0:
-                raise r.fail_at(av + 5, 'ServiceTagType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
-            f_2_ServiceCategory = _E_din_serviceCategoryType[((c >> 2) & 3)]
-        av -= 29
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
+    if c >= 0x10000000:
+        if c < 0x20000000:
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        else:
+            ec = (c >> 28) & 0x3
+            raise r.fail_at(av + 28, 'ServiceTagType[3]', f'event code {ec}, expected SE(ServiceScope), EE')
     else:
-        ec = (c >> 5) & 0x3
-        raise r.fail_at(av + 5, 'ServiceTagType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
-    if c < 0x10000000:
         av += 19
         if c >= 0x8000000:
             raise r.fail_at(av + 9, 'ServiceTagType[3]', 'expected CH of ServiceScope')
@@ -19782,14 +19902,6 @@ def _d_din_ServiceTagListType(r: BitReader, c: int) -> _din.ServiceTagListType:
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif c < 0x20000000:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        ec = (c >> 28) & 0x3
-        raise r.fail_at(av + 28, 'ServiceTagType[3]', f'event code {ec}, expected SE(ServiceScope), EE')
     try:
         f_1_FreeService, ec = _T6a5e394a[c >> 23]
     except KeyError:  # not a valid pattern: say why
@@ -19808,7 +19920,12 @@ def _d_din_ServiceTagListType(r: BitReader, c: int) -> _din.ServiceTagListType:
     ob1_.FreeService = f_1_FreeService
     f_Service.append(ob1_)
     s = 1
-    if ec == 0:
+    if ec == 1:
+        av += 23
+        s = -1
+    elif ec != 0:
+        raise r.fail_at(av + 23, 'ServiceTagListType[1]', f'event code {ec}, expected SE(Service), EE')
+    else:
         if c & 0x700000 != 0x0:
             raise r.fail_at(av + 23, 'ServiceTagListType[1]', 'expected SE(ServiceTag), SE(ServiceID), CH of ServiceID')
         u = ((c >> 12) & 255)
@@ -19843,7 +19960,22 @@ def _d_din_ServiceTagListType(r: BitReader, c: int) -> _din.ServiceTagListType:
         c &= 0xf
         if c >= 0x8:
             raise r.fail_at(av + 4, 'ServiceTagListType[1]', 'expected EE of ServiceID')
-        if c < 0x2:
+        if c >= 0x2:
+            if c < 0x4:
+                av -= 14
+                if av < 0:
+                    win, av = r.refill(av, 15)
+                c = (win >> av) & 0x7fff
+                try:
+                    f_4_ServiceCategory = _Tfd5e134c[c >> 11]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x4800 != 0x0:
+                        raise r.fail_at(av + 15, 'ServiceTagType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
+                    f_4_ServiceCategory = _E_din_serviceCategoryType[(c >> 12)]
+            else:
+                ec = (c >> 1) & 0x3
+                raise r.fail_at(av + 1, 'ServiceTagType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
+        else:
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 9)
@@ -19884,22 +20016,15 @@ def _d_din_ServiceTagListType(r: BitReader, c: int) -> _din.ServiceTagListType:
                 if c & 0x1c800 != 0x0:
                     raise r.fail_at(av + 17, 'ServiceTagType[1]', 'expected EE of ServiceName, SE(ServiceCategory), CH of ServiceCategory, EE of ServiceCategory') from None
                 f_4_ServiceCategory = _E_din_serviceCategoryType[(c >> 12)]
-        elif c < 0x4:
-            av -= 14
-            if av < 0:
-                win, av = r.refill(av, 15)
-            c = (win >> av) & 0x7fff
-            try:
-                f_4_ServiceCategory = _Tfd5e134c[c >> 11]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x4800 != 0x0:
-                    raise r.fail_at(av + 15, 'ServiceTagType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
-                f_4_ServiceCategory = _E_din_serviceCategoryType[(c >> 12)]
-        else:
-            ec = (c >> 1) & 0x3
-            raise r.fail_at(av + 1, 'ServiceTagType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
         c &= 0x7ff
-        if c < 0x200:
+        if c >= 0x200:
+            if c < 0x400:
+                av += 4
+                c >>= 4
+            else:
+                ec = (c >> 9) & 0x3
+                raise r.fail_at(av + 9, 'ServiceTagType[3]', f'event code {ec}, expected SE(ServiceScope), EE')
+        else:
             if c >= 0x100:
                 raise r.fail_at(av + 9, 'ServiceTagType[3]', 'expected CH of ServiceScope')
             u = c
@@ -19932,12 +20057,6 @@ def _d_din_ServiceTagListType(r: BitReader, c: int) -> _din.ServiceTagListType:
             c = (win >> av) & 0x7f
             if c >= 0x20:
                 raise r.fail_at(av + 7, 'ServiceTagType[3]', 'expected EE of ServiceScope, EE')
-        elif c < 0x400:
-            av += 4
-            c >>= 4
-        else:
-            ec = (c >> 9) & 0x3
-            raise r.fail_at(av + 9, 'ServiceTagType[3]', f'event code {ec}, expected SE(ServiceScope), EE')
         try:
             f_3_FreeService = _T1eda8360[c & 0x1f]
         except KeyError:  # not a valid pattern: say why
@@ -19955,18 +20074,21 @@ def _d_din_ServiceTagListType(r: BitReader, c: int) -> _din.ServiceTagListType:
         ob3_.FreeService = f_3_FreeService
         f_Service.append(ob3_)
         s = 2
-    elif ec == 1:
-        av += 23
-        s = -1
-    else:
-        raise r.fail_at(av + 23, 'ServiceTagListType[1]', f'event code {ec}, expected SE(Service), EE')
     if s == 2:
         while True:
             av -= 30
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c < 0x10000000:
+            if c >= 0x10000000:
+                if c < 0x20000000:
+                    av += 28
+                    s = -1
+                    break
+                else:
+                    ec = (c >> 28) & 0x3
+                    raise r.fail_at(av + 28, 'ServiceTagListType[2]', f'event code {ec}, expected SE(Service), EE')
+            else:
                 if c >= 0x2000000:
                     raise r.fail_at(av + 28, 'ServiceTagListType[2]', 'expected SE(ServiceTag), SE(ServiceID), CH of ServiceID')
                 u = (c >> 17)
@@ -20001,7 +20123,22 @@ def _d_din_ServiceTagListType(r: BitReader, c: int) -> _din.ServiceTagListType:
                 c &= 0x1ff
                 if c >= 0x100:
                     raise r.fail_at(av + 9, 'ServiceTagListType[2]', 'expected EE of ServiceID')
-                if c < 0x40:
+                if c >= 0x40:
+                    if c < 0x80:
+                        try:
+                            f_6_ServiceCategory = _Tfd5e134c[(c >> 2) & 0xf]
+                        except KeyError:  # not a valid pattern: say why
+                            if c & 0x24 != 0x0:
+                                raise r.fail_at(av + 6, 'ServiceTagType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
+                            f_6_ServiceCategory = _E_din_serviceCategoryType[((c >> 3) & 3)]
+                        av -= 9
+                        if av < 0:
+                            win, av = r.refill(av, 11)
+                        c = (win >> av) & 0x7ff
+                    else:
+                        ec = (c >> 6) & 0x3
+                        raise r.fail_at(av + 6, 'ServiceTagType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
+                else:
                     av -= 3
                     if av < 0:
                         win, av = r.refill(av, 9)
@@ -20042,22 +20179,15 @@ def _d_din_ServiceTagListType(r: BitReader, c: int) -> _din.ServiceTagListType:
                         if c & 0x1c800 != 0x0:
                             raise r.fail_at(av + 17, 'ServiceTagType[1]', 'expected EE of ServiceName, SE(ServiceCategory), CH of ServiceCategory, EE of ServiceCategory') from None
                         f_6_ServiceCategory = _E_din_serviceCategoryType[(c >> 12)]
-                elif c < 0x80:
-                    try:
-                        f_6_ServiceCategory = _Tfd5e134c[(c >> 2) & 0xf]
-                    except KeyError:  # not a valid pattern: say why
-                        if c & 0x24 != 0x0:
-                            raise r.fail_at(av + 6, 'ServiceTagType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
-                        f_6_ServiceCategory = _E_din_serviceCategoryType[((c >> 3) & 3)]
-                    av -= 9
-                    if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                else:
-                    ec = (c >> 6) & 0x3
-                    raise r.fail_at(av + 6, 'ServiceTagType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
                 c &= 0x7ff
-                if c < 0x200:
+                if c >= 0x200:
+                    if c < 0x400:
+                        av += 4
+                        c >>= 4
+                    else:
+                        ec = (c >> 9) & 0x3
+                        raise r.fail_at(av + 9, 'ServiceTagType[3]', f'event code {ec}, expected SE(ServiceScope), EE')
+                else:
                     if c >= 0x100:
                         raise r.fail_at(av + 9, 'ServiceTagType[3]', 'expected CH of ServiceScope')
                     u = c
@@ -20090,12 +20220,6 @@ def _d_din_ServiceTagListType(r: BitReader, c: int) -> _din.ServiceTagListType:
                     c = (win >> av) & 0x7f
                     if c >= 0x20:
                         raise r.fail_at(av + 7, 'ServiceTagType[3]', 'expected EE of ServiceScope, EE')
-                elif c < 0x400:
-                    av += 4
-                    c >>= 4
-                else:
-                    ec = (c >> 9) & 0x3
-                    raise r.fail_at(av + 9, 'ServiceTagType[3]', f'event code {ec}, expected SE(ServiceScope), EE')
                 try:
                     f_5_FreeService = _T1eda8360[c & 0x1f]
                 except KeyError:  # not a valid pattern: say why
@@ -20112,13 +20236,6 @@ def _d_din_ServiceTagListType(r: BitReader, c: int) -> _din.ServiceTagListType:
                 ob5_.ServiceTag = f_5_ServiceTag
                 ob5_.FreeService = f_5_FreeService
                 f_Service.append(ob5_)
-            elif c < 0x20000000:
-                av += 28
-                s = -1
-                break
-            else:
-                ec = (c >> 28) & 0x3
-                raise r.fail_at(av + 28, 'ServiceTagListType[2]', f'event code {ec}, expected SE(Service), EE')
     r.avail = av
     ob = _new(_K_din_ServiceTagListType)
     ob.Service = f_Service
@@ -20245,7 +20362,22 @@ def _d_din_ServiceTagType(r: BitReader, c: int) -> _din.ServiceTagType:
     c &= 0x3ff
     if c >= 0x200:
         raise r.fail_at(av + 10, 'ServiceTagType', 'expected EE of ServiceID')
-    if c < 0x80:
+    if c >= 0x80:
+        if c < 0x100:
+            try:
+                f_ServiceCategory = _Tfd5e134c[(c >> 3) & 0xf]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x48 != 0x0:
+                    raise r.fail_at(av + 7, 'ServiceTagType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
+                f_ServiceCategory = _E_din_serviceCategoryType[((c >> 4) & 3)]
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+        else:
+            ec = (c >> 7) & 0x3
+            raise r.fail_at(av + 7, 'ServiceTagType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
+    else:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 9)
@@ -20286,22 +20418,14 @@ def _d_din_ServiceTagType(r: BitReader, c: int) -> _din.ServiceTagType:
             if c & 0x1c800 != 0x0:
                 raise r.fail_at(av + 17, 'ServiceTagType[1]', 'expected EE of ServiceName, SE(ServiceCategory), CH of ServiceCategory, EE of ServiceCategory') from None
             f_ServiceCategory = _E_din_serviceCategoryType[(c >> 12)]
-    elif c < 0x100:
-        try:
-            f_ServiceCategory = _Tfd5e134c[(c >> 3) & 0xf]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x48 != 0x0:
-                raise r.fail_at(av + 7, 'ServiceTagType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
-            f_ServiceCategory = _E_din_serviceCategoryType[((c >> 4) & 3)]
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-    else:
-        ec = (c >> 7) & 0x3
-        raise r.fail_at(av + 7, 'ServiceTagType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
     c &= 0x7ff
-    if c < 0x200:
+    if c >= 0x200:
+        if c < 0x400:
+            av += 9
+        else:
+            ec = (c >> 9) & 0x3
+            raise r.fail_at(av + 9, 'ServiceTagType[3]', f'event code {ec}, expected SE(ServiceScope), EE')
+    else:
         if c >= 0x100:
             raise r.fail_at(av + 9, 'ServiceTagType[3]', 'expected CH of ServiceScope')
         u = c
@@ -20334,11 +20458,6 @@ def _d_din_ServiceTagType(r: BitReader, c: int) -> _din.ServiceTagType:
         c = (win >> av) & 0x3
         if c:
             raise r.fail_at(av + 2, 'ServiceTagType[3]', 'expected EE of ServiceScope, EE')
-    elif c < 0x400:
-        av += 9
-    else:
-        ec = (c >> 9) & 0x3
-        raise r.fail_at(av + 9, 'ServiceTagType[3]', f'event code {ec}, expected SE(ServiceScope), EE')
     r.avail = av
     ob = _new(_K_din_ServiceTagType)
     ob.ServiceID = f_ServiceID
@@ -20469,7 +20588,22 @@ def _d_din_ServiceType(r: BitReader, c: int) -> _din.ServiceType:
     c &= 0x1ff
     if c >= 0x100:
         raise r.fail_at(av + 9, 'ServiceType', 'expected EE of ServiceID')
-    if c < 0x40:
+    if c >= 0x40:
+        if c < 0x80:
+            try:
+                f_1_ServiceCategory = _Tfd5e134c[(c >> 2) & 0xf]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x24 != 0x0:
+                    raise r.fail_at(av + 6, 'ServiceTagType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
+                f_1_ServiceCategory = _E_din_serviceCategoryType[((c >> 3) & 3)]
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+        else:
+            ec = (c >> 6) & 0x3
+            raise r.fail_at(av + 6, 'ServiceTagType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
+    else:
         av -= 3
         if av < 0:
             win, av = r.refill(av, 9)
@@ -20510,22 +20644,15 @@ def _d_din_ServiceType(r: BitReader, c: int) -> _din.ServiceType:
             if c & 0x1c800 != 0x0:
                 raise r.fail_at(av + 17, 'ServiceTagType[1]', 'expected EE of ServiceName, SE(ServiceCategory), CH of ServiceCategory, EE of ServiceCategory') from None
             f_1_ServiceCategory = _E_din_serviceCategoryType[(c >> 12)]
-    elif c < 0x80:
-        try:
-            f_1_ServiceCategory = _Tfd5e134c[(c >> 2) & 0xf]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x24 != 0x0:
-                raise r.fail_at(av + 6, 'ServiceTagType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
-            f_1_ServiceCategory = _E_din_serviceCategoryType[((c >> 3) & 3)]
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-    else:
-        ec = (c >> 6) & 0x3
-        raise r.fail_at(av + 6, 'ServiceTagType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
     c &= 0x7ff
-    if c < 0x200:
+    if c >= 0x200:
+        if c < 0x400:
+            av += 4
+            c >>= 4
+        else:
+            ec = (c >> 9) & 0x3
+            raise r.fail_at(av + 9, 'ServiceTagType[3]', f'event code {ec}, expected SE(ServiceScope), EE')
+    else:
         if c >= 0x100:
             raise r.fail_at(av + 9, 'ServiceTagType[3]', 'expected CH of ServiceScope')
         u = c
@@ -20558,12 +20685,6 @@ def _d_din_ServiceType(r: BitReader, c: int) -> _din.ServiceType:
         c = (win >> av) & 0x7f
         if c >= 0x20:
             raise r.fail_at(av + 7, 'ServiceTagType[3]', 'expected EE of ServiceScope, EE')
-    elif c < 0x400:
-        av += 4
-        c >>= 4
-    else:
-        ec = (c >> 9) & 0x3
-        raise r.fail_at(av + 9, 'ServiceTagType[3]', f'event code {ec}, expected SE(ServiceScope), EE')
     try:
         f_FreeService = _T1eda8360[c & 0x1f]
     except KeyError:  # not a valid pattern: say why
@@ -20641,7 +20762,14 @@ def _d_din_SubCertificatesType(r: BitReader, c: int) -> _din.SubCertificatesType
     if c >= 0x800:
         raise r.fail_at(av + 12, 'SubCertificatesType', 'expected EE of Certificate')
     s = 1
-    if c < 0x200:
+    if c >= 0x200:
+        if c < 0x400:
+            av += 9
+            s = -1
+        else:
+            ec = (c >> 9) & 0x3
+            raise r.fail_at(av + 9, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
+    else:
         if c >= 0x100:
             raise r.fail_at(av + 9, 'SubCertificatesType[1]', 'expected CH of Certificate')
         u = c
@@ -20675,19 +20803,21 @@ def _d_din_SubCertificatesType(r: BitReader, c: int) -> _din.SubCertificatesType
         if c:
             raise r.fail_at(av + 1, 'SubCertificatesType[1]', 'expected EE of Certificate')
         s = 2
-    elif c < 0x400:
-        av += 9
-        s = -1
-    else:
-        ec = (c >> 9) & 0x3
-        raise r.fail_at(av + 9, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
     if s == 2:
         while True:
             av -= 11
             if av < 0:
                 win, av = r.refill(av, 11)
             c = (win >> av) & 0x7ff
-            if c < 0x200:
+            if c >= 0x200:
+                if c < 0x400:
+                    av += 9
+                    s = -1
+                    break
+                else:
+                    ec = (c >> 9) & 0x3
+                    raise r.fail_at(av + 9, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
+            else:
                 if c >= 0x100:
                     raise r.fail_at(av + 9, 'SubCertificatesType[2]', 'expected CH of Certificate')
                 u = c
@@ -20720,13 +20850,6 @@ def _d_din_SubCertificatesType(r: BitReader, c: int) -> _din.SubCertificatesType
                 c = (win >> av) & 0x1
                 if c:
                     raise r.fail_at(av + 1, 'SubCertificatesType[2]', 'expected EE of Certificate')
-            elif c < 0x400:
-                av += 9
-                s = -1
-                break
-            else:
-                ec = (c >> 9) & 0x3
-                raise r.fail_at(av + 9, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
     r.avail = av
     ob = _new(_K_din_SubCertificatesType)
     ob.Certificate = f_Certificate
@@ -20897,7 +21020,23 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
             f_3_ResponseCode = _E_din_responseCodeType[iv]
             ec = ((c >> 11) & 3)
         f_4_EVSEIsolationStatus: _din.isolationLevelType | None = None
-        if ec == 0:
+        if ec == 1:
+            try:
+                f_4_EVSEStatusCode = _T886122e8[(c >> 5) & 0x3f]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x420 != 0x0:
+                    raise r.fail_at(av + 11, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+                iv = ((c >> 6) & 15)
+                if iv >= 12:
+                    raise r.fail_at(av + 5, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                f_4_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
+            av -= 18
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
+        elif ec != 0:
+            raise r.fail_at(av + 11, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+        else:
             try:
                 f_4_EVSEIsolationStatus, f_4_EVSEStatusCode = _T6b55cf38[c & 0x7ff]
             except KeyError:  # not a valid pattern: say why
@@ -20912,22 +21051,6 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
             if av < 0:
                 win, av = r.refill(av, 23)
             c = (win >> av) & 0x7fffff
-        elif ec == 1:
-            try:
-                f_4_EVSEStatusCode = _T886122e8[(c >> 5) & 0x3f]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x420 != 0x0:
-                    raise r.fail_at(av + 11, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-                iv = ((c >> 6) & 15)
-                if iv >= 12:
-                    raise r.fail_at(av + 5, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
-                f_4_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
-            av -= 18
-            if av < 0:
-                win, av = r.refill(av, 23)
-            c = (win >> av) & 0x7fffff
-        else:
-            raise r.fail_at(av + 11, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
         if c >= 0x200000:
             raise r.fail_at(av + 23, 'BodyType[0]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
         u = (c >> 13)
@@ -20986,7 +21109,44 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
     elif c < 0x1000000:
         av += 11
         f_5_Id: str | None = None
-        if c < 0xd00000:
+        if c >= 0xd00000:
+            if c < 0xe00000:
+                if c >= 0xd80000:
+                    raise r.fail_at(av + 9, 'CertificateInstallationReqType[0]', 'expected CH of OEMProvisioningCert')
+                u = ((c >> 11) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                r.avail = av
+                f_5_OEMProvisioningCert = r.binary_of(u, 1200)
+                win = r.win
+                av = r.avail
+                av -= 12
+                if av < 0:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                if c >= 0x800:
+                    raise r.fail_at(av + 12, 'CertificateInstallationReqType[0]', 'expected EE of OEMProvisioningCert')
+            else:
+                ec = (c >> 20) & 0x3
+                raise r.fail_at(av + 9, 'CertificateInstallationReqType[0]', f'event code {ec}, expected AT(Id), SE(OEMProvisioningCert)')
+        else:
             av += 1
             u = ((c >> 12) & 255)
             if u > 127:
@@ -21048,42 +21208,6 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
             c = (win >> av) & 0xfff
             if c >= 0x800:
                 raise r.fail_at(av + 12, 'CertificateInstallationReqType[0]', 'expected EE of OEMProvisioningCert')
-        elif c < 0xe00000:
-            if c >= 0xd80000:
-                raise r.fail_at(av + 9, 'CertificateInstallationReqType[0]', 'expected CH of OEMProvisioningCert')
-            u = ((c >> 11) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-            r.avail = av
-            f_5_OEMProvisioningCert = r.binary_of(u, 1200)
-            win = r.win
-            av = r.avail
-            av -= 12
-            if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
-            if c >= 0x800:
-                raise r.fail_at(av + 12, 'CertificateInstallationReqType[0]', 'expected EE of OEMProvisioningCert')
-        else:
-            ec = (c >> 20) & 0x3
-            raise r.fail_at(av + 9, 'CertificateInstallationReqType[0]', f'event code {ec}, expected AT(Id), SE(OEMProvisioningCert)')
         if c >= 0x400:
             raise r.fail_at(av + 11, 'BodyType[0]', 'expected SE(ListOfRootCertificateIDs)')
         r.avail = av
@@ -21205,7 +21329,13 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         c = (win >> av) & 0x1fff
         if c >= 0x1000:
             raise r.fail_at(av + 13, 'BodyType[0]', 'expected EE of Certificate')
-        if c < 0x400:
+        if c >= 0x400:
+            if c < 0x800:
+                pass
+            else:
+                ec = (c >> 10) & 0x3
+                raise r.fail_at(av + 10, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
+        else:
             r.avail = av
             f_7_SubCertificates = _d_din_SubCertificatesType(r, c)
             win = r.win
@@ -21216,11 +21346,6 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
             c = (win >> av) & 0x7ff
             if c >= 0x400:
                 raise r.fail_at(av + 11, 'CertificateChainType[1]', 'expected EE')
-        elif c < 0x800:
-            pass
-        else:
-            ec = (c >> 10) & 0x3
-            raise r.fail_at(av + 10, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
         if c & 0x300 != 0x0:
             raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(ContractSignatureEncryptedPrivateKey), CH of ContractSignatureEncryptedPrivateKey')
         u = (c & 255)
@@ -21329,7 +21454,66 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
     elif c < 0x1800000:
         av += 10
         f_8_Id: str | None = None
-        if c < 0x1500000:
+        if c >= 0x1500000:
+            if c < 0x1600000:
+                if c >= 0x1540000:
+                    raise r.fail_at(av + 10, 'CertificateUpdateReqType[0]', 'expected SE(Certificate), CH of Certificate')
+                u = ((c >> 10) & 255)
+                f_10_SubCertificates: _din.SubCertificatesType | None = None
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                r.avail = av
+                f_10_Certificate = r.binary_of(u, 1200)
+                win = r.win
+                av = r.avail
+                av -= 13
+                if av < 0:
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
+                if c >= 0x1000:
+                    raise r.fail_at(av + 13, 'CertificateUpdateReqType[0]', 'expected EE of Certificate')
+                if c >= 0x400:
+                    if c < 0x800:
+                        pass
+                    else:
+                        ec = (c >> 10) & 0x3
+                        raise r.fail_at(av + 10, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
+                else:
+                    r.avail = av
+                    f_10_SubCertificates = _d_din_SubCertificatesType(r, c)
+                    win = r.win
+                    av = r.avail
+                    av -= 11
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    if c >= 0x400:
+                        raise r.fail_at(av + 11, 'CertificateChainType[1]', 'expected EE')
+                ob10_ = _new(_K_din_CertificateChainType)
+                ob10_.Certificate = f_10_Certificate
+                ob10_.SubCertificates = f_10_SubCertificates
+                f_8_ContractSignatureCertChain = ob10_
+            else:
+                ec = (c >> 20) & 0x3
+                raise r.fail_at(av + 10, 'CertificateUpdateReqType[0]', f'event code {ec}, expected AT(Id), SE(ContractSignatureCertChain)')
+        else:
             av += 2
             u = ((c >> 12) & 255)
             if u > 127:
@@ -21392,7 +21576,13 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
             c = (win >> av) & 0x1fff
             if c >= 0x1000:
                 raise r.fail_at(av + 13, 'CertificateUpdateReqType[0]', 'expected EE of Certificate')
-            if c < 0x400:
+            if c >= 0x400:
+                if c < 0x800:
+                    pass
+                else:
+                    ec = (c >> 10) & 0x3
+                    raise r.fail_at(av + 10, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
+            else:
                 r.avail = av
                 f_9_SubCertificates = _d_din_SubCertificatesType(r, c)
                 win = r.win
@@ -21403,72 +21593,10 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
                 c = (win >> av) & 0x7ff
                 if c >= 0x400:
                     raise r.fail_at(av + 11, 'CertificateChainType[1]', 'expected EE')
-            elif c < 0x800:
-                pass
-            else:
-                ec = (c >> 10) & 0x3
-                raise r.fail_at(av + 10, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
             ob9_ = _new(_K_din_CertificateChainType)
             ob9_.Certificate = f_9_Certificate
             ob9_.SubCertificates = f_9_SubCertificates
             f_8_ContractSignatureCertChain = ob9_
-        elif c < 0x1600000:
-            if c >= 0x1540000:
-                raise r.fail_at(av + 10, 'CertificateUpdateReqType[0]', 'expected SE(Certificate), CH of Certificate')
-            u = ((c >> 10) & 255)
-            f_10_SubCertificates: _din.SubCertificatesType | None = None
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-            r.avail = av
-            f_10_Certificate = r.binary_of(u, 1200)
-            win = r.win
-            av = r.avail
-            av -= 13
-            if av < 0:
-                win, av = r.refill(av, 13)
-            c = (win >> av) & 0x1fff
-            if c >= 0x1000:
-                raise r.fail_at(av + 13, 'CertificateUpdateReqType[0]', 'expected EE of Certificate')
-            if c < 0x400:
-                r.avail = av
-                f_10_SubCertificates = _d_din_SubCertificatesType(r, c)
-                win = r.win
-                av = r.avail
-                av -= 11
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                if c >= 0x400:
-                    raise r.fail_at(av + 11, 'CertificateChainType[1]', 'expected EE')
-            elif c < 0x800:
-                pass
-            else:
-                ec = (c >> 10) & 0x3
-                raise r.fail_at(av + 10, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
-            ob10_ = _new(_K_din_CertificateChainType)
-            ob10_.Certificate = f_10_Certificate
-            ob10_.SubCertificates = f_10_SubCertificates
-            f_8_ContractSignatureCertChain = ob10_
-        else:
-            ec = (c >> 20) & 0x3
-            raise r.fail_at(av + 10, 'CertificateUpdateReqType[0]', f'event code {ec}, expected AT(Id), SE(ContractSignatureCertChain)')
         if c & 0x300 != 0x0:
             raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(ContractID), CH of ContractID')
         u = (c & 255)
@@ -21549,7 +21677,2013 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         ob8_.DHParams = f_8_DHParams
         f_CertificateUpdateReq = ob8_
         s = 1
-    elif c < 0x1c00000:
+    elif c >= 0x1c00000:
+        if c < 0x2000000:
+            try:
+                f_13_EVRequestedEnergyTransferType, ec = _Tf35cf714[(c >> 14) & 0xff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x310000 != 0x0:
+                    raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(EVRequestedEnergyTransferType), CH of EVRequestedEnergyTransferType, EE of EVRequestedEnergyTransferType') from None
+                iv = ((c >> 17) & 7)
+                if iv >= 6:
+                    raise r.fail_at(av + 14, 'ChargeParameterDiscoveryReqType.EVRequestedEnergyTransferType', f'enumeration index {iv}') from None
+                f_13_EVRequestedEnergyTransferType = _E_din_EVRequestedEnergyTransferType[iv]
+                ec = ((c >> 14) & 3)
+            f_13_AC_EVChargeParameter: _din.AC_EVChargeParameterType | None = None
+            f_13_DC_EVChargeParameter: _din.DC_EVChargeParameterType | None = None
+            f_13_EVChargeParameter: _din.EVChargeParameterType | None = None
+            if ec == 1:
+                av -= 14
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                r.avail = av
+                f_13_DC_EVChargeParameter = _d_din_DC_EVChargeParameterType(r, c)
+                win = r.win
+                av = r.avail
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 2)
+                c = (win >> av) & 0x3
+            elif ec == 2:
+                av += 11
+                if c & 0x2000 != 0x0:
+                    raise r.fail_at(av + 3, 'ChargeParameterDiscoveryReqType[1]', 'expected EE')
+                ob15_ = _new(_K_din_EVChargeParameterType)
+                f_13_EVChargeParameter = ob15_
+                c >>= 11
+            elif ec != 0:
+                raise r.fail_at(av + 14, 'ChargeParameterDiscoveryReqType[1]', f'event code {ec}, expected SE(AC_EVChargeParameter), SE(DC_EVChargeParameter), SE(EVChargeParameter)')
+            else:
+                if c & 0x3000 != 0x0:
+                    raise r.fail_at(av + 14, 'ChargeParameterDiscoveryReqType[1]', 'expected SE(DepartureTime), CH of DepartureTime')
+                u = ((c >> 4) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 12)
+                        c = (win >> av) & 0xfff
+                        u2 = c >> 4
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 4
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 4
+                            if av < 0:
+                                win, av = r.refill(av, 4)
+                            c = (win >> av) & 0xf
+                f_14_DepartureTime = u
+                if c & 0xc != 0x0:
+                    raise r.fail_at(av + 4, 'ChargeParameterDiscoveryReqType[1]', 'expected EE of DepartureTime, SE(EAmount)')
+                av -= 25
+                if av < 0:
+                    win, av = r.refill(av, 27)
+                c = (win >> av) & 0x7ffffff
+                r.avail = av
+                f_14_EAmount = _d_din_PhysicalValueType(r, c)
+                win = r.win
+                av = r.avail
+                av -= 28
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                if c >= 0x8000000:
+                    raise r.fail_at(av + 28, 'ChargeParameterDiscoveryReqType[1]', 'expected SE(EVMaxVoltage)')
+                r.avail = av
+                f_14_EVMaxVoltage = _d_din_PhysicalValueType(r, c)
+                win = r.win
+                av = r.avail
+                av -= 28
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                if c >= 0x8000000:
+                    raise r.fail_at(av + 28, 'ChargeParameterDiscoveryReqType[1]', 'expected SE(EVMaxCurrent)')
+                r.avail = av
+                f_14_EVMaxCurrent = _d_din_PhysicalValueType(r, c)
+                win = r.win
+                av = r.avail
+                av -= 28
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                if c >= 0x8000000:
+                    raise r.fail_at(av + 28, 'ChargeParameterDiscoveryReqType[1]', 'expected SE(EVMinCurrent)')
+                r.avail = av
+                f_14_EVMinCurrent = _d_din_PhysicalValueType(r, c)
+                win = r.win
+                av = r.avail
+                av -= 3
+                if av < 0:
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
+                if c >= 0x4:
+                    raise r.fail_at(av + 3, 'ChargeParameterDiscoveryReqType[1]', 'expected EE')
+                ob14_ = _new(_K_din_AC_EVChargeParameterType)
+                ob14_.DepartureTime = f_14_DepartureTime
+                ob14_.EAmount = f_14_EAmount
+                ob14_.EVMaxVoltage = f_14_EVMaxVoltage
+                ob14_.EVMaxCurrent = f_14_EVMaxCurrent
+                ob14_.EVMinCurrent = f_14_EVMinCurrent
+                f_13_AC_EVChargeParameter = ob14_
+            if c & 0x2 != 0x0:
+                raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
+            ob13_ = _new(_K_din_ChargeParameterDiscoveryReqType)
+            ob13_.EVRequestedEnergyTransferType = f_13_EVRequestedEnergyTransferType
+            ob13_.AC_EVChargeParameter = f_13_AC_EVChargeParameter
+            ob13_.DC_EVChargeParameter = f_13_DC_EVChargeParameter
+            ob13_.EVChargeParameter = f_13_EVChargeParameter
+            f_ChargeParameterDiscoveryReq = ob13_
+            s = 1
+        elif c < 0x2400000:
+            try:
+                f_16_ResponseCode, f_16_EVSEProcessing, ec = _T2dc8b5b6[(c >> 8) & 0x3fff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x307400 != 0x0:
+                    raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing') from None
+                iv = ((c >> 15) & 31)
+                if iv >= 23:
+                    raise r.fail_at(av + 8, 'ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}') from None
+                f_16_ResponseCode = _E_din_responseCodeType[iv]
+                f_16_EVSEProcessing = _E_din_EVSEProcessingType[((c >> 11) & 1)]
+                ec = ((c >> 8) & 3)
+            f_16_SAScheduleList: _din.SAScheduleListType | None = None
+            f_16_SASchedules: _din.SASchedulesType | None = None
+            f_16_AC_EVSEChargeParameter: _din.AC_EVSEChargeParameterType | None = None
+            f_16_DC_EVSEChargeParameter: _din.DC_EVSEChargeParameterType | None = None
+            f_16_EVSEChargeParameter: _din.EVSEChargeParameterType | None = None
+            if ec == 1:
+                if c & 0x80 != 0x0:
+                    raise r.fail_at(av + 8, 'ChargeParameterDiscoveryResType[2]', 'expected EE')
+                ob17_ = _new(_K_din_SASchedulesType)
+                f_16_SASchedules = ob17_
+                av -= 23
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+            elif ec != 0:
+                raise r.fail_at(av + 8, 'ChargeParameterDiscoveryResType[2]', f'event code {ec}, expected SE(SAScheduleList), SE(SASchedules)')
+            else:
+                av -= 20
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                r.avail = av
+                f_16_SAScheduleList = _d_din_SAScheduleListType(r, c)
+                win = r.win
+                av = r.avail
+                av -= 30
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+            if c >= 0x10000000:
+                if c < 0x20000000:
+                    c &= 0xfffffff
+                    r.avail = av
+                    f_16_DC_EVSEChargeParameter = _d_din_DC_EVSEChargeParameterType(r, c)
+                    win = r.win
+                    av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
+                elif c < 0x30000000:
+                    av += 25
+                    if c >= 0x28000000:
+                        raise r.fail_at(av + 3, 'ChargeParameterDiscoveryResType[3]', 'expected EE')
+                    ob20_ = _new(_K_din_EVSEChargeParameterType)
+                    f_16_EVSEChargeParameter = ob20_
+                    c >>= 25
+                else:
+                    ec = (c >> 28) & 0x3
+                    raise r.fail_at(av + 28, 'ChargeParameterDiscoveryResType[3]', f'event code {ec}, expected SE(AC_EVSEChargeParameter), SE(DC_EVSEChargeParameter), SE(EVSEChargeParameter)')
+            else:
+                try:
+                    f_19_PowerSwitchClosed, f_19_RCD = _T93e74479[c >> 17]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0xeee0000 != 0x0:
+                        raise r.fail_at(av + 28, 'ChargeParameterDiscoveryResType[3]', 'expected SE(AC_EVSEStatus), SE(PowerSwitchClosed), CH of PowerSwitchClosed, EE of PowerSwitchClosed, SE(RCD), CH of RCD, EE of RCD, SE(NotificationMaxDelay), CH of NotificationMaxDelay') from None
+                    f_19_PowerSwitchClosed = (c >> 24) == 1
+                    f_19_RCD = ((c >> 20) & 1) == 1
+                u = ((c >> 9) & 255)
+                if u > 127:
+                    u2 = (c >> 1) & 0xFF
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 9)
+                        c = (win >> av) & 0x1ff
+                        u2 = c >> 1
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 1
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 1
+                            if av < 0:
+                                win, av = r.refill(av, 1)
+                            c = (win >> av) & 0x1
+                else:
+                    av += 8
+                    c >>= 8
+                f_19_NotificationMaxDelay = u
+                av -= 29
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+                try:
+                    f_19_EVSENotification = _T2ef5e7f5[c >> 22]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x39c00000 != 0x0:
+                        raise r.fail_at(av + 30, 'ChargeParameterDiscoveryResType[3]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, SE(EVSEMaxVoltage)') from None
+                    iv = (c >> 25)
+                    if iv >= 3:
+                        raise r.fail_at(av + 22, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
+                    f_19_EVSENotification = _E_din_EVSENotificationType[iv]
+                ob19_ = _new(_K_din_AC_EVSEStatusType)
+                ob19_.PowerSwitchClosed = f_19_PowerSwitchClosed
+                ob19_.RCD = f_19_RCD
+                ob19_.NotificationMaxDelay = f_19_NotificationMaxDelay
+                ob19_.EVSENotification = f_19_EVSENotification
+                f_18_AC_EVSEStatus = ob19_
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 27)
+                c = (win >> av) & 0x7ffffff
+                r.avail = av
+                f_18_EVSEMaxVoltage = _d_din_PhysicalValueType(r, c)
+                win = r.win
+                av = r.avail
+                av -= 28
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                if c >= 0x8000000:
+                    raise r.fail_at(av + 28, 'ChargeParameterDiscoveryResType[3]', 'expected SE(EVSEMaxCurrent)')
+                r.avail = av
+                f_18_EVSEMaxCurrent = _d_din_PhysicalValueType(r, c)
+                win = r.win
+                av = r.avail
+                av -= 28
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                if c >= 0x8000000:
+                    raise r.fail_at(av + 28, 'ChargeParameterDiscoveryResType[3]', 'expected SE(EVSEMinCurrent)')
+                r.avail = av
+                f_18_EVSEMinCurrent = _d_din_PhysicalValueType(r, c)
+                win = r.win
+                av = r.avail
+                av -= 3
+                if av < 0:
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
+                if c >= 0x4:
+                    raise r.fail_at(av + 3, 'ChargeParameterDiscoveryResType[3]', 'expected EE')
+                ob18_ = _new(_K_din_AC_EVSEChargeParameterType)
+                ob18_.AC_EVSEStatus = f_18_AC_EVSEStatus
+                ob18_.EVSEMaxVoltage = f_18_EVSEMaxVoltage
+                ob18_.EVSEMaxCurrent = f_18_EVSEMaxCurrent
+                ob18_.EVSEMinCurrent = f_18_EVSEMinCurrent
+                f_16_AC_EVSEChargeParameter = ob18_
+            if c & 0x2 != 0x0:
+                raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
+            ob16_ = _new(_K_din_ChargeParameterDiscoveryResType)
+            ob16_.ResponseCode = f_16_ResponseCode
+            ob16_.EVSEProcessing = f_16_EVSEProcessing
+            ob16_.SAScheduleList = f_16_SAScheduleList
+            ob16_.SASchedules = f_16_SASchedules
+            ob16_.AC_EVSEChargeParameter = f_16_AC_EVSEChargeParameter
+            ob16_.DC_EVSEChargeParameter = f_16_DC_EVSEChargeParameter
+            ob16_.EVSEChargeParameter = f_16_EVSEChargeParameter
+            f_ChargeParameterDiscoveryRes = ob16_
+            s = 1
+        elif c < 0x2800000:
+            av += 20
+            if c >= 0x2600000:
+                raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
+            ob21_ = _new(_K_din_ChargingStatusReqType)
+            f_ChargingStatusReq = ob21_
+            c >>= 20
+            s = 1
+        elif c < 0x2c00000:
+            av += 4
+            c >>= 4
+            c &= 0x3ffff
+            r.avail = av
+            f_ChargingStatusRes = _d_din_ChargingStatusResType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            s = 1
+        elif c < 0x3000000:
+            av += 11
+            c >>= 11
+            c &= 0x7ff
+            r.avail = av
+            f_ContractAuthenticationReq = _d_din_ContractAuthenticationReqType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            s = 1
+        elif c < 0x3400000:
+            av += 8
+            try:
+                f_22_ResponseCode, f_22_EVSEProcessing = _Te0fda70f[(c >> 9) & 0x1fff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x307600 != 0x0:
+                    raise r.fail_at(av + 14, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE') from None
+                iv = ((c >> 15) & 31)
+                if iv >= 23:
+                    raise r.fail_at(av + 1, 'ContractAuthenticationResType.ResponseCode', f'enumeration index {iv}') from None
+                f_22_ResponseCode = _E_din_responseCodeType[iv]
+                f_22_EVSEProcessing = _E_din_EVSEProcessingType[((c >> 11) & 1)]
+            ob22_ = _new(_K_din_ContractAuthenticationResType)
+            ob22_.ResponseCode = f_22_ResponseCode
+            ob22_.EVSEProcessing = f_22_EVSEProcessing
+            f_ContractAuthenticationRes = ob22_
+            c >>= 8
+            s = 1
+        elif c < 0x3800000:
+            av -= 6
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            r.avail = av
+            f_CurrentDemandReq = _d_din_CurrentDemandReqType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            s = 1
+        elif c < 0x3c00000:
+            av -= 6
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            r.avail = av
+            f_CurrentDemandRes = _d_din_CurrentDemandResType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            s = 1
+        elif c < 0x4000000:
+            av += 11
+            f_23_Id: str | None = None
+            f_23_SAScheduleTupleID: int | None = None
+            if c >= 0x3d00000:
+                if c < 0x3e00000:
+                    if c >= 0x3d80000:
+                        raise r.fail_at(av + 9, 'MeteringReceiptReqType[0]', 'expected CH of SessionID')
+                    u = ((c >> 11) & 255)
+                    if u > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        if u2 < 128:
+                            u += _U2[u2]
+                        else:
+                            u = (u & 0x7F) | (u2 & 0x7F) << 7
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 8)
+                            u2 = (win >> av) & 0xff
+                            u |= (u2 & 0x7F) << 14
+                            if u2 > 127:
+                                r.avail = av
+                                u = r.uint_more(u, 21)
+                                win = r.win
+                                av = r.avail
+                    r.avail = av
+                    f_23_SessionID = r.binary_of(u, 8)
+                    win = r.win
+                    av = r.avail
+                    av -= 25
+                    if av < 0:
+                        win, av = r.refill(av, 25)
+                    c = (win >> av) & 0x1ffffff
+                    if c >= 0x1000000:
+                        raise r.fail_at(av + 25, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
+                else:
+                    ec = (c >> 20) & 0x3
+                    raise r.fail_at(av + 9, 'MeteringReceiptReqType[0]', f'event code {ec}, expected AT(Id), SE(SessionID)')
+            else:
+                av += 1
+                u = ((c >> 12) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                r.avail = av
+                f_23_Id = r.string_of(u, None)
+                win = r.win
+                av = r.avail
+                av -= 10
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                if c >= 0x100:
+                    raise r.fail_at(av + 10, 'MeteringReceiptReqType[0]', 'expected SE(SessionID), CH of SessionID')
+                u = c
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                r.avail = av
+                f_23_SessionID = r.binary_of(u, 8)
+                win = r.win
+                av = r.avail
+                av -= 25
+                if av < 0:
+                    win, av = r.refill(av, 25)
+                c = (win >> av) & 0x1ffffff
+                if c >= 0x1000000:
+                    raise r.fail_at(av + 25, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
+            if c >= 0x400000:
+                if c < 0x800000:
+                    av += 12
+                    c >>= 12
+                    c &= 0x3ff
+                    r.avail = av
+                    f_23_MeterInfo = _d_din_MeterInfoType(r, c)
+                    win = r.win
+                    av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
+                else:
+                    ec = (c >> 22) & 0x3
+                    raise r.fail_at(av + 22, 'MeteringReceiptReqType[2]', f'event code {ec}, expected SE(SAScheduleTupleID), SE(MeterInfo)')
+            else:
+                try:
+                    sg = _T071cdf68[c >> 20]
+                except KeyError:  # not a valid pattern: say why
+                    if c >= 0x200000:
+                        raise r.fail_at(av + 22, 'MeteringReceiptReqType[2]', 'expected CH of SAScheduleTupleID') from None
+                    sg = (c >> 20)
+                u = ((c >> 12) & 255)
+                if u > 127:
+                    u2 = (c >> 4) & 0xFF
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 12)
+                        c = (win >> av) & 0xfff
+                        u2 = c >> 4
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 4
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 4
+                            if av < 0:
+                                win, av = r.refill(av, 4)
+                            c = (win >> av) & 0xf
+                else:
+                    av += 8
+                    c >>= 8
+                f_23_SAScheduleTupleID = -u - 1 if sg else u
+                if c & 0xc != 0x0:
+                    raise r.fail_at(av + 4, 'MeteringReceiptReqType[2]', 'expected EE of SAScheduleTupleID, SE(MeterInfo)')
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                r.avail = av
+                f_23_MeterInfo = _d_din_MeterInfoType(r, c)
+                win = r.win
+                av = r.avail
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 2)
+                c = (win >> av) & 0x3
+            if c >= 0x2:
+                raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
+            ob23_ = _new(_K_din_MeteringReceiptReqType)
+            ob23_.Id = f_23_Id
+            ob23_.SessionID = f_23_SessionID
+            ob23_.SAScheduleTupleID = f_23_SAScheduleTupleID
+            ob23_.MeterInfo = f_23_MeterInfo
+            f_MeteringReceiptReq = ob23_
+            s = 1
+        elif c < 0x4400000:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            try:
+                f_24_ResponseCode, f_25_PowerSwitchClosed, f_25_RCD = _Tba1614df[c >> 11]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x307bb800 != 0x0:
+                    raise r.fail_at(av + 30, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(AC_EVSEStatus), SE(PowerSwitchClosed), CH of PowerSwitchClosed, EE of PowerSwitchClosed, SE(RCD), CH of RCD, EE of RCD, SE(NotificationMaxDelay), CH of NotificationMaxDelay') from None
+                iv = (c >> 23)
+                if iv >= 23:
+                    raise r.fail_at(av + 11, 'MeteringReceiptResType.ResponseCode', f'enumeration index {iv}') from None
+                f_24_ResponseCode = _E_din_responseCodeType[iv]
+                f_25_PowerSwitchClosed = ((c >> 18) & 1) == 1
+                f_25_RCD = ((c >> 14) & 1) == 1
+            u = ((c >> 3) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 3
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 3
+                        if av < 0:
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
+            f_25_NotificationMaxDelay = u
+            av -= 6
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            try:
+                f_25_EVSENotification = _T2ef5e7f5[c >> 1]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x1ce != 0x0:
+                    raise r.fail_at(av + 9, 'BodyType[0]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, EE') from None
+                iv = (c >> 4)
+                if iv >= 3:
+                    raise r.fail_at(av + 1, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
+                f_25_EVSENotification = _E_din_EVSENotificationType[iv]
+            ob25_ = _new(_K_din_AC_EVSEStatusType)
+            ob25_.PowerSwitchClosed = f_25_PowerSwitchClosed
+            ob25_.RCD = f_25_RCD
+            ob25_.NotificationMaxDelay = f_25_NotificationMaxDelay
+            ob25_.EVSENotification = f_25_EVSENotification
+            f_24_AC_EVSEStatus = ob25_
+            ob24_ = _new(_K_din_MeteringReceiptResType)
+            ob24_.ResponseCode = f_24_ResponseCode
+            ob24_.AC_EVSEStatus = f_24_AC_EVSEStatus
+            f_MeteringReceiptRes = ob24_
+            s = 1
+        elif c < 0x4800000:
+            av += 12
+            if c >= 0x4500000:
+                raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(ContractID), CH of ContractID')
+            u = ((c >> 12) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_26_ContractID = r.string_of(u, 24)
+            win = r.win
+            av = r.avail
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            if c >= 0x100:
+                raise r.fail_at(av + 12, 'BodyType[0]', 'expected EE of ContractID, SE(ContractSignatureCertChain), SE(Certificate), CH of Certificate')
+            u = c
+            f_27_SubCertificates: _din.SubCertificatesType | None = None
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_27_Certificate = r.binary_of(u, 1200)
+            win = r.win
+            av = r.avail
+            av -= 13
+            if av < 0:
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            if c >= 0x1000:
+                raise r.fail_at(av + 13, 'BodyType[0]', 'expected EE of Certificate')
+            if c >= 0x400:
+                if c < 0x800:
+                    av += 8
+                    c >>= 8
+                else:
+                    ec = (c >> 10) & 0x3
+                    raise r.fail_at(av + 10, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
+            else:
+                r.avail = av
+                f_27_SubCertificates = _d_din_SubCertificatesType(r, c)
+                win = r.win
+                av = r.avail
+                av -= 3
+                if av < 0:
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
+                if c >= 0x4:
+                    raise r.fail_at(av + 3, 'CertificateChainType[1]', 'expected EE')
+            if c & 0x2 != 0x0:
+                raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
+            ob27_ = _new(_K_din_CertificateChainType)
+            ob27_.Certificate = f_27_Certificate
+            ob27_.SubCertificates = f_27_SubCertificates
+            f_26_ContractSignatureCertChain = ob27_
+            ob26_ = _new(_K_din_PaymentDetailsReqType)
+            ob26_.ContractID = f_26_ContractID
+            ob26_.ContractSignatureCertChain = f_26_ContractSignatureCertChain
+            f_PaymentDetailsReq = ob26_
+            s = 1
+        elif c < 0x4c00000:
+            av += 4
+            try:
+                f_28_ResponseCode = _Tfaaba5e3[(c >> 12) & 0x3ff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x307000 != 0x0:
+                    raise r.fail_at(av + 18, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(GenChallenge), CH of GenChallenge') from None
+                iv = ((c >> 15) & 31)
+                if iv >= 23:
+                    raise r.fail_at(av + 8, 'PaymentDetailsResType.ResponseCode', f'enumeration index {iv}') from None
+                f_28_ResponseCode = _E_din_responseCodeType[iv]
+            u = ((c >> 4) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_28_GenChallenge = r.string_of(u, None)
+            win = r.win
+            av = r.avail
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
+            try:
+                sg = _T143a83e6[c >> 19]
+            except KeyError:  # not a valid pattern: say why
+                if c >= 0x100000:
+                    raise r.fail_at(av + 23, 'BodyType[0]', 'expected EE of GenChallenge, SE(DateTimeNow), CH of DateTimeNow') from None
+                sg = (c >> 19)
+            u = ((c >> 11) & 255)
+            if u > 127:
+                u2 = (c >> 3) & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 3
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 3
+                        if av < 0:
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
+            else:
+                av += 8
+                c >>= 8
+            f_28_DateTimeNow = -u - 1 if sg else u
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE of DateTimeNow, EE')
+            ob28_ = _new(_K_din_PaymentDetailsResType)
+            ob28_.ResponseCode = f_28_ResponseCode
+            ob28_.GenChallenge = f_28_GenChallenge
+            ob28_.DateTimeNow = f_28_DateTimeNow
+            f_PaymentDetailsRes = ob28_
+            s = 1
+        elif c < 0x5000000:
+            av -= 6
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            r.avail = av
+            f_PowerDeliveryReq = _d_din_PowerDeliveryReqType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            s = 1
+        elif c < 0x5400000:
+            try:
+                f_29_ResponseCode, ec = _T685e51b1[(c >> 12) & 0x3ff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x304000 != 0x0:
+                    raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode') from None
+                iv = ((c >> 15) & 31)
+                if iv >= 23:
+                    raise r.fail_at(av + 12, 'PowerDeliveryResType.ResponseCode', f'enumeration index {iv}') from None
+                f_29_ResponseCode = _E_din_responseCodeType[iv]
+                ec = ((c >> 12) & 3)
+            f_29_AC_EVSEStatus: _din.AC_EVSEStatusType | None = None
+            f_29_DC_EVSEStatus: _din.DC_EVSEStatusType | None = None
+            f_29_EVSEStatus: _din.EVSEStatusType | None = None
+            if ec == 0:
+                av -= 18
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+                try:
+                    f_30_PowerSwitchClosed, f_30_RCD = _T67dfcfc9[c >> 20]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x37700000 != 0x0:
+                        raise r.fail_at(av + 30, 'PowerDeliveryResType[1]', 'expected SE(PowerSwitchClosed), CH of PowerSwitchClosed, EE of PowerSwitchClosed, SE(RCD), CH of RCD, EE of RCD, SE(NotificationMaxDelay), CH of NotificationMaxDelay') from None
+                    f_30_PowerSwitchClosed = (c >> 27) == 1
+                    f_30_RCD = ((c >> 23) & 1) == 1
+                u = ((c >> 12) & 255)
+                if u > 127:
+                    u2 = (c >> 4) & 0xFF
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 12)
+                        c = (win >> av) & 0xfff
+                        u2 = c >> 4
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 4
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 4
+                            if av < 0:
+                                win, av = r.refill(av, 4)
+                            c = (win >> av) & 0xf
+                else:
+                    av += 8
+                    c >>= 8
+                f_30_NotificationMaxDelay = u
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+                try:
+                    f_30_EVSENotification = _T8031079e[c >> 2]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x1cc != 0x0:
+                        raise r.fail_at(av + 9, 'PowerDeliveryResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE') from None
+                    iv = (c >> 4)
+                    if iv >= 3:
+                        raise r.fail_at(av + 2, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
+                    f_30_EVSENotification = _E_din_EVSENotificationType[iv]
+                ob30_ = _new(_K_din_AC_EVSEStatusType)
+                ob30_.PowerSwitchClosed = f_30_PowerSwitchClosed
+                ob30_.RCD = f_30_RCD
+                ob30_.NotificationMaxDelay = f_30_NotificationMaxDelay
+                ob30_.EVSENotification = f_30_EVSENotification
+                f_29_AC_EVSEStatus = ob30_
+            elif ec == 2:
+                av += 9
+                if c & 0x800 != 0x0:
+                    raise r.fail_at(av + 3, 'PowerDeliveryResType[1]', 'expected EE')
+                ob32_ = _new(_K_din_EVSEStatusType)
+                f_29_EVSEStatus = ob32_
+                c >>= 9
+            elif ec != 1:
+                raise r.fail_at(av + 12, 'PowerDeliveryResType[1]', f'event code {ec}, expected SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
+            else:
+                c &= 0xfff
+                f_31_EVSEIsolationStatus: _din.isolationLevelType | None = None
+                if c >= 0x400:
+                    if c < 0x800:
+                        try:
+                            f_31_EVSEStatusCode = _T886122e8[(c >> 4) & 0x3f]
+                        except KeyError:  # not a valid pattern: say why
+                            if c & 0x210 != 0x0:
+                                raise r.fail_at(av + 10, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+                            iv = ((c >> 5) & 15)
+                            if iv >= 12:
+                                raise r.fail_at(av + 4, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                            f_31_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
+                        av -= 15
+                        if av < 0:
+                            win, av = r.refill(av, 19)
+                        c = (win >> av) & 0x7ffff
+                    else:
+                        ec = (c >> 10) & 0x3
+                        raise r.fail_at(av + 10, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+                else:
+                    av -= 20
+                    if av < 0:
+                        win, av = r.refill(av, 30)
+                    c = (win >> av) & 0x3fffffff
+                    try:
+                        f_31_EVSEIsolationStatus, f_31_EVSEStatusCode = _T6b55cf38[c >> 19]
+                    except KeyError:  # not a valid pattern: say why
+                        if c & 0x27080000 != 0x0:
+                            raise r.fail_at(av + 30, 'DC_EVSEStatusType[0]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+                        f_31_EVSEIsolationStatus = _E_din_isolationLevelType[(c >> 27)]
+                        iv = ((c >> 20) & 15)
+                        if iv >= 12:
+                            raise r.fail_at(av + 19, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                        f_31_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
+                if c & 0x60000 != 0x0:
+                    raise r.fail_at(av + 19, 'PowerDeliveryResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+                u = ((c >> 9) & 255)
+                if u > 127:
+                    u2 = (c >> 1) & 0xFF
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 9)
+                        c = (win >> av) & 0x1ff
+                        u2 = c >> 1
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 1
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 1
+                            if av < 0:
+                                win, av = r.refill(av, 1)
+                            c = (win >> av) & 0x1
+                else:
+                    av += 8
+                    c >>= 8
+                f_31_NotificationMaxDelay = u
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+                try:
+                    f_31_EVSENotification = _T8031079e[c >> 2]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x1cc != 0x0:
+                        raise r.fail_at(av + 9, 'PowerDeliveryResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE') from None
+                    iv = (c >> 4)
+                    if iv >= 3:
+                        raise r.fail_at(av + 2, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
+                    f_31_EVSENotification = _E_din_EVSENotificationType[iv]
+                ob31_ = _new(_K_din_DC_EVSEStatusType)
+                ob31_.EVSEIsolationStatus = f_31_EVSEIsolationStatus
+                ob31_.EVSEStatusCode = f_31_EVSEStatusCode
+                ob31_.NotificationMaxDelay = f_31_NotificationMaxDelay
+                ob31_.EVSENotification = f_31_EVSENotification
+                f_29_DC_EVSEStatus = ob31_
+            if c & 0x2 != 0x0:
+                raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
+            ob29_ = _new(_K_din_PowerDeliveryResType)
+            ob29_.ResponseCode = f_29_ResponseCode
+            ob29_.AC_EVSEStatus = f_29_AC_EVSEStatus
+            ob29_.DC_EVSEStatus = f_29_DC_EVSEStatus
+            ob29_.EVSEStatus = f_29_EVSEStatus
+            f_PowerDeliveryRes = ob29_
+            s = 1
+        elif c < 0x5800000:
+            if c >= 0x5600000:
+                raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(DC_EVStatus)')
+            av -= 7
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            r.avail = av
+            f_33_DC_EVStatus = _d_din_DC_EVStatusType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 30
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            try:
+                f_34_Multiplier, ec = _T0c77b141[c >> 21]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x38800000 != 0x0:
+                    raise r.fail_at(av + 30, 'BodyType[0]', 'expected SE(EVTargetVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
+                f_34_Multiplier = (c >> 24) - 3
+                ec = ((c >> 21) & 3)
+            f_34_Unit: _din.unitSymbolType | None = None
+            if ec == 1:
+                try:
+                    sg = _T071cdf68[(c >> 19) & 0x3]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x100000 != 0x0:
+                        raise r.fail_at(av + 21, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                    sg = ((c >> 19) & 1)
+                u = ((c >> 11) & 255)
+                if u > 127:
+                    u2 = (c >> 3) & 0xFF
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 11)
+                        c = (win >> av) & 0x7ff
+                        u2 = c >> 3
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 3
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 3
+                            if av < 0:
+                                win, av = r.refill(av, 3)
+                            c = (win >> av) & 0x7
+                else:
+                    av += 8
+                    c >>= 8
+                f_34_Value = -u - 1 if sg else u
+                if c & 0x4 != 0x0:
+                    raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
+                av -= 28
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+            elif ec != 0:
+                raise r.fail_at(av + 21, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+            else:
+                try:
+                    f_34_Unit, sg = _T7f58918e[(c >> 12) & 0x1ff]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x10e000 != 0x0:
+                        raise r.fail_at(av + 21, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                    iv = ((c >> 16) & 15)
+                    if iv >= 10:
+                        raise r.fail_at(av + 12, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                    f_34_Unit = _E_din_unitSymbolType[iv]
+                    sg = ((c >> 12) & 1)
+                u = ((c >> 4) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 12)
+                        c = (win >> av) & 0xfff
+                        u2 = c >> 4
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 4
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 4
+                            if av < 0:
+                                win, av = r.refill(av, 4)
+                            c = (win >> av) & 0xf
+                f_34_Value = -u - 1 if sg else u
+                if c & 0x8 != 0x0:
+                    raise r.fail_at(av + 4, 'PhysicalValueType[1]', 'expected EE of Value')
+                av -= 27
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+            try:
+                f_35_Multiplier, ec = _Tdfa9f4aa[c >> 20]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x3c400000 != 0x0:
+                    raise r.fail_at(av + 30, 'BodyType[0]', 'expected EE, SE(EVTargetCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
+                f_35_Multiplier = (c >> 23) - 3
+                ec = ((c >> 20) & 3)
+            ob34_ = _new(_K_din_PhysicalValueType)
+            ob34_.Multiplier = f_34_Multiplier
+            ob34_.Unit = f_34_Unit
+            ob34_.Value = f_34_Value
+            f_33_EVTargetVoltage = ob34_
+            f_35_Unit: _din.unitSymbolType | None = None
+            if ec == 1:
+                try:
+                    sg = _T071cdf68[(c >> 18) & 0x3]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x80000 != 0x0:
+                        raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                    sg = ((c >> 18) & 1)
+                u = ((c >> 10) & 255)
+                if u > 127:
+                    u2 = (c >> 2) & 0xFF
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 10)
+                        c = (win >> av) & 0x3ff
+                        u2 = c >> 2
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 2
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 2
+                            if av < 0:
+                                win, av = r.refill(av, 2)
+                            c = (win >> av) & 0x3
+                else:
+                    av += 8
+                    c >>= 8
+                f_35_Value = -u - 1 if sg else u
+                if c & 0x2 != 0x0:
+                    raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
+            elif ec != 0:
+                raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+            else:
+                try:
+                    f_35_Unit, sg = _T7f58918e[(c >> 11) & 0x1ff]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x87000 != 0x0:
+                        raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                    iv = ((c >> 15) & 15)
+                    if iv >= 10:
+                        raise r.fail_at(av + 11, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                    f_35_Unit = _E_din_unitSymbolType[iv]
+                    sg = ((c >> 11) & 1)
+                u = ((c >> 3) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 11)
+                        c = (win >> av) & 0x7ff
+                        u2 = c >> 3
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 3
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 3
+                            if av < 0:
+                                win, av = r.refill(av, 3)
+                            c = (win >> av) & 0x7
+                f_35_Value = -u - 1 if sg else u
+                if c & 0x4 != 0x0:
+                    raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
+            if c >= 0x2:
+                raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE, EE')
+            ob35_ = _new(_K_din_PhysicalValueType)
+            ob35_.Multiplier = f_35_Multiplier
+            ob35_.Unit = f_35_Unit
+            ob35_.Value = f_35_Value
+            f_33_EVTargetCurrent = ob35_
+            ob33_ = _new(_K_din_PreChargeReqType)
+            ob33_.DC_EVStatus = f_33_DC_EVStatus
+            ob33_.EVTargetVoltage = f_33_EVTargetVoltage
+            ob33_.EVTargetCurrent = f_33_EVTargetCurrent
+            f_PreChargeReq = ob33_
+            s = 1
+        elif c < 0x5c00000:
+            try:
+                f_36_ResponseCode, ec = _T2cf7554e[(c >> 11) & 0x7ff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x306000 != 0x0:
+                    raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)') from None
+                iv = ((c >> 15) & 31)
+                if iv >= 23:
+                    raise r.fail_at(av + 11, 'PreChargeResType.ResponseCode', f'enumeration index {iv}') from None
+                f_36_ResponseCode = _E_din_responseCodeType[iv]
+                ec = ((c >> 11) & 3)
+            f_37_EVSEIsolationStatus: _din.isolationLevelType | None = None
+            if ec == 1:
+                try:
+                    f_37_EVSEStatusCode = _T886122e8[(c >> 5) & 0x3f]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x420 != 0x0:
+                        raise r.fail_at(av + 11, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+                    iv = ((c >> 6) & 15)
+                    if iv >= 12:
+                        raise r.fail_at(av + 5, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                    f_37_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
+                av -= 25
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+            elif ec != 0:
+                raise r.fail_at(av + 11, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+            else:
+                try:
+                    f_37_EVSEIsolationStatus, f_37_EVSEStatusCode = _T6b55cf38[c & 0x7ff]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x4e1 != 0x0:
+                        raise r.fail_at(av + 11, 'DC_EVSEStatusType[0]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+                    f_37_EVSEIsolationStatus = _E_din_isolationLevelType[((c >> 8) & 3)]
+                    iv = ((c >> 1) & 15)
+                    if iv >= 12:
+                        raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                    f_37_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
+                av -= 30
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+            if c >= 0x10000000:
+                raise r.fail_at(av + 30, 'BodyType[0]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+            u = (c >> 20)
+            if u > 127:
+                u2 = (c >> 12) & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 20)
+                    c = (win >> av) & 0xfffff
+                    u2 = c >> 12
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 12
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 12
+                        if av < 0:
+                            win, av = r.refill(av, 12)
+                        c = (win >> av) & 0xfff
+            else:
+                av += 8
+                c >>= 8
+            f_37_NotificationMaxDelay = u
+            av -= 18
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            try:
+                f_37_EVSENotification, f_38_Multiplier, ec = _T71021874[c >> 14]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x39f10000 != 0x0:
+                    raise r.fail_at(av + 30, 'BodyType[0]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
+                iv = (c >> 25)
+                if iv >= 3:
+                    raise r.fail_at(av + 14, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
+                f_37_EVSENotification = _E_din_EVSENotificationType[iv]
+                f_38_Multiplier = ((c >> 17) & 7) - 3
+                ec = ((c >> 14) & 3)
+            ob37_ = _new(_K_din_DC_EVSEStatusType)
+            ob37_.EVSEIsolationStatus = f_37_EVSEIsolationStatus
+            ob37_.EVSEStatusCode = f_37_EVSEStatusCode
+            ob37_.NotificationMaxDelay = f_37_NotificationMaxDelay
+            ob37_.EVSENotification = f_37_EVSENotification
+            f_36_DC_EVSEStatus = ob37_
+            f_38_Unit: _din.unitSymbolType | None = None
+            if ec == 1:
+                try:
+                    sg = _T071cdf68[(c >> 12) & 0x3]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x2000 != 0x0:
+                        raise r.fail_at(av + 14, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                    sg = ((c >> 12) & 1)
+                u = ((c >> 4) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 12)
+                        c = (win >> av) & 0xfff
+                        u2 = c >> 4
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 4
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 4
+                            if av < 0:
+                                win, av = r.refill(av, 4)
+                            c = (win >> av) & 0xf
+                f_38_Value = -u - 1 if sg else u
+                if c & 0x8 != 0x0:
+                    raise r.fail_at(av + 4, 'PhysicalValueType[1]', 'expected EE of Value')
+            elif ec != 0:
+                raise r.fail_at(av + 14, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+            else:
+                av -= 15
+                if av < 0:
+                    win, av = r.refill(av, 29)
+                c = (win >> av) & 0x1fffffff
+                try:
+                    f_38_Unit, sg = _T7f58918e[c >> 20]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x10e00000 != 0x0:
+                        raise r.fail_at(av + 29, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                    iv = (c >> 24)
+                    if iv >= 10:
+                        raise r.fail_at(av + 20, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                    f_38_Unit = _E_din_unitSymbolType[iv]
+                    sg = ((c >> 20) & 1)
+                u = ((c >> 12) & 255)
+                if u > 127:
+                    u2 = (c >> 4) & 0xFF
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 12)
+                        c = (win >> av) & 0xfff
+                        u2 = c >> 4
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 4
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 4
+                            if av < 0:
+                                win, av = r.refill(av, 4)
+                            c = (win >> av) & 0xf
+                else:
+                    av += 8
+                    c >>= 8
+                f_38_Value = -u - 1 if sg else u
+                if c & 0x8 != 0x0:
+                    raise r.fail_at(av + 4, 'PhysicalValueType[1]', 'expected EE of Value')
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE, EE')
+            ob38_ = _new(_K_din_PhysicalValueType)
+            ob38_.Multiplier = f_38_Multiplier
+            ob38_.Unit = f_38_Unit
+            ob38_.Value = f_38_Value
+            f_36_EVSEPresentVoltage = ob38_
+            ob36_ = _new(_K_din_PreChargeResType)
+            ob36_.ResponseCode = f_36_ResponseCode
+            ob36_.DC_EVSEStatus = f_36_DC_EVSEStatus
+            ob36_.EVSEPresentVoltage = f_36_EVSEPresentVoltage
+            f_PreChargeRes = ob36_
+            s = 1
+        elif c < 0x6000000:
+            av += 1
+            if c >= 0x5d00000:
+                raise r.fail_at(av + 21, 'BodyType[0]', 'expected SE(ServiceID), CH of ServiceID')
+            u = ((c >> 12) & 255)
+            if u > 127:
+                u2 = (c >> 4) & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 3
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 3
+                        if av < 0:
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
+                    c <<= 1
+            else:
+                av += 8
+                c >>= 8
+            f_39_ServiceID = u
+            if c & 0xc != 0x0:
+                raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE of ServiceID, EE')
+            ob39_ = _new(_K_din_ServiceDetailReqType)
+            ob39_.ServiceID = f_39_ServiceID
+            f_ServiceDetailReq = ob39_
+            c >>= 1
+            s = 1
+        elif c < 0x6400000:
+            try:
+                f_40_ResponseCode = _Tfaaba5e3[(c >> 12) & 0x3ff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x307000 != 0x0:
+                    raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ServiceID), CH of ServiceID') from None
+                iv = ((c >> 15) & 31)
+                if iv >= 23:
+                    raise r.fail_at(av + 12, 'ServiceDetailResType.ResponseCode', f'enumeration index {iv}') from None
+                f_40_ResponseCode = _E_din_responseCodeType[iv]
+            u = ((c >> 4) & 255)
+            f_40_ServiceParameterList: _din.ServiceParameterListType | None = None
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 4
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 4
+                        if av < 0:
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
+            f_40_ServiceID = u
+            c &= 0xf
+            if c >= 0x8:
+                raise r.fail_at(av + 4, 'BodyType[0]', 'expected EE of ServiceID')
+            if c >= 0x2:
+                if c < 0x4:
+                    pass
+                else:
+                    ec = (c >> 1) & 0x3
+                    raise r.fail_at(av + 1, 'ServiceDetailResType[2]', f'event code {ec}, expected SE(ServiceParameterList), EE')
+            else:
+                av -= 22
+                if av < 0:
+                    win, av = r.refill(av, 23)
+                c = (win >> av) & 0x7fffff
+                r.avail = av
+                f_40_ServiceParameterList = _d_din_ServiceParameterListType(r, c)
+                win = r.win
+                av = r.avail
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 2)
+                c = (win >> av) & 0x3
+                if c >= 0x2:
+                    raise r.fail_at(av + 2, 'ServiceDetailResType[2]', 'expected EE')
+            ob40_ = _new(_K_din_ServiceDetailResType)
+            ob40_.ResponseCode = f_40_ResponseCode
+            ob40_.ServiceID = f_40_ServiceID
+            ob40_.ServiceParameterList = f_40_ServiceParameterList
+            f_ServiceDetailRes = ob40_
+            s = 1
+        elif c < 0x6800000:
+            av += 11
+            c >>= 11
+            c &= 0x7ff
+            r.avail = av
+            f_ServiceDiscoveryReq = _d_din_ServiceDiscoveryReqType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            s = 1
+        elif c < 0x6c00000:
+            av += 4
+            try:
+                f_41_ResponseCode = _T59ab808f[(c >> 13) & 0x1ff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x306000 != 0x0:
+                    raise r.fail_at(av + 18, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(PaymentOptions)') from None
+                iv = ((c >> 15) & 31)
+                if iv >= 23:
+                    raise r.fail_at(av + 9, 'ServiceDiscoveryResType.ResponseCode', f'enumeration index {iv}') from None
+                f_41_ResponseCode = _E_din_responseCodeType[iv]
+            f_41_ServiceList: _din.ServiceTagListType | None = None
+            c >>= 4
+            c &= 0x1ff
+            r.avail = av
+            f_41_PaymentOptions = _d_din_PaymentOptionsType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 30
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c >= 0x10000000:
+                raise r.fail_at(av + 30, 'BodyType[0]', 'expected SE(ChargeService), SE(ServiceTag)')
+            r.avail = av
+            f_42_ServiceTag = _d_din_ServiceTagType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 30
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            try:
+                f_42_FreeService, f_42_EnergyTransferType, ec = _Tab4bdb8a[c >> 16]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x370c0000 != 0x0:
+                    raise r.fail_at(av + 30, 'BodyType[0]', 'expected SE(FreeService), CH of FreeService, EE of FreeService, SE(EnergyTransferType), CH of EnergyTransferType, EE of EnergyTransferType, EE') from None
+                f_42_FreeService = (c >> 27) == 1
+                iv = ((c >> 20) & 15)
+                if iv >= 10:
+                    raise r.fail_at(av + 16, 'ServiceChargeType.EnergyTransferType', f'enumeration index {iv}') from None
+                f_42_EnergyTransferType = _E_din_EVSESupportedEnergyTransferType[iv]
+                ec = ((c >> 16) & 3)
+            ob42_ = _new(_K_din_ServiceChargeType)
+            ob42_.ServiceTag = f_42_ServiceTag
+            ob42_.FreeService = f_42_FreeService
+            ob42_.EnergyTransferType = f_42_EnergyTransferType
+            f_41_ChargeService = ob42_
+            if ec == 1:
+                av += 15
+                c >>= 15
+            elif ec != 0:
+                raise r.fail_at(av + 16, 'ServiceDiscoveryResType[3]', f'event code {ec}, expected SE(ServiceList), EE')
+            else:
+                av -= 12
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                r.avail = av
+                f_41_ServiceList = _d_din_ServiceTagListType(r, c)
+                win = r.win
+                av = r.avail
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 2)
+                c = (win >> av) & 0x3
+                if c >= 0x2:
+                    raise r.fail_at(av + 2, 'ServiceDiscoveryResType[3]', 'expected EE')
+            ob41_ = _new(_K_din_ServiceDiscoveryResType)
+            ob41_.ResponseCode = f_41_ResponseCode
+            ob41_.PaymentOptions = f_41_PaymentOptions
+            ob41_.ChargeService = f_41_ChargeService
+            ob41_.ServiceList = f_41_ServiceList
+            f_ServiceDiscoveryRes = ob41_
+            s = 1
+        elif c < 0x7000000:
+            try:
+                f_43_SelectedPaymentOption = _T36ee64b9[(c >> 17) & 0x1f]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x360000 != 0x0:
+                    raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(SelectedPaymentOption), CH of SelectedPaymentOption, EE of SelectedPaymentOption, SE(SelectedServiceList)') from None
+                f_43_SelectedPaymentOption = _E_din_paymentOptionType[((c >> 19) & 1)]
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            r.avail = av
+            f_43_SelectedServiceList = _d_din_SelectedServiceListType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c >= 0x2:
+                raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
+            ob43_ = _new(_K_din_ServicePaymentSelectionReqType)
+            ob43_.SelectedPaymentOption = f_43_SelectedPaymentOption
+            ob43_.SelectedServiceList = f_43_SelectedServiceList
+            f_ServicePaymentSelectionReq = ob43_
+            s = 1
+        elif c < 0x7400000:
+            av += 12
+            try:
+                f_44_ResponseCode = _T59ab808f[(c >> 13) & 0x1ff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x306000 != 0x0:
+                    raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE') from None
+                iv = ((c >> 15) & 31)
+                if iv >= 23:
+                    raise r.fail_at(av + 1, 'ServicePaymentSelectionResType.ResponseCode', f'enumeration index {iv}') from None
+                f_44_ResponseCode = _E_din_responseCodeType[iv]
+            ob44_ = _new(_K_din_ServicePaymentSelectionResType)
+            ob44_.ResponseCode = f_44_ResponseCode
+            f_ServicePaymentSelectionRes = ob44_
+            c >>= 12
+            s = 1
+        elif c < 0x7800000:
+            av += 12
+            if c >= 0x7500000:
+                raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(EVCCID), CH of EVCCID')
+            u = ((c >> 12) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_45_EVCCID = r.binary_of(u, 8)
+            win = r.win
+            av = r.avail
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
+            if c >= 0x2:
+                raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE of EVCCID, EE')
+            ob45_ = _new(_K_din_SessionSetupReqType)
+            ob45_.EVCCID = f_45_EVCCID
+            f_SessionSetupReq = ob45_
+            s = 1
+        elif c < 0x7c00000:
+            av += 4
+            try:
+                f_46_ResponseCode = _Tfaaba5e3[(c >> 12) & 0x3ff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x307000 != 0x0:
+                    raise r.fail_at(av + 18, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEID), CH of EVSEID') from None
+                iv = ((c >> 15) & 31)
+                if iv >= 23:
+                    raise r.fail_at(av + 8, 'SessionSetupResType.ResponseCode', f'enumeration index {iv}') from None
+                f_46_ResponseCode = _E_din_responseCodeType[iv]
+            u = ((c >> 4) & 255)
+            f_46_DateTimeNow: int | None = None
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_46_EVSEID = r.binary_of(u, 32)
+            win = r.win
+            av = r.avail
+            av -= 16
+            if av < 0:
+                win, av = r.refill(av, 16)
+            c = (win >> av) & 0xffff
+            if c >= 0x8000:
+                raise r.fail_at(av + 16, 'BodyType[0]', 'expected EE of EVSEID')
+            if c >= 0x2000:
+                if c < 0x4000:
+                    av += 12
+                    c >>= 12
+                else:
+                    ec = (c >> 13) & 0x3
+                    raise r.fail_at(av + 13, 'SessionSetupResType[2]', f'event code {ec}, expected SE(DateTimeNow), EE')
+            else:
+                try:
+                    sg = _T071cdf68[c >> 11]
+                except KeyError:  # not a valid pattern: say why
+                    if c >= 0x1000:
+                        raise r.fail_at(av + 13, 'SessionSetupResType[2]', 'expected CH of DateTimeNow') from None
+                    sg = (c >> 11)
+                u = ((c >> 3) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 11)
+                        c = (win >> av) & 0x7ff
+                        u2 = c >> 3
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 3
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 3
+                            if av < 0:
+                                win, av = r.refill(av, 3)
+                            c = (win >> av) & 0x7
+                f_46_DateTimeNow = -u - 1 if sg else u
+                if c & 0x6 != 0x0:
+                    raise r.fail_at(av + 3, 'SessionSetupResType[2]', 'expected EE of DateTimeNow, EE')
+            ob46_ = _new(_K_din_SessionSetupResType)
+            ob46_.ResponseCode = f_46_ResponseCode
+            ob46_.EVSEID = f_46_EVSEID
+            ob46_.DateTimeNow = f_46_DateTimeNow
+            f_SessionSetupRes = ob46_
+            s = 1
+        elif c < 0x8000000:
+            av += 20
+            if c >= 0x7e00000:
+                raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
+            ob47_ = _new(_K_din_SessionStopType)
+            f_SessionStopReq = ob47_
+            c >>= 20
+            s = 1
+        elif c < 0x8400000:
+            av += 12
+            try:
+                f_48_ResponseCode = _T59ab808f[(c >> 13) & 0x1ff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x306000 != 0x0:
+                    raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE') from None
+                iv = ((c >> 15) & 31)
+                if iv >= 23:
+                    raise r.fail_at(av + 1, 'SessionStopResType.ResponseCode', f'enumeration index {iv}') from None
+                f_48_ResponseCode = _E_din_responseCodeType[iv]
+            ob48_ = _new(_K_din_SessionStopResType)
+            ob48_.ResponseCode = f_48_ResponseCode
+            f_SessionStopRes = ob48_
+            c >>= 12
+            s = 1
+        elif c < 0x8800000:
+            if c >= 0x8600000:
+                raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(DC_EVStatus)')
+            av -= 7
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            r.avail = av
+            f_49_DC_EVStatus = _d_din_DC_EVStatusType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c >= 0x2:
+                raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
+            ob49_ = _new(_K_din_WeldingDetectionReqType)
+            ob49_.DC_EVStatus = f_49_DC_EVStatus
+            f_WeldingDetectionReq = ob49_
+            s = 1
+        elif c < 0x8c00000:
+            try:
+                f_50_ResponseCode, ec = _T2cf7554e[(c >> 11) & 0x7ff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x306000 != 0x0:
+                    raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)') from None
+                iv = ((c >> 15) & 31)
+                if iv >= 23:
+                    raise r.fail_at(av + 11, 'WeldingDetectionResType.ResponseCode', f'enumeration index {iv}') from None
+                f_50_ResponseCode = _E_din_responseCodeType[iv]
+                ec = ((c >> 11) & 3)
+            f_51_EVSEIsolationStatus: _din.isolationLevelType | None = None
+            if ec == 1:
+                try:
+                    f_51_EVSEStatusCode = _T886122e8[(c >> 5) & 0x3f]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x420 != 0x0:
+                        raise r.fail_at(av + 11, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+                    iv = ((c >> 6) & 15)
+                    if iv >= 12:
+                        raise r.fail_at(av + 5, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                    f_51_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
+                av -= 25
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+            elif ec != 0:
+                raise r.fail_at(av + 11, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+            else:
+                try:
+                    f_51_EVSEIsolationStatus, f_51_EVSEStatusCode = _T6b55cf38[c & 0x7ff]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x4e1 != 0x0:
+                        raise r.fail_at(av + 11, 'DC_EVSEStatusType[0]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+                    f_51_EVSEIsolationStatus = _E_din_isolationLevelType[((c >> 8) & 3)]
+                    iv = ((c >> 1) & 15)
+                    if iv >= 12:
+                        raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                    f_51_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
+                av -= 30
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+            if c >= 0x10000000:
+                raise r.fail_at(av + 30, 'BodyType[0]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+            u = (c >> 20)
+            if u > 127:
+                u2 = (c >> 12) & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 20)
+                    c = (win >> av) & 0xfffff
+                    u2 = c >> 12
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 12
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 12
+                        if av < 0:
+                            win, av = r.refill(av, 12)
+                        c = (win >> av) & 0xfff
+            else:
+                av += 8
+                c >>= 8
+            f_51_NotificationMaxDelay = u
+            av -= 18
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            try:
+                f_51_EVSENotification, f_52_Multiplier, ec = _T71021874[c >> 14]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x39f10000 != 0x0:
+                    raise r.fail_at(av + 30, 'BodyType[0]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
+                iv = (c >> 25)
+                if iv >= 3:
+                    raise r.fail_at(av + 14, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
+                f_51_EVSENotification = _E_din_EVSENotificationType[iv]
+                f_52_Multiplier = ((c >> 17) & 7) - 3
+                ec = ((c >> 14) & 3)
+            ob51_ = _new(_K_din_DC_EVSEStatusType)
+            ob51_.EVSEIsolationStatus = f_51_EVSEIsolationStatus
+            ob51_.EVSEStatusCode = f_51_EVSEStatusCode
+            ob51_.NotificationMaxDelay = f_51_NotificationMaxDelay
+            ob51_.EVSENotification = f_51_EVSENotification
+            f_50_DC_EVSEStatus = ob51_
+            f_52_Unit: _din.unitSymbolType | None = None
+            if ec == 1:
+                try:
+                    sg = _T071cdf68[(c >> 12) & 0x3]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x2000 != 0x0:
+                        raise r.fail_at(av + 14, 'PhysicalValueType[1]', 'expected CH of Value') from None
+                    sg = ((c >> 12) & 1)
+                u = ((c >> 4) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 12)
+                        c = (win >> av) & 0xfff
+                        u2 = c >> 4
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 4
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 4
+                            if av < 0:
+                                win, av = r.refill(av, 4)
+                            c = (win >> av) & 0xf
+                f_52_Value = -u - 1 if sg else u
+                if c & 0x8 != 0x0:
+                    raise r.fail_at(av + 4, 'PhysicalValueType[1]', 'expected EE of Value')
+            elif ec != 0:
+                raise r.fail_at(av + 14, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+            else:
+                av -= 15
+                if av < 0:
+                    win, av = r.refill(av, 29)
+                c = (win >> av) & 0x1fffffff
+                try:
+                    f_52_Unit, sg = _T7f58918e[c >> 20]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x10e00000 != 0x0:
+                        raise r.fail_at(av + 29, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                    iv = (c >> 24)
+                    if iv >= 10:
+                        raise r.fail_at(av + 20, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                    f_52_Unit = _E_din_unitSymbolType[iv]
+                    sg = ((c >> 20) & 1)
+                u = ((c >> 12) & 255)
+                if u > 127:
+                    u2 = (c >> 4) & 0xFF
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 12)
+                        c = (win >> av) & 0xfff
+                        u2 = c >> 4
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 4
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 4
+                            if av < 0:
+                                win, av = r.refill(av, 4)
+                            c = (win >> av) & 0xf
+                else:
+                    av += 8
+                    c >>= 8
+                f_52_Value = -u - 1 if sg else u
+                if c & 0x8 != 0x0:
+                    raise r.fail_at(av + 4, 'PhysicalValueType[1]', 'expected EE of Value')
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE, EE')
+            ob52_ = _new(_K_din_PhysicalValueType)
+            ob52_.Multiplier = f_52_Multiplier
+            ob52_.Unit = f_52_Unit
+            ob52_.Value = f_52_Value
+            f_50_EVSEPresentVoltage = ob52_
+            ob50_ = _new(_K_din_WeldingDetectionResType)
+            ob50_.ResponseCode = f_50_ResponseCode
+            ob50_.DC_EVSEStatus = f_50_DC_EVSEStatus
+            ob50_.EVSEPresentVoltage = f_50_EVSEPresentVoltage
+            f_WeldingDetectionRes = ob50_
+            s = 1
+        elif c < 0x9000000:
+            av += 21
+            s = -1
+        else:
+            ec = (c >> 22) & 0x3f
+            raise r.fail_at(av + 22, 'BodyType[0]', f'event code {ec}, expected SE(BodyElement), SE(CableCheckReq), SE(CableCheckRes), SE(CertificateInstallationReq), SE(CertificateInstallationRes), SE(CertificateUpdateReq), SE(CertificateUpdateRes), SE(ChargeParameterDiscoveryReq), SE(ChargeParameterDiscoveryRes), SE(ChargingStatusReq), SE(ChargingStatusRes), SE(ContractAuthenticationReq), SE(ContractAuthenticationRes), SE(CurrentDemandReq), SE(CurrentDemandRes), SE(MeteringReceiptReq), SE(MeteringReceiptRes), SE(PaymentDetailsReq), SE(PaymentDetailsRes), SE(PowerDeliveryReq), SE(PowerDeliveryRes), SE(PreChargeReq), SE(PreChargeRes), SE(ServiceDetailReq), SE(ServiceDetailRes), SE(ServiceDiscoveryReq), SE(ServiceDiscoveryRes), SE(ServicePaymentSelectionReq), SE(ServicePaymentSelectionRes), SE(SessionSetupReq), SE(SessionSetupRes), SE(SessionStopReq), SE(SessionStopRes), SE(WeldingDetectionReq), SE(WeldingDetectionRes), EE')
+    else:
         av += 13
         if c >= 0x1a00000:
             raise r.fail_at(av + 9, 'BodyType[0]', 'expected AT(Id)')
@@ -21621,7 +23755,13 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         c = (win >> av) & 0x1fff
         if c >= 0x1000:
             raise r.fail_at(av + 13, 'BodyType[0]', 'expected EE of Certificate')
-        if c < 0x400:
+        if c >= 0x400:
+            if c < 0x800:
+                pass
+            else:
+                ec = (c >> 10) & 0x3
+                raise r.fail_at(av + 10, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
+        else:
             r.avail = av
             f_12_SubCertificates = _d_din_SubCertificatesType(r, c)
             win = r.win
@@ -21632,11 +23772,6 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
             c = (win >> av) & 0x7ff
             if c >= 0x400:
                 raise r.fail_at(av + 11, 'CertificateChainType[1]', 'expected EE')
-        elif c < 0x800:
-            pass
-        else:
-            ec = (c >> 10) & 0x3
-            raise r.fail_at(av + 10, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
         if c & 0x300 != 0x0:
             raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(ContractSignatureEncryptedPrivateKey), CH of ContractSignatureEncryptedPrivateKey')
         u = (c & 255)
@@ -21776,2010 +23911,12 @@ def _d_din_BodyType(r: BitReader, c: int) -> _din.BodyType:
         ob11_.RetryCounter = f_11_RetryCounter
         f_CertificateUpdateRes = ob11_
         s = 1
-    elif c < 0x2000000:
-        try:
-            f_13_EVRequestedEnergyTransferType, ec = _Tf35cf714[(c >> 14) & 0xff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x310000 != 0x0:
-                raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(EVRequestedEnergyTransferType), CH of EVRequestedEnergyTransferType, EE of EVRequestedEnergyTransferType') from None
-            iv = ((c >> 17) & 7)
-            if iv >= 6:
-                raise r.fail_at(av + 14, 'ChargeParameterDiscoveryReqType.EVRequestedEnergyTransferType', f'enumeration index {iv}') from None
-            f_13_EVRequestedEnergyTransferType = _E_din_EVRequestedEnergyTransferType[iv]
-            ec = ((c >> 14) & 3)
-        f_13_AC_EVChargeParameter: _din.AC_EVChargeParameterType | None = None
-        f_13_DC_EVChargeParameter: _din.DC_EVChargeParameterType | None = None
-        f_13_EVChargeParameter: _din.EVChargeParameterType | None = None
-        if ec == 0:
-            if c & 0x3000 != 0x0:
-                raise r.fail_at(av + 14, 'ChargeParameterDiscoveryReqType[1]', 'expected SE(DepartureTime), CH of DepartureTime')
-            u = ((c >> 4) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
-                u2 = c >> 4
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 12)
-                    c = (win >> av) & 0xfff
-                    u2 = c >> 4
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 4
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 4
-                        if av < 0:
-                            win, av = r.refill(av, 4)
-                        c = (win >> av) & 0xf
-            f_14_DepartureTime = u
-            if c & 0xc != 0x0:
-                raise r.fail_at(av + 4, 'ChargeParameterDiscoveryReqType[1]', 'expected EE of DepartureTime, SE(EAmount)')
-            av -= 25
-            if av < 0:
-                win, av = r.refill(av, 27)
-            c = (win >> av) & 0x7ffffff
-            r.avail = av
-            f_14_EAmount = _d_din_PhysicalValueType(r, c)
-            win = r.win
-            av = r.avail
-            av -= 28
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            if c >= 0x8000000:
-                raise r.fail_at(av + 28, 'ChargeParameterDiscoveryReqType[1]', 'expected SE(EVMaxVoltage)')
-            r.avail = av
-            f_14_EVMaxVoltage = _d_din_PhysicalValueType(r, c)
-            win = r.win
-            av = r.avail
-            av -= 28
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            if c >= 0x8000000:
-                raise r.fail_at(av + 28, 'ChargeParameterDiscoveryReqType[1]', 'expected SE(EVMaxCurrent)')
-            r.avail = av
-            f_14_EVMaxCurrent = _d_din_PhysicalValueType(r, c)
-            win = r.win
-            av = r.avail
-            av -= 28
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            if c >= 0x8000000:
-                raise r.fail_at(av + 28, 'ChargeParameterDiscoveryReqType[1]', 'expected SE(EVMinCurrent)')
-            r.avail = av
-            f_14_EVMinCurrent = _d_din_PhysicalValueType(r, c)
-            win = r.win
-            av = r.avail
-            av -= 3
-            if av < 0:
-                win, av = r.refill(av, 3)
-            c = (win >> av) & 0x7
-            if c >= 0x4:
-                raise r.fail_at(av + 3, 'ChargeParameterDiscoveryReqType[1]', 'expected EE')
-            ob14_ = _new(_K_din_AC_EVChargeParameterType)
-            ob14_.DepartureTime = f_14_DepartureTime
-            ob14_.EAmount = f_14_EAmount
-            ob14_.EVMaxVoltage = f_14_EVMaxVoltage
-            ob14_.EVMaxCurrent = f_14_EVMaxCurrent
-            ob14_.EVMinCurrent = f_14_EVMinCurrent
-            f_13_AC_EVChargeParameter = ob14_
-        elif ec == 1:
-            av -= 14
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            r.avail = av
-            f_13_DC_EVChargeParameter = _d_din_DC_EVChargeParameterType(r, c)
-            win = r.win
-            av = r.avail
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-        elif ec == 2:
-            av += 11
-            if c & 0x2000 != 0x0:
-                raise r.fail_at(av + 3, 'ChargeParameterDiscoveryReqType[1]', 'expected EE')
-            ob15_ = _new(_K_din_EVChargeParameterType)
-            f_13_EVChargeParameter = ob15_
-            c >>= 11
-        else:
-            raise r.fail_at(av + 14, 'ChargeParameterDiscoveryReqType[1]', f'event code {ec}, expected SE(AC_EVChargeParameter), SE(DC_EVChargeParameter), SE(EVChargeParameter)')
-        if c & 0x2 != 0x0:
-            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
-        ob13_ = _new(_K_din_ChargeParameterDiscoveryReqType)
-        ob13_.EVRequestedEnergyTransferType = f_13_EVRequestedEnergyTransferType
-        ob13_.AC_EVChargeParameter = f_13_AC_EVChargeParameter
-        ob13_.DC_EVChargeParameter = f_13_DC_EVChargeParameter
-        ob13_.EVChargeParameter = f_13_EVChargeParameter
-        f_ChargeParameterDiscoveryReq = ob13_
-        s = 1
-    elif c < 0x2400000:
-        try:
-            f_16_ResponseCode, f_16_EVSEProcessing, ec = _T2dc8b5b6[(c >> 8) & 0x3fff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x307400 != 0x0:
-                raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing') from None
-            iv = ((c >> 15) & 31)
-            if iv >= 23:
-                raise r.fail_at(av + 8, 'ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}') from None
-            f_16_ResponseCode = _E_din_responseCodeType[iv]
-            f_16_EVSEProcessing = _E_din_EVSEProcessingType[((c >> 11) & 1)]
-            ec = ((c >> 8) & 3)
-        f_16_SAScheduleList: _din.SAScheduleListType | None = None
-        f_16_SASchedules: _din.SASchedulesType | None = None
-        f_16_AC_EVSEChargeParameter: _din.AC_EVSEChargeParameterType | None = None
-        f_16_DC_EVSEChargeParameter: _din.DC_EVSEChargeParameterType | None = None
-        f_16_EVSEChargeParameter: _din.EVSEChargeParameterType | None = None
-        if ec == 0:
-            av -= 20
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            r.avail = av
-            f_16_SAScheduleList = _d_din_SAScheduleListType(r, c)
-            win = r.win
-            av = r.avail
-            av -= 30
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-        elif ec == 1:
-            if c & 0x80 != 0x0:
-                raise r.fail_at(av + 8, 'ChargeParameterDiscoveryResType[2]', 'expected EE')
-            ob17_ = _new(_K_din_SASchedulesType)
-            f_16_SASchedules = ob17_
-            av -= 23
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-        else:
-            raise r.fail_at(av + 8, 'ChargeParameterDiscoveryResType[2]', f'event code {ec}, expected SE(SAScheduleList), SE(SASchedules)')
-        if c < 0x10000000:
-            try:
-                f_19_PowerSwitchClosed, f_19_RCD = _T93e74479[c >> 17]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0xeee0000 != 0x0:
-                    raise r.fail_at(av + 28, 'ChargeParameterDiscoveryResType[3]', 'expected SE(AC_EVSEStatus), SE(PowerSwitchClosed), CH of PowerSwitchClosed, EE of PowerSwitchClosed, SE(RCD), CH of RCD, EE of RCD, SE(NotificationMaxDelay), CH of NotificationMaxDelay') from None
-                f_19_PowerSwitchClosed = (c >> 24) == 1
-                f_19_RCD = ((c >> 20) & 1) == 1
-            u = ((c >> 9) & 255)
-            if u > 127:
-                u2 = (c >> 1) & 0xFF
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 9)
-                    c = (win >> av) & 0x1ff
-                    u2 = c >> 1
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 1
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 1
-                        if av < 0:
-                            win, av = r.refill(av, 1)
-                        c = (win >> av) & 0x1
-            else:
-                av += 8
-                c >>= 8
-            f_19_NotificationMaxDelay = u
-            av -= 29
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-            try:
-                f_19_EVSENotification = _T2ef5e7f5[c >> 22]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x39c00000 != 0x0:
-                    raise r.fail_at(av + 30, 'ChargeParameterDiscoveryResType[3]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, SE(EVSEMaxVoltage)') from None
-                iv = (c >> 25)
-                if iv >= 3:
-                    raise r.fail_at(av + 22, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
-                f_19_EVSENotification = _E_din_EVSENotificationType[iv]
-            ob19_ = _new(_K_din_AC_EVSEStatusType)
-            ob19_.PowerSwitchClosed = f_19_PowerSwitchClosed
-            ob19_.RCD = f_19_RCD
-            ob19_.NotificationMaxDelay = f_19_NotificationMaxDelay
-            ob19_.EVSENotification = f_19_EVSENotification
-            f_18_AC_EVSEStatus = ob19_
-            av -= 5
-            if av < 0:
-                win, av = r.refill(av, 27)
-            c = (win >> av) & 0x7ffffff
-            r.avail = av
-            f_18_EVSEMaxVoltage = _d_din_PhysicalValueType(r, c)
-            win = r.win
-            av = r.avail
-            av -= 28
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            if c >= 0x8000000:
-                raise r.fail_at(av + 28, 'ChargeParameterDiscoveryResType[3]', 'expected SE(EVSEMaxCurrent)')
-            r.avail = av
-            f_18_EVSEMaxCurrent = _d_din_PhysicalValueType(r, c)
-            win = r.win
-            av = r.avail
-            av -= 28
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            if c >= 0x8000000:
-                raise r.fail_at(av + 28, 'ChargeParameterDiscoveryResType[3]', 'expected SE(EVSEMinCurrent)')
-            r.avail = av
-            f_18_EVSEMinCurrent = _d_din_PhysicalValueType(r, c)
-            win = r.win
-            av = r.avail
-            av -= 3
-            if av < 0:
-                win, av = r.refill(av, 3)
-            c = (win >> av) & 0x7
-            if c >= 0x4:
-                raise r.fail_at(av + 3, 'ChargeParameterDiscoveryResType[3]', 'expected EE')
-            ob18_ = _new(_K_din_AC_EVSEChargeParameterType)
-            ob18_.AC_EVSEStatus = f_18_AC_EVSEStatus
-            ob18_.EVSEMaxVoltage = f_18_EVSEMaxVoltage
-            ob18_.EVSEMaxCurrent = f_18_EVSEMaxCurrent
-            ob18_.EVSEMinCurrent = f_18_EVSEMinCurrent
-            f_16_AC_EVSEChargeParameter = ob18_
-        elif c < 0x20000000:
-            c &= 0xfffffff
-            r.avail = av
-            f_16_DC_EVSEChargeParameter = _d_din_DC_EVSEChargeParameterType(r, c)
-            win = r.win
-            av = r.avail
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-        elif c < 0x30000000:
-            av += 25
-            if c >= 0x28000000:
-                raise r.fail_at(av + 3, 'ChargeParameterDiscoveryResType[3]', 'expected EE')
-            ob20_ = _new(_K_din_EVSEChargeParameterType)
-            f_16_EVSEChargeParameter = ob20_
-            c >>= 25
-        else:
-            ec = (c >> 28) & 0x3
-            raise r.fail_at(av + 28, 'ChargeParameterDiscoveryResType[3]', f'event code {ec}, expected SE(AC_EVSEChargeParameter), SE(DC_EVSEChargeParameter), SE(EVSEChargeParameter)')
-        if c & 0x2 != 0x0:
-            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
-        ob16_ = _new(_K_din_ChargeParameterDiscoveryResType)
-        ob16_.ResponseCode = f_16_ResponseCode
-        ob16_.EVSEProcessing = f_16_EVSEProcessing
-        ob16_.SAScheduleList = f_16_SAScheduleList
-        ob16_.SASchedules = f_16_SASchedules
-        ob16_.AC_EVSEChargeParameter = f_16_AC_EVSEChargeParameter
-        ob16_.DC_EVSEChargeParameter = f_16_DC_EVSEChargeParameter
-        ob16_.EVSEChargeParameter = f_16_EVSEChargeParameter
-        f_ChargeParameterDiscoveryRes = ob16_
-        s = 1
-    elif c < 0x2800000:
-        av += 20
-        if c >= 0x2600000:
-            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
-        ob21_ = _new(_K_din_ChargingStatusReqType)
-        f_ChargingStatusReq = ob21_
-        c >>= 20
-        s = 1
-    elif c < 0x2c00000:
-        av += 4
-        c >>= 4
-        c &= 0x3ffff
-        r.avail = av
-        f_ChargingStatusRes = _d_din_ChargingStatusResType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        s = 1
-    elif c < 0x3000000:
-        av += 11
-        c >>= 11
-        c &= 0x7ff
-        r.avail = av
-        f_ContractAuthenticationReq = _d_din_ContractAuthenticationReqType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        s = 1
-    elif c < 0x3400000:
-        av += 8
-        try:
-            f_22_ResponseCode, f_22_EVSEProcessing = _Te0fda70f[(c >> 9) & 0x1fff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x307600 != 0x0:
-                raise r.fail_at(av + 14, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE') from None
-            iv = ((c >> 15) & 31)
-            if iv >= 23:
-                raise r.fail_at(av + 1, 'ContractAuthenticationResType.ResponseCode', f'enumeration index {iv}') from None
-            f_22_ResponseCode = _E_din_responseCodeType[iv]
-            f_22_EVSEProcessing = _E_din_EVSEProcessingType[((c >> 11) & 1)]
-        ob22_ = _new(_K_din_ContractAuthenticationResType)
-        ob22_.ResponseCode = f_22_ResponseCode
-        ob22_.EVSEProcessing = f_22_EVSEProcessing
-        f_ContractAuthenticationRes = ob22_
-        c >>= 8
-        s = 1
-    elif c < 0x3800000:
-        av -= 6
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        r.avail = av
-        f_CurrentDemandReq = _d_din_CurrentDemandReqType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        s = 1
-    elif c < 0x3c00000:
-        av -= 6
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        r.avail = av
-        f_CurrentDemandRes = _d_din_CurrentDemandResType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        s = 1
-    elif c < 0x4000000:
-        av += 11
-        f_23_Id: str | None = None
-        f_23_SAScheduleTupleID: int | None = None
-        if c < 0x3d00000:
-            av += 1
-            u = ((c >> 12) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-            r.avail = av
-            f_23_Id = r.string_of(u, None)
-            win = r.win
-            av = r.avail
-            av -= 10
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            if c >= 0x100:
-                raise r.fail_at(av + 10, 'MeteringReceiptReqType[0]', 'expected SE(SessionID), CH of SessionID')
-            u = c
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-            r.avail = av
-            f_23_SessionID = r.binary_of(u, 8)
-            win = r.win
-            av = r.avail
-            av -= 25
-            if av < 0:
-                win, av = r.refill(av, 25)
-            c = (win >> av) & 0x1ffffff
-            if c >= 0x1000000:
-                raise r.fail_at(av + 25, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
-        elif c < 0x3e00000:
-            if c >= 0x3d80000:
-                raise r.fail_at(av + 9, 'MeteringReceiptReqType[0]', 'expected CH of SessionID')
-            u = ((c >> 11) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-            r.avail = av
-            f_23_SessionID = r.binary_of(u, 8)
-            win = r.win
-            av = r.avail
-            av -= 25
-            if av < 0:
-                win, av = r.refill(av, 25)
-            c = (win >> av) & 0x1ffffff
-            if c >= 0x1000000:
-                raise r.fail_at(av + 25, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
-        else:
-            ec = (c >> 20) & 0x3
-            raise r.fail_at(av + 9, 'MeteringReceiptReqType[0]', f'event code {ec}, expected AT(Id), SE(SessionID)')
-        if c < 0x400000:
-            try:
-                sg = _T071cdf68[c >> 20]
-            except KeyError:  # not a valid pattern: say why
-                if c >= 0x200000:
-                    raise r.fail_at(av + 22, 'MeteringReceiptReqType[2]', 'expected CH of SAScheduleTupleID') from None
-                sg = (c >> 20)
-            u = ((c >> 12) & 255)
-            if u > 127:
-                u2 = (c >> 4) & 0xFF
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 12)
-                    c = (win >> av) & 0xfff
-                    u2 = c >> 4
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 4
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 4
-                        if av < 0:
-                            win, av = r.refill(av, 4)
-                        c = (win >> av) & 0xf
-            else:
-                av += 8
-                c >>= 8
-            f_23_SAScheduleTupleID = -u - 1 if sg else u
-            if c & 0xc != 0x0:
-                raise r.fail_at(av + 4, 'MeteringReceiptReqType[2]', 'expected EE of SAScheduleTupleID, SE(MeterInfo)')
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            r.avail = av
-            f_23_MeterInfo = _d_din_MeterInfoType(r, c)
-            win = r.win
-            av = r.avail
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-        elif c < 0x800000:
-            av += 12
-            c >>= 12
-            c &= 0x3ff
-            r.avail = av
-            f_23_MeterInfo = _d_din_MeterInfoType(r, c)
-            win = r.win
-            av = r.avail
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-        else:
-            ec = (c >> 22) & 0x3
-            raise r.fail_at(av + 22, 'MeteringReceiptReqType[2]', f'event code {ec}, expected SE(SAScheduleTupleID), SE(MeterInfo)')
-        if c >= 0x2:
-            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
-        ob23_ = _new(_K_din_MeteringReceiptReqType)
-        ob23_.Id = f_23_Id
-        ob23_.SessionID = f_23_SessionID
-        ob23_.SAScheduleTupleID = f_23_SAScheduleTupleID
-        ob23_.MeterInfo = f_23_MeterInfo
-        f_MeteringReceiptReq = ob23_
-        s = 1
-    elif c < 0x4400000:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        try:
-            f_24_ResponseCode, f_25_PowerSwitchClosed, f_25_RCD = _Tba1614df[c >> 11]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x307bb800 != 0x0:
-                raise r.fail_at(av + 30, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(AC_EVSEStatus), SE(PowerSwitchClosed), CH of PowerSwitchClosed, EE of PowerSwitchClosed, SE(RCD), CH of RCD, EE of RCD, SE(NotificationMaxDelay), CH of NotificationMaxDelay') from None
-            iv = (c >> 23)
-            if iv >= 23:
-                raise r.fail_at(av + 11, 'MeteringReceiptResType.ResponseCode', f'enumeration index {iv}') from None
-            f_24_ResponseCode = _E_din_responseCodeType[iv]
-            f_25_PowerSwitchClosed = ((c >> 18) & 1) == 1
-            f_25_RCD = ((c >> 14) & 1) == 1
-        u = ((c >> 3) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 3
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 3
-                    if av < 0:
-                        win, av = r.refill(av, 3)
-                    c = (win >> av) & 0x7
-        f_25_NotificationMaxDelay = u
-        av -= 6
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        try:
-            f_25_EVSENotification = _T2ef5e7f5[c >> 1]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x1ce != 0x0:
-                raise r.fail_at(av + 9, 'BodyType[0]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, EE') from None
-            iv = (c >> 4)
-            if iv >= 3:
-                raise r.fail_at(av + 1, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
-            f_25_EVSENotification = _E_din_EVSENotificationType[iv]
-        ob25_ = _new(_K_din_AC_EVSEStatusType)
-        ob25_.PowerSwitchClosed = f_25_PowerSwitchClosed
-        ob25_.RCD = f_25_RCD
-        ob25_.NotificationMaxDelay = f_25_NotificationMaxDelay
-        ob25_.EVSENotification = f_25_EVSENotification
-        f_24_AC_EVSEStatus = ob25_
-        ob24_ = _new(_K_din_MeteringReceiptResType)
-        ob24_.ResponseCode = f_24_ResponseCode
-        ob24_.AC_EVSEStatus = f_24_AC_EVSEStatus
-        f_MeteringReceiptRes = ob24_
-        s = 1
-    elif c < 0x4800000:
-        av += 12
-        if c >= 0x4500000:
-            raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(ContractID), CH of ContractID')
-        u = ((c >> 12) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_26_ContractID = r.string_of(u, 24)
-        win = r.win
-        av = r.avail
-        av -= 12
-        if av < 0:
-            win, av = r.refill(av, 12)
-        c = (win >> av) & 0xfff
-        if c >= 0x100:
-            raise r.fail_at(av + 12, 'BodyType[0]', 'expected EE of ContractID, SE(ContractSignatureCertChain), SE(Certificate), CH of Certificate')
-        u = c
-        f_27_SubCertificates: _din.SubCertificatesType | None = None
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_27_Certificate = r.binary_of(u, 1200)
-        win = r.win
-        av = r.avail
-        av -= 13
-        if av < 0:
-            win, av = r.refill(av, 13)
-        c = (win >> av) & 0x1fff
-        if c >= 0x1000:
-            raise r.fail_at(av + 13, 'BodyType[0]', 'expected EE of Certificate')
-        if c < 0x400:
-            r.avail = av
-            f_27_SubCertificates = _d_din_SubCertificatesType(r, c)
-            win = r.win
-            av = r.avail
-            av -= 3
-            if av < 0:
-                win, av = r.refill(av, 3)
-            c = (win >> av) & 0x7
-            if c >= 0x4:
-                raise r.fail_at(av + 3, 'CertificateChainType[1]', 'expected EE')
-        elif c < 0x800:
-            av += 8
-            c >>= 8
-        else:
-            ec = (c >> 10) & 0x3
-            raise r.fail_at(av + 10, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
-        if c & 0x2 != 0x0:
-            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
-        ob27_ = _new(_K_din_CertificateChainType)
-        ob27_.Certificate = f_27_Certificate
-        ob27_.SubCertificates = f_27_SubCertificates
-        f_26_ContractSignatureCertChain = ob27_
-        ob26_ = _new(_K_din_PaymentDetailsReqType)
-        ob26_.ContractID = f_26_ContractID
-        ob26_.ContractSignatureCertChain = f_26_ContractSignatureCertChain
-        f_PaymentDetailsReq = ob26_
-        s = 1
-    elif c < 0x4c00000:
-        av += 4
-        try:
-            f_28_ResponseCode = _Tfaaba5e3[(c >> 12) & 0x3ff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x307000 != 0x0:
-                raise r.fail_at(av + 18, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(GenChallenge), CH of GenChallenge') from None
-            iv = ((c >> 15) & 31)
-            if iv >= 23:
-                raise r.fail_at(av + 8, 'PaymentDetailsResType.ResponseCode', f'enumeration index {iv}') from None
-            f_28_ResponseCode = _E_din_responseCodeType[iv]
-        u = ((c >> 4) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_28_GenChallenge = r.string_of(u, None)
-        win = r.win
-        av = r.avail
-        av -= 23
-        if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        try:
-            sg = _T143a83e6[c >> 19]
-        except KeyError:  # not a valid pattern: say why
-            if c >= 0x100000:
-                raise r.fail_at(av + 23, 'BodyType[0]', 'expected EE of GenChallenge, SE(DateTimeNow), CH of DateTimeNow') from None
-            sg = (c >> 19)
-        u = ((c >> 11) & 255)
-        if u > 127:
-            u2 = (c >> 3) & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 3
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 3
-                    if av < 0:
-                        win, av = r.refill(av, 3)
-                    c = (win >> av) & 0x7
-        else:
-            av += 8
-            c >>= 8
-        f_28_DateTimeNow = -u - 1 if sg else u
-        if c & 0x6 != 0x0:
-            raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE of DateTimeNow, EE')
-        ob28_ = _new(_K_din_PaymentDetailsResType)
-        ob28_.ResponseCode = f_28_ResponseCode
-        ob28_.GenChallenge = f_28_GenChallenge
-        ob28_.DateTimeNow = f_28_DateTimeNow
-        f_PaymentDetailsRes = ob28_
-        s = 1
-    elif c < 0x5000000:
-        av -= 6
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        r.avail = av
-        f_PowerDeliveryReq = _d_din_PowerDeliveryReqType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        s = 1
-    elif c < 0x5400000:
-        try:
-            f_29_ResponseCode, ec = _T685e51b1[(c >> 12) & 0x3ff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x304000 != 0x0:
-                raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode') from None
-            iv = ((c >> 15) & 31)
-            if iv >= 23:
-                raise r.fail_at(av + 12, 'PowerDeliveryResType.ResponseCode', f'enumeration index {iv}') from None
-            f_29_ResponseCode = _E_din_responseCodeType[iv]
-            ec = ((c >> 12) & 3)
-        f_29_AC_EVSEStatus: _din.AC_EVSEStatusType | None = None
-        f_29_DC_EVSEStatus: _din.DC_EVSEStatusType | None = None
-        f_29_EVSEStatus: _din.EVSEStatusType | None = None
-        if ec == 0:
-            av -= 18
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-            try:
-                f_30_PowerSwitchClosed, f_30_RCD = _T67dfcfc9[c >> 20]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x37700000 != 0x0:
-                    raise r.fail_at(av + 30, 'PowerDeliveryResType[1]', 'expected SE(PowerSwitchClosed), CH of PowerSwitchClosed, EE of PowerSwitchClosed, SE(RCD), CH of RCD, EE of RCD, SE(NotificationMaxDelay), CH of NotificationMaxDelay') from None
-                f_30_PowerSwitchClosed = (c >> 27) == 1
-                f_30_RCD = ((c >> 23) & 1) == 1
-            u = ((c >> 12) & 255)
-            if u > 127:
-                u2 = (c >> 4) & 0xFF
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 12)
-                    c = (win >> av) & 0xfff
-                    u2 = c >> 4
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 4
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 4
-                        if av < 0:
-                            win, av = r.refill(av, 4)
-                        c = (win >> av) & 0xf
-            else:
-                av += 8
-                c >>= 8
-            f_30_NotificationMaxDelay = u
-            av -= 5
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
-            try:
-                f_30_EVSENotification = _T8031079e[c >> 2]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x1cc != 0x0:
-                    raise r.fail_at(av + 9, 'PowerDeliveryResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE') from None
-                iv = (c >> 4)
-                if iv >= 3:
-                    raise r.fail_at(av + 2, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
-                f_30_EVSENotification = _E_din_EVSENotificationType[iv]
-            ob30_ = _new(_K_din_AC_EVSEStatusType)
-            ob30_.PowerSwitchClosed = f_30_PowerSwitchClosed
-            ob30_.RCD = f_30_RCD
-            ob30_.NotificationMaxDelay = f_30_NotificationMaxDelay
-            ob30_.EVSENotification = f_30_EVSENotification
-            f_29_AC_EVSEStatus = ob30_
-        elif ec == 1:
-            c &= 0xfff
-            f_31_EVSEIsolationStatus: _din.isolationLevelType | None = None
-            if c < 0x400:
-                av -= 20
-                if av < 0:
-                    win, av = r.refill(av, 30)
-                c = (win >> av) & 0x3fffffff
-                try:
-                    f_31_EVSEIsolationStatus, f_31_EVSEStatusCode = _T6b55cf38[c >> 19]
-                except KeyError:  # not a valid pattern: say why
-                    if c & 0x27080000 != 0x0:
-                        raise r.fail_at(av + 30, 'DC_EVSEStatusType[0]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-                    f_31_EVSEIsolationStatus = _E_din_isolationLevelType[(c >> 27)]
-                    iv = ((c >> 20) & 15)
-                    if iv >= 12:
-                        raise r.fail_at(av + 19, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
-                    f_31_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
-            elif c < 0x800:
-                try:
-                    f_31_EVSEStatusCode = _T886122e8[(c >> 4) & 0x3f]
-                except KeyError:  # not a valid pattern: say why
-                    if c & 0x210 != 0x0:
-                        raise r.fail_at(av + 10, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-                    iv = ((c >> 5) & 15)
-                    if iv >= 12:
-                        raise r.fail_at(av + 4, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
-                    f_31_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
-                av -= 15
-                if av < 0:
-                    win, av = r.refill(av, 19)
-                c = (win >> av) & 0x7ffff
-            else:
-                ec = (c >> 10) & 0x3
-                raise r.fail_at(av + 10, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
-            if c & 0x60000 != 0x0:
-                raise r.fail_at(av + 19, 'PowerDeliveryResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-            u = ((c >> 9) & 255)
-            if u > 127:
-                u2 = (c >> 1) & 0xFF
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 9)
-                    c = (win >> av) & 0x1ff
-                    u2 = c >> 1
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 1
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 1
-                        if av < 0:
-                            win, av = r.refill(av, 1)
-                        c = (win >> av) & 0x1
-            else:
-                av += 8
-                c >>= 8
-            f_31_NotificationMaxDelay = u
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
-            try:
-                f_31_EVSENotification = _T8031079e[c >> 2]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x1cc != 0x0:
-                    raise r.fail_at(av + 9, 'PowerDeliveryResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE') from None
-                iv = (c >> 4)
-                if iv >= 3:
-                    raise r.fail_at(av + 2, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
-                f_31_EVSENotification = _E_din_EVSENotificationType[iv]
-            ob31_ = _new(_K_din_DC_EVSEStatusType)
-            ob31_.EVSEIsolationStatus = f_31_EVSEIsolationStatus
-            ob31_.EVSEStatusCode = f_31_EVSEStatusCode
-            ob31_.NotificationMaxDelay = f_31_NotificationMaxDelay
-            ob31_.EVSENotification = f_31_EVSENotification
-            f_29_DC_EVSEStatus = ob31_
-        elif ec == 2:
-            av += 9
-            if c & 0x800 != 0x0:
-                raise r.fail_at(av + 3, 'PowerDeliveryResType[1]', 'expected EE')
-            ob32_ = _new(_K_din_EVSEStatusType)
-            f_29_EVSEStatus = ob32_
-            c >>= 9
-        else:
-            raise r.fail_at(av + 12, 'PowerDeliveryResType[1]', f'event code {ec}, expected SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
-        if c & 0x2 != 0x0:
-            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
-        ob29_ = _new(_K_din_PowerDeliveryResType)
-        ob29_.ResponseCode = f_29_ResponseCode
-        ob29_.AC_EVSEStatus = f_29_AC_EVSEStatus
-        ob29_.DC_EVSEStatus = f_29_DC_EVSEStatus
-        ob29_.EVSEStatus = f_29_EVSEStatus
-        f_PowerDeliveryRes = ob29_
-        s = 1
-    elif c < 0x5800000:
-        if c >= 0x5600000:
-            raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(DC_EVStatus)')
-        av -= 7
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        r.avail = av
-        f_33_DC_EVStatus = _d_din_DC_EVStatusType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 30
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        try:
-            f_34_Multiplier, ec = _T0c77b141[c >> 21]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x38800000 != 0x0:
-                raise r.fail_at(av + 30, 'BodyType[0]', 'expected SE(EVTargetVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-            f_34_Multiplier = (c >> 24) - 3
-            ec = ((c >> 21) & 3)
-        f_34_Unit: _din.unitSymbolType | None = None
-        if ec == 0:
-            try:
-                f_34_Unit, sg = _T7f58918e[(c >> 12) & 0x1ff]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x10e000 != 0x0:
-                    raise r.fail_at(av + 21, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                iv = ((c >> 16) & 15)
-                if iv >= 10:
-                    raise r.fail_at(av + 12, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
-                f_34_Unit = _E_din_unitSymbolType[iv]
-                sg = ((c >> 12) & 1)
-            u = ((c >> 4) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
-                u2 = c >> 4
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 12)
-                    c = (win >> av) & 0xfff
-                    u2 = c >> 4
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 4
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 4
-                        if av < 0:
-                            win, av = r.refill(av, 4)
-                        c = (win >> av) & 0xf
-            f_34_Value = -u - 1 if sg else u
-            if c & 0x8 != 0x0:
-                raise r.fail_at(av + 4, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 27
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-        elif ec == 1:
-            try:
-                sg = _T071cdf68[(c >> 19) & 0x3]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x100000 != 0x0:
-                    raise r.fail_at(av + 21, 'PhysicalValueType[1]', 'expected CH of Value') from None
-                sg = ((c >> 19) & 1)
-            u = ((c >> 11) & 255)
-            if u > 127:
-                u2 = (c >> 3) & 0xFF
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 3
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 3
-                        if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
-            else:
-                av += 8
-                c >>= 8
-            f_34_Value = -u - 1 if sg else u
-            if c & 0x4 != 0x0:
-                raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 28
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-        else:
-            raise r.fail_at(av + 21, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        try:
-            f_35_Multiplier, ec = _Tdfa9f4aa[c >> 20]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x3c400000 != 0x0:
-                raise r.fail_at(av + 30, 'BodyType[0]', 'expected EE, SE(EVTargetCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-            f_35_Multiplier = (c >> 23) - 3
-            ec = ((c >> 20) & 3)
-        ob34_ = _new(_K_din_PhysicalValueType)
-        ob34_.Multiplier = f_34_Multiplier
-        ob34_.Unit = f_34_Unit
-        ob34_.Value = f_34_Value
-        f_33_EVTargetVoltage = ob34_
-        f_35_Unit: _din.unitSymbolType | None = None
-        if ec == 0:
-            try:
-                f_35_Unit, sg = _T7f58918e[(c >> 11) & 0x1ff]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x87000 != 0x0:
-                    raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                iv = ((c >> 15) & 15)
-                if iv >= 10:
-                    raise r.fail_at(av + 11, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
-                f_35_Unit = _E_din_unitSymbolType[iv]
-                sg = ((c >> 11) & 1)
-            u = ((c >> 3) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 3
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 3
-                        if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
-            f_35_Value = -u - 1 if sg else u
-            if c & 0x4 != 0x0:
-                raise r.fail_at(av + 3, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 1
-            if av < 0:
-                win, av = r.refill(av, 3)
-            c = (win >> av) & 0x7
-        elif ec == 1:
-            try:
-                sg = _T071cdf68[(c >> 18) & 0x3]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x80000 != 0x0:
-                    raise r.fail_at(av + 20, 'PhysicalValueType[1]', 'expected CH of Value') from None
-                sg = ((c >> 18) & 1)
-            u = ((c >> 10) & 255)
-            if u > 127:
-                u2 = (c >> 2) & 0xFF
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 2
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 2
-                        if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
-            else:
-                av += 8
-                c >>= 8
-            f_35_Value = -u - 1 if sg else u
-            if c & 0x2 != 0x0:
-                raise r.fail_at(av + 2, 'PhysicalValueType[1]', 'expected EE of Value')
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 3)
-            c = (win >> av) & 0x7
-        else:
-            raise r.fail_at(av + 20, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        if c >= 0x2:
-            raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE, EE')
-        ob35_ = _new(_K_din_PhysicalValueType)
-        ob35_.Multiplier = f_35_Multiplier
-        ob35_.Unit = f_35_Unit
-        ob35_.Value = f_35_Value
-        f_33_EVTargetCurrent = ob35_
-        ob33_ = _new(_K_din_PreChargeReqType)
-        ob33_.DC_EVStatus = f_33_DC_EVStatus
-        ob33_.EVTargetVoltage = f_33_EVTargetVoltage
-        ob33_.EVTargetCurrent = f_33_EVTargetCurrent
-        f_PreChargeReq = ob33_
-        s = 1
-    elif c < 0x5c00000:
-        try:
-            f_36_ResponseCode, ec = _T2cf7554e[(c >> 11) & 0x7ff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x306000 != 0x0:
-                raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)') from None
-            iv = ((c >> 15) & 31)
-            if iv >= 23:
-                raise r.fail_at(av + 11, 'PreChargeResType.ResponseCode', f'enumeration index {iv}') from None
-            f_36_ResponseCode = _E_din_responseCodeType[iv]
-            ec = ((c >> 11) & 3)
-        f_37_EVSEIsolationStatus: _din.isolationLevelType | None = None
-        if ec == 0:
-            try:
-                f_37_EVSEIsolationStatus, f_37_EVSEStatusCode = _T6b55cf38[c & 0x7ff]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x4e1 != 0x0:
-                    raise r.fail_at(av + 11, 'DC_EVSEStatusType[0]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-                f_37_EVSEIsolationStatus = _E_din_isolationLevelType[((c >> 8) & 3)]
-                iv = ((c >> 1) & 15)
-                if iv >= 12:
-                    raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
-                f_37_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
-            av -= 30
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-        elif ec == 1:
-            try:
-                f_37_EVSEStatusCode = _T886122e8[(c >> 5) & 0x3f]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x420 != 0x0:
-                    raise r.fail_at(av + 11, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-                iv = ((c >> 6) & 15)
-                if iv >= 12:
-                    raise r.fail_at(av + 5, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
-                f_37_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
-            av -= 25
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-        else:
-            raise r.fail_at(av + 11, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
-        if c >= 0x10000000:
-            raise r.fail_at(av + 30, 'BodyType[0]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-        u = (c >> 20)
-        if u > 127:
-            u2 = (c >> 12) & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 20)
-                c = (win >> av) & 0xfffff
-                u2 = c >> 12
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 12
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 12
-                    if av < 0:
-                        win, av = r.refill(av, 12)
-                    c = (win >> av) & 0xfff
-        else:
-            av += 8
-            c >>= 8
-        f_37_NotificationMaxDelay = u
-        av -= 18
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        try:
-            f_37_EVSENotification, f_38_Multiplier, ec = _T71021874[c >> 14]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x39f10000 != 0x0:
-                raise r.fail_at(av + 30, 'BodyType[0]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-            iv = (c >> 25)
-            if iv >= 3:
-                raise r.fail_at(av + 14, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
-            f_37_EVSENotification = _E_din_EVSENotificationType[iv]
-            f_38_Multiplier = ((c >> 17) & 7) - 3
-            ec = ((c >> 14) & 3)
-        ob37_ = _new(_K_din_DC_EVSEStatusType)
-        ob37_.EVSEIsolationStatus = f_37_EVSEIsolationStatus
-        ob37_.EVSEStatusCode = f_37_EVSEStatusCode
-        ob37_.NotificationMaxDelay = f_37_NotificationMaxDelay
-        ob37_.EVSENotification = f_37_EVSENotification
-        f_36_DC_EVSEStatus = ob37_
-        f_38_Unit: _din.unitSymbolType | None = None
-        if ec == 0:
-            av -= 15
-            if av < 0:
-                win, av = r.refill(av, 29)
-            c = (win >> av) & 0x1fffffff
-            try:
-                f_38_Unit, sg = _T7f58918e[c >> 20]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x10e00000 != 0x0:
-                    raise r.fail_at(av + 29, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                iv = (c >> 24)
-                if iv >= 10:
-                    raise r.fail_at(av + 20, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
-                f_38_Unit = _E_din_unitSymbolType[iv]
-                sg = ((c >> 20) & 1)
-            u = ((c >> 12) & 255)
-            if u > 127:
-                u2 = (c >> 4) & 0xFF
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 12)
-                    c = (win >> av) & 0xfff
-                    u2 = c >> 4
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 4
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 4
-                        if av < 0:
-                            win, av = r.refill(av, 4)
-                        c = (win >> av) & 0xf
-            else:
-                av += 8
-                c >>= 8
-            f_38_Value = -u - 1 if sg else u
-            if c & 0x8 != 0x0:
-                raise r.fail_at(av + 4, 'PhysicalValueType[1]', 'expected EE of Value')
-        elif ec == 1:
-            try:
-                sg = _T071cdf68[(c >> 12) & 0x3]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x2000 != 0x0:
-                    raise r.fail_at(av + 14, 'PhysicalValueType[1]', 'expected CH of Value') from None
-                sg = ((c >> 12) & 1)
-            u = ((c >> 4) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
-                u2 = c >> 4
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 12)
-                    c = (win >> av) & 0xfff
-                    u2 = c >> 4
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 4
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 4
-                        if av < 0:
-                            win, av = r.refill(av, 4)
-                        c = (win >> av) & 0xf
-            f_38_Value = -u - 1 if sg else u
-            if c & 0x8 != 0x0:
-                raise r.fail_at(av + 4, 'PhysicalValueType[1]', 'expected EE of Value')
-        else:
-            raise r.fail_at(av + 14, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        if c & 0x6 != 0x0:
-            raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE, EE')
-        ob38_ = _new(_K_din_PhysicalValueType)
-        ob38_.Multiplier = f_38_Multiplier
-        ob38_.Unit = f_38_Unit
-        ob38_.Value = f_38_Value
-        f_36_EVSEPresentVoltage = ob38_
-        ob36_ = _new(_K_din_PreChargeResType)
-        ob36_.ResponseCode = f_36_ResponseCode
-        ob36_.DC_EVSEStatus = f_36_DC_EVSEStatus
-        ob36_.EVSEPresentVoltage = f_36_EVSEPresentVoltage
-        f_PreChargeRes = ob36_
-        s = 1
-    elif c < 0x6000000:
+    if s != 1:
         av += 1
-        if c >= 0x5d00000:
-            raise r.fail_at(av + 21, 'BodyType[0]', 'expected SE(ServiceID), CH of ServiceID')
-        u = ((c >> 12) & 255)
-        if u > 127:
-            u2 = (c >> 4) & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 3
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 3
-                    if av < 0:
-                        win, av = r.refill(av, 3)
-                    c = (win >> av) & 0x7
-                c <<= 1
-        else:
-            av += 8
-            c >>= 8
-        f_39_ServiceID = u
-        if c & 0xc != 0x0:
-            raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE of ServiceID, EE')
-        ob39_ = _new(_K_din_ServiceDetailReqType)
-        ob39_.ServiceID = f_39_ServiceID
-        f_ServiceDetailReq = ob39_
-        c >>= 1
-        s = 1
-    elif c < 0x6400000:
-        try:
-            f_40_ResponseCode = _Tfaaba5e3[(c >> 12) & 0x3ff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x307000 != 0x0:
-                raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ServiceID), CH of ServiceID') from None
-            iv = ((c >> 15) & 31)
-            if iv >= 23:
-                raise r.fail_at(av + 12, 'ServiceDetailResType.ResponseCode', f'enumeration index {iv}') from None
-            f_40_ResponseCode = _E_din_responseCodeType[iv]
-        u = ((c >> 4) & 255)
-        f_40_ServiceParameterList: _din.ServiceParameterListType | None = None
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
-            u2 = c >> 4
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
-                u2 = c >> 4
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 4
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 4
-                    if av < 0:
-                        win, av = r.refill(av, 4)
-                    c = (win >> av) & 0xf
-        f_40_ServiceID = u
-        c &= 0xf
-        if c >= 0x8:
-            raise r.fail_at(av + 4, 'BodyType[0]', 'expected EE of ServiceID')
-        if c < 0x2:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 23)
-            c = (win >> av) & 0x7fffff
-            r.avail = av
-            f_40_ServiceParameterList = _d_din_ServiceParameterListType(r, c)
-            win = r.win
-            av = r.avail
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c >= 0x2:
-                raise r.fail_at(av + 2, 'ServiceDetailResType[2]', 'expected EE')
-        elif c < 0x4:
-            pass
-        else:
-            ec = (c >> 1) & 0x3
-            raise r.fail_at(av + 1, 'ServiceDetailResType[2]', f'event code {ec}, expected SE(ServiceParameterList), EE')
-        ob40_ = _new(_K_din_ServiceDetailResType)
-        ob40_.ResponseCode = f_40_ResponseCode
-        ob40_.ServiceID = f_40_ServiceID
-        ob40_.ServiceParameterList = f_40_ServiceParameterList
-        f_ServiceDetailRes = ob40_
-        s = 1
-    elif c < 0x6800000:
-        av += 11
-        c >>= 11
-        c &= 0x7ff
-        r.avail = av
-        f_ServiceDiscoveryReq = _d_din_ServiceDiscoveryReqType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        s = 1
-    elif c < 0x6c00000:
-        av += 4
-        try:
-            f_41_ResponseCode = _T59ab808f[(c >> 13) & 0x1ff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x306000 != 0x0:
-                raise r.fail_at(av + 18, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(PaymentOptions)') from None
-            iv = ((c >> 15) & 31)
-            if iv >= 23:
-                raise r.fail_at(av + 9, 'ServiceDiscoveryResType.ResponseCode', f'enumeration index {iv}') from None
-            f_41_ResponseCode = _E_din_responseCodeType[iv]
-        f_41_ServiceList: _din.ServiceTagListType | None = None
-        c >>= 4
-        c &= 0x1ff
-        r.avail = av
-        f_41_PaymentOptions = _d_din_PaymentOptionsType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 30
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c >= 0x10000000:
-            raise r.fail_at(av + 30, 'BodyType[0]', 'expected SE(ChargeService), SE(ServiceTag)')
-        r.avail = av
-        f_42_ServiceTag = _d_din_ServiceTagType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 30
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        try:
-            f_42_FreeService, f_42_EnergyTransferType, ec = _Tab4bdb8a[c >> 16]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x370c0000 != 0x0:
-                raise r.fail_at(av + 30, 'BodyType[0]', 'expected SE(FreeService), CH of FreeService, EE of FreeService, SE(EnergyTransferType), CH of EnergyTransferType, EE of EnergyTransferType, EE') from None
-            f_42_FreeService = (c >> 27) == 1
-            iv = ((c >> 20) & 15)
-            if iv >= 10:
-                raise r.fail_at(av + 16, 'ServiceChargeType.EnergyTransferType', f'enumeration index {iv}') from None
-            f_42_EnergyTransferType = _E_din_EVSESupportedEnergyTransferType[iv]
-            ec = ((c >> 16) & 3)
-        ob42_ = _new(_K_din_ServiceChargeType)
-        ob42_.ServiceTag = f_42_ServiceTag
-        ob42_.FreeService = f_42_FreeService
-        ob42_.EnergyTransferType = f_42_EnergyTransferType
-        f_41_ChargeService = ob42_
-        if ec == 0:
-            av -= 12
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            r.avail = av
-            f_41_ServiceList = _d_din_ServiceTagListType(r, c)
-            win = r.win
-            av = r.avail
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c >= 0x2:
-                raise r.fail_at(av + 2, 'ServiceDiscoveryResType[3]', 'expected EE')
-        elif ec == 1:
-            av += 15
-            c >>= 15
-        else:
-            raise r.fail_at(av + 16, 'ServiceDiscoveryResType[3]', f'event code {ec}, expected SE(ServiceList), EE')
-        ob41_ = _new(_K_din_ServiceDiscoveryResType)
-        ob41_.ResponseCode = f_41_ResponseCode
-        ob41_.PaymentOptions = f_41_PaymentOptions
-        ob41_.ChargeService = f_41_ChargeService
-        ob41_.ServiceList = f_41_ServiceList
-        f_ServiceDiscoveryRes = ob41_
-        s = 1
-    elif c < 0x7000000:
-        try:
-            f_43_SelectedPaymentOption = _T36ee64b9[(c >> 17) & 0x1f]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x360000 != 0x0:
-                raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(SelectedPaymentOption), CH of SelectedPaymentOption, EE of SelectedPaymentOption, SE(SelectedServiceList)') from None
-            f_43_SelectedPaymentOption = _E_din_paymentOptionType[((c >> 19) & 1)]
-        av -= 11
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        r.avail = av
-        f_43_SelectedServiceList = _d_din_SelectedServiceListType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c >= 0x2:
-            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
-        ob43_ = _new(_K_din_ServicePaymentSelectionReqType)
-        ob43_.SelectedPaymentOption = f_43_SelectedPaymentOption
-        ob43_.SelectedServiceList = f_43_SelectedServiceList
-        f_ServicePaymentSelectionReq = ob43_
-        s = 1
-    elif c < 0x7400000:
-        av += 12
-        try:
-            f_44_ResponseCode = _T59ab808f[(c >> 13) & 0x1ff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x306000 != 0x0:
-                raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE') from None
-            iv = ((c >> 15) & 31)
-            if iv >= 23:
-                raise r.fail_at(av + 1, 'ServicePaymentSelectionResType.ResponseCode', f'enumeration index {iv}') from None
-            f_44_ResponseCode = _E_din_responseCodeType[iv]
-        ob44_ = _new(_K_din_ServicePaymentSelectionResType)
-        ob44_.ResponseCode = f_44_ResponseCode
-        f_ServicePaymentSelectionRes = ob44_
-        c >>= 12
-        s = 1
-    elif c < 0x7800000:
-        av += 12
-        if c >= 0x7500000:
-            raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(EVCCID), CH of EVCCID')
-        u = ((c >> 12) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_45_EVCCID = r.binary_of(u, 8)
-        win = r.win
-        av = r.avail
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c >= 0x2:
-            raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE of EVCCID, EE')
-        ob45_ = _new(_K_din_SessionSetupReqType)
-        ob45_.EVCCID = f_45_EVCCID
-        f_SessionSetupReq = ob45_
-        s = 1
-    elif c < 0x7c00000:
-        av += 4
-        try:
-            f_46_ResponseCode = _Tfaaba5e3[(c >> 12) & 0x3ff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x307000 != 0x0:
-                raise r.fail_at(av + 18, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEID), CH of EVSEID') from None
-            iv = ((c >> 15) & 31)
-            if iv >= 23:
-                raise r.fail_at(av + 8, 'SessionSetupResType.ResponseCode', f'enumeration index {iv}') from None
-            f_46_ResponseCode = _E_din_responseCodeType[iv]
-        u = ((c >> 4) & 255)
-        f_46_DateTimeNow: int | None = None
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_46_EVSEID = r.binary_of(u, 32)
-        win = r.win
-        av = r.avail
-        av -= 16
-        if av < 0:
-            win, av = r.refill(av, 16)
-        c = (win >> av) & 0xffff
-        if c >= 0x8000:
-            raise r.fail_at(av + 16, 'BodyType[0]', 'expected EE of EVSEID')
-        if c < 0x2000:
-            try:
-                sg = _T071cdf68[c >> 11]
-            except KeyError:  # not a valid pattern: say why
-                if c >= 0x1000:
-                    raise r.fail_at(av + 13, 'SessionSetupResType[2]', 'expected CH of DateTimeNow') from None
-                sg = (c >> 11)
-            u = ((c >> 3) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 3
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 3
-                        if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
-            f_46_DateTimeNow = -u - 1 if sg else u
-            if c & 0x6 != 0x0:
-                raise r.fail_at(av + 3, 'SessionSetupResType[2]', 'expected EE of DateTimeNow, EE')
-        elif c < 0x4000:
-            av += 12
-            c >>= 12
-        else:
-            ec = (c >> 13) & 0x3
-            raise r.fail_at(av + 13, 'SessionSetupResType[2]', f'event code {ec}, expected SE(DateTimeNow), EE')
-        ob46_ = _new(_K_din_SessionSetupResType)
-        ob46_.ResponseCode = f_46_ResponseCode
-        ob46_.EVSEID = f_46_EVSEID
-        ob46_.DateTimeNow = f_46_DateTimeNow
-        f_SessionSetupRes = ob46_
-        s = 1
-    elif c < 0x8000000:
-        av += 20
-        if c >= 0x7e00000:
-            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
-        ob47_ = _new(_K_din_SessionStopType)
-        f_SessionStopReq = ob47_
-        c >>= 20
-        s = 1
-    elif c < 0x8400000:
-        av += 12
-        try:
-            f_48_ResponseCode = _T59ab808f[(c >> 13) & 0x1ff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x306000 != 0x0:
-                raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE') from None
-            iv = ((c >> 15) & 31)
-            if iv >= 23:
-                raise r.fail_at(av + 1, 'SessionStopResType.ResponseCode', f'enumeration index {iv}') from None
-            f_48_ResponseCode = _E_din_responseCodeType[iv]
-        ob48_ = _new(_K_din_SessionStopResType)
-        ob48_.ResponseCode = f_48_ResponseCode
-        f_SessionStopRes = ob48_
-        c >>= 12
-        s = 1
-    elif c < 0x8800000:
-        if c >= 0x8600000:
-            raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(DC_EVStatus)')
-        av -= 7
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        r.avail = av
-        f_49_DC_EVStatus = _d_din_DC_EVStatusType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c >= 0x2:
-            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
-        ob49_ = _new(_K_din_WeldingDetectionReqType)
-        ob49_.DC_EVStatus = f_49_DC_EVStatus
-        f_WeldingDetectionReq = ob49_
-        s = 1
-    elif c < 0x8c00000:
-        try:
-            f_50_ResponseCode, ec = _T2cf7554e[(c >> 11) & 0x7ff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x306000 != 0x0:
-                raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)') from None
-            iv = ((c >> 15) & 31)
-            if iv >= 23:
-                raise r.fail_at(av + 11, 'WeldingDetectionResType.ResponseCode', f'enumeration index {iv}') from None
-            f_50_ResponseCode = _E_din_responseCodeType[iv]
-            ec = ((c >> 11) & 3)
-        f_51_EVSEIsolationStatus: _din.isolationLevelType | None = None
-        if ec == 0:
-            try:
-                f_51_EVSEIsolationStatus, f_51_EVSEStatusCode = _T6b55cf38[c & 0x7ff]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x4e1 != 0x0:
-                    raise r.fail_at(av + 11, 'DC_EVSEStatusType[0]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-                f_51_EVSEIsolationStatus = _E_din_isolationLevelType[((c >> 8) & 3)]
-                iv = ((c >> 1) & 15)
-                if iv >= 12:
-                    raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
-                f_51_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
-            av -= 30
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-        elif ec == 1:
-            try:
-                f_51_EVSEStatusCode = _T886122e8[(c >> 5) & 0x3f]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x420 != 0x0:
-                    raise r.fail_at(av + 11, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-                iv = ((c >> 6) & 15)
-                if iv >= 12:
-                    raise r.fail_at(av + 5, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
-                f_51_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
-            av -= 25
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-        else:
-            raise r.fail_at(av + 11, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
-        if c >= 0x10000000:
-            raise r.fail_at(av + 30, 'BodyType[0]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-        u = (c >> 20)
-        if u > 127:
-            u2 = (c >> 12) & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 20)
-                c = (win >> av) & 0xfffff
-                u2 = c >> 12
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 12
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 12
-                    if av < 0:
-                        win, av = r.refill(av, 12)
-                    c = (win >> av) & 0xfff
-        else:
-            av += 8
-            c >>= 8
-        f_51_NotificationMaxDelay = u
-        av -= 18
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        try:
-            f_51_EVSENotification, f_52_Multiplier, ec = _T71021874[c >> 14]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x39f10000 != 0x0:
-                raise r.fail_at(av + 30, 'BodyType[0]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier') from None
-            iv = (c >> 25)
-            if iv >= 3:
-                raise r.fail_at(av + 14, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
-            f_51_EVSENotification = _E_din_EVSENotificationType[iv]
-            f_52_Multiplier = ((c >> 17) & 7) - 3
-            ec = ((c >> 14) & 3)
-        ob51_ = _new(_K_din_DC_EVSEStatusType)
-        ob51_.EVSEIsolationStatus = f_51_EVSEIsolationStatus
-        ob51_.EVSEStatusCode = f_51_EVSEStatusCode
-        ob51_.NotificationMaxDelay = f_51_NotificationMaxDelay
-        ob51_.EVSENotification = f_51_EVSENotification
-        f_50_DC_EVSEStatus = ob51_
-        f_52_Unit: _din.unitSymbolType | None = None
-        if ec == 0:
-            av -= 15
-            if av < 0:
-                win, av = r.refill(av, 29)
-            c = (win >> av) & 0x1fffffff
-            try:
-                f_52_Unit, sg = _T7f58918e[c >> 20]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x10e00000 != 0x0:
-                    raise r.fail_at(av + 29, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                iv = (c >> 24)
-                if iv >= 10:
-                    raise r.fail_at(av + 20, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
-                f_52_Unit = _E_din_unitSymbolType[iv]
-                sg = ((c >> 20) & 1)
-            u = ((c >> 12) & 255)
-            if u > 127:
-                u2 = (c >> 4) & 0xFF
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 12)
-                    c = (win >> av) & 0xfff
-                    u2 = c >> 4
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 4
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 4
-                        if av < 0:
-                            win, av = r.refill(av, 4)
-                        c = (win >> av) & 0xf
-            else:
-                av += 8
-                c >>= 8
-            f_52_Value = -u - 1 if sg else u
-            if c & 0x8 != 0x0:
-                raise r.fail_at(av + 4, 'PhysicalValueType[1]', 'expected EE of Value')
-        elif ec == 1:
-            try:
-                sg = _T071cdf68[(c >> 12) & 0x3]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x2000 != 0x0:
-                    raise r.fail_at(av + 14, 'PhysicalValueType[1]', 'expected CH of Value') from None
-                sg = ((c >> 12) & 1)
-            u = ((c >> 4) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
-                u2 = c >> 4
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 12)
-                    c = (win >> av) & 0xfff
-                    u2 = c >> 4
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 4
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 4
-                        if av < 0:
-                            win, av = r.refill(av, 4)
-                        c = (win >> av) & 0xf
-            f_52_Value = -u - 1 if sg else u
-            if c & 0x8 != 0x0:
-                raise r.fail_at(av + 4, 'PhysicalValueType[1]', 'expected EE of Value')
-        else:
-            raise r.fail_at(av + 14, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-        if c & 0x6 != 0x0:
-            raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE, EE')
-        ob52_ = _new(_K_din_PhysicalValueType)
-        ob52_.Multiplier = f_52_Multiplier
-        ob52_.Unit = f_52_Unit
-        ob52_.Value = f_52_Value
-        f_50_EVSEPresentVoltage = ob52_
-        ob50_ = _new(_K_din_WeldingDetectionResType)
-        ob50_.ResponseCode = f_50_ResponseCode
-        ob50_.DC_EVSEStatus = f_50_DC_EVSEStatus
-        ob50_.EVSEPresentVoltage = f_50_EVSEPresentVoltage
-        f_WeldingDetectionRes = ob50_
-        s = 1
-    elif c < 0x9000000:
-        av += 21
-        s = -1
     else:
-        ec = (c >> 22) & 0x3f
-        raise r.fail_at(av + 22, 'BodyType[0]', f'event code {ec}, expected SE(BodyElement), SE(CableCheckReq), SE(CableCheckRes), SE(CertificateInstallationReq), SE(CertificateInstallationRes), SE(CertificateUpdateReq), SE(CertificateUpdateRes), SE(ChargeParameterDiscoveryReq), SE(ChargeParameterDiscoveryRes), SE(ChargingStatusReq), SE(ChargingStatusRes), SE(ContractAuthenticationReq), SE(ContractAuthenticationRes), SE(CurrentDemandReq), SE(CurrentDemandRes), SE(MeteringReceiptReq), SE(MeteringReceiptRes), SE(PaymentDetailsReq), SE(PaymentDetailsRes), SE(PowerDeliveryReq), SE(PowerDeliveryRes), SE(PreChargeReq), SE(PreChargeRes), SE(ServiceDetailReq), SE(ServiceDetailRes), SE(ServiceDiscoveryReq), SE(ServiceDiscoveryRes), SE(ServicePaymentSelectionReq), SE(ServicePaymentSelectionRes), SE(SessionSetupReq), SE(SessionSetupRes), SE(SessionStopReq), SE(SessionStopRes), SE(WeldingDetectionReq), SE(WeldingDetectionRes), EE')
-    if s == 1:
         if c & 0x1 != 0x0:
             raise r.fail_at(av + 1, 'BodyType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_din_BodyType)
     ob.BodyElement = f_BodyElement
@@ -25734,7 +25871,27 @@ def _d_din_MessageHeaderType(r: BitReader, c: int) -> _din.MessageHeaderType:
     if c >= 0x1000000:
         raise r.fail_at(av + 25, 'MessageHeaderType', 'expected EE of SessionID')
     s = 1
-    if c < 0x400000:
+    if c >= 0x400000:
+        if c < 0x800000:
+            av += 9
+            c >>= 9
+            c &= 0x1fff
+            r.avail = av
+            f_Signature = _d_xmldsig_SignatureType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            s = 3
+        elif c < 0xc00000:
+            av += 21
+            s = -1
+        else:
+            ec = (c >> 22) & 0x3
+            raise r.fail_at(av + 22, 'MessageHeaderType[1]', f'event code {ec}, expected SE(Notification), SE(Signature), EE')
+    else:
         try:
             f_1_FaultCode, ec = _Te2f0d922[c >> 15]
         except KeyError:  # not a valid pattern: say why
@@ -25746,7 +25903,11 @@ def _d_din_MessageHeaderType(r: BitReader, c: int) -> _din.MessageHeaderType:
             f_1_FaultCode = _E_din_faultCodeType[iv]
             ec = ((c >> 15) & 3)
         f_1_FaultMsg: str | None = None
-        if ec == 0:
+        if ec == 1:
+            pass
+        elif ec != 0:
+            raise r.fail_at(av + 15, 'NotificationType[1]', f'event code {ec}, expected SE(FaultMsg), EE')
+        else:
             av += 6
             if c & 0x4000 != 0x0:
                 raise r.fail_at(av + 9, 'NotificationType[1]', 'expected CH of FaultMsg')
@@ -25780,16 +25941,19 @@ def _d_din_MessageHeaderType(r: BitReader, c: int) -> _din.MessageHeaderType:
             c = (win >> av) & 0x1ffff
             if c >= 0x8000:
                 raise r.fail_at(av + 17, 'NotificationType[1]', 'expected EE of FaultMsg, EE')
-        elif ec == 1:
-            pass
-        else:
-            raise r.fail_at(av + 15, 'NotificationType[1]', f'event code {ec}, expected SE(FaultMsg), EE')
         c &= 0x7fff
         ob1_ = _new(_K_din_NotificationType)
         ob1_.FaultCode = f_1_FaultCode
         ob1_.FaultMsg = f_1_FaultMsg
         f_Notification = ob1_
-        if c < 0x2000:
+        if c >= 0x2000:
+            if c < 0x4000:
+                av += 12
+                s = -1
+            else:
+                ec = (c >> 13) & 0x3
+                raise r.fail_at(av + 13, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+        else:
             r.avail = av
             f_Signature = _d_xmldsig_SignatureType(r, c)
             win = r.win
@@ -25799,37 +25963,12 @@ def _d_din_MessageHeaderType(r: BitReader, c: int) -> _din.MessageHeaderType:
                 win, av = r.refill(av, 1)
             c = (win >> av) & 0x1
             s = 3
-        elif c < 0x4000:
-            av += 12
-            s = -1
-        else:
-            ec = (c >> 13) & 0x3
-            raise r.fail_at(av + 13, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
-    elif c < 0x800000:
-        av += 9
-        c >>= 9
-        c &= 0x1fff
-        r.avail = av
-        f_Signature = _d_xmldsig_SignatureType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        s = 3
-    elif c < 0xc00000:
-        av += 21
-        s = -1
+    if s != 3:
+        av += 1
     else:
-        ec = (c >> 22) & 0x3
-        raise r.fail_at(av + 22, 'MessageHeaderType[1]', f'event code {ec}, expected SE(Notification), SE(Signature), EE')
-    if s == 3:
         if c & 0x1 != 0x0:
             raise r.fail_at(av + 1, 'MessageHeaderType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_din_MessageHeaderType)
     ob.SessionID = f_SessionID

@@ -247,7 +247,48 @@ def _d_iso2_AuthorizationReqType(r: BitReader, c: int) -> _iso2.AuthorizationReq
     f_Id: str | None = None
     f_GenChallenge: bytes | None = None
     s = 0
-    if c < 0x200:
+    if c >= 0x200:
+        if c < 0x400:
+            if c >= 0x300:
+                raise r.fail_at(av + 9, 'AuthorizationReqType[0]', 'expected CH of GenChallenge')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_GenChallenge = r.binary_of(u, 16)
+            win = r.win
+            av = r.avail
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c >= 0x2:
+                raise r.fail_at(av + 2, 'AuthorizationReqType[0]', 'expected EE of GenChallenge')
+            s = 2
+        elif c < 0x600:
+            av += 8
+            s = -1
+        else:
+            ec = (c >> 9) & 0x3
+            raise r.fail_at(av + 9, 'AuthorizationReqType[0]', f'event code {ec}, expected AT(Id), SE(GenChallenge), EE')
+    else:
         av += 1
         u = (c >> 1)
         if u > 127:
@@ -277,7 +318,14 @@ def _d_iso2_AuthorizationReqType(r: BitReader, c: int) -> _iso2.AuthorizationReq
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-        if c < 0x200:
+        if c >= 0x200:
+            if c < 0x400:
+                av += 8
+                s = -1
+            else:
+                ec = (c >> 9) & 0x3
+                raise r.fail_at(av + 9, 'AuthorizationReqType[1]', f'event code {ec}, expected SE(GenChallenge), EE')
+        else:
             if c >= 0x100:
                 raise r.fail_at(av + 9, 'AuthorizationReqType[1]', 'expected CH of GenChallenge')
             u = c
@@ -311,58 +359,12 @@ def _d_iso2_AuthorizationReqType(r: BitReader, c: int) -> _iso2.AuthorizationReq
             if c >= 0x2:
                 raise r.fail_at(av + 2, 'AuthorizationReqType[1]', 'expected EE of GenChallenge')
             s = 2
-        elif c < 0x400:
-            av += 8
-            s = -1
-        else:
-            ec = (c >> 9) & 0x3
-            raise r.fail_at(av + 9, 'AuthorizationReqType[1]', f'event code {ec}, expected SE(GenChallenge), EE')
-    elif c < 0x400:
-        if c >= 0x300:
-            raise r.fail_at(av + 9, 'AuthorizationReqType[0]', 'expected CH of GenChallenge')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_GenChallenge = r.binary_of(u, 16)
-        win = r.win
-        av = r.avail
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c >= 0x2:
-            raise r.fail_at(av + 2, 'AuthorizationReqType[0]', 'expected EE of GenChallenge')
-        s = 2
-    elif c < 0x600:
-        av += 8
-        s = -1
+    if s != 2:
+        av += 1
     else:
-        ec = (c >> 9) & 0x3
-        raise r.fail_at(av + 9, 'AuthorizationReqType[0]', f'event code {ec}, expected AT(Id), SE(GenChallenge), EE')
-    if s == 2:
         if c & 0x1 != 0x0:
             raise r.fail_at(av + 1, 'AuthorizationReqType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso2_AuthorizationReqType)
     ob.Id = f_Id
@@ -637,7 +639,21 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
                 raise r.fail_at(av + 20, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
             f_6_EVSENotification = _E_iso2_EVSENotificationType[iv]
             ec = ((c >> 20) & 3)
-        if ec == 0:
+        if ec == 1:
+            av += 6
+            try:
+                f_6_EVSEStatusCode = _Tf61d13e1[(c >> 14) & 0x3f]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x84000 != 0x0:
+                    raise r.fail_at(av + 14, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+                iv = ((c >> 15) & 15)
+                if iv >= 12:
+                    raise r.fail_at(av + 8, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                f_6_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
+            c >>= 6
+        elif ec != 0:
+            raise r.fail_at(av + 20, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+        else:
             try:
                 f_6_EVSEIsolationStatus, f_6_EVSEStatusCode = _T7e11f26f[(c >> 8) & 0xfff]
             except KeyError:  # not a valid pattern: say why
@@ -651,20 +667,6 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
                 if iv >= 12:
                     raise r.fail_at(av + 8, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
                 f_6_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
-        elif ec == 1:
-            av += 6
-            try:
-                f_6_EVSEStatusCode = _Tf61d13e1[(c >> 14) & 0x3f]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x84000 != 0x0:
-                    raise r.fail_at(av + 14, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-                iv = ((c >> 15) & 15)
-                if iv >= 12:
-                    raise r.fail_at(av + 8, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
-                f_6_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
-            c >>= 6
-        else:
-            raise r.fail_at(av + 20, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
         try:
             f_5_EVSEProcessing = _T2dcefb25[(c >> 1) & 0x7f]
         except KeyError:  # not a valid pattern: say why
@@ -766,7 +768,2356 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
         ob7_.ListOfRootCertificateIDs = f_7_ListOfRootCertificateIDs
         f_CertificateInstallationReq = ob7_
         s = 1
-    elif c < 0x1c00000:
+    elif c >= 0x1c00000:
+        if c < 0x2000000:
+            av += 13
+            if c >= 0x1e00000:
+                raise r.fail_at(av + 9, 'BodyType[0]', 'expected AT(Id)')
+            u = ((c >> 13) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_14_Id = r.string_of(u, None)
+            win = r.win
+            av = r.avail
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            if c >= 0x800:
+                raise r.fail_at(av + 12, 'BodyType[0]', 'expected SE(ContractSignatureCertChain)')
+            f_15_Id: str | None = None
+            f_15_SubCertificates: _iso2.SubCertificatesType | None = None
+            if c >= 0x200:
+                if c < 0x400:
+                    if c >= 0x300:
+                        raise r.fail_at(av + 9, 'CertificateChainType[0]', 'expected CH of Certificate')
+                    u = (c & 255)
+                    if u > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        if u2 < 128:
+                            u += _U2[u2]
+                        else:
+                            u = (u & 0x7F) | (u2 & 0x7F) << 7
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 8)
+                            u2 = (win >> av) & 0xff
+                            u |= (u2 & 0x7F) << 14
+                            if u2 > 127:
+                                r.avail = av
+                                u = r.uint_more(u, 21)
+                                win = r.win
+                                av = r.avail
+                    r.avail = av
+                    f_15_Certificate = r.binary_of(u, 800)
+                    win = r.win
+                    av = r.avail
+                    av -= 13
+                    if av < 0:
+                        win, av = r.refill(av, 13)
+                    c = (win >> av) & 0x1fff
+                    if c >= 0x1000:
+                        raise r.fail_at(av + 13, 'CertificateChainType[0]', 'expected EE of Certificate')
+                else:
+                    ec = (c >> 9) & 0x3
+                    raise r.fail_at(av + 9, 'CertificateChainType[0]', f'event code {ec}, expected AT(Id), SE(Certificate)')
+            else:
+                av += 1
+                u = (c >> 1)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                r.avail = av
+                f_15_Id = r.string_of(u, None)
+                win = r.win
+                av = r.avail
+                av -= 10
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                if c >= 0x100:
+                    raise r.fail_at(av + 10, 'CertificateChainType[0]', 'expected SE(Certificate), CH of Certificate')
+                u = c
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                r.avail = av
+                f_15_Certificate = r.binary_of(u, 800)
+                win = r.win
+                av = r.avail
+                av -= 13
+                if av < 0:
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
+                if c >= 0x1000:
+                    raise r.fail_at(av + 13, 'CertificateChainType[0]', 'expected EE of Certificate')
+            if c >= 0x400:
+                if c < 0x800:
+                    pass
+                else:
+                    ec = (c >> 10) & 0x3
+                    raise r.fail_at(av + 10, 'CertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
+            else:
+                r.avail = av
+                f_15_SubCertificates = _d_iso2_SubCertificatesType(r, c)
+                win = r.win
+                av = r.avail
+                av -= 11
+                if av < 0:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                if c >= 0x400:
+                    raise r.fail_at(av + 11, 'CertificateChainType[2]', 'expected EE')
+            if c & 0x300 != 0x0:
+                raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(eMAID), CH of eMAID')
+            u = (c & 255)
+            ob15_ = _new(_K_iso2_CertificateChainType)
+            ob15_.Id = f_15_Id
+            ob15_.Certificate = f_15_Certificate
+            ob15_.SubCertificates = f_15_SubCertificates
+            f_14_ContractSignatureCertChain = ob15_
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_14_eMAID = r.string_of(u, 15)
+            win = r.win
+            av = r.avail
+            av -= 13
+            if av < 0:
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            if c >= 0x800:
+                raise r.fail_at(av + 13, 'BodyType[0]', 'expected EE of eMAID, SE(ListOfRootCertificateIDs)')
+            r.avail = av
+            f_14_ListOfRootCertificateIDs = _d_iso2_ListOfRootCertificateIDsType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c >= 0x2:
+                raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
+            ob14_ = _new(_K_iso2_CertificateUpdateReqType)
+            ob14_.Id = f_14_Id
+            ob14_.ContractSignatureCertChain = f_14_ContractSignatureCertChain
+            ob14_.eMAID = f_14_eMAID
+            ob14_.ListOfRootCertificateIDs = f_14_ListOfRootCertificateIDs
+            f_CertificateUpdateReq = ob14_
+            s = 1
+        elif c < 0x2400000:
+            av += 2
+            c >>= 2
+            c &= 0xfffff
+            r.avail = av
+            f_CertificateUpdateRes = _d_iso2_CertificateUpdateResType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            s = 1
+        elif c < 0x2800000:
+            f_16_MaxEntriesSAScheduleTuple: int | None = None
+            f_16_AC_EVChargeParameter: _iso2.AC_EVChargeParameterType | None = None
+            f_16_DC_EVChargeParameter: _iso2.DC_EVChargeParameterType | None = None
+            f_16_EVChargeParameter: _iso2.EVChargeParameterType | None = None
+            if c >= 0x2500000:
+                if c < 0x2600000:
+                    try:
+                        f_16_RequestedEnergyTransferMode = _T4326b017[(c >> 15) & 0x1f]
+                    except KeyError:  # not a valid pattern: say why
+                        if c & 0x88000 != 0x0:
+                            raise r.fail_at(av + 20, 'ChargeParameterDiscoveryReqType[0]', 'expected CH of RequestedEnergyTransferMode, EE of RequestedEnergyTransferMode') from None
+                        iv = ((c >> 16) & 7)
+                        if iv >= 6:
+                            raise r.fail_at(av + 15, 'ChargeParameterDiscoveryReqType.RequestedEnergyTransferMode', f'enumeration index {iv}') from None
+                        f_16_RequestedEnergyTransferMode = _E_iso2_EnergyTransferModeType[iv]
+                    av -= 15
+                    if av < 0:
+                        win, av = r.refill(av, 30)
+                    c = (win >> av) & 0x3fffffff
+                else:
+                    ec = (c >> 20) & 0x3
+                    raise r.fail_at(av + 20, 'ChargeParameterDiscoveryReqType[0]', f'event code {ec}, expected SE(MaxEntriesSAScheduleTuple), SE(RequestedEnergyTransferMode)')
+            else:
+                if c >= 0x2480000:
+                    raise r.fail_at(av + 20, 'ChargeParameterDiscoveryReqType[0]', 'expected CH of MaxEntriesSAScheduleTuple')
+                u = ((c >> 11) & 255)
+                if u > 127:
+                    u2 = (c >> 3) & 0xFF
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 11)
+                        c = (win >> av) & 0x7ff
+                        u2 = c >> 3
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 3
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 3
+                            if av < 0:
+                                win, av = r.refill(av, 3)
+                            c = (win >> av) & 0x7
+                else:
+                    av += 8
+                    c >>= 8
+                f_16_MaxEntriesSAScheduleTuple = u
+                av -= 27
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+                try:
+                    f_16_RequestedEnergyTransferMode = _T66893bf5[c >> 23]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x38800000 != 0x0:
+                        raise r.fail_at(av + 30, 'ChargeParameterDiscoveryReqType[0]', 'expected EE of MaxEntriesSAScheduleTuple, SE(RequestedEnergyTransferMode), CH of RequestedEnergyTransferMode, EE of RequestedEnergyTransferMode') from None
+                    iv = (c >> 24)
+                    if iv >= 6:
+                        raise r.fail_at(av + 23, 'ChargeParameterDiscoveryReqType.RequestedEnergyTransferMode', f'enumeration index {iv}') from None
+                    f_16_RequestedEnergyTransferMode = _E_iso2_EnergyTransferModeType[iv]
+                av -= 7
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+            if c >= 0x10000000:
+                if c < 0x20000000:
+                    c &= 0xfffffff
+                    r.avail = av
+                    f_16_DC_EVChargeParameter = _d_iso2_DC_EVChargeParameterType(r, c)
+                    win = r.win
+                    av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
+                elif c < 0x30000000:
+                    av += 13
+                    f_23_DepartureTime: int | None = None
+                    if c >= 0x24000000:
+                        if c < 0x28000000:
+                            av += 11
+                            c >>= 24
+                        else:
+                            ec = (c >> 26) & 0x3
+                            raise r.fail_at(av + 13, 'EVChargeParameterType[0]', f'event code {ec}, expected SE(DepartureTime), EE')
+                    else:
+                        if c >= 0x22000000:
+                            raise r.fail_at(av + 13, 'EVChargeParameterType[0]', 'expected CH of DepartureTime')
+                        u = ((c >> 17) & 255)
+                        if u > 127:
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 12)
+                            c = (win >> av) & 0xfff
+                            u2 = c >> 4
+                            if u2 < 128:
+                                u += _U2[u2]
+                            else:
+                                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                                av -= 8
+                                if av < 0:
+                                    win, av = r.refill(av, 12)
+                                c = (win >> av) & 0xfff
+                                u2 = c >> 4
+                                u |= (u2 & 0x7F) << 14
+                                if u2 > 127:
+                                    av += 4
+                                    r.avail = av
+                                    u = r.uint_more(u, 21)
+                                    win = r.win
+                                    av = r.avail
+                                    av -= 4
+                                    if av < 0:
+                                        win, av = r.refill(av, 4)
+                                    c = (win >> av) & 0xf
+                        else:
+                            c >>= 13
+                        f_23_DepartureTime = u
+                        if c & 0xc != 0x0:
+                            raise r.fail_at(av + 4, 'EVChargeParameterType[0]', 'expected EE of DepartureTime, EE')
+                    ob23_ = _new(_K_iso2_EVChargeParameterType)
+                    ob23_.DepartureTime = f_23_DepartureTime
+                    f_16_EVChargeParameter = ob23_
+                else:
+                    ec = (c >> 28) & 0x3
+                    raise r.fail_at(av + 28, 'ChargeParameterDiscoveryReqType[2]', f'event code {ec}, expected SE(AC_EVChargeParameter), SE(DC_EVChargeParameter), SE(EVChargeParameter)')
+            else:
+                f_17_DepartureTime: int | None = None
+                if c >= 0x4000000:
+                    if c < 0x8000000:
+                        try:
+                            f_19_Multiplier, f_19_Unit, sg = _Tea8843d1[(c >> 11) & 0x7fff]
+                        except KeyError:  # not a valid pattern: say why
+                            if c & 0x31c7000 != 0x0:
+                                raise r.fail_at(av + 26, 'AC_EVChargeParameterType[0]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                            f_19_Multiplier = ((c >> 21) & 7) - 3
+                            iv = ((c >> 15) & 7)
+                            if iv >= 7:
+                                raise r.fail_at(av + 11, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                            f_19_Unit = _E_iso2_unitSymbolType[iv]
+                            sg = ((c >> 11) & 1)
+                        u = ((c >> 3) & 255)
+                        if u > 127:
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 11)
+                            c = (win >> av) & 0x7ff
+                            u2 = c >> 3
+                            if u2 < 128:
+                                u += _U2[u2]
+                            else:
+                                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                                av -= 8
+                                if av < 0:
+                                    win, av = r.refill(av, 11)
+                                c = (win >> av) & 0x7ff
+                                u2 = c >> 3
+                                u |= (u2 & 0x7F) << 14
+                                if u2 > 127:
+                                    av += 3
+                                    r.avail = av
+                                    u = r.uint_more(u, 21)
+                                    win = r.win
+                                    av = r.avail
+                                    av -= 3
+                                    if av < 0:
+                                        win, av = r.refill(av, 3)
+                                    c = (win >> av) & 0x7
+                        f_19_Value = -u - 1 if sg else u
+                        if c & 0x6 != 0x0:
+                            raise r.fail_at(av + 3, 'AC_EVChargeParameterType[0]', 'expected EE of Value, EE')
+                        ob19_ = _new(_K_iso2_PhysicalValueType)
+                        ob19_.Multiplier = f_19_Multiplier
+                        ob19_.Unit = f_19_Unit
+                        ob19_.Value = f_19_Value
+                        f_17_EAmount = ob19_
+                        av -= 29
+                        if av < 0:
+                            win, av = r.refill(av, 30)
+                        c = (win >> av) & 0x3fffffff
+                    else:
+                        ec = (c >> 26) & 0x3
+                        raise r.fail_at(av + 26, 'AC_EVChargeParameterType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EAmount)')
+                else:
+                    if c >= 0x2000000:
+                        raise r.fail_at(av + 26, 'AC_EVChargeParameterType[0]', 'expected CH of DepartureTime')
+                    u = (c >> 17)
+                    if u > 127:
+                        u2 = (c >> 9) & 0xFF
+                        if u2 < 128:
+                            u += _U2[u2]
+                        else:
+                            u = (u & 0x7F) | (u2 & 0x7F) << 7
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 17)
+                            c = (win >> av) & 0x1ffff
+                            u2 = c >> 9
+                            u |= (u2 & 0x7F) << 14
+                            if u2 > 127:
+                                av += 9
+                                r.avail = av
+                                u = r.uint_more(u, 21)
+                                win = r.win
+                                av = r.avail
+                                av -= 9
+                                if av < 0:
+                                    win, av = r.refill(av, 9)
+                                c = (win >> av) & 0x1ff
+                    else:
+                        av += 8
+                        c >>= 8
+                    f_17_DepartureTime = u
+                    av -= 21
+                    if av < 0:
+                        win, av = r.refill(av, 30)
+                    c = (win >> av) & 0x3fffffff
+                    try:
+                        f_18_Multiplier, f_18_Unit, sg = _T9dbb19d6[c >> 13]
+                    except KeyError:  # not a valid pattern: say why
+                        if c & 0x3c71c000 != 0x0:
+                            raise r.fail_at(av + 30, 'AC_EVChargeParameterType[0]', 'expected EE of DepartureTime, SE(EAmount), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                        f_18_Multiplier = (c >> 23) - 3
+                        iv = ((c >> 17) & 7)
+                        if iv >= 7:
+                            raise r.fail_at(av + 13, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                        f_18_Unit = _E_iso2_unitSymbolType[iv]
+                        sg = ((c >> 13) & 1)
+                    u = ((c >> 5) & 255)
+                    if u > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 13)
+                        c = (win >> av) & 0x1fff
+                        u2 = c >> 5
+                        if u2 < 128:
+                            u += _U2[u2]
+                        else:
+                            u = (u & 0x7F) | (u2 & 0x7F) << 7
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 13)
+                            c = (win >> av) & 0x1fff
+                            u2 = c >> 5
+                            u |= (u2 & 0x7F) << 14
+                            if u2 > 127:
+                                av += 5
+                                r.avail = av
+                                u = r.uint_more(u, 21)
+                                win = r.win
+                                av = r.avail
+                                av -= 5
+                                if av < 0:
+                                    win, av = r.refill(av, 5)
+                                c = (win >> av) & 0x1f
+                    f_18_Value = -u - 1 if sg else u
+                    if c & 0x18 != 0x0:
+                        raise r.fail_at(av + 5, 'AC_EVChargeParameterType[0]', 'expected EE of Value, EE')
+                    ob18_ = _new(_K_iso2_PhysicalValueType)
+                    ob18_.Multiplier = f_18_Multiplier
+                    ob18_.Unit = f_18_Unit
+                    ob18_.Value = f_18_Value
+                    f_17_EAmount = ob18_
+                    av -= 27
+                    if av < 0:
+                        win, av = r.refill(av, 30)
+                    c = (win >> av) & 0x3fffffff
+                try:
+                    f_20_Multiplier, f_20_Unit, sg = _T3b5e3738[c >> 14]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x38e38000 != 0x0:
+                        raise r.fail_at(av + 30, 'ChargeParameterDiscoveryReqType[2]', 'expected SE(EVMaxVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                    f_20_Multiplier = (c >> 24) - 3
+                    iv = ((c >> 18) & 7)
+                    if iv >= 7:
+                        raise r.fail_at(av + 14, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                    f_20_Unit = _E_iso2_unitSymbolType[iv]
+                    sg = ((c >> 14) & 1)
+                u = ((c >> 6) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 14)
+                    c = (win >> av) & 0x3fff
+                    u2 = c >> 6
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 14)
+                        c = (win >> av) & 0x3fff
+                        u2 = c >> 6
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 6
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 6
+                            if av < 0:
+                                win, av = r.refill(av, 6)
+                            c = (win >> av) & 0x3f
+                f_20_Value = -u - 1 if sg else u
+                av -= 24
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+                try:
+                    f_21_Multiplier, f_21_Unit, sg = _Td9e86f2b[c >> 12]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x3e38e000 != 0x0:
+                        raise r.fail_at(av + 30, 'ChargeParameterDiscoveryReqType[2]', 'expected EE of Value, EE, SE(EVMaxCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                    f_21_Multiplier = (c >> 22) - 3
+                    iv = ((c >> 16) & 7)
+                    if iv >= 7:
+                        raise r.fail_at(av + 12, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                    f_21_Unit = _E_iso2_unitSymbolType[iv]
+                    sg = ((c >> 12) & 1)
+                u = ((c >> 4) & 255)
+                ob20_ = _new(_K_iso2_PhysicalValueType)
+                ob20_.Multiplier = f_20_Multiplier
+                ob20_.Unit = f_20_Unit
+                ob20_.Value = f_20_Value
+                f_17_EVMaxVoltage = ob20_
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 12)
+                        c = (win >> av) & 0xfff
+                        u2 = c >> 4
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 4
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 4
+                            if av < 0:
+                                win, av = r.refill(av, 4)
+                            c = (win >> av) & 0xf
+                f_21_Value = -u - 1 if sg else u
+                av -= 26
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+                try:
+                    f_22_Multiplier, f_22_Unit, sg = _Td9e86f2b[c >> 12]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x3e38e000 != 0x0:
+                        raise r.fail_at(av + 30, 'ChargeParameterDiscoveryReqType[2]', 'expected EE of Value, EE, SE(EVMinCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                    f_22_Multiplier = (c >> 22) - 3
+                    iv = ((c >> 16) & 7)
+                    if iv >= 7:
+                        raise r.fail_at(av + 12, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                    f_22_Unit = _E_iso2_unitSymbolType[iv]
+                    sg = ((c >> 12) & 1)
+                u = ((c >> 4) & 255)
+                ob21_ = _new(_K_iso2_PhysicalValueType)
+                ob21_.Multiplier = f_21_Multiplier
+                ob21_.Unit = f_21_Unit
+                ob21_.Value = f_21_Value
+                f_17_EVMaxCurrent = ob21_
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 12)
+                        c = (win >> av) & 0xfff
+                        u2 = c >> 4
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 4
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 4
+                            if av < 0:
+                                win, av = r.refill(av, 4)
+                            c = (win >> av) & 0xf
+                f_22_Value = -u - 1 if sg else u
+                if c & 0xe != 0x0:
+                    raise r.fail_at(av + 4, 'ChargeParameterDiscoveryReqType[2]', 'expected EE of Value, EE, EE')
+                ob22_ = _new(_K_iso2_PhysicalValueType)
+                ob22_.Multiplier = f_22_Multiplier
+                ob22_.Unit = f_22_Unit
+                ob22_.Value = f_22_Value
+                f_17_EVMinCurrent = ob22_
+                ob17_ = _new(_K_iso2_AC_EVChargeParameterType)
+                ob17_.DepartureTime = f_17_DepartureTime
+                ob17_.EAmount = f_17_EAmount
+                ob17_.EVMaxVoltage = f_17_EVMaxVoltage
+                ob17_.EVMaxCurrent = f_17_EVMaxCurrent
+                ob17_.EVMinCurrent = f_17_EVMinCurrent
+                f_16_AC_EVChargeParameter = ob17_
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 2)
+                c = (win >> av) & 0x3
+            if c & 0x2 != 0x0:
+                raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
+            ob16_ = _new(_K_iso2_ChargeParameterDiscoveryReqType)
+            ob16_.MaxEntriesSAScheduleTuple = f_16_MaxEntriesSAScheduleTuple
+            ob16_.RequestedEnergyTransferMode = f_16_RequestedEnergyTransferMode
+            ob16_.AC_EVChargeParameter = f_16_AC_EVChargeParameter
+            ob16_.DC_EVChargeParameter = f_16_DC_EVChargeParameter
+            ob16_.EVChargeParameter = f_16_EVChargeParameter
+            f_ChargeParameterDiscoveryReq = ob16_
+            s = 1
+        elif c < 0x2c00000:
+            av -= 6
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            r.avail = av
+            f_ChargeParameterDiscoveryRes = _d_iso2_ChargeParameterDiscoveryResType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            s = 1
+        elif c < 0x3000000:
+            av += 20
+            if c >= 0x2e00000:
+                raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
+            ob24_ = _new(_K_iso2_ChargingStatusReqType)
+            f_ChargingStatusReq = ob24_
+            c >>= 20
+            s = 1
+        elif c < 0x3400000:
+            av += 4
+            c >>= 4
+            c &= 0x3ffff
+            r.avail = av
+            f_ChargingStatusRes = _d_iso2_ChargingStatusResType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            s = 1
+        elif c < 0x3800000:
+            av -= 6
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            r.avail = av
+            f_CurrentDemandReq = _d_iso2_CurrentDemandReqType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            s = 1
+        elif c < 0x3c00000:
+            av -= 6
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            r.avail = av
+            f_CurrentDemandRes = _d_iso2_CurrentDemandResType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            s = 1
+        elif c < 0x4000000:
+            av += 11
+            f_25_Id: str | None = None
+            f_25_SAScheduleTupleID: int | None = None
+            if c >= 0x3d00000:
+                if c < 0x3e00000:
+                    if c >= 0x3d80000:
+                        raise r.fail_at(av + 9, 'MeteringReceiptReqType[0]', 'expected CH of SessionID')
+                    u = ((c >> 11) & 255)
+                    if u > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        if u2 < 128:
+                            u += _U2[u2]
+                        else:
+                            u = (u & 0x7F) | (u2 & 0x7F) << 7
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 8)
+                            u2 = (win >> av) & 0xff
+                            u |= (u2 & 0x7F) << 14
+                            if u2 > 127:
+                                r.avail = av
+                                u = r.uint_more(u, 21)
+                                win = r.win
+                                av = r.avail
+                    r.avail = av
+                    f_25_SessionID = r.binary_of(u, 8)
+                    win = r.win
+                    av = r.avail
+                    av -= 24
+                    if av < 0:
+                        win, av = r.refill(av, 24)
+                    c = (win >> av) & 0xffffff
+                    if c >= 0x800000:
+                        raise r.fail_at(av + 24, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
+                else:
+                    ec = (c >> 20) & 0x3
+                    raise r.fail_at(av + 9, 'MeteringReceiptReqType[0]', f'event code {ec}, expected AT(Id), SE(SessionID)')
+            else:
+                av += 1
+                u = ((c >> 12) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                r.avail = av
+                f_25_Id = r.string_of(u, None)
+                win = r.win
+                av = r.avail
+                av -= 10
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                if c >= 0x100:
+                    raise r.fail_at(av + 10, 'MeteringReceiptReqType[0]', 'expected SE(SessionID), CH of SessionID')
+                u = c
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                r.avail = av
+                f_25_SessionID = r.binary_of(u, 8)
+                win = r.win
+                av = r.avail
+                av -= 24
+                if av < 0:
+                    win, av = r.refill(av, 24)
+                c = (win >> av) & 0xffffff
+                if c >= 0x800000:
+                    raise r.fail_at(av + 24, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
+            if c >= 0x200000:
+                if c < 0x400000:
+                    av += 11
+                    c >>= 11
+                    c &= 0x3ff
+                    r.avail = av
+                    f_25_MeterInfo = _d_iso2_MeterInfoType(r, c)
+                    win = r.win
+                    av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
+                else:
+                    ec = (c >> 21) & 0x3
+                    raise r.fail_at(av + 21, 'MeteringReceiptReqType[2]', f'event code {ec}, expected SE(SAScheduleTupleID), SE(MeterInfo)')
+            else:
+                try:
+                    f_25_SAScheduleTupleID = _T8849f7c9[c >> 10]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x100c00 != 0x0:
+                        raise r.fail_at(av + 21, 'MeteringReceiptReqType[2]', 'expected CH of SAScheduleTupleID, EE of SAScheduleTupleID, SE(MeterInfo)') from None
+                    f_25_SAScheduleTupleID = (c >> 12) + 1
+                c &= 0x3ff
+                r.avail = av
+                f_25_MeterInfo = _d_iso2_MeterInfoType(r, c)
+                win = r.win
+                av = r.avail
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 2)
+                c = (win >> av) & 0x3
+            if c >= 0x2:
+                raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
+            ob25_ = _new(_K_iso2_MeteringReceiptReqType)
+            ob25_.Id = f_25_Id
+            ob25_.SessionID = f_25_SessionID
+            ob25_.SAScheduleTupleID = f_25_SAScheduleTupleID
+            ob25_.MeterInfo = f_25_MeterInfo
+            f_MeteringReceiptReq = ob25_
+            s = 1
+        elif c < 0x4400000:
+            try:
+                f_26_ResponseCode, ec = _T9be1c3c2[(c >> 12) & 0x3ff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x304000 != 0x0:
+                    raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode') from None
+                iv = ((c >> 15) & 31)
+                if iv >= 26:
+                    raise r.fail_at(av + 12, 'MeteringReceiptResType.ResponseCode', f'enumeration index {iv}') from None
+                f_26_ResponseCode = _E_iso2_responseCodeType[iv]
+                ec = ((c >> 12) & 3)
+            f_26_AC_EVSEStatus: _iso2.AC_EVSEStatusType | None = None
+            f_26_DC_EVSEStatus: _iso2.DC_EVSEStatusType | None = None
+            f_26_EVSEStatus: _iso2.EVSEStatusType | None = None
+            if ec == 0:
+                if c & 0xc00 != 0x0:
+                    raise r.fail_at(av + 12, 'MeteringReceiptResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+                u = ((c >> 2) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 10)
+                        c = (win >> av) & 0x3ff
+                        u2 = c >> 2
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 2
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 2
+                            if av < 0:
+                                win, av = r.refill(av, 2)
+                            c = (win >> av) & 0x3
+                f_27_NotificationMaxDelay = u
+                av -= 11
+                if av < 0:
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
+                try:
+                    f_27_EVSENotification, f_27_RCD = _T247139eb[c >> 2]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x1cec != 0x0:
+                        raise r.fail_at(av + 13, 'MeteringReceiptResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE') from None
+                    iv = (c >> 8)
+                    if iv >= 3:
+                        raise r.fail_at(av + 2, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
+                    f_27_EVSENotification = _E_iso2_EVSENotificationType[iv]
+                    f_27_RCD = ((c >> 4) & 1) == 1
+                ob27_ = _new(_K_iso2_AC_EVSEStatusType)
+                ob27_.NotificationMaxDelay = f_27_NotificationMaxDelay
+                ob27_.EVSENotification = f_27_EVSENotification
+                ob27_.RCD = f_27_RCD
+                f_26_AC_EVSEStatus = ob27_
+            elif ec == 2:
+                if c & 0xc00 != 0x0:
+                    raise r.fail_at(av + 12, 'MeteringReceiptResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+                u = ((c >> 2) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 10)
+                        c = (win >> av) & 0x3ff
+                        u2 = c >> 2
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 2
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 2
+                            if av < 0:
+                                win, av = r.refill(av, 2)
+                            c = (win >> av) & 0x3
+                f_29_NotificationMaxDelay = u
+                av -= 7
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+                try:
+                    f_29_EVSENotification = _T098c27c7[c >> 2]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x1cc != 0x0:
+                        raise r.fail_at(av + 9, 'MeteringReceiptResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE') from None
+                    iv = (c >> 4)
+                    if iv >= 3:
+                        raise r.fail_at(av + 2, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
+                    f_29_EVSENotification = _E_iso2_EVSENotificationType[iv]
+                ob29_ = _new(_K_iso2_EVSEStatusType)
+                ob29_.NotificationMaxDelay = f_29_NotificationMaxDelay
+                ob29_.EVSENotification = f_29_EVSENotification
+                f_26_EVSEStatus = ob29_
+            elif ec != 1:
+                raise r.fail_at(av + 12, 'MeteringReceiptResType[1]', f'event code {ec}, expected SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
+            else:
+                if c & 0xc00 != 0x0:
+                    raise r.fail_at(av + 12, 'MeteringReceiptResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+                u = ((c >> 2) & 255)
+                f_28_EVSEIsolationStatus: _iso2.isolationLevelType | None = None
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 10)
+                        c = (win >> av) & 0x3ff
+                        u2 = c >> 2
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 2
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 2
+                            if av < 0:
+                                win, av = r.refill(av, 2)
+                            c = (win >> av) & 0x3
+                f_28_NotificationMaxDelay = u
+                av -= 21
+                if av < 0:
+                    win, av = r.refill(av, 23)
+                c = (win >> av) & 0x7fffff
+                try:
+                    f_28_EVSENotification, ec = _Ta34fb74f[c >> 15]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x720000 != 0x0:
+                        raise r.fail_at(av + 23, 'MeteringReceiptResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification') from None
+                    iv = (c >> 18)
+                    if iv >= 3:
+                        raise r.fail_at(av + 15, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
+                    f_28_EVSENotification = _E_iso2_EVSENotificationType[iv]
+                    ec = ((c >> 15) & 3)
+                if ec == 1:
+                    av += 6
+                    try:
+                        f_28_EVSEStatusCode = _Tf61d13e1[(c >> 9) & 0x3f]
+                    except KeyError:  # not a valid pattern: say why
+                        if c & 0x4200 != 0x0:
+                            raise r.fail_at(av + 9, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+                        iv = ((c >> 10) & 15)
+                        if iv >= 12:
+                            raise r.fail_at(av + 3, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                        f_28_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
+                    c >>= 6
+                elif ec != 0:
+                    raise r.fail_at(av + 15, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+                else:
+                    try:
+                        f_28_EVSEIsolationStatus, f_28_EVSEStatusCode = _T7e11f26f[(c >> 3) & 0xfff]
+                    except KeyError:  # not a valid pattern: say why
+                        if c & 0x4708 != 0x0:
+                            raise r.fail_at(av + 15, 'DC_EVSEStatusType[2]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+                        iv = ((c >> 11) & 7)
+                        if iv >= 5:
+                            raise r.fail_at(av + 3, 'DC_EVSEStatusType.EVSEIsolationStatus', f'enumeration index {iv}') from None
+                        f_28_EVSEIsolationStatus = _E_iso2_isolationLevelType[iv]
+                        iv = ((c >> 4) & 15)
+                        if iv >= 12:
+                            raise r.fail_at(av + 3, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                        f_28_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
+                if c & 0x4 != 0x0:
+                    raise r.fail_at(av + 3, 'MeteringReceiptResType[1]', 'expected EE')
+                ob28_ = _new(_K_iso2_DC_EVSEStatusType)
+                ob28_.NotificationMaxDelay = f_28_NotificationMaxDelay
+                ob28_.EVSENotification = f_28_EVSENotification
+                ob28_.EVSEIsolationStatus = f_28_EVSEIsolationStatus
+                ob28_.EVSEStatusCode = f_28_EVSEStatusCode
+                f_26_DC_EVSEStatus = ob28_
+            if c & 0x2 != 0x0:
+                raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
+            ob26_ = _new(_K_iso2_MeteringReceiptResType)
+            ob26_.ResponseCode = f_26_ResponseCode
+            ob26_.AC_EVSEStatus = f_26_AC_EVSEStatus
+            ob26_.DC_EVSEStatus = f_26_DC_EVSEStatus
+            ob26_.EVSEStatus = f_26_EVSEStatus
+            f_MeteringReceiptRes = ob26_
+            s = 1
+        elif c < 0x4800000:
+            av += 12
+            if c >= 0x4500000:
+                raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(eMAID), CH of eMAID')
+            u = ((c >> 12) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_30_eMAID = r.string_of(u, 15)
+            win = r.win
+            av = r.avail
+            av -= 13
+            if av < 0:
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            if c >= 0x800:
+                raise r.fail_at(av + 13, 'BodyType[0]', 'expected EE of eMAID, SE(ContractSignatureCertChain)')
+            f_31_Id: str | None = None
+            f_31_SubCertificates: _iso2.SubCertificatesType | None = None
+            if c >= 0x200:
+                if c < 0x400:
+                    if c >= 0x300:
+                        raise r.fail_at(av + 9, 'CertificateChainType[0]', 'expected CH of Certificate')
+                    u = (c & 255)
+                    if u > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        if u2 < 128:
+                            u += _U2[u2]
+                        else:
+                            u = (u & 0x7F) | (u2 & 0x7F) << 7
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 8)
+                            u2 = (win >> av) & 0xff
+                            u |= (u2 & 0x7F) << 14
+                            if u2 > 127:
+                                r.avail = av
+                                u = r.uint_more(u, 21)
+                                win = r.win
+                                av = r.avail
+                    r.avail = av
+                    f_31_Certificate = r.binary_of(u, 800)
+                    win = r.win
+                    av = r.avail
+                    av -= 13
+                    if av < 0:
+                        win, av = r.refill(av, 13)
+                    c = (win >> av) & 0x1fff
+                    if c >= 0x1000:
+                        raise r.fail_at(av + 13, 'CertificateChainType[0]', 'expected EE of Certificate')
+                else:
+                    ec = (c >> 9) & 0x3
+                    raise r.fail_at(av + 9, 'CertificateChainType[0]', f'event code {ec}, expected AT(Id), SE(Certificate)')
+            else:
+                av += 1
+                u = (c >> 1)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                r.avail = av
+                f_31_Id = r.string_of(u, None)
+                win = r.win
+                av = r.avail
+                av -= 10
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                if c >= 0x100:
+                    raise r.fail_at(av + 10, 'CertificateChainType[0]', 'expected SE(Certificate), CH of Certificate')
+                u = c
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                r.avail = av
+                f_31_Certificate = r.binary_of(u, 800)
+                win = r.win
+                av = r.avail
+                av -= 13
+                if av < 0:
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
+                if c >= 0x1000:
+                    raise r.fail_at(av + 13, 'CertificateChainType[0]', 'expected EE of Certificate')
+            if c >= 0x400:
+                if c < 0x800:
+                    av += 8
+                    c >>= 8
+                else:
+                    ec = (c >> 10) & 0x3
+                    raise r.fail_at(av + 10, 'CertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
+            else:
+                r.avail = av
+                f_31_SubCertificates = _d_iso2_SubCertificatesType(r, c)
+                win = r.win
+                av = r.avail
+                av -= 3
+                if av < 0:
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
+                if c >= 0x4:
+                    raise r.fail_at(av + 3, 'CertificateChainType[2]', 'expected EE')
+            if c & 0x2 != 0x0:
+                raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
+            ob31_ = _new(_K_iso2_CertificateChainType)
+            ob31_.Id = f_31_Id
+            ob31_.Certificate = f_31_Certificate
+            ob31_.SubCertificates = f_31_SubCertificates
+            f_30_ContractSignatureCertChain = ob31_
+            ob30_ = _new(_K_iso2_PaymentDetailsReqType)
+            ob30_.eMAID = f_30_eMAID
+            ob30_.ContractSignatureCertChain = f_30_ContractSignatureCertChain
+            f_PaymentDetailsReq = ob30_
+            s = 1
+        elif c < 0x4c00000:
+            av += 4
+            try:
+                f_32_ResponseCode = _T71c1fe91[(c >> 12) & 0x3ff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x307000 != 0x0:
+                    raise r.fail_at(av + 18, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(GenChallenge), CH of GenChallenge') from None
+                iv = ((c >> 15) & 31)
+                if iv >= 26:
+                    raise r.fail_at(av + 8, 'PaymentDetailsResType.ResponseCode', f'enumeration index {iv}') from None
+                f_32_ResponseCode = _E_iso2_responseCodeType[iv]
+            u = ((c >> 4) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_32_GenChallenge = r.binary_of(u, 16)
+            win = r.win
+            av = r.avail
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
+            try:
+                sg = _T143a83e6[c >> 19]
+            except KeyError:  # not a valid pattern: say why
+                if c >= 0x100000:
+                    raise r.fail_at(av + 23, 'BodyType[0]', 'expected EE of GenChallenge, SE(EVSETimeStamp), CH of EVSETimeStamp') from None
+                sg = (c >> 19)
+            u = ((c >> 11) & 255)
+            if u > 127:
+                u2 = (c >> 3) & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 3
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 3
+                        if av < 0:
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
+            else:
+                av += 8
+                c >>= 8
+            f_32_EVSETimeStamp = -u - 1 if sg else u
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE of EVSETimeStamp, EE')
+            ob32_ = _new(_K_iso2_PaymentDetailsResType)
+            ob32_.ResponseCode = f_32_ResponseCode
+            ob32_.GenChallenge = f_32_GenChallenge
+            ob32_.EVSETimeStamp = f_32_EVSETimeStamp
+            f_PaymentDetailsRes = ob32_
+            s = 1
+        elif c < 0x5000000:
+            try:
+                f_33_SelectedPaymentOption = _T6e3fb4ca[(c >> 17) & 0x1f]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x360000 != 0x0:
+                    raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(SelectedPaymentOption), CH of SelectedPaymentOption, EE of SelectedPaymentOption, SE(SelectedServiceList)') from None
+                f_33_SelectedPaymentOption = _E_iso2_paymentOptionType[((c >> 19) & 1)]
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 26)
+            c = (win >> av) & 0x3ffffff
+            r.avail = av
+            f_33_SelectedServiceList = _d_iso2_SelectedServiceListType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c >= 0x2:
+                raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
+            ob33_ = _new(_K_iso2_PaymentServiceSelectionReqType)
+            ob33_.SelectedPaymentOption = f_33_SelectedPaymentOption
+            ob33_.SelectedServiceList = f_33_SelectedServiceList
+            f_PaymentServiceSelectionReq = ob33_
+            s = 1
+        elif c < 0x5400000:
+            av += 12
+            try:
+                f_34_ResponseCode = _Tdf4a1f7e[(c >> 13) & 0x1ff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x306000 != 0x0:
+                    raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE') from None
+                iv = ((c >> 15) & 31)
+                if iv >= 26:
+                    raise r.fail_at(av + 1, 'PaymentServiceSelectionResType.ResponseCode', f'enumeration index {iv}') from None
+                f_34_ResponseCode = _E_iso2_responseCodeType[iv]
+            ob34_ = _new(_K_iso2_PaymentServiceSelectionResType)
+            ob34_.ResponseCode = f_34_ResponseCode
+            f_PaymentServiceSelectionRes = ob34_
+            c >>= 12
+            s = 1
+        elif c < 0x5800000:
+            av -= 6
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            r.avail = av
+            f_PowerDeliveryReq = _d_iso2_PowerDeliveryReqType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            s = 1
+        elif c < 0x5c00000:
+            try:
+                f_35_ResponseCode, ec = _T9be1c3c2[(c >> 12) & 0x3ff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x304000 != 0x0:
+                    raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode') from None
+                iv = ((c >> 15) & 31)
+                if iv >= 26:
+                    raise r.fail_at(av + 12, 'PowerDeliveryResType.ResponseCode', f'enumeration index {iv}') from None
+                f_35_ResponseCode = _E_iso2_responseCodeType[iv]
+                ec = ((c >> 12) & 3)
+            f_35_AC_EVSEStatus: _iso2.AC_EVSEStatusType | None = None
+            f_35_DC_EVSEStatus: _iso2.DC_EVSEStatusType | None = None
+            f_35_EVSEStatus: _iso2.EVSEStatusType | None = None
+            if ec == 0:
+                if c & 0xc00 != 0x0:
+                    raise r.fail_at(av + 12, 'PowerDeliveryResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+                u = ((c >> 2) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 10)
+                        c = (win >> av) & 0x3ff
+                        u2 = c >> 2
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 2
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 2
+                            if av < 0:
+                                win, av = r.refill(av, 2)
+                            c = (win >> av) & 0x3
+                f_36_NotificationMaxDelay = u
+                av -= 11
+                if av < 0:
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
+                try:
+                    f_36_EVSENotification, f_36_RCD = _T247139eb[c >> 2]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x1cec != 0x0:
+                        raise r.fail_at(av + 13, 'PowerDeliveryResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE') from None
+                    iv = (c >> 8)
+                    if iv >= 3:
+                        raise r.fail_at(av + 2, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
+                    f_36_EVSENotification = _E_iso2_EVSENotificationType[iv]
+                    f_36_RCD = ((c >> 4) & 1) == 1
+                ob36_ = _new(_K_iso2_AC_EVSEStatusType)
+                ob36_.NotificationMaxDelay = f_36_NotificationMaxDelay
+                ob36_.EVSENotification = f_36_EVSENotification
+                ob36_.RCD = f_36_RCD
+                f_35_AC_EVSEStatus = ob36_
+            elif ec == 2:
+                if c & 0xc00 != 0x0:
+                    raise r.fail_at(av + 12, 'PowerDeliveryResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+                u = ((c >> 2) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 10)
+                        c = (win >> av) & 0x3ff
+                        u2 = c >> 2
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 2
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 2
+                            if av < 0:
+                                win, av = r.refill(av, 2)
+                            c = (win >> av) & 0x3
+                f_38_NotificationMaxDelay = u
+                av -= 7
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+                try:
+                    f_38_EVSENotification = _T098c27c7[c >> 2]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x1cc != 0x0:
+                        raise r.fail_at(av + 9, 'PowerDeliveryResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE') from None
+                    iv = (c >> 4)
+                    if iv >= 3:
+                        raise r.fail_at(av + 2, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
+                    f_38_EVSENotification = _E_iso2_EVSENotificationType[iv]
+                ob38_ = _new(_K_iso2_EVSEStatusType)
+                ob38_.NotificationMaxDelay = f_38_NotificationMaxDelay
+                ob38_.EVSENotification = f_38_EVSENotification
+                f_35_EVSEStatus = ob38_
+            elif ec != 1:
+                raise r.fail_at(av + 12, 'PowerDeliveryResType[1]', f'event code {ec}, expected SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
+            else:
+                if c & 0xc00 != 0x0:
+                    raise r.fail_at(av + 12, 'PowerDeliveryResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+                u = ((c >> 2) & 255)
+                f_37_EVSEIsolationStatus: _iso2.isolationLevelType | None = None
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 10)
+                        c = (win >> av) & 0x3ff
+                        u2 = c >> 2
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 2
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 2
+                            if av < 0:
+                                win, av = r.refill(av, 2)
+                            c = (win >> av) & 0x3
+                f_37_NotificationMaxDelay = u
+                av -= 21
+                if av < 0:
+                    win, av = r.refill(av, 23)
+                c = (win >> av) & 0x7fffff
+                try:
+                    f_37_EVSENotification, ec = _Ta34fb74f[c >> 15]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x720000 != 0x0:
+                        raise r.fail_at(av + 23, 'PowerDeliveryResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification') from None
+                    iv = (c >> 18)
+                    if iv >= 3:
+                        raise r.fail_at(av + 15, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
+                    f_37_EVSENotification = _E_iso2_EVSENotificationType[iv]
+                    ec = ((c >> 15) & 3)
+                if ec == 1:
+                    av += 6
+                    try:
+                        f_37_EVSEStatusCode = _Tf61d13e1[(c >> 9) & 0x3f]
+                    except KeyError:  # not a valid pattern: say why
+                        if c & 0x4200 != 0x0:
+                            raise r.fail_at(av + 9, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+                        iv = ((c >> 10) & 15)
+                        if iv >= 12:
+                            raise r.fail_at(av + 3, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                        f_37_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
+                    c >>= 6
+                elif ec != 0:
+                    raise r.fail_at(av + 15, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+                else:
+                    try:
+                        f_37_EVSEIsolationStatus, f_37_EVSEStatusCode = _T7e11f26f[(c >> 3) & 0xfff]
+                    except KeyError:  # not a valid pattern: say why
+                        if c & 0x4708 != 0x0:
+                            raise r.fail_at(av + 15, 'DC_EVSEStatusType[2]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+                        iv = ((c >> 11) & 7)
+                        if iv >= 5:
+                            raise r.fail_at(av + 3, 'DC_EVSEStatusType.EVSEIsolationStatus', f'enumeration index {iv}') from None
+                        f_37_EVSEIsolationStatus = _E_iso2_isolationLevelType[iv]
+                        iv = ((c >> 4) & 15)
+                        if iv >= 12:
+                            raise r.fail_at(av + 3, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                        f_37_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
+                if c & 0x4 != 0x0:
+                    raise r.fail_at(av + 3, 'PowerDeliveryResType[1]', 'expected EE')
+                ob37_ = _new(_K_iso2_DC_EVSEStatusType)
+                ob37_.NotificationMaxDelay = f_37_NotificationMaxDelay
+                ob37_.EVSENotification = f_37_EVSENotification
+                ob37_.EVSEIsolationStatus = f_37_EVSEIsolationStatus
+                ob37_.EVSEStatusCode = f_37_EVSEStatusCode
+                f_35_DC_EVSEStatus = ob37_
+            if c & 0x2 != 0x0:
+                raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
+            ob35_ = _new(_K_iso2_PowerDeliveryResType)
+            ob35_.ResponseCode = f_35_ResponseCode
+            ob35_.AC_EVSEStatus = f_35_AC_EVSEStatus
+            ob35_.DC_EVSEStatus = f_35_DC_EVSEStatus
+            ob35_.EVSEStatus = f_35_EVSEStatus
+            f_PowerDeliveryRes = ob35_
+            s = 1
+        elif c < 0x6000000:
+            av -= 25
+            if av < 0:
+                win, av = r.refill(av, 47)
+            c = (win >> av) & 0x7fffffffffff
+            if c & 0x770e03e38e00 != 0x0:
+                raise r.fail_at(av + 47, 'BodyType[0]', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE, SE(EVTargetVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            f_40_EVReady = (c >> 43) == 1
+            iv = ((c >> 36) & 15)
+            if iv >= 12:
+                raise r.fail_at(av, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
+            f_40_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
+            f_40_EVRESSSOC = ((c >> 26) & 127)
+            f_41_Multiplier = ((c >> 18) & 7) - 3
+            iv = ((c >> 12) & 7)
+            if iv >= 7:
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_41_Unit = _E_iso2_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            ob40_ = _new(_K_iso2_DC_EVStatusType)
+            ob40_.EVReady = f_40_EVReady
+            ob40_.EVErrorCode = f_40_EVErrorCode
+            ob40_.EVRESSSOC = f_40_EVRESSSOC
+            f_39_DC_EVStatus = ob40_
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_41_Value = -u - 1 if sg else u
+            av -= 30
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            try:
+                f_42_Multiplier, f_42_Unit, sg = _Td9e86f2b[c >> 12]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x3e38e000 != 0x0:
+                    raise r.fail_at(av + 30, 'BodyType[0]', 'expected EE of Value, EE, SE(EVTargetCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                f_42_Multiplier = (c >> 22) - 3
+                iv = ((c >> 16) & 7)
+                if iv >= 7:
+                    raise r.fail_at(av + 12, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                f_42_Unit = _E_iso2_unitSymbolType[iv]
+                sg = ((c >> 12) & 1)
+            u = ((c >> 4) & 255)
+            ob41_ = _new(_K_iso2_PhysicalValueType)
+            ob41_.Multiplier = f_41_Multiplier
+            ob41_.Unit = f_41_Unit
+            ob41_.Value = f_41_Value
+            f_39_EVTargetVoltage = ob41_
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 4
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 4
+                        if av < 0:
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
+            f_42_Value = -u - 1 if sg else u
+            if c & 0xe != 0x0:
+                raise r.fail_at(av + 4, 'BodyType[0]', 'expected EE of Value, EE, EE')
+            ob42_ = _new(_K_iso2_PhysicalValueType)
+            ob42_.Multiplier = f_42_Multiplier
+            ob42_.Unit = f_42_Unit
+            ob42_.Value = f_42_Value
+            f_39_EVTargetCurrent = ob42_
+            ob39_ = _new(_K_iso2_PreChargeReqType)
+            ob39_.DC_EVStatus = f_39_DC_EVStatus
+            ob39_.EVTargetVoltage = f_39_EVTargetVoltage
+            ob39_.EVTargetCurrent = f_39_EVTargetCurrent
+            f_PreChargeReq = ob39_
+            s = 1
+        elif c < 0x6400000:
+            try:
+                f_43_ResponseCode = _Te9aa56c0[(c >> 11) & 0x7ff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x307800 != 0x0:
+                    raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay') from None
+                iv = ((c >> 15) & 31)
+                if iv >= 26:
+                    raise r.fail_at(av + 11, 'PreChargeResType.ResponseCode', f'enumeration index {iv}') from None
+                f_43_ResponseCode = _E_iso2_responseCodeType[iv]
+            u = ((c >> 3) & 255)
+            f_44_EVSEIsolationStatus: _iso2.isolationLevelType | None = None
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 3
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 3
+                        if av < 0:
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
+            f_44_NotificationMaxDelay = u
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            try:
+                f_44_EVSENotification, ec = _Ta34fb74f[c >> 22]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x39000000 != 0x0:
+                    raise r.fail_at(av + 30, 'BodyType[0]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification') from None
+                iv = (c >> 25)
+                if iv >= 3:
+                    raise r.fail_at(av + 22, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
+                f_44_EVSENotification = _E_iso2_EVSENotificationType[iv]
+                ec = ((c >> 22) & 3)
+            if ec == 1:
+                try:
+                    f_44_EVSEStatusCode = _Tf61d13e1[(c >> 16) & 0x3f]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x210000 != 0x0:
+                        raise r.fail_at(av + 22, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+                    iv = ((c >> 17) & 15)
+                    if iv >= 12:
+                        raise r.fail_at(av + 16, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                    f_44_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
+                av -= 13
+                if av < 0:
+                    win, av = r.refill(av, 29)
+                c = (win >> av) & 0x1fffffff
+            elif ec != 0:
+                raise r.fail_at(av + 22, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+            else:
+                try:
+                    f_44_EVSEIsolationStatus, f_44_EVSEStatusCode = _T7e11f26f[(c >> 10) & 0xfff]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x238400 != 0x0:
+                        raise r.fail_at(av + 22, 'DC_EVSEStatusType[2]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+                    iv = ((c >> 18) & 7)
+                    if iv >= 5:
+                        raise r.fail_at(av + 10, 'DC_EVSEStatusType.EVSEIsolationStatus', f'enumeration index {iv}') from None
+                    f_44_EVSEIsolationStatus = _E_iso2_isolationLevelType[iv]
+                    iv = ((c >> 11) & 15)
+                    if iv >= 12:
+                        raise r.fail_at(av + 10, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                    f_44_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
+                av -= 19
+                if av < 0:
+                    win, av = r.refill(av, 29)
+                c = (win >> av) & 0x1fffffff
+            try:
+                f_45_Multiplier, f_45_Unit, sg = _T9dbb19d6[c >> 12]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x1e38e000 != 0x0:
+                    raise r.fail_at(av + 29, 'BodyType[0]', 'expected EE, SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                f_45_Multiplier = (c >> 22) - 3
+                iv = ((c >> 16) & 7)
+                if iv >= 7:
+                    raise r.fail_at(av + 12, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                f_45_Unit = _E_iso2_unitSymbolType[iv]
+                sg = ((c >> 12) & 1)
+            u = ((c >> 4) & 255)
+            ob44_ = _new(_K_iso2_DC_EVSEStatusType)
+            ob44_.NotificationMaxDelay = f_44_NotificationMaxDelay
+            ob44_.EVSENotification = f_44_EVSENotification
+            ob44_.EVSEIsolationStatus = f_44_EVSEIsolationStatus
+            ob44_.EVSEStatusCode = f_44_EVSEStatusCode
+            f_43_DC_EVSEStatus = ob44_
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 4
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 4
+                        if av < 0:
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
+            f_45_Value = -u - 1 if sg else u
+            if c & 0xe != 0x0:
+                raise r.fail_at(av + 4, 'BodyType[0]', 'expected EE of Value, EE, EE')
+            ob45_ = _new(_K_iso2_PhysicalValueType)
+            ob45_.Multiplier = f_45_Multiplier
+            ob45_.Unit = f_45_Unit
+            ob45_.Value = f_45_Value
+            f_43_EVSEPresentVoltage = ob45_
+            ob43_ = _new(_K_iso2_PreChargeResType)
+            ob43_.ResponseCode = f_43_ResponseCode
+            ob43_.DC_EVSEStatus = f_43_DC_EVSEStatus
+            ob43_.EVSEPresentVoltage = f_43_EVSEPresentVoltage
+            f_PreChargeRes = ob43_
+            s = 1
+        elif c < 0x6800000:
+            av += 1
+            if c >= 0x6500000:
+                raise r.fail_at(av + 21, 'BodyType[0]', 'expected SE(ServiceID), CH of ServiceID')
+            u = ((c >> 12) & 255)
+            if u > 127:
+                u2 = (c >> 4) & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 3
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 3
+                        if av < 0:
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
+                    c <<= 1
+            else:
+                av += 8
+                c >>= 8
+            f_46_ServiceID = u
+            if c & 0xc != 0x0:
+                raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE of ServiceID, EE')
+            ob46_ = _new(_K_iso2_ServiceDetailReqType)
+            ob46_.ServiceID = f_46_ServiceID
+            f_ServiceDetailReq = ob46_
+            c >>= 1
+            s = 1
+        elif c < 0x6c00000:
+            try:
+                f_47_ResponseCode = _T71c1fe91[(c >> 12) & 0x3ff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x307000 != 0x0:
+                    raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ServiceID), CH of ServiceID') from None
+                iv = ((c >> 15) & 31)
+                if iv >= 26:
+                    raise r.fail_at(av + 12, 'ServiceDetailResType.ResponseCode', f'enumeration index {iv}') from None
+                f_47_ResponseCode = _E_iso2_responseCodeType[iv]
+            u = ((c >> 4) & 255)
+            f_47_ServiceParameterList: _iso2.ServiceParameterListType | None = None
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 4
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 4
+                        if av < 0:
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
+            f_47_ServiceID = u
+            c &= 0xf
+            if c >= 0x8:
+                raise r.fail_at(av + 4, 'BodyType[0]', 'expected EE of ServiceID')
+            if c >= 0x2:
+                if c < 0x4:
+                    pass
+                else:
+                    ec = (c >> 1) & 0x3
+                    raise r.fail_at(av + 1, 'ServiceDetailResType[2]', f'event code {ec}, expected SE(ServiceParameterList), EE')
+            else:
+                av -= 22
+                if av < 0:
+                    win, av = r.refill(av, 23)
+                c = (win >> av) & 0x7fffff
+                r.avail = av
+                f_47_ServiceParameterList = _d_iso2_ServiceParameterListType(r, c)
+                win = r.win
+                av = r.avail
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 2)
+                c = (win >> av) & 0x3
+                if c >= 0x2:
+                    raise r.fail_at(av + 2, 'ServiceDetailResType[2]', 'expected EE')
+            ob47_ = _new(_K_iso2_ServiceDetailResType)
+            ob47_.ResponseCode = f_47_ResponseCode
+            ob47_.ServiceID = f_47_ServiceID
+            ob47_.ServiceParameterList = f_47_ServiceParameterList
+            f_ServiceDetailRes = ob47_
+            s = 1
+        elif c < 0x7000000:
+            av += 11
+            c >>= 11
+            c &= 0x7ff
+            r.avail = av
+            f_ServiceDiscoveryReq = _d_iso2_ServiceDiscoveryReqType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            s = 1
+        elif c < 0x7400000:
+            try:
+                f_48_ResponseCode = _Tdf4a1f7e[(c >> 13) & 0x1ff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x306000 != 0x0:
+                    raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(PaymentOptionList)') from None
+                iv = ((c >> 15) & 31)
+                if iv >= 26:
+                    raise r.fail_at(av + 13, 'ServiceDiscoveryResType.ResponseCode', f'enumeration index {iv}') from None
+                f_48_ResponseCode = _E_iso2_responseCodeType[iv]
+            f_48_ServiceList: _iso2.ServiceListType | None = None
+            f_49_PaymentOption: list[_iso2.paymentOptionType] = []
+            if c & 0x1a00 != 0x0:
+                raise r.fail_at(av + 13, 'BodyType[0]', 'expected SE(PaymentOption), CH of PaymentOption, EE of PaymentOption')
+            f_49_PaymentOption.append(_E_iso2_paymentOptionType[((c >> 10) & 1)])
+            c &= 0x1ff
+            if c >= 0x80:
+                if c < 0x100:
+                    av -= 22
+                    if av < 0:
+                        win, av = r.refill(av, 29)
+                    c = (win >> av) & 0x1fffffff
+                else:
+                    ec = (c >> 7) & 0x3
+                    raise r.fail_at(av + 7, 'PaymentOptionListType[1]', f'event code {ec}, expected SE(PaymentOption), EE')
+            else:
+                if c & 0x58 != 0x0:
+                    raise r.fail_at(av + 7, 'PaymentOptionListType[1]', 'expected CH of PaymentOption, EE of PaymentOption, EE')
+                f_49_PaymentOption.append(_E_iso2_paymentOptionType[(c >> 5)])
+                av -= 26
+                if av < 0:
+                    win, av = r.refill(av, 29)
+                c = (win >> av) & 0x1fffffff
+            if c >= 0x10000000:
+                raise r.fail_at(av + 29, 'BodyType[0]', 'expected SE(ChargeService)')
+            ob49_ = _new(_K_iso2_PaymentOptionListType)
+            ob49_.PaymentOption = f_49_PaymentOption
+            f_48_PaymentOptionList = ob49_
+            r.avail = av
+            f_48_ChargeService = _d_iso2_ChargeServiceType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 30
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c >= 0x10000000:
+                if c < 0x20000000:
+                    av += 27
+                    c >>= 27
+                else:
+                    ec = (c >> 28) & 0x3
+                    raise r.fail_at(av + 28, 'ServiceDiscoveryResType[3]', f'event code {ec}, expected SE(ServiceList), EE')
+            else:
+                r.avail = av
+                f_48_ServiceList = _d_iso2_ServiceListType(r, c)
+                win = r.win
+                av = r.avail
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 2)
+                c = (win >> av) & 0x3
+                if c >= 0x2:
+                    raise r.fail_at(av + 2, 'ServiceDiscoveryResType[3]', 'expected EE')
+            ob48_ = _new(_K_iso2_ServiceDiscoveryResType)
+            ob48_.ResponseCode = f_48_ResponseCode
+            ob48_.PaymentOptionList = f_48_PaymentOptionList
+            ob48_.ChargeService = f_48_ChargeService
+            ob48_.ServiceList = f_48_ServiceList
+            f_ServiceDiscoveryRes = ob48_
+            s = 1
+        elif c < 0x7800000:
+            av += 12
+            if c >= 0x7500000:
+                raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(EVCCID), CH of EVCCID')
+            u = ((c >> 12) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_50_EVCCID = r.binary_of(u, 6)
+            win = r.win
+            av = r.avail
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
+            if c >= 0x2:
+                raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE of EVCCID, EE')
+            ob50_ = _new(_K_iso2_SessionSetupReqType)
+            ob50_.EVCCID = f_50_EVCCID
+            f_SessionSetupReq = ob50_
+            s = 1
+        elif c < 0x7c00000:
+            av += 4
+            try:
+                f_51_ResponseCode = _T71c1fe91[(c >> 12) & 0x3ff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x307000 != 0x0:
+                    raise r.fail_at(av + 18, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEID), CH of EVSEID') from None
+                iv = ((c >> 15) & 31)
+                if iv >= 26:
+                    raise r.fail_at(av + 8, 'SessionSetupResType.ResponseCode', f'enumeration index {iv}') from None
+                f_51_ResponseCode = _E_iso2_responseCodeType[iv]
+            u = ((c >> 4) & 255)
+            f_51_EVSETimeStamp: int | None = None
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_51_EVSEID = r.string_of(u, 37)
+            win = r.win
+            av = r.avail
+            av -= 16
+            if av < 0:
+                win, av = r.refill(av, 16)
+            c = (win >> av) & 0xffff
+            if c >= 0x8000:
+                raise r.fail_at(av + 16, 'BodyType[0]', 'expected EE of EVSEID')
+            if c >= 0x2000:
+                if c < 0x4000:
+                    av += 12
+                    c >>= 12
+                else:
+                    ec = (c >> 13) & 0x3
+                    raise r.fail_at(av + 13, 'SessionSetupResType[2]', f'event code {ec}, expected SE(EVSETimeStamp), EE')
+            else:
+                try:
+                    sg = _T071cdf68[c >> 11]
+                except KeyError:  # not a valid pattern: say why
+                    if c >= 0x1000:
+                        raise r.fail_at(av + 13, 'SessionSetupResType[2]', 'expected CH of EVSETimeStamp') from None
+                    sg = (c >> 11)
+                u = ((c >> 3) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 11)
+                        c = (win >> av) & 0x7ff
+                        u2 = c >> 3
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 3
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 3
+                            if av < 0:
+                                win, av = r.refill(av, 3)
+                            c = (win >> av) & 0x7
+                f_51_EVSETimeStamp = -u - 1 if sg else u
+                if c & 0x6 != 0x0:
+                    raise r.fail_at(av + 3, 'SessionSetupResType[2]', 'expected EE of EVSETimeStamp, EE')
+            ob51_ = _new(_K_iso2_SessionSetupResType)
+            ob51_.ResponseCode = f_51_ResponseCode
+            ob51_.EVSEID = f_51_EVSEID
+            ob51_.EVSETimeStamp = f_51_EVSETimeStamp
+            f_SessionSetupRes = ob51_
+            s = 1
+        elif c < 0x8000000:
+            av += 16
+            try:
+                f_52_ChargingSession = _T7520debf[(c >> 17) & 0x1f]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x360000 != 0x0:
+                    raise r.fail_at(av + 6, 'BodyType[0]', 'expected SE(ChargingSession), CH of ChargingSession, EE of ChargingSession, EE') from None
+                f_52_ChargingSession = _E_iso2_chargingSessionType[((c >> 19) & 1)]
+            ob52_ = _new(_K_iso2_SessionStopReqType)
+            ob52_.ChargingSession = f_52_ChargingSession
+            f_SessionStopReq = ob52_
+            c >>= 16
+            s = 1
+        elif c < 0x8400000:
+            av += 12
+            try:
+                f_53_ResponseCode = _Tdf4a1f7e[(c >> 13) & 0x1ff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x306000 != 0x0:
+                    raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE') from None
+                iv = ((c >> 15) & 31)
+                if iv >= 26:
+                    raise r.fail_at(av + 1, 'SessionStopResType.ResponseCode', f'enumeration index {iv}') from None
+                f_53_ResponseCode = _E_iso2_responseCodeType[iv]
+            ob53_ = _new(_K_iso2_SessionStopResType)
+            ob53_.ResponseCode = f_53_ResponseCode
+            f_SessionStopRes = ob53_
+            c >>= 12
+            s = 1
+        elif c < 0x8800000:
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 25)
+            c = (win >> av) & 0x1ffffff
+            if c & 0x1dc380e != 0x0:
+                raise r.fail_at(av + 25, 'BodyType[0]', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE, EE')
+            f_55_EVReady = (c >> 21) == 1
+            iv = ((c >> 14) & 15)
+            if iv >= 12:
+                raise r.fail_at(av + 1, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
+            f_55_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
+            f_55_EVRESSSOC = ((c >> 4) & 127)
+            ob55_ = _new(_K_iso2_DC_EVStatusType)
+            ob55_.EVReady = f_55_EVReady
+            ob55_.EVErrorCode = f_55_EVErrorCode
+            ob55_.EVRESSSOC = f_55_EVRESSSOC
+            f_54_DC_EVStatus = ob55_
+            ob54_ = _new(_K_iso2_WeldingDetectionReqType)
+            ob54_.DC_EVStatus = f_54_DC_EVStatus
+            f_WeldingDetectionReq = ob54_
+            s = 1
+        elif c < 0x8c00000:
+            try:
+                f_56_ResponseCode = _Te9aa56c0[(c >> 11) & 0x7ff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x307800 != 0x0:
+                    raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay') from None
+                iv = ((c >> 15) & 31)
+                if iv >= 26:
+                    raise r.fail_at(av + 11, 'WeldingDetectionResType.ResponseCode', f'enumeration index {iv}') from None
+                f_56_ResponseCode = _E_iso2_responseCodeType[iv]
+            u = ((c >> 3) & 255)
+            f_57_EVSEIsolationStatus: _iso2.isolationLevelType | None = None
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 3
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 3
+                        if av < 0:
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
+            f_57_NotificationMaxDelay = u
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            try:
+                f_57_EVSENotification, ec = _Ta34fb74f[c >> 22]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x39000000 != 0x0:
+                    raise r.fail_at(av + 30, 'BodyType[0]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification') from None
+                iv = (c >> 25)
+                if iv >= 3:
+                    raise r.fail_at(av + 22, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
+                f_57_EVSENotification = _E_iso2_EVSENotificationType[iv]
+                ec = ((c >> 22) & 3)
+            if ec == 1:
+                try:
+                    f_57_EVSEStatusCode = _Tf61d13e1[(c >> 16) & 0x3f]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x210000 != 0x0:
+                        raise r.fail_at(av + 22, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+                    iv = ((c >> 17) & 15)
+                    if iv >= 12:
+                        raise r.fail_at(av + 16, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                    f_57_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
+                av -= 13
+                if av < 0:
+                    win, av = r.refill(av, 29)
+                c = (win >> av) & 0x1fffffff
+            elif ec != 0:
+                raise r.fail_at(av + 22, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+            else:
+                try:
+                    f_57_EVSEIsolationStatus, f_57_EVSEStatusCode = _T7e11f26f[(c >> 10) & 0xfff]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x238400 != 0x0:
+                        raise r.fail_at(av + 22, 'DC_EVSEStatusType[2]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+                    iv = ((c >> 18) & 7)
+                    if iv >= 5:
+                        raise r.fail_at(av + 10, 'DC_EVSEStatusType.EVSEIsolationStatus', f'enumeration index {iv}') from None
+                    f_57_EVSEIsolationStatus = _E_iso2_isolationLevelType[iv]
+                    iv = ((c >> 11) & 15)
+                    if iv >= 12:
+                        raise r.fail_at(av + 10, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                    f_57_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
+                av -= 19
+                if av < 0:
+                    win, av = r.refill(av, 29)
+                c = (win >> av) & 0x1fffffff
+            try:
+                f_58_Multiplier, f_58_Unit, sg = _T9dbb19d6[c >> 12]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x1e38e000 != 0x0:
+                    raise r.fail_at(av + 29, 'BodyType[0]', 'expected EE, SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                f_58_Multiplier = (c >> 22) - 3
+                iv = ((c >> 16) & 7)
+                if iv >= 7:
+                    raise r.fail_at(av + 12, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                f_58_Unit = _E_iso2_unitSymbolType[iv]
+                sg = ((c >> 12) & 1)
+            u = ((c >> 4) & 255)
+            ob57_ = _new(_K_iso2_DC_EVSEStatusType)
+            ob57_.NotificationMaxDelay = f_57_NotificationMaxDelay
+            ob57_.EVSENotification = f_57_EVSENotification
+            ob57_.EVSEIsolationStatus = f_57_EVSEIsolationStatus
+            ob57_.EVSEStatusCode = f_57_EVSEStatusCode
+            f_56_DC_EVSEStatus = ob57_
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 4
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 4
+                        if av < 0:
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
+            f_58_Value = -u - 1 if sg else u
+            if c & 0xe != 0x0:
+                raise r.fail_at(av + 4, 'BodyType[0]', 'expected EE of Value, EE, EE')
+            ob58_ = _new(_K_iso2_PhysicalValueType)
+            ob58_.Multiplier = f_58_Multiplier
+            ob58_.Unit = f_58_Unit
+            ob58_.Value = f_58_Value
+            f_56_EVSEPresentVoltage = ob58_
+            ob56_ = _new(_K_iso2_WeldingDetectionResType)
+            ob56_.ResponseCode = f_56_ResponseCode
+            ob56_.DC_EVSEStatus = f_56_DC_EVSEStatus
+            ob56_.EVSEPresentVoltage = f_56_EVSEPresentVoltage
+            f_WeldingDetectionRes = ob56_
+            s = 1
+        elif c < 0x9000000:
+            av += 21
+            s = -1
+        else:
+            ec = (c >> 22) & 0x3f
+            raise r.fail_at(av + 22, 'BodyType[0]', f'event code {ec}, expected SE(AuthorizationReq), SE(AuthorizationRes), SE(BodyElement), SE(CableCheckReq), SE(CableCheckRes), SE(CertificateInstallationReq), SE(CertificateInstallationRes), SE(CertificateUpdateReq), SE(CertificateUpdateRes), SE(ChargeParameterDiscoveryReq), SE(ChargeParameterDiscoveryRes), SE(ChargingStatusReq), SE(ChargingStatusRes), SE(CurrentDemandReq), SE(CurrentDemandRes), SE(MeteringReceiptReq), SE(MeteringReceiptRes), SE(PaymentDetailsReq), SE(PaymentDetailsRes), SE(PaymentServiceSelectionReq), SE(PaymentServiceSelectionRes), SE(PowerDeliveryReq), SE(PowerDeliveryRes), SE(PreChargeReq), SE(PreChargeRes), SE(ServiceDetailReq), SE(ServiceDetailRes), SE(ServiceDiscoveryReq), SE(ServiceDiscoveryRes), SE(SessionSetupReq), SE(SessionSetupRes), SE(SessionStopReq), SE(SessionStopRes), SE(WeldingDetectionReq), SE(WeldingDetectionRes), EE')
+    else:
         av += 2
         try:
             f_8_ResponseCode, ec = _Td89332ae[(c >> 11) & 0x7ff]
@@ -780,7 +3131,42 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
             ec = ((c >> 11) & 3)
         f_9_Id: str | None = None
         f_9_SubCertificates: _iso2.SubCertificatesType | None = None
-        if ec == 0:
+        if ec == 1:
+            if c & 0x400 != 0x0:
+                raise r.fail_at(av + 9, 'CertificateChainType[0]', 'expected CH of Certificate')
+            u = ((c >> 2) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_9_Certificate = r.binary_of(u, 800)
+            win = r.win
+            av = r.avail
+            av -= 15
+            if av < 0:
+                win, av = r.refill(av, 15)
+            c = (win >> av) & 0x7fff
+            if c >= 0x4000:
+                raise r.fail_at(av + 15, 'CertificateChainType[0]', 'expected EE of Certificate')
+        elif ec != 0:
+            raise r.fail_at(av + 9, 'CertificateChainType[0]', f'event code {ec}, expected AT(Id), SE(Certificate)')
+        else:
             av += 1
             u = ((c >> 3) & 255)
             if u > 127:
@@ -842,42 +3228,13 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
             c = (win >> av) & 0x7fff
             if c >= 0x4000:
                 raise r.fail_at(av + 15, 'CertificateChainType[0]', 'expected EE of Certificate')
-        elif ec == 1:
-            if c & 0x400 != 0x0:
-                raise r.fail_at(av + 9, 'CertificateChainType[0]', 'expected CH of Certificate')
-            u = ((c >> 2) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-            r.avail = av
-            f_9_Certificate = r.binary_of(u, 800)
-            win = r.win
-            av = r.avail
-            av -= 15
-            if av < 0:
-                win, av = r.refill(av, 15)
-            c = (win >> av) & 0x7fff
-            if c >= 0x4000:
-                raise r.fail_at(av + 15, 'CertificateChainType[0]', 'expected EE of Certificate')
+        if c >= 0x1000:
+            if c < 0x2000:
+                pass
+            else:
+                ec = (c >> 12) & 0x3
+                raise r.fail_at(av + 12, 'CertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
         else:
-            raise r.fail_at(av + 9, 'CertificateChainType[0]', f'event code {ec}, expected AT(Id), SE(Certificate)')
-        if c < 0x1000:
             av += 2
             c >>= 2
             r.avail = av
@@ -890,11 +3247,6 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
             c = (win >> av) & 0x1fff
             if c >= 0x1000:
                 raise r.fail_at(av + 13, 'CertificateChainType[2]', 'expected EE')
-        elif c < 0x2000:
-            pass
-        else:
-            ec = (c >> 12) & 0x3
-            raise r.fail_at(av + 12, 'CertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
         c &= 0xfff
         if c >= 0x800:
             raise r.fail_at(av + 12, 'BodyType[0]', 'expected SE(ContractSignatureCertChain)')
@@ -905,7 +3257,44 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
         f_8_SAProvisioningCertificateChain = ob9_
         f_10_Id: str | None = None
         f_10_SubCertificates: _iso2.SubCertificatesType | None = None
-        if c < 0x200:
+        if c >= 0x200:
+            if c < 0x400:
+                if c >= 0x300:
+                    raise r.fail_at(av + 9, 'CertificateChainType[0]', 'expected CH of Certificate')
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                r.avail = av
+                f_10_Certificate = r.binary_of(u, 800)
+                win = r.win
+                av = r.avail
+                av -= 13
+                if av < 0:
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
+                if c >= 0x1000:
+                    raise r.fail_at(av + 13, 'CertificateChainType[0]', 'expected EE of Certificate')
+            else:
+                ec = (c >> 9) & 0x3
+                raise r.fail_at(av + 9, 'CertificateChainType[0]', f'event code {ec}, expected AT(Id), SE(Certificate)')
+        else:
             av += 1
             u = (c >> 1)
             if u > 127:
@@ -967,43 +3356,13 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
             c = (win >> av) & 0x1fff
             if c >= 0x1000:
                 raise r.fail_at(av + 13, 'CertificateChainType[0]', 'expected EE of Certificate')
-        elif c < 0x400:
-            if c >= 0x300:
-                raise r.fail_at(av + 9, 'CertificateChainType[0]', 'expected CH of Certificate')
-            u = (c & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-            r.avail = av
-            f_10_Certificate = r.binary_of(u, 800)
-            win = r.win
-            av = r.avail
-            av -= 13
-            if av < 0:
-                win, av = r.refill(av, 13)
-            c = (win >> av) & 0x1fff
-            if c >= 0x1000:
-                raise r.fail_at(av + 13, 'CertificateChainType[0]', 'expected EE of Certificate')
+        if c >= 0x400:
+            if c < 0x800:
+                pass
+            else:
+                ec = (c >> 10) & 0x3
+                raise r.fail_at(av + 10, 'CertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
         else:
-            ec = (c >> 9) & 0x3
-            raise r.fail_at(av + 9, 'CertificateChainType[0]', f'event code {ec}, expected AT(Id), SE(Certificate)')
-        if c < 0x400:
             r.avail = av
             f_10_SubCertificates = _d_iso2_SubCertificatesType(r, c)
             win = r.win
@@ -1014,11 +3373,6 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
             c = (win >> av) & 0x7ff
             if c >= 0x400:
                 raise r.fail_at(av + 11, 'CertificateChainType[2]', 'expected EE')
-        elif c < 0x800:
-            pass
-        else:
-            ec = (c >> 10) & 0x3
-            raise r.fail_at(av + 10, 'CertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
         if c & 0x300 != 0x0:
             raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(ContractSignatureEncryptedPrivateKey), AT(Id)')
         u = (c & 255)
@@ -1227,2345 +3581,12 @@ def _d_iso2_BodyType(r: BitReader, c: int) -> _iso2.BodyType:
         ob8_.eMAID = f_8_eMAID
         f_CertificateInstallationRes = ob8_
         s = 1
-    elif c < 0x2000000:
-        av += 13
-        if c >= 0x1e00000:
-            raise r.fail_at(av + 9, 'BodyType[0]', 'expected AT(Id)')
-        u = ((c >> 13) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_14_Id = r.string_of(u, None)
-        win = r.win
-        av = r.avail
-        av -= 12
-        if av < 0:
-            win, av = r.refill(av, 12)
-        c = (win >> av) & 0xfff
-        if c >= 0x800:
-            raise r.fail_at(av + 12, 'BodyType[0]', 'expected SE(ContractSignatureCertChain)')
-        f_15_Id: str | None = None
-        f_15_SubCertificates: _iso2.SubCertificatesType | None = None
-        if c < 0x200:
-            av += 1
-            u = (c >> 1)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-            r.avail = av
-            f_15_Id = r.string_of(u, None)
-            win = r.win
-            av = r.avail
-            av -= 10
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            if c >= 0x100:
-                raise r.fail_at(av + 10, 'CertificateChainType[0]', 'expected SE(Certificate), CH of Certificate')
-            u = c
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-            r.avail = av
-            f_15_Certificate = r.binary_of(u, 800)
-            win = r.win
-            av = r.avail
-            av -= 13
-            if av < 0:
-                win, av = r.refill(av, 13)
-            c = (win >> av) & 0x1fff
-            if c >= 0x1000:
-                raise r.fail_at(av + 13, 'CertificateChainType[0]', 'expected EE of Certificate')
-        elif c < 0x400:
-            if c >= 0x300:
-                raise r.fail_at(av + 9, 'CertificateChainType[0]', 'expected CH of Certificate')
-            u = (c & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-            r.avail = av
-            f_15_Certificate = r.binary_of(u, 800)
-            win = r.win
-            av = r.avail
-            av -= 13
-            if av < 0:
-                win, av = r.refill(av, 13)
-            c = (win >> av) & 0x1fff
-            if c >= 0x1000:
-                raise r.fail_at(av + 13, 'CertificateChainType[0]', 'expected EE of Certificate')
-        else:
-            ec = (c >> 9) & 0x3
-            raise r.fail_at(av + 9, 'CertificateChainType[0]', f'event code {ec}, expected AT(Id), SE(Certificate)')
-        if c < 0x400:
-            r.avail = av
-            f_15_SubCertificates = _d_iso2_SubCertificatesType(r, c)
-            win = r.win
-            av = r.avail
-            av -= 11
-            if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            if c >= 0x400:
-                raise r.fail_at(av + 11, 'CertificateChainType[2]', 'expected EE')
-        elif c < 0x800:
-            pass
-        else:
-            ec = (c >> 10) & 0x3
-            raise r.fail_at(av + 10, 'CertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
-        if c & 0x300 != 0x0:
-            raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(eMAID), CH of eMAID')
-        u = (c & 255)
-        ob15_ = _new(_K_iso2_CertificateChainType)
-        ob15_.Id = f_15_Id
-        ob15_.Certificate = f_15_Certificate
-        ob15_.SubCertificates = f_15_SubCertificates
-        f_14_ContractSignatureCertChain = ob15_
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_14_eMAID = r.string_of(u, 15)
-        win = r.win
-        av = r.avail
-        av -= 13
-        if av < 0:
-            win, av = r.refill(av, 13)
-        c = (win >> av) & 0x1fff
-        if c >= 0x800:
-            raise r.fail_at(av + 13, 'BodyType[0]', 'expected EE of eMAID, SE(ListOfRootCertificateIDs)')
-        r.avail = av
-        f_14_ListOfRootCertificateIDs = _d_iso2_ListOfRootCertificateIDsType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c >= 0x2:
-            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
-        ob14_ = _new(_K_iso2_CertificateUpdateReqType)
-        ob14_.Id = f_14_Id
-        ob14_.ContractSignatureCertChain = f_14_ContractSignatureCertChain
-        ob14_.eMAID = f_14_eMAID
-        ob14_.ListOfRootCertificateIDs = f_14_ListOfRootCertificateIDs
-        f_CertificateUpdateReq = ob14_
-        s = 1
-    elif c < 0x2400000:
-        av += 2
-        c >>= 2
-        c &= 0xfffff
-        r.avail = av
-        f_CertificateUpdateRes = _d_iso2_CertificateUpdateResType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        s = 1
-    elif c < 0x2800000:
-        f_16_MaxEntriesSAScheduleTuple: int | None = None
-        f_16_AC_EVChargeParameter: _iso2.AC_EVChargeParameterType | None = None
-        f_16_DC_EVChargeParameter: _iso2.DC_EVChargeParameterType | None = None
-        f_16_EVChargeParameter: _iso2.EVChargeParameterType | None = None
-        if c < 0x2500000:
-            if c >= 0x2480000:
-                raise r.fail_at(av + 20, 'ChargeParameterDiscoveryReqType[0]', 'expected CH of MaxEntriesSAScheduleTuple')
-            u = ((c >> 11) & 255)
-            if u > 127:
-                u2 = (c >> 3) & 0xFF
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 3
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 3
-                        if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
-            else:
-                av += 8
-                c >>= 8
-            f_16_MaxEntriesSAScheduleTuple = u
-            av -= 27
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-            try:
-                f_16_RequestedEnergyTransferMode = _T66893bf5[c >> 23]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x38800000 != 0x0:
-                    raise r.fail_at(av + 30, 'ChargeParameterDiscoveryReqType[0]', 'expected EE of MaxEntriesSAScheduleTuple, SE(RequestedEnergyTransferMode), CH of RequestedEnergyTransferMode, EE of RequestedEnergyTransferMode') from None
-                iv = (c >> 24)
-                if iv >= 6:
-                    raise r.fail_at(av + 23, 'ChargeParameterDiscoveryReqType.RequestedEnergyTransferMode', f'enumeration index {iv}') from None
-                f_16_RequestedEnergyTransferMode = _E_iso2_EnergyTransferModeType[iv]
-            av -= 7
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-        elif c < 0x2600000:
-            try:
-                f_16_RequestedEnergyTransferMode = _T4326b017[(c >> 15) & 0x1f]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x88000 != 0x0:
-                    raise r.fail_at(av + 20, 'ChargeParameterDiscoveryReqType[0]', 'expected CH of RequestedEnergyTransferMode, EE of RequestedEnergyTransferMode') from None
-                iv = ((c >> 16) & 7)
-                if iv >= 6:
-                    raise r.fail_at(av + 15, 'ChargeParameterDiscoveryReqType.RequestedEnergyTransferMode', f'enumeration index {iv}') from None
-                f_16_RequestedEnergyTransferMode = _E_iso2_EnergyTransferModeType[iv]
-            av -= 15
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-        else:
-            ec = (c >> 20) & 0x3
-            raise r.fail_at(av + 20, 'ChargeParameterDiscoveryReqType[0]', f'event code {ec}, expected SE(MaxEntriesSAScheduleTuple), SE(RequestedEnergyTransferMode)')
-        if c < 0x10000000:
-            f_17_DepartureTime: int | None = None
-            if c < 0x4000000:
-                if c >= 0x2000000:
-                    raise r.fail_at(av + 26, 'AC_EVChargeParameterType[0]', 'expected CH of DepartureTime')
-                u = (c >> 17)
-                if u > 127:
-                    u2 = (c >> 9) & 0xFF
-                    if u2 < 128:
-                        u += _U2[u2]
-                    else:
-                        u = (u & 0x7F) | (u2 & 0x7F) << 7
-                        av -= 8
-                        if av < 0:
-                            win, av = r.refill(av, 17)
-                        c = (win >> av) & 0x1ffff
-                        u2 = c >> 9
-                        u |= (u2 & 0x7F) << 14
-                        if u2 > 127:
-                            av += 9
-                            r.avail = av
-                            u = r.uint_more(u, 21)
-                            win = r.win
-                            av = r.avail
-                            av -= 9
-                            if av < 0:
-                                win, av = r.refill(av, 9)
-                            c = (win >> av) & 0x1ff
-                else:
-                    av += 8
-                    c >>= 8
-                f_17_DepartureTime = u
-                av -= 21
-                if av < 0:
-                    win, av = r.refill(av, 30)
-                c = (win >> av) & 0x3fffffff
-                try:
-                    f_18_Multiplier, f_18_Unit, sg = _T9dbb19d6[c >> 13]
-                except KeyError:  # not a valid pattern: say why
-                    if c & 0x3c71c000 != 0x0:
-                        raise r.fail_at(av + 30, 'AC_EVChargeParameterType[0]', 'expected EE of DepartureTime, SE(EAmount), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                    f_18_Multiplier = (c >> 23) - 3
-                    iv = ((c >> 17) & 7)
-                    if iv >= 7:
-                        raise r.fail_at(av + 13, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
-                    f_18_Unit = _E_iso2_unitSymbolType[iv]
-                    sg = ((c >> 13) & 1)
-                u = ((c >> 5) & 255)
-                if u > 127:
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 13)
-                    c = (win >> av) & 0x1fff
-                    u2 = c >> 5
-                    if u2 < 128:
-                        u += _U2[u2]
-                    else:
-                        u = (u & 0x7F) | (u2 & 0x7F) << 7
-                        av -= 8
-                        if av < 0:
-                            win, av = r.refill(av, 13)
-                        c = (win >> av) & 0x1fff
-                        u2 = c >> 5
-                        u |= (u2 & 0x7F) << 14
-                        if u2 > 127:
-                            av += 5
-                            r.avail = av
-                            u = r.uint_more(u, 21)
-                            win = r.win
-                            av = r.avail
-                            av -= 5
-                            if av < 0:
-                                win, av = r.refill(av, 5)
-                            c = (win >> av) & 0x1f
-                f_18_Value = -u - 1 if sg else u
-                if c & 0x18 != 0x0:
-                    raise r.fail_at(av + 5, 'AC_EVChargeParameterType[0]', 'expected EE of Value, EE')
-                ob18_ = _new(_K_iso2_PhysicalValueType)
-                ob18_.Multiplier = f_18_Multiplier
-                ob18_.Unit = f_18_Unit
-                ob18_.Value = f_18_Value
-                f_17_EAmount = ob18_
-                av -= 27
-                if av < 0:
-                    win, av = r.refill(av, 30)
-                c = (win >> av) & 0x3fffffff
-            elif c < 0x8000000:
-                try:
-                    f_19_Multiplier, f_19_Unit, sg = _Tea8843d1[(c >> 11) & 0x7fff]
-                except KeyError:  # not a valid pattern: say why
-                    if c & 0x31c7000 != 0x0:
-                        raise r.fail_at(av + 26, 'AC_EVChargeParameterType[0]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                    f_19_Multiplier = ((c >> 21) & 7) - 3
-                    iv = ((c >> 15) & 7)
-                    if iv >= 7:
-                        raise r.fail_at(av + 11, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
-                    f_19_Unit = _E_iso2_unitSymbolType[iv]
-                    sg = ((c >> 11) & 1)
-                u = ((c >> 3) & 255)
-                if u > 127:
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
-                    if u2 < 128:
-                        u += _U2[u2]
-                    else:
-                        u = (u & 0x7F) | (u2 & 0x7F) << 7
-                        av -= 8
-                        if av < 0:
-                            win, av = r.refill(av, 11)
-                        c = (win >> av) & 0x7ff
-                        u2 = c >> 3
-                        u |= (u2 & 0x7F) << 14
-                        if u2 > 127:
-                            av += 3
-                            r.avail = av
-                            u = r.uint_more(u, 21)
-                            win = r.win
-                            av = r.avail
-                            av -= 3
-                            if av < 0:
-                                win, av = r.refill(av, 3)
-                            c = (win >> av) & 0x7
-                f_19_Value = -u - 1 if sg else u
-                if c & 0x6 != 0x0:
-                    raise r.fail_at(av + 3, 'AC_EVChargeParameterType[0]', 'expected EE of Value, EE')
-                ob19_ = _new(_K_iso2_PhysicalValueType)
-                ob19_.Multiplier = f_19_Multiplier
-                ob19_.Unit = f_19_Unit
-                ob19_.Value = f_19_Value
-                f_17_EAmount = ob19_
-                av -= 29
-                if av < 0:
-                    win, av = r.refill(av, 30)
-                c = (win >> av) & 0x3fffffff
-            else:
-                ec = (c >> 26) & 0x3
-                raise r.fail_at(av + 26, 'AC_EVChargeParameterType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EAmount)')
-            try:
-                f_20_Multiplier, f_20_Unit, sg = _T3b5e3738[c >> 14]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x38e38000 != 0x0:
-                    raise r.fail_at(av + 30, 'ChargeParameterDiscoveryReqType[2]', 'expected SE(EVMaxVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                f_20_Multiplier = (c >> 24) - 3
-                iv = ((c >> 18) & 7)
-                if iv >= 7:
-                    raise r.fail_at(av + 14, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
-                f_20_Unit = _E_iso2_unitSymbolType[iv]
-                sg = ((c >> 14) & 1)
-            u = ((c >> 6) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 14)
-                c = (win >> av) & 0x3fff
-                u2 = c >> 6
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 14)
-                    c = (win >> av) & 0x3fff
-                    u2 = c >> 6
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 6
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 6
-                        if av < 0:
-                            win, av = r.refill(av, 6)
-                        c = (win >> av) & 0x3f
-            f_20_Value = -u - 1 if sg else u
-            av -= 24
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-            try:
-                f_21_Multiplier, f_21_Unit, sg = _Td9e86f2b[c >> 12]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x3e38e000 != 0x0:
-                    raise r.fail_at(av + 30, 'ChargeParameterDiscoveryReqType[2]', 'expected EE of Value, EE, SE(EVMaxCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                f_21_Multiplier = (c >> 22) - 3
-                iv = ((c >> 16) & 7)
-                if iv >= 7:
-                    raise r.fail_at(av + 12, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
-                f_21_Unit = _E_iso2_unitSymbolType[iv]
-                sg = ((c >> 12) & 1)
-            u = ((c >> 4) & 255)
-            ob20_ = _new(_K_iso2_PhysicalValueType)
-            ob20_.Multiplier = f_20_Multiplier
-            ob20_.Unit = f_20_Unit
-            ob20_.Value = f_20_Value
-            f_17_EVMaxVoltage = ob20_
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
-                u2 = c >> 4
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 12)
-                    c = (win >> av) & 0xfff
-                    u2 = c >> 4
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 4
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 4
-                        if av < 0:
-                            win, av = r.refill(av, 4)
-                        c = (win >> av) & 0xf
-            f_21_Value = -u - 1 if sg else u
-            av -= 26
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-            try:
-                f_22_Multiplier, f_22_Unit, sg = _Td9e86f2b[c >> 12]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x3e38e000 != 0x0:
-                    raise r.fail_at(av + 30, 'ChargeParameterDiscoveryReqType[2]', 'expected EE of Value, EE, SE(EVMinCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                f_22_Multiplier = (c >> 22) - 3
-                iv = ((c >> 16) & 7)
-                if iv >= 7:
-                    raise r.fail_at(av + 12, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
-                f_22_Unit = _E_iso2_unitSymbolType[iv]
-                sg = ((c >> 12) & 1)
-            u = ((c >> 4) & 255)
-            ob21_ = _new(_K_iso2_PhysicalValueType)
-            ob21_.Multiplier = f_21_Multiplier
-            ob21_.Unit = f_21_Unit
-            ob21_.Value = f_21_Value
-            f_17_EVMaxCurrent = ob21_
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
-                u2 = c >> 4
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 12)
-                    c = (win >> av) & 0xfff
-                    u2 = c >> 4
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 4
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 4
-                        if av < 0:
-                            win, av = r.refill(av, 4)
-                        c = (win >> av) & 0xf
-            f_22_Value = -u - 1 if sg else u
-            if c & 0xe != 0x0:
-                raise r.fail_at(av + 4, 'ChargeParameterDiscoveryReqType[2]', 'expected EE of Value, EE, EE')
-            ob22_ = _new(_K_iso2_PhysicalValueType)
-            ob22_.Multiplier = f_22_Multiplier
-            ob22_.Unit = f_22_Unit
-            ob22_.Value = f_22_Value
-            f_17_EVMinCurrent = ob22_
-            ob17_ = _new(_K_iso2_AC_EVChargeParameterType)
-            ob17_.DepartureTime = f_17_DepartureTime
-            ob17_.EAmount = f_17_EAmount
-            ob17_.EVMaxVoltage = f_17_EVMaxVoltage
-            ob17_.EVMaxCurrent = f_17_EVMaxCurrent
-            ob17_.EVMinCurrent = f_17_EVMinCurrent
-            f_16_AC_EVChargeParameter = ob17_
-            av -= 1
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-        elif c < 0x20000000:
-            c &= 0xfffffff
-            r.avail = av
-            f_16_DC_EVChargeParameter = _d_iso2_DC_EVChargeParameterType(r, c)
-            win = r.win
-            av = r.avail
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-        elif c < 0x30000000:
-            av += 13
-            f_23_DepartureTime: int | None = None
-            if c < 0x24000000:
-                if c >= 0x22000000:
-                    raise r.fail_at(av + 13, 'EVChargeParameterType[0]', 'expected CH of DepartureTime')
-                u = ((c >> 17) & 255)
-                if u > 127:
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 12)
-                    c = (win >> av) & 0xfff
-                    u2 = c >> 4
-                    if u2 < 128:
-                        u += _U2[u2]
-                    else:
-                        u = (u & 0x7F) | (u2 & 0x7F) << 7
-                        av -= 8
-                        if av < 0:
-                            win, av = r.refill(av, 12)
-                        c = (win >> av) & 0xfff
-                        u2 = c >> 4
-                        u |= (u2 & 0x7F) << 14
-                        if u2 > 127:
-                            av += 4
-                            r.avail = av
-                            u = r.uint_more(u, 21)
-                            win = r.win
-                            av = r.avail
-                            av -= 4
-                            if av < 0:
-                                win, av = r.refill(av, 4)
-                            c = (win >> av) & 0xf
-                else:
-                    c >>= 13
-                f_23_DepartureTime = u
-                if c & 0xc != 0x0:
-                    raise r.fail_at(av + 4, 'EVChargeParameterType[0]', 'expected EE of DepartureTime, EE')
-            elif c < 0x28000000:
-                av += 11
-                c >>= 24
-            else:
-                ec = (c >> 26) & 0x3
-                raise r.fail_at(av + 13, 'EVChargeParameterType[0]', f'event code {ec}, expected SE(DepartureTime), EE')
-            ob23_ = _new(_K_iso2_EVChargeParameterType)
-            ob23_.DepartureTime = f_23_DepartureTime
-            f_16_EVChargeParameter = ob23_
-        else:
-            ec = (c >> 28) & 0x3
-            raise r.fail_at(av + 28, 'ChargeParameterDiscoveryReqType[2]', f'event code {ec}, expected SE(AC_EVChargeParameter), SE(DC_EVChargeParameter), SE(EVChargeParameter)')
-        if c & 0x2 != 0x0:
-            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
-        ob16_ = _new(_K_iso2_ChargeParameterDiscoveryReqType)
-        ob16_.MaxEntriesSAScheduleTuple = f_16_MaxEntriesSAScheduleTuple
-        ob16_.RequestedEnergyTransferMode = f_16_RequestedEnergyTransferMode
-        ob16_.AC_EVChargeParameter = f_16_AC_EVChargeParameter
-        ob16_.DC_EVChargeParameter = f_16_DC_EVChargeParameter
-        ob16_.EVChargeParameter = f_16_EVChargeParameter
-        f_ChargeParameterDiscoveryReq = ob16_
-        s = 1
-    elif c < 0x2c00000:
-        av -= 6
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        r.avail = av
-        f_ChargeParameterDiscoveryRes = _d_iso2_ChargeParameterDiscoveryResType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        s = 1
-    elif c < 0x3000000:
-        av += 20
-        if c >= 0x2e00000:
-            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
-        ob24_ = _new(_K_iso2_ChargingStatusReqType)
-        f_ChargingStatusReq = ob24_
-        c >>= 20
-        s = 1
-    elif c < 0x3400000:
-        av += 4
-        c >>= 4
-        c &= 0x3ffff
-        r.avail = av
-        f_ChargingStatusRes = _d_iso2_ChargingStatusResType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        s = 1
-    elif c < 0x3800000:
-        av -= 6
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        r.avail = av
-        f_CurrentDemandReq = _d_iso2_CurrentDemandReqType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        s = 1
-    elif c < 0x3c00000:
-        av -= 6
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        r.avail = av
-        f_CurrentDemandRes = _d_iso2_CurrentDemandResType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        s = 1
-    elif c < 0x4000000:
-        av += 11
-        f_25_Id: str | None = None
-        f_25_SAScheduleTupleID: int | None = None
-        if c < 0x3d00000:
-            av += 1
-            u = ((c >> 12) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-            r.avail = av
-            f_25_Id = r.string_of(u, None)
-            win = r.win
-            av = r.avail
-            av -= 10
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            if c >= 0x100:
-                raise r.fail_at(av + 10, 'MeteringReceiptReqType[0]', 'expected SE(SessionID), CH of SessionID')
-            u = c
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-            r.avail = av
-            f_25_SessionID = r.binary_of(u, 8)
-            win = r.win
-            av = r.avail
-            av -= 24
-            if av < 0:
-                win, av = r.refill(av, 24)
-            c = (win >> av) & 0xffffff
-            if c >= 0x800000:
-                raise r.fail_at(av + 24, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
-        elif c < 0x3e00000:
-            if c >= 0x3d80000:
-                raise r.fail_at(av + 9, 'MeteringReceiptReqType[0]', 'expected CH of SessionID')
-            u = ((c >> 11) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-            r.avail = av
-            f_25_SessionID = r.binary_of(u, 8)
-            win = r.win
-            av = r.avail
-            av -= 24
-            if av < 0:
-                win, av = r.refill(av, 24)
-            c = (win >> av) & 0xffffff
-            if c >= 0x800000:
-                raise r.fail_at(av + 24, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
-        else:
-            ec = (c >> 20) & 0x3
-            raise r.fail_at(av + 9, 'MeteringReceiptReqType[0]', f'event code {ec}, expected AT(Id), SE(SessionID)')
-        if c < 0x200000:
-            try:
-                f_25_SAScheduleTupleID = _T8849f7c9[c >> 10]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x100c00 != 0x0:
-                    raise r.fail_at(av + 21, 'MeteringReceiptReqType[2]', 'expected CH of SAScheduleTupleID, EE of SAScheduleTupleID, SE(MeterInfo)') from None
-                f_25_SAScheduleTupleID = (c >> 12) + 1
-            c &= 0x3ff
-            r.avail = av
-            f_25_MeterInfo = _d_iso2_MeterInfoType(r, c)
-            win = r.win
-            av = r.avail
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-        elif c < 0x400000:
-            av += 11
-            c >>= 11
-            c &= 0x3ff
-            r.avail = av
-            f_25_MeterInfo = _d_iso2_MeterInfoType(r, c)
-            win = r.win
-            av = r.avail
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-        else:
-            ec = (c >> 21) & 0x3
-            raise r.fail_at(av + 21, 'MeteringReceiptReqType[2]', f'event code {ec}, expected SE(SAScheduleTupleID), SE(MeterInfo)')
-        if c >= 0x2:
-            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
-        ob25_ = _new(_K_iso2_MeteringReceiptReqType)
-        ob25_.Id = f_25_Id
-        ob25_.SessionID = f_25_SessionID
-        ob25_.SAScheduleTupleID = f_25_SAScheduleTupleID
-        ob25_.MeterInfo = f_25_MeterInfo
-        f_MeteringReceiptReq = ob25_
-        s = 1
-    elif c < 0x4400000:
-        try:
-            f_26_ResponseCode, ec = _T9be1c3c2[(c >> 12) & 0x3ff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x304000 != 0x0:
-                raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode') from None
-            iv = ((c >> 15) & 31)
-            if iv >= 26:
-                raise r.fail_at(av + 12, 'MeteringReceiptResType.ResponseCode', f'enumeration index {iv}') from None
-            f_26_ResponseCode = _E_iso2_responseCodeType[iv]
-            ec = ((c >> 12) & 3)
-        f_26_AC_EVSEStatus: _iso2.AC_EVSEStatusType | None = None
-        f_26_DC_EVSEStatus: _iso2.DC_EVSEStatusType | None = None
-        f_26_EVSEStatus: _iso2.EVSEStatusType | None = None
-        if ec == 0:
-            if c & 0xc00 != 0x0:
-                raise r.fail_at(av + 12, 'MeteringReceiptResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-            u = ((c >> 2) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 2
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 2
-                        if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
-            f_27_NotificationMaxDelay = u
-            av -= 11
-            if av < 0:
-                win, av = r.refill(av, 13)
-            c = (win >> av) & 0x1fff
-            try:
-                f_27_EVSENotification, f_27_RCD = _T247139eb[c >> 2]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x1cec != 0x0:
-                    raise r.fail_at(av + 13, 'MeteringReceiptResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE') from None
-                iv = (c >> 8)
-                if iv >= 3:
-                    raise r.fail_at(av + 2, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
-                f_27_EVSENotification = _E_iso2_EVSENotificationType[iv]
-                f_27_RCD = ((c >> 4) & 1) == 1
-            ob27_ = _new(_K_iso2_AC_EVSEStatusType)
-            ob27_.NotificationMaxDelay = f_27_NotificationMaxDelay
-            ob27_.EVSENotification = f_27_EVSENotification
-            ob27_.RCD = f_27_RCD
-            f_26_AC_EVSEStatus = ob27_
-        elif ec == 1:
-            if c & 0xc00 != 0x0:
-                raise r.fail_at(av + 12, 'MeteringReceiptResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-            u = ((c >> 2) & 255)
-            f_28_EVSEIsolationStatus: _iso2.isolationLevelType | None = None
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 2
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 2
-                        if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
-            f_28_NotificationMaxDelay = u
-            av -= 21
-            if av < 0:
-                win, av = r.refill(av, 23)
-            c = (win >> av) & 0x7fffff
-            try:
-                f_28_EVSENotification, ec = _Ta34fb74f[c >> 15]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x720000 != 0x0:
-                    raise r.fail_at(av + 23, 'MeteringReceiptResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification') from None
-                iv = (c >> 18)
-                if iv >= 3:
-                    raise r.fail_at(av + 15, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
-                f_28_EVSENotification = _E_iso2_EVSENotificationType[iv]
-                ec = ((c >> 15) & 3)
-            if ec == 0:
-                try:
-                    f_28_EVSEIsolationStatus, f_28_EVSEStatusCode = _T7e11f26f[(c >> 3) & 0xfff]
-                except KeyError:  # not a valid pattern: say why
-                    if c & 0x4708 != 0x0:
-                        raise r.fail_at(av + 15, 'DC_EVSEStatusType[2]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-                    iv = ((c >> 11) & 7)
-                    if iv >= 5:
-                        raise r.fail_at(av + 3, 'DC_EVSEStatusType.EVSEIsolationStatus', f'enumeration index {iv}') from None
-                    f_28_EVSEIsolationStatus = _E_iso2_isolationLevelType[iv]
-                    iv = ((c >> 4) & 15)
-                    if iv >= 12:
-                        raise r.fail_at(av + 3, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
-                    f_28_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
-            elif ec == 1:
-                av += 6
-                try:
-                    f_28_EVSEStatusCode = _Tf61d13e1[(c >> 9) & 0x3f]
-                except KeyError:  # not a valid pattern: say why
-                    if c & 0x4200 != 0x0:
-                        raise r.fail_at(av + 9, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-                    iv = ((c >> 10) & 15)
-                    if iv >= 12:
-                        raise r.fail_at(av + 3, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
-                    f_28_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
-                c >>= 6
-            else:
-                raise r.fail_at(av + 15, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
-            if c & 0x4 != 0x0:
-                raise r.fail_at(av + 3, 'MeteringReceiptResType[1]', 'expected EE')
-            ob28_ = _new(_K_iso2_DC_EVSEStatusType)
-            ob28_.NotificationMaxDelay = f_28_NotificationMaxDelay
-            ob28_.EVSENotification = f_28_EVSENotification
-            ob28_.EVSEIsolationStatus = f_28_EVSEIsolationStatus
-            ob28_.EVSEStatusCode = f_28_EVSEStatusCode
-            f_26_DC_EVSEStatus = ob28_
-        elif ec == 2:
-            if c & 0xc00 != 0x0:
-                raise r.fail_at(av + 12, 'MeteringReceiptResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-            u = ((c >> 2) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 2
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 2
-                        if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
-            f_29_NotificationMaxDelay = u
-            av -= 7
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
-            try:
-                f_29_EVSENotification = _T098c27c7[c >> 2]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x1cc != 0x0:
-                    raise r.fail_at(av + 9, 'MeteringReceiptResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE') from None
-                iv = (c >> 4)
-                if iv >= 3:
-                    raise r.fail_at(av + 2, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
-                f_29_EVSENotification = _E_iso2_EVSENotificationType[iv]
-            ob29_ = _new(_K_iso2_EVSEStatusType)
-            ob29_.NotificationMaxDelay = f_29_NotificationMaxDelay
-            ob29_.EVSENotification = f_29_EVSENotification
-            f_26_EVSEStatus = ob29_
-        else:
-            raise r.fail_at(av + 12, 'MeteringReceiptResType[1]', f'event code {ec}, expected SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
-        if c & 0x2 != 0x0:
-            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
-        ob26_ = _new(_K_iso2_MeteringReceiptResType)
-        ob26_.ResponseCode = f_26_ResponseCode
-        ob26_.AC_EVSEStatus = f_26_AC_EVSEStatus
-        ob26_.DC_EVSEStatus = f_26_DC_EVSEStatus
-        ob26_.EVSEStatus = f_26_EVSEStatus
-        f_MeteringReceiptRes = ob26_
-        s = 1
-    elif c < 0x4800000:
-        av += 12
-        if c >= 0x4500000:
-            raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(eMAID), CH of eMAID')
-        u = ((c >> 12) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_30_eMAID = r.string_of(u, 15)
-        win = r.win
-        av = r.avail
-        av -= 13
-        if av < 0:
-            win, av = r.refill(av, 13)
-        c = (win >> av) & 0x1fff
-        if c >= 0x800:
-            raise r.fail_at(av + 13, 'BodyType[0]', 'expected EE of eMAID, SE(ContractSignatureCertChain)')
-        f_31_Id: str | None = None
-        f_31_SubCertificates: _iso2.SubCertificatesType | None = None
-        if c < 0x200:
-            av += 1
-            u = (c >> 1)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-            r.avail = av
-            f_31_Id = r.string_of(u, None)
-            win = r.win
-            av = r.avail
-            av -= 10
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            if c >= 0x100:
-                raise r.fail_at(av + 10, 'CertificateChainType[0]', 'expected SE(Certificate), CH of Certificate')
-            u = c
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-            r.avail = av
-            f_31_Certificate = r.binary_of(u, 800)
-            win = r.win
-            av = r.avail
-            av -= 13
-            if av < 0:
-                win, av = r.refill(av, 13)
-            c = (win >> av) & 0x1fff
-            if c >= 0x1000:
-                raise r.fail_at(av + 13, 'CertificateChainType[0]', 'expected EE of Certificate')
-        elif c < 0x400:
-            if c >= 0x300:
-                raise r.fail_at(av + 9, 'CertificateChainType[0]', 'expected CH of Certificate')
-            u = (c & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-            r.avail = av
-            f_31_Certificate = r.binary_of(u, 800)
-            win = r.win
-            av = r.avail
-            av -= 13
-            if av < 0:
-                win, av = r.refill(av, 13)
-            c = (win >> av) & 0x1fff
-            if c >= 0x1000:
-                raise r.fail_at(av + 13, 'CertificateChainType[0]', 'expected EE of Certificate')
-        else:
-            ec = (c >> 9) & 0x3
-            raise r.fail_at(av + 9, 'CertificateChainType[0]', f'event code {ec}, expected AT(Id), SE(Certificate)')
-        if c < 0x400:
-            r.avail = av
-            f_31_SubCertificates = _d_iso2_SubCertificatesType(r, c)
-            win = r.win
-            av = r.avail
-            av -= 3
-            if av < 0:
-                win, av = r.refill(av, 3)
-            c = (win >> av) & 0x7
-            if c >= 0x4:
-                raise r.fail_at(av + 3, 'CertificateChainType[2]', 'expected EE')
-        elif c < 0x800:
-            av += 8
-            c >>= 8
-        else:
-            ec = (c >> 10) & 0x3
-            raise r.fail_at(av + 10, 'CertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
-        if c & 0x2 != 0x0:
-            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
-        ob31_ = _new(_K_iso2_CertificateChainType)
-        ob31_.Id = f_31_Id
-        ob31_.Certificate = f_31_Certificate
-        ob31_.SubCertificates = f_31_SubCertificates
-        f_30_ContractSignatureCertChain = ob31_
-        ob30_ = _new(_K_iso2_PaymentDetailsReqType)
-        ob30_.eMAID = f_30_eMAID
-        ob30_.ContractSignatureCertChain = f_30_ContractSignatureCertChain
-        f_PaymentDetailsReq = ob30_
-        s = 1
-    elif c < 0x4c00000:
-        av += 4
-        try:
-            f_32_ResponseCode = _T71c1fe91[(c >> 12) & 0x3ff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x307000 != 0x0:
-                raise r.fail_at(av + 18, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(GenChallenge), CH of GenChallenge') from None
-            iv = ((c >> 15) & 31)
-            if iv >= 26:
-                raise r.fail_at(av + 8, 'PaymentDetailsResType.ResponseCode', f'enumeration index {iv}') from None
-            f_32_ResponseCode = _E_iso2_responseCodeType[iv]
-        u = ((c >> 4) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_32_GenChallenge = r.binary_of(u, 16)
-        win = r.win
-        av = r.avail
-        av -= 23
-        if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        try:
-            sg = _T143a83e6[c >> 19]
-        except KeyError:  # not a valid pattern: say why
-            if c >= 0x100000:
-                raise r.fail_at(av + 23, 'BodyType[0]', 'expected EE of GenChallenge, SE(EVSETimeStamp), CH of EVSETimeStamp') from None
-            sg = (c >> 19)
-        u = ((c >> 11) & 255)
-        if u > 127:
-            u2 = (c >> 3) & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 3
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 3
-                    if av < 0:
-                        win, av = r.refill(av, 3)
-                    c = (win >> av) & 0x7
-        else:
-            av += 8
-            c >>= 8
-        f_32_EVSETimeStamp = -u - 1 if sg else u
-        if c & 0x6 != 0x0:
-            raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE of EVSETimeStamp, EE')
-        ob32_ = _new(_K_iso2_PaymentDetailsResType)
-        ob32_.ResponseCode = f_32_ResponseCode
-        ob32_.GenChallenge = f_32_GenChallenge
-        ob32_.EVSETimeStamp = f_32_EVSETimeStamp
-        f_PaymentDetailsRes = ob32_
-        s = 1
-    elif c < 0x5000000:
-        try:
-            f_33_SelectedPaymentOption = _T6e3fb4ca[(c >> 17) & 0x1f]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x360000 != 0x0:
-                raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(SelectedPaymentOption), CH of SelectedPaymentOption, EE of SelectedPaymentOption, SE(SelectedServiceList)') from None
-            f_33_SelectedPaymentOption = _E_iso2_paymentOptionType[((c >> 19) & 1)]
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 26)
-        c = (win >> av) & 0x3ffffff
-        r.avail = av
-        f_33_SelectedServiceList = _d_iso2_SelectedServiceListType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c >= 0x2:
-            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
-        ob33_ = _new(_K_iso2_PaymentServiceSelectionReqType)
-        ob33_.SelectedPaymentOption = f_33_SelectedPaymentOption
-        ob33_.SelectedServiceList = f_33_SelectedServiceList
-        f_PaymentServiceSelectionReq = ob33_
-        s = 1
-    elif c < 0x5400000:
-        av += 12
-        try:
-            f_34_ResponseCode = _Tdf4a1f7e[(c >> 13) & 0x1ff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x306000 != 0x0:
-                raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE') from None
-            iv = ((c >> 15) & 31)
-            if iv >= 26:
-                raise r.fail_at(av + 1, 'PaymentServiceSelectionResType.ResponseCode', f'enumeration index {iv}') from None
-            f_34_ResponseCode = _E_iso2_responseCodeType[iv]
-        ob34_ = _new(_K_iso2_PaymentServiceSelectionResType)
-        ob34_.ResponseCode = f_34_ResponseCode
-        f_PaymentServiceSelectionRes = ob34_
-        c >>= 12
-        s = 1
-    elif c < 0x5800000:
-        av -= 6
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        r.avail = av
-        f_PowerDeliveryReq = _d_iso2_PowerDeliveryReqType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        s = 1
-    elif c < 0x5c00000:
-        try:
-            f_35_ResponseCode, ec = _T9be1c3c2[(c >> 12) & 0x3ff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x304000 != 0x0:
-                raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode') from None
-            iv = ((c >> 15) & 31)
-            if iv >= 26:
-                raise r.fail_at(av + 12, 'PowerDeliveryResType.ResponseCode', f'enumeration index {iv}') from None
-            f_35_ResponseCode = _E_iso2_responseCodeType[iv]
-            ec = ((c >> 12) & 3)
-        f_35_AC_EVSEStatus: _iso2.AC_EVSEStatusType | None = None
-        f_35_DC_EVSEStatus: _iso2.DC_EVSEStatusType | None = None
-        f_35_EVSEStatus: _iso2.EVSEStatusType | None = None
-        if ec == 0:
-            if c & 0xc00 != 0x0:
-                raise r.fail_at(av + 12, 'PowerDeliveryResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-            u = ((c >> 2) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 2
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 2
-                        if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
-            f_36_NotificationMaxDelay = u
-            av -= 11
-            if av < 0:
-                win, av = r.refill(av, 13)
-            c = (win >> av) & 0x1fff
-            try:
-                f_36_EVSENotification, f_36_RCD = _T247139eb[c >> 2]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x1cec != 0x0:
-                    raise r.fail_at(av + 13, 'PowerDeliveryResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE') from None
-                iv = (c >> 8)
-                if iv >= 3:
-                    raise r.fail_at(av + 2, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
-                f_36_EVSENotification = _E_iso2_EVSENotificationType[iv]
-                f_36_RCD = ((c >> 4) & 1) == 1
-            ob36_ = _new(_K_iso2_AC_EVSEStatusType)
-            ob36_.NotificationMaxDelay = f_36_NotificationMaxDelay
-            ob36_.EVSENotification = f_36_EVSENotification
-            ob36_.RCD = f_36_RCD
-            f_35_AC_EVSEStatus = ob36_
-        elif ec == 1:
-            if c & 0xc00 != 0x0:
-                raise r.fail_at(av + 12, 'PowerDeliveryResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-            u = ((c >> 2) & 255)
-            f_37_EVSEIsolationStatus: _iso2.isolationLevelType | None = None
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 2
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 2
-                        if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
-            f_37_NotificationMaxDelay = u
-            av -= 21
-            if av < 0:
-                win, av = r.refill(av, 23)
-            c = (win >> av) & 0x7fffff
-            try:
-                f_37_EVSENotification, ec = _Ta34fb74f[c >> 15]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x720000 != 0x0:
-                    raise r.fail_at(av + 23, 'PowerDeliveryResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification') from None
-                iv = (c >> 18)
-                if iv >= 3:
-                    raise r.fail_at(av + 15, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
-                f_37_EVSENotification = _E_iso2_EVSENotificationType[iv]
-                ec = ((c >> 15) & 3)
-            if ec == 0:
-                try:
-                    f_37_EVSEIsolationStatus, f_37_EVSEStatusCode = _T7e11f26f[(c >> 3) & 0xfff]
-                except KeyError:  # not a valid pattern: say why
-                    if c & 0x4708 != 0x0:
-                        raise r.fail_at(av + 15, 'DC_EVSEStatusType[2]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-                    iv = ((c >> 11) & 7)
-                    if iv >= 5:
-                        raise r.fail_at(av + 3, 'DC_EVSEStatusType.EVSEIsolationStatus', f'enumeration index {iv}') from None
-                    f_37_EVSEIsolationStatus = _E_iso2_isolationLevelType[iv]
-                    iv = ((c >> 4) & 15)
-                    if iv >= 12:
-                        raise r.fail_at(av + 3, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
-                    f_37_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
-            elif ec == 1:
-                av += 6
-                try:
-                    f_37_EVSEStatusCode = _Tf61d13e1[(c >> 9) & 0x3f]
-                except KeyError:  # not a valid pattern: say why
-                    if c & 0x4200 != 0x0:
-                        raise r.fail_at(av + 9, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-                    iv = ((c >> 10) & 15)
-                    if iv >= 12:
-                        raise r.fail_at(av + 3, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
-                    f_37_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
-                c >>= 6
-            else:
-                raise r.fail_at(av + 15, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
-            if c & 0x4 != 0x0:
-                raise r.fail_at(av + 3, 'PowerDeliveryResType[1]', 'expected EE')
-            ob37_ = _new(_K_iso2_DC_EVSEStatusType)
-            ob37_.NotificationMaxDelay = f_37_NotificationMaxDelay
-            ob37_.EVSENotification = f_37_EVSENotification
-            ob37_.EVSEIsolationStatus = f_37_EVSEIsolationStatus
-            ob37_.EVSEStatusCode = f_37_EVSEStatusCode
-            f_35_DC_EVSEStatus = ob37_
-        elif ec == 2:
-            if c & 0xc00 != 0x0:
-                raise r.fail_at(av + 12, 'PowerDeliveryResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-            u = ((c >> 2) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 2
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 2
-                        if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
-            f_38_NotificationMaxDelay = u
-            av -= 7
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
-            try:
-                f_38_EVSENotification = _T098c27c7[c >> 2]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x1cc != 0x0:
-                    raise r.fail_at(av + 9, 'PowerDeliveryResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE') from None
-                iv = (c >> 4)
-                if iv >= 3:
-                    raise r.fail_at(av + 2, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
-                f_38_EVSENotification = _E_iso2_EVSENotificationType[iv]
-            ob38_ = _new(_K_iso2_EVSEStatusType)
-            ob38_.NotificationMaxDelay = f_38_NotificationMaxDelay
-            ob38_.EVSENotification = f_38_EVSENotification
-            f_35_EVSEStatus = ob38_
-        else:
-            raise r.fail_at(av + 12, 'PowerDeliveryResType[1]', f'event code {ec}, expected SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
-        if c & 0x2 != 0x0:
-            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE')
-        ob35_ = _new(_K_iso2_PowerDeliveryResType)
-        ob35_.ResponseCode = f_35_ResponseCode
-        ob35_.AC_EVSEStatus = f_35_AC_EVSEStatus
-        ob35_.DC_EVSEStatus = f_35_DC_EVSEStatus
-        ob35_.EVSEStatus = f_35_EVSEStatus
-        f_PowerDeliveryRes = ob35_
-        s = 1
-    elif c < 0x6000000:
-        av -= 25
-        if av < 0:
-            win, av = r.refill(av, 47)
-        c = (win >> av) & 0x7fffffffffff
-        if c & 0x770e03e38e00 != 0x0:
-            raise r.fail_at(av + 47, 'BodyType[0]', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE, SE(EVTargetVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
-        f_40_EVReady = (c >> 43) == 1
-        iv = ((c >> 36) & 15)
-        if iv >= 12:
-            raise r.fail_at(av, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
-        f_40_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
-        f_40_EVRESSSOC = ((c >> 26) & 127)
-        f_41_Multiplier = ((c >> 18) & 7) - 3
-        iv = ((c >> 12) & 7)
-        if iv >= 7:
-            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
-        f_41_Unit = _E_iso2_unitSymbolType[iv]
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        ob40_ = _new(_K_iso2_DC_EVStatusType)
-        ob40_.EVReady = f_40_EVReady
-        ob40_.EVErrorCode = f_40_EVErrorCode
-        ob40_.EVRESSSOC = f_40_EVRESSSOC
-        f_39_DC_EVStatus = ob40_
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_41_Value = -u - 1 if sg else u
-        av -= 30
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        try:
-            f_42_Multiplier, f_42_Unit, sg = _Td9e86f2b[c >> 12]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x3e38e000 != 0x0:
-                raise r.fail_at(av + 30, 'BodyType[0]', 'expected EE of Value, EE, SE(EVTargetCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-            f_42_Multiplier = (c >> 22) - 3
-            iv = ((c >> 16) & 7)
-            if iv >= 7:
-                raise r.fail_at(av + 12, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
-            f_42_Unit = _E_iso2_unitSymbolType[iv]
-            sg = ((c >> 12) & 1)
-        u = ((c >> 4) & 255)
-        ob41_ = _new(_K_iso2_PhysicalValueType)
-        ob41_.Multiplier = f_41_Multiplier
-        ob41_.Unit = f_41_Unit
-        ob41_.Value = f_41_Value
-        f_39_EVTargetVoltage = ob41_
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
-            u2 = c >> 4
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
-                u2 = c >> 4
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 4
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 4
-                    if av < 0:
-                        win, av = r.refill(av, 4)
-                    c = (win >> av) & 0xf
-        f_42_Value = -u - 1 if sg else u
-        if c & 0xe != 0x0:
-            raise r.fail_at(av + 4, 'BodyType[0]', 'expected EE of Value, EE, EE')
-        ob42_ = _new(_K_iso2_PhysicalValueType)
-        ob42_.Multiplier = f_42_Multiplier
-        ob42_.Unit = f_42_Unit
-        ob42_.Value = f_42_Value
-        f_39_EVTargetCurrent = ob42_
-        ob39_ = _new(_K_iso2_PreChargeReqType)
-        ob39_.DC_EVStatus = f_39_DC_EVStatus
-        ob39_.EVTargetVoltage = f_39_EVTargetVoltage
-        ob39_.EVTargetCurrent = f_39_EVTargetCurrent
-        f_PreChargeReq = ob39_
-        s = 1
-    elif c < 0x6400000:
-        try:
-            f_43_ResponseCode = _Te9aa56c0[(c >> 11) & 0x7ff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x307800 != 0x0:
-                raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay') from None
-            iv = ((c >> 15) & 31)
-            if iv >= 26:
-                raise r.fail_at(av + 11, 'PreChargeResType.ResponseCode', f'enumeration index {iv}') from None
-            f_43_ResponseCode = _E_iso2_responseCodeType[iv]
-        u = ((c >> 3) & 255)
-        f_44_EVSEIsolationStatus: _iso2.isolationLevelType | None = None
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 3
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 3
-                    if av < 0:
-                        win, av = r.refill(av, 3)
-                    c = (win >> av) & 0x7
-        f_44_NotificationMaxDelay = u
-        av -= 27
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        try:
-            f_44_EVSENotification, ec = _Ta34fb74f[c >> 22]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x39000000 != 0x0:
-                raise r.fail_at(av + 30, 'BodyType[0]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification') from None
-            iv = (c >> 25)
-            if iv >= 3:
-                raise r.fail_at(av + 22, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
-            f_44_EVSENotification = _E_iso2_EVSENotificationType[iv]
-            ec = ((c >> 22) & 3)
-        if ec == 0:
-            try:
-                f_44_EVSEIsolationStatus, f_44_EVSEStatusCode = _T7e11f26f[(c >> 10) & 0xfff]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x238400 != 0x0:
-                    raise r.fail_at(av + 22, 'DC_EVSEStatusType[2]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-                iv = ((c >> 18) & 7)
-                if iv >= 5:
-                    raise r.fail_at(av + 10, 'DC_EVSEStatusType.EVSEIsolationStatus', f'enumeration index {iv}') from None
-                f_44_EVSEIsolationStatus = _E_iso2_isolationLevelType[iv]
-                iv = ((c >> 11) & 15)
-                if iv >= 12:
-                    raise r.fail_at(av + 10, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
-                f_44_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
-            av -= 19
-            if av < 0:
-                win, av = r.refill(av, 29)
-            c = (win >> av) & 0x1fffffff
-        elif ec == 1:
-            try:
-                f_44_EVSEStatusCode = _Tf61d13e1[(c >> 16) & 0x3f]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x210000 != 0x0:
-                    raise r.fail_at(av + 22, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-                iv = ((c >> 17) & 15)
-                if iv >= 12:
-                    raise r.fail_at(av + 16, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
-                f_44_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
-            av -= 13
-            if av < 0:
-                win, av = r.refill(av, 29)
-            c = (win >> av) & 0x1fffffff
-        else:
-            raise r.fail_at(av + 22, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
-        try:
-            f_45_Multiplier, f_45_Unit, sg = _T9dbb19d6[c >> 12]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x1e38e000 != 0x0:
-                raise r.fail_at(av + 29, 'BodyType[0]', 'expected EE, SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-            f_45_Multiplier = (c >> 22) - 3
-            iv = ((c >> 16) & 7)
-            if iv >= 7:
-                raise r.fail_at(av + 12, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
-            f_45_Unit = _E_iso2_unitSymbolType[iv]
-            sg = ((c >> 12) & 1)
-        u = ((c >> 4) & 255)
-        ob44_ = _new(_K_iso2_DC_EVSEStatusType)
-        ob44_.NotificationMaxDelay = f_44_NotificationMaxDelay
-        ob44_.EVSENotification = f_44_EVSENotification
-        ob44_.EVSEIsolationStatus = f_44_EVSEIsolationStatus
-        ob44_.EVSEStatusCode = f_44_EVSEStatusCode
-        f_43_DC_EVSEStatus = ob44_
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
-            u2 = c >> 4
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
-                u2 = c >> 4
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 4
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 4
-                    if av < 0:
-                        win, av = r.refill(av, 4)
-                    c = (win >> av) & 0xf
-        f_45_Value = -u - 1 if sg else u
-        if c & 0xe != 0x0:
-            raise r.fail_at(av + 4, 'BodyType[0]', 'expected EE of Value, EE, EE')
-        ob45_ = _new(_K_iso2_PhysicalValueType)
-        ob45_.Multiplier = f_45_Multiplier
-        ob45_.Unit = f_45_Unit
-        ob45_.Value = f_45_Value
-        f_43_EVSEPresentVoltage = ob45_
-        ob43_ = _new(_K_iso2_PreChargeResType)
-        ob43_.ResponseCode = f_43_ResponseCode
-        ob43_.DC_EVSEStatus = f_43_DC_EVSEStatus
-        ob43_.EVSEPresentVoltage = f_43_EVSEPresentVoltage
-        f_PreChargeRes = ob43_
-        s = 1
-    elif c < 0x6800000:
+    if s != 1:
         av += 1
-        if c >= 0x6500000:
-            raise r.fail_at(av + 21, 'BodyType[0]', 'expected SE(ServiceID), CH of ServiceID')
-        u = ((c >> 12) & 255)
-        if u > 127:
-            u2 = (c >> 4) & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 3
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 3
-                    if av < 0:
-                        win, av = r.refill(av, 3)
-                    c = (win >> av) & 0x7
-                c <<= 1
-        else:
-            av += 8
-            c >>= 8
-        f_46_ServiceID = u
-        if c & 0xc != 0x0:
-            raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE of ServiceID, EE')
-        ob46_ = _new(_K_iso2_ServiceDetailReqType)
-        ob46_.ServiceID = f_46_ServiceID
-        f_ServiceDetailReq = ob46_
-        c >>= 1
-        s = 1
-    elif c < 0x6c00000:
-        try:
-            f_47_ResponseCode = _T71c1fe91[(c >> 12) & 0x3ff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x307000 != 0x0:
-                raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ServiceID), CH of ServiceID') from None
-            iv = ((c >> 15) & 31)
-            if iv >= 26:
-                raise r.fail_at(av + 12, 'ServiceDetailResType.ResponseCode', f'enumeration index {iv}') from None
-            f_47_ResponseCode = _E_iso2_responseCodeType[iv]
-        u = ((c >> 4) & 255)
-        f_47_ServiceParameterList: _iso2.ServiceParameterListType | None = None
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
-            u2 = c >> 4
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
-                u2 = c >> 4
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 4
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 4
-                    if av < 0:
-                        win, av = r.refill(av, 4)
-                    c = (win >> av) & 0xf
-        f_47_ServiceID = u
-        c &= 0xf
-        if c >= 0x8:
-            raise r.fail_at(av + 4, 'BodyType[0]', 'expected EE of ServiceID')
-        if c < 0x2:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 23)
-            c = (win >> av) & 0x7fffff
-            r.avail = av
-            f_47_ServiceParameterList = _d_iso2_ServiceParameterListType(r, c)
-            win = r.win
-            av = r.avail
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c >= 0x2:
-                raise r.fail_at(av + 2, 'ServiceDetailResType[2]', 'expected EE')
-        elif c < 0x4:
-            pass
-        else:
-            ec = (c >> 1) & 0x3
-            raise r.fail_at(av + 1, 'ServiceDetailResType[2]', f'event code {ec}, expected SE(ServiceParameterList), EE')
-        ob47_ = _new(_K_iso2_ServiceDetailResType)
-        ob47_.ResponseCode = f_47_ResponseCode
-        ob47_.ServiceID = f_47_ServiceID
-        ob47_.ServiceParameterList = f_47_ServiceParameterList
-        f_ServiceDetailRes = ob47_
-        s = 1
-    elif c < 0x7000000:
-        av += 11
-        c >>= 11
-        c &= 0x7ff
-        r.avail = av
-        f_ServiceDiscoveryReq = _d_iso2_ServiceDiscoveryReqType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        s = 1
-    elif c < 0x7400000:
-        try:
-            f_48_ResponseCode = _Tdf4a1f7e[(c >> 13) & 0x1ff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x306000 != 0x0:
-                raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(PaymentOptionList)') from None
-            iv = ((c >> 15) & 31)
-            if iv >= 26:
-                raise r.fail_at(av + 13, 'ServiceDiscoveryResType.ResponseCode', f'enumeration index {iv}') from None
-            f_48_ResponseCode = _E_iso2_responseCodeType[iv]
-        f_48_ServiceList: _iso2.ServiceListType | None = None
-        f_49_PaymentOption: list[_iso2.paymentOptionType] = []
-        if c & 0x1a00 != 0x0:
-            raise r.fail_at(av + 13, 'BodyType[0]', 'expected SE(PaymentOption), CH of PaymentOption, EE of PaymentOption')
-        f_49_PaymentOption.append(_E_iso2_paymentOptionType[((c >> 10) & 1)])
-        ec = ((c >> 7) & 3)
-        if ec == 0:
-            if c & 0x58 != 0x0:
-                raise r.fail_at(av + 7, 'PaymentOptionListType[1]', 'expected CH of PaymentOption, EE of PaymentOption, EE')
-            f_49_PaymentOption.append(_E_iso2_paymentOptionType[((c >> 5) & 1)])
-            av -= 26
-            if av < 0:
-                win, av = r.refill(av, 29)
-            c = (win >> av) & 0x1fffffff
-        elif ec == 1:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 29)
-            c = (win >> av) & 0x1fffffff
-        else:
-            raise r.fail_at(av + 7, 'PaymentOptionListType[1]', f'event code {ec}, expected SE(PaymentOption), EE')
-        if c >= 0x10000000:
-            raise r.fail_at(av + 29, 'BodyType[0]', 'expected SE(ChargeService)')
-        ob49_ = _new(_K_iso2_PaymentOptionListType)
-        ob49_.PaymentOption = f_49_PaymentOption
-        f_48_PaymentOptionList = ob49_
-        r.avail = av
-        f_48_ChargeService = _d_iso2_ChargeServiceType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 30
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c < 0x10000000:
-            r.avail = av
-            f_48_ServiceList = _d_iso2_ServiceListType(r, c)
-            win = r.win
-            av = r.avail
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c >= 0x2:
-                raise r.fail_at(av + 2, 'ServiceDiscoveryResType[3]', 'expected EE')
-        elif c < 0x20000000:
-            av += 27
-            c >>= 27
-        else:
-            ec = (c >> 28) & 0x3
-            raise r.fail_at(av + 28, 'ServiceDiscoveryResType[3]', f'event code {ec}, expected SE(ServiceList), EE')
-        ob48_ = _new(_K_iso2_ServiceDiscoveryResType)
-        ob48_.ResponseCode = f_48_ResponseCode
-        ob48_.PaymentOptionList = f_48_PaymentOptionList
-        ob48_.ChargeService = f_48_ChargeService
-        ob48_.ServiceList = f_48_ServiceList
-        f_ServiceDiscoveryRes = ob48_
-        s = 1
-    elif c < 0x7800000:
-        av += 12
-        if c >= 0x7500000:
-            raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(EVCCID), CH of EVCCID')
-        u = ((c >> 12) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_50_EVCCID = r.binary_of(u, 6)
-        win = r.win
-        av = r.avail
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c >= 0x2:
-            raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE of EVCCID, EE')
-        ob50_ = _new(_K_iso2_SessionSetupReqType)
-        ob50_.EVCCID = f_50_EVCCID
-        f_SessionSetupReq = ob50_
-        s = 1
-    elif c < 0x7c00000:
-        av += 4
-        try:
-            f_51_ResponseCode = _T71c1fe91[(c >> 12) & 0x3ff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x307000 != 0x0:
-                raise r.fail_at(av + 18, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEID), CH of EVSEID') from None
-            iv = ((c >> 15) & 31)
-            if iv >= 26:
-                raise r.fail_at(av + 8, 'SessionSetupResType.ResponseCode', f'enumeration index {iv}') from None
-            f_51_ResponseCode = _E_iso2_responseCodeType[iv]
-        u = ((c >> 4) & 255)
-        f_51_EVSETimeStamp: int | None = None
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_51_EVSEID = r.string_of(u, 37)
-        win = r.win
-        av = r.avail
-        av -= 16
-        if av < 0:
-            win, av = r.refill(av, 16)
-        c = (win >> av) & 0xffff
-        if c >= 0x8000:
-            raise r.fail_at(av + 16, 'BodyType[0]', 'expected EE of EVSEID')
-        if c < 0x2000:
-            try:
-                sg = _T071cdf68[c >> 11]
-            except KeyError:  # not a valid pattern: say why
-                if c >= 0x1000:
-                    raise r.fail_at(av + 13, 'SessionSetupResType[2]', 'expected CH of EVSETimeStamp') from None
-                sg = (c >> 11)
-            u = ((c >> 3) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 3
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 3
-                        if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
-            f_51_EVSETimeStamp = -u - 1 if sg else u
-            if c & 0x6 != 0x0:
-                raise r.fail_at(av + 3, 'SessionSetupResType[2]', 'expected EE of EVSETimeStamp, EE')
-        elif c < 0x4000:
-            av += 12
-            c >>= 12
-        else:
-            ec = (c >> 13) & 0x3
-            raise r.fail_at(av + 13, 'SessionSetupResType[2]', f'event code {ec}, expected SE(EVSETimeStamp), EE')
-        ob51_ = _new(_K_iso2_SessionSetupResType)
-        ob51_.ResponseCode = f_51_ResponseCode
-        ob51_.EVSEID = f_51_EVSEID
-        ob51_.EVSETimeStamp = f_51_EVSETimeStamp
-        f_SessionSetupRes = ob51_
-        s = 1
-    elif c < 0x8000000:
-        av += 16
-        try:
-            f_52_ChargingSession = _T7520debf[(c >> 17) & 0x1f]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x360000 != 0x0:
-                raise r.fail_at(av + 6, 'BodyType[0]', 'expected SE(ChargingSession), CH of ChargingSession, EE of ChargingSession, EE') from None
-            f_52_ChargingSession = _E_iso2_chargingSessionType[((c >> 19) & 1)]
-        ob52_ = _new(_K_iso2_SessionStopReqType)
-        ob52_.ChargingSession = f_52_ChargingSession
-        f_SessionStopReq = ob52_
-        c >>= 16
-        s = 1
-    elif c < 0x8400000:
-        av += 12
-        try:
-            f_53_ResponseCode = _Tdf4a1f7e[(c >> 13) & 0x1ff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x306000 != 0x0:
-                raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE') from None
-            iv = ((c >> 15) & 31)
-            if iv >= 26:
-                raise r.fail_at(av + 1, 'SessionStopResType.ResponseCode', f'enumeration index {iv}') from None
-            f_53_ResponseCode = _E_iso2_responseCodeType[iv]
-        ob53_ = _new(_K_iso2_SessionStopResType)
-        ob53_.ResponseCode = f_53_ResponseCode
-        f_SessionStopRes = ob53_
-        c >>= 12
-        s = 1
-    elif c < 0x8800000:
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 25)
-        c = (win >> av) & 0x1ffffff
-        if c & 0x1dc380e != 0x0:
-            raise r.fail_at(av + 25, 'BodyType[0]', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE, EE')
-        f_55_EVReady = (c >> 21) == 1
-        iv = ((c >> 14) & 15)
-        if iv >= 12:
-            raise r.fail_at(av + 1, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
-        f_55_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
-        f_55_EVRESSSOC = ((c >> 4) & 127)
-        ob55_ = _new(_K_iso2_DC_EVStatusType)
-        ob55_.EVReady = f_55_EVReady
-        ob55_.EVErrorCode = f_55_EVErrorCode
-        ob55_.EVRESSSOC = f_55_EVRESSSOC
-        f_54_DC_EVStatus = ob55_
-        ob54_ = _new(_K_iso2_WeldingDetectionReqType)
-        ob54_.DC_EVStatus = f_54_DC_EVStatus
-        f_WeldingDetectionReq = ob54_
-        s = 1
-    elif c < 0x8c00000:
-        try:
-            f_56_ResponseCode = _Te9aa56c0[(c >> 11) & 0x7ff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x307800 != 0x0:
-                raise r.fail_at(av + 22, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay') from None
-            iv = ((c >> 15) & 31)
-            if iv >= 26:
-                raise r.fail_at(av + 11, 'WeldingDetectionResType.ResponseCode', f'enumeration index {iv}') from None
-            f_56_ResponseCode = _E_iso2_responseCodeType[iv]
-        u = ((c >> 3) & 255)
-        f_57_EVSEIsolationStatus: _iso2.isolationLevelType | None = None
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 3
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 3
-                    if av < 0:
-                        win, av = r.refill(av, 3)
-                    c = (win >> av) & 0x7
-        f_57_NotificationMaxDelay = u
-        av -= 27
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        try:
-            f_57_EVSENotification, ec = _Ta34fb74f[c >> 22]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x39000000 != 0x0:
-                raise r.fail_at(av + 30, 'BodyType[0]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification') from None
-            iv = (c >> 25)
-            if iv >= 3:
-                raise r.fail_at(av + 22, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
-            f_57_EVSENotification = _E_iso2_EVSENotificationType[iv]
-            ec = ((c >> 22) & 3)
-        if ec == 0:
-            try:
-                f_57_EVSEIsolationStatus, f_57_EVSEStatusCode = _T7e11f26f[(c >> 10) & 0xfff]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x238400 != 0x0:
-                    raise r.fail_at(av + 22, 'DC_EVSEStatusType[2]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-                iv = ((c >> 18) & 7)
-                if iv >= 5:
-                    raise r.fail_at(av + 10, 'DC_EVSEStatusType.EVSEIsolationStatus', f'enumeration index {iv}') from None
-                f_57_EVSEIsolationStatus = _E_iso2_isolationLevelType[iv]
-                iv = ((c >> 11) & 15)
-                if iv >= 12:
-                    raise r.fail_at(av + 10, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
-                f_57_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
-            av -= 19
-            if av < 0:
-                win, av = r.refill(av, 29)
-            c = (win >> av) & 0x1fffffff
-        elif ec == 1:
-            try:
-                f_57_EVSEStatusCode = _Tf61d13e1[(c >> 16) & 0x3f]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x210000 != 0x0:
-                    raise r.fail_at(av + 22, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-                iv = ((c >> 17) & 15)
-                if iv >= 12:
-                    raise r.fail_at(av + 16, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
-                f_57_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
-            av -= 13
-            if av < 0:
-                win, av = r.refill(av, 29)
-            c = (win >> av) & 0x1fffffff
-        else:
-            raise r.fail_at(av + 22, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
-        try:
-            f_58_Multiplier, f_58_Unit, sg = _T9dbb19d6[c >> 12]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x1e38e000 != 0x0:
-                raise r.fail_at(av + 29, 'BodyType[0]', 'expected EE, SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-            f_58_Multiplier = (c >> 22) - 3
-            iv = ((c >> 16) & 7)
-            if iv >= 7:
-                raise r.fail_at(av + 12, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
-            f_58_Unit = _E_iso2_unitSymbolType[iv]
-            sg = ((c >> 12) & 1)
-        u = ((c >> 4) & 255)
-        ob57_ = _new(_K_iso2_DC_EVSEStatusType)
-        ob57_.NotificationMaxDelay = f_57_NotificationMaxDelay
-        ob57_.EVSENotification = f_57_EVSENotification
-        ob57_.EVSEIsolationStatus = f_57_EVSEIsolationStatus
-        ob57_.EVSEStatusCode = f_57_EVSEStatusCode
-        f_56_DC_EVSEStatus = ob57_
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
-            u2 = c >> 4
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
-                u2 = c >> 4
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 4
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 4
-                    if av < 0:
-                        win, av = r.refill(av, 4)
-                    c = (win >> av) & 0xf
-        f_58_Value = -u - 1 if sg else u
-        if c & 0xe != 0x0:
-            raise r.fail_at(av + 4, 'BodyType[0]', 'expected EE of Value, EE, EE')
-        ob58_ = _new(_K_iso2_PhysicalValueType)
-        ob58_.Multiplier = f_58_Multiplier
-        ob58_.Unit = f_58_Unit
-        ob58_.Value = f_58_Value
-        f_56_EVSEPresentVoltage = ob58_
-        ob56_ = _new(_K_iso2_WeldingDetectionResType)
-        ob56_.ResponseCode = f_56_ResponseCode
-        ob56_.DC_EVSEStatus = f_56_DC_EVSEStatus
-        ob56_.EVSEPresentVoltage = f_56_EVSEPresentVoltage
-        f_WeldingDetectionRes = ob56_
-        s = 1
-    elif c < 0x9000000:
-        av += 21
-        s = -1
     else:
-        ec = (c >> 22) & 0x3f
-        raise r.fail_at(av + 22, 'BodyType[0]', f'event code {ec}, expected SE(AuthorizationReq), SE(AuthorizationRes), SE(BodyElement), SE(CableCheckReq), SE(CableCheckRes), SE(CertificateInstallationReq), SE(CertificateInstallationRes), SE(CertificateUpdateReq), SE(CertificateUpdateRes), SE(ChargeParameterDiscoveryReq), SE(ChargeParameterDiscoveryRes), SE(ChargingStatusReq), SE(ChargingStatusRes), SE(CurrentDemandReq), SE(CurrentDemandRes), SE(MeteringReceiptReq), SE(MeteringReceiptRes), SE(PaymentDetailsReq), SE(PaymentDetailsRes), SE(PaymentServiceSelectionReq), SE(PaymentServiceSelectionRes), SE(PowerDeliveryReq), SE(PowerDeliveryRes), SE(PreChargeReq), SE(PreChargeRes), SE(ServiceDetailReq), SE(ServiceDetailRes), SE(ServiceDiscoveryReq), SE(ServiceDiscoveryRes), SE(SessionSetupReq), SE(SessionSetupRes), SE(SessionStopReq), SE(SessionStopRes), SE(WeldingDetectionReq), SE(WeldingDetectionRes), EE')
-    if s == 1:
         if c & 0x1 != 0x0:
             raise r.fail_at(av + 1, 'BodyType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso2_BodyType)
     ob.AuthorizationReq = f_AuthorizationReq
@@ -5620,7 +5641,21 @@ def _d_iso2_CableCheckResType(r: BitReader, c: int) -> _iso2.CableCheckResType:
             raise r.fail_at(av + 19, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
         f_1_EVSENotification = _E_iso2_EVSENotificationType[iv]
         ec = ((c >> 19) & 3)
-    if ec == 0:
+    if ec == 1:
+        av += 6
+        try:
+            f_1_EVSEStatusCode = _Tf61d13e1[(c >> 13) & 0x3f]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x42000 != 0x0:
+                raise r.fail_at(av + 13, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+            iv = ((c >> 14) & 15)
+            if iv >= 12:
+                raise r.fail_at(av + 7, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+            f_1_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
+        c >>= 6
+    elif ec != 0:
+        raise r.fail_at(av + 19, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+    else:
         try:
             f_1_EVSEIsolationStatus, f_1_EVSEStatusCode = _T7e11f26f[(c >> 7) & 0xfff]
         except KeyError:  # not a valid pattern: say why
@@ -5634,20 +5669,6 @@ def _d_iso2_CableCheckResType(r: BitReader, c: int) -> _iso2.CableCheckResType:
             if iv >= 12:
                 raise r.fail_at(av + 7, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
             f_1_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
-    elif ec == 1:
-        av += 6
-        try:
-            f_1_EVSEStatusCode = _Tf61d13e1[(c >> 13) & 0x3f]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x42000 != 0x0:
-                raise r.fail_at(av + 13, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-            iv = ((c >> 14) & 15)
-            if iv >= 12:
-                raise r.fail_at(av + 7, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
-            f_1_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
-        c >>= 6
-    else:
-        raise r.fail_at(av + 19, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
     try:
         f_EVSEProcessing = _T2dcefb25[c & 0x7f]
     except KeyError:  # not a valid pattern: say why
@@ -5838,7 +5859,42 @@ def _d_iso2_CertificateInstallationResType(r: BitReader, c: int) -> _iso2.Certif
         ec = ((c >> 9) & 3)
     f_1_Id: str | None = None
     f_1_SubCertificates: _iso2.SubCertificatesType | None = None
-    if ec == 0:
+    if ec == 1:
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'CertificateChainType[0]', 'expected CH of Certificate')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_1_Certificate = r.binary_of(u, 800)
+        win = r.win
+        av = r.avail
+        av -= 15
+        if av < 0:
+            win, av = r.refill(av, 15)
+        c = (win >> av) & 0x7fff
+        if c >= 0x4000:
+            raise r.fail_at(av + 15, 'CertificateChainType[0]', 'expected EE of Certificate')
+    elif ec != 0:
+        raise r.fail_at(av + 9, 'CertificateChainType[0]', f'event code {ec}, expected AT(Id), SE(Certificate)')
+    else:
         av += 1
         u = ((c >> 1) & 255)
         if u > 127:
@@ -5900,42 +5956,13 @@ def _d_iso2_CertificateInstallationResType(r: BitReader, c: int) -> _iso2.Certif
         c = (win >> av) & 0x7fff
         if c >= 0x4000:
             raise r.fail_at(av + 15, 'CertificateChainType[0]', 'expected EE of Certificate')
-    elif ec == 1:
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'CertificateChainType[0]', 'expected CH of Certificate')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_1_Certificate = r.binary_of(u, 800)
-        win = r.win
-        av = r.avail
-        av -= 15
-        if av < 0:
-            win, av = r.refill(av, 15)
-        c = (win >> av) & 0x7fff
-        if c >= 0x4000:
-            raise r.fail_at(av + 15, 'CertificateChainType[0]', 'expected EE of Certificate')
+    if c >= 0x1000:
+        if c < 0x2000:
+            pass
+        else:
+            ec = (c >> 12) & 0x3
+            raise r.fail_at(av + 12, 'CertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
     else:
-        raise r.fail_at(av + 9, 'CertificateChainType[0]', f'event code {ec}, expected AT(Id), SE(Certificate)')
-    if c < 0x1000:
         f_2_Certificate: list[bytes] = []
         av += 2
         if c >= 0x400:
@@ -5970,7 +5997,13 @@ def _d_iso2_CertificateInstallationResType(r: BitReader, c: int) -> _iso2.Certif
         c = (win >> av) & 0xffff
         if c >= 0x8000:
             raise r.fail_at(av + 16, 'CertificateChainType[2]', 'expected EE of Certificate')
-        if c < 0x2000:
+        if c >= 0x2000:
+            if c < 0x4000:
+                pass
+            else:
+                ec = (c >> 13) & 0x3
+                raise r.fail_at(av + 13, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
+        else:
             av += 4
             if c >= 0x1000:
                 raise r.fail_at(av + 9, 'SubCertificatesType[1]', 'expected CH of Certificate')
@@ -6004,7 +6037,13 @@ def _d_iso2_CertificateInstallationResType(r: BitReader, c: int) -> _iso2.Certif
             c = (win >> av) & 0xffff
             if c >= 0x8000:
                 raise r.fail_at(av + 16, 'SubCertificatesType[1]', 'expected EE of Certificate')
-            if c < 0x2000:
+            if c >= 0x2000:
+                if c < 0x4000:
+                    pass
+                else:
+                    ec = (c >> 13) & 0x3
+                    raise r.fail_at(av + 13, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
+            else:
                 av += 4
                 if c >= 0x1000:
                     raise r.fail_at(av + 9, 'SubCertificatesType[2]', 'expected CH of Certificate')
@@ -6038,7 +6077,13 @@ def _d_iso2_CertificateInstallationResType(r: BitReader, c: int) -> _iso2.Certif
                 c = (win >> av) & 0xffff
                 if c >= 0x8000:
                     raise r.fail_at(av + 16, 'SubCertificatesType[2]', 'expected EE of Certificate')
-                if c < 0x2000:
+                if c >= 0x2000:
+                    if c < 0x4000:
+                        pass
+                    else:
+                        ec = (c >> 13) & 0x3
+                        raise r.fail_at(av + 13, 'SubCertificatesType[3]', f'event code {ec}, expected SE(Certificate), EE')
+                else:
                     av += 4
                     if c >= 0x1000:
                         raise r.fail_at(av + 9, 'SubCertificatesType[3]', 'expected CH of Certificate')
@@ -6072,31 +6117,11 @@ def _d_iso2_CertificateInstallationResType(r: BitReader, c: int) -> _iso2.Certif
                     c = (win >> av) & 0x7fff
                     if c >= 0x2000:
                         raise r.fail_at(av + 15, 'SubCertificatesType[3]', 'expected EE of Certificate, EE')
-                elif c < 0x4000:
-                    pass
-                else:
-                    ec = (c >> 13) & 0x3
-                    raise r.fail_at(av + 13, 'SubCertificatesType[3]', f'event code {ec}, expected SE(Certificate), EE')
-            elif c < 0x4000:
-                pass
-            else:
-                ec = (c >> 13) & 0x3
-                raise r.fail_at(av + 13, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
-        elif c < 0x4000:
-            pass
-        else:
-            ec = (c >> 13) & 0x3
-            raise r.fail_at(av + 13, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
         if c & 0x1000 != 0x0:
             raise r.fail_at(av + 13, 'CertificateChainType[2]', 'expected EE')
         ob2_ = _new(_K_iso2_SubCertificatesType)
         ob2_.Certificate = f_2_Certificate
         f_1_SubCertificates = ob2_
-    elif c < 0x2000:
-        pass
-    else:
-        ec = (c >> 12) & 0x3
-        raise r.fail_at(av + 12, 'CertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
     c &= 0xfff
     if c >= 0x800:
         raise r.fail_at(av + 12, 'CertificateInstallationResType', 'expected SE(ContractSignatureCertChain)')
@@ -6107,7 +6132,44 @@ def _d_iso2_CertificateInstallationResType(r: BitReader, c: int) -> _iso2.Certif
     f_SAProvisioningCertificateChain = ob1_
     f_3_Id: str | None = None
     f_3_SubCertificates: _iso2.SubCertificatesType | None = None
-    if c < 0x200:
+    if c >= 0x200:
+        if c < 0x400:
+            if c >= 0x300:
+                raise r.fail_at(av + 9, 'CertificateChainType[0]', 'expected CH of Certificate')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_3_Certificate = r.binary_of(u, 800)
+            win = r.win
+            av = r.avail
+            av -= 13
+            if av < 0:
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            if c >= 0x1000:
+                raise r.fail_at(av + 13, 'CertificateChainType[0]', 'expected EE of Certificate')
+        else:
+            ec = (c >> 9) & 0x3
+            raise r.fail_at(av + 9, 'CertificateChainType[0]', f'event code {ec}, expected AT(Id), SE(Certificate)')
+    else:
         av += 1
         u = (c >> 1)
         if u > 127:
@@ -6169,43 +6231,13 @@ def _d_iso2_CertificateInstallationResType(r: BitReader, c: int) -> _iso2.Certif
         c = (win >> av) & 0x1fff
         if c >= 0x1000:
             raise r.fail_at(av + 13, 'CertificateChainType[0]', 'expected EE of Certificate')
-    elif c < 0x400:
-        if c >= 0x300:
-            raise r.fail_at(av + 9, 'CertificateChainType[0]', 'expected CH of Certificate')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_3_Certificate = r.binary_of(u, 800)
-        win = r.win
-        av = r.avail
-        av -= 13
-        if av < 0:
-            win, av = r.refill(av, 13)
-        c = (win >> av) & 0x1fff
-        if c >= 0x1000:
-            raise r.fail_at(av + 13, 'CertificateChainType[0]', 'expected EE of Certificate')
+    if c >= 0x400:
+        if c < 0x800:
+            pass
+        else:
+            ec = (c >> 10) & 0x3
+            raise r.fail_at(av + 10, 'CertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
     else:
-        ec = (c >> 9) & 0x3
-        raise r.fail_at(av + 9, 'CertificateChainType[0]', f'event code {ec}, expected AT(Id), SE(Certificate)')
-    if c < 0x400:
         f_4_Certificate: list[bytes] = []
         if c >= 0x100:
             raise r.fail_at(av + 10, 'CertificateChainType[2]', 'expected SE(Certificate), CH of Certificate')
@@ -6239,7 +6271,13 @@ def _d_iso2_CertificateInstallationResType(r: BitReader, c: int) -> _iso2.Certif
         c = (win >> av) & 0x3fff
         if c >= 0x2000:
             raise r.fail_at(av + 14, 'CertificateChainType[2]', 'expected EE of Certificate')
-        if c < 0x800:
+        if c >= 0x800:
+            if c < 0x1000:
+                pass
+            else:
+                ec = (c >> 11) & 0x3
+                raise r.fail_at(av + 11, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
+        else:
             av += 2
             if c >= 0x400:
                 raise r.fail_at(av + 9, 'SubCertificatesType[1]', 'expected CH of Certificate')
@@ -6273,7 +6311,13 @@ def _d_iso2_CertificateInstallationResType(r: BitReader, c: int) -> _iso2.Certif
             c = (win >> av) & 0x3fff
             if c >= 0x2000:
                 raise r.fail_at(av + 14, 'SubCertificatesType[1]', 'expected EE of Certificate')
-            if c < 0x800:
+            if c >= 0x800:
+                if c < 0x1000:
+                    pass
+                else:
+                    ec = (c >> 11) & 0x3
+                    raise r.fail_at(av + 11, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
+            else:
                 av += 2
                 if c >= 0x400:
                     raise r.fail_at(av + 9, 'SubCertificatesType[2]', 'expected CH of Certificate')
@@ -6307,7 +6351,13 @@ def _d_iso2_CertificateInstallationResType(r: BitReader, c: int) -> _iso2.Certif
                 c = (win >> av) & 0x3fff
                 if c >= 0x2000:
                     raise r.fail_at(av + 14, 'SubCertificatesType[2]', 'expected EE of Certificate')
-                if c < 0x800:
+                if c >= 0x800:
+                    if c < 0x1000:
+                        pass
+                    else:
+                        ec = (c >> 11) & 0x3
+                        raise r.fail_at(av + 11, 'SubCertificatesType[3]', f'event code {ec}, expected SE(Certificate), EE')
+                else:
                     av += 2
                     if c >= 0x400:
                         raise r.fail_at(av + 9, 'SubCertificatesType[3]', 'expected CH of Certificate')
@@ -6341,31 +6391,11 @@ def _d_iso2_CertificateInstallationResType(r: BitReader, c: int) -> _iso2.Certif
                     c = (win >> av) & 0x1fff
                     if c >= 0x800:
                         raise r.fail_at(av + 13, 'SubCertificatesType[3]', 'expected EE of Certificate, EE')
-                elif c < 0x1000:
-                    pass
-                else:
-                    ec = (c >> 11) & 0x3
-                    raise r.fail_at(av + 11, 'SubCertificatesType[3]', f'event code {ec}, expected SE(Certificate), EE')
-            elif c < 0x1000:
-                pass
-            else:
-                ec = (c >> 11) & 0x3
-                raise r.fail_at(av + 11, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
-        elif c < 0x1000:
-            pass
-        else:
-            ec = (c >> 11) & 0x3
-            raise r.fail_at(av + 11, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
         if c & 0x400 != 0x0:
             raise r.fail_at(av + 11, 'CertificateChainType[2]', 'expected EE')
         ob4_ = _new(_K_iso2_SubCertificatesType)
         ob4_.Certificate = f_4_Certificate
         f_3_SubCertificates = ob4_
-    elif c < 0x800:
-        pass
-    else:
-        ec = (c >> 10) & 0x3
-        raise r.fail_at(av + 10, 'CertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
     if c & 0x300 != 0x0:
         raise r.fail_at(av + 10, 'CertificateInstallationResType', 'expected SE(ContractSignatureEncryptedPrivateKey), AT(Id)')
     u = (c & 255)
@@ -6715,7 +6745,44 @@ def _d_iso2_CertificateUpdateReqType(r: BitReader, c: int) -> _iso2.CertificateU
         raise r.fail_at(av + 12, 'CertificateUpdateReqType', 'expected SE(ContractSignatureCertChain)')
     f_1_Id: str | None = None
     f_1_SubCertificates: _iso2.SubCertificatesType | None = None
-    if c < 0x200:
+    if c >= 0x200:
+        if c < 0x400:
+            if c >= 0x300:
+                raise r.fail_at(av + 9, 'CertificateChainType[0]', 'expected CH of Certificate')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_1_Certificate = r.binary_of(u, 800)
+            win = r.win
+            av = r.avail
+            av -= 13
+            if av < 0:
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            if c >= 0x1000:
+                raise r.fail_at(av + 13, 'CertificateChainType[0]', 'expected EE of Certificate')
+        else:
+            ec = (c >> 9) & 0x3
+            raise r.fail_at(av + 9, 'CertificateChainType[0]', f'event code {ec}, expected AT(Id), SE(Certificate)')
+    else:
         av += 1
         u = (c >> 1)
         if u > 127:
@@ -6777,43 +6844,13 @@ def _d_iso2_CertificateUpdateReqType(r: BitReader, c: int) -> _iso2.CertificateU
         c = (win >> av) & 0x1fff
         if c >= 0x1000:
             raise r.fail_at(av + 13, 'CertificateChainType[0]', 'expected EE of Certificate')
-    elif c < 0x400:
-        if c >= 0x300:
-            raise r.fail_at(av + 9, 'CertificateChainType[0]', 'expected CH of Certificate')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_1_Certificate = r.binary_of(u, 800)
-        win = r.win
-        av = r.avail
-        av -= 13
-        if av < 0:
-            win, av = r.refill(av, 13)
-        c = (win >> av) & 0x1fff
-        if c >= 0x1000:
-            raise r.fail_at(av + 13, 'CertificateChainType[0]', 'expected EE of Certificate')
+    if c >= 0x400:
+        if c < 0x800:
+            pass
+        else:
+            ec = (c >> 10) & 0x3
+            raise r.fail_at(av + 10, 'CertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
     else:
-        ec = (c >> 9) & 0x3
-        raise r.fail_at(av + 9, 'CertificateChainType[0]', f'event code {ec}, expected AT(Id), SE(Certificate)')
-    if c < 0x400:
         f_2_Certificate: list[bytes] = []
         if c >= 0x100:
             raise r.fail_at(av + 10, 'CertificateChainType[2]', 'expected SE(Certificate), CH of Certificate')
@@ -6847,7 +6884,13 @@ def _d_iso2_CertificateUpdateReqType(r: BitReader, c: int) -> _iso2.CertificateU
         c = (win >> av) & 0x3fff
         if c >= 0x2000:
             raise r.fail_at(av + 14, 'CertificateChainType[2]', 'expected EE of Certificate')
-        if c < 0x800:
+        if c >= 0x800:
+            if c < 0x1000:
+                pass
+            else:
+                ec = (c >> 11) & 0x3
+                raise r.fail_at(av + 11, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
+        else:
             av += 2
             if c >= 0x400:
                 raise r.fail_at(av + 9, 'SubCertificatesType[1]', 'expected CH of Certificate')
@@ -6881,7 +6924,13 @@ def _d_iso2_CertificateUpdateReqType(r: BitReader, c: int) -> _iso2.CertificateU
             c = (win >> av) & 0x3fff
             if c >= 0x2000:
                 raise r.fail_at(av + 14, 'SubCertificatesType[1]', 'expected EE of Certificate')
-            if c < 0x800:
+            if c >= 0x800:
+                if c < 0x1000:
+                    pass
+                else:
+                    ec = (c >> 11) & 0x3
+                    raise r.fail_at(av + 11, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
+            else:
                 av += 2
                 if c >= 0x400:
                     raise r.fail_at(av + 9, 'SubCertificatesType[2]', 'expected CH of Certificate')
@@ -6915,7 +6964,13 @@ def _d_iso2_CertificateUpdateReqType(r: BitReader, c: int) -> _iso2.CertificateU
                 c = (win >> av) & 0x3fff
                 if c >= 0x2000:
                     raise r.fail_at(av + 14, 'SubCertificatesType[2]', 'expected EE of Certificate')
-                if c < 0x800:
+                if c >= 0x800:
+                    if c < 0x1000:
+                        pass
+                    else:
+                        ec = (c >> 11) & 0x3
+                        raise r.fail_at(av + 11, 'SubCertificatesType[3]', f'event code {ec}, expected SE(Certificate), EE')
+                else:
                     av += 2
                     if c >= 0x400:
                         raise r.fail_at(av + 9, 'SubCertificatesType[3]', 'expected CH of Certificate')
@@ -6949,31 +7004,11 @@ def _d_iso2_CertificateUpdateReqType(r: BitReader, c: int) -> _iso2.CertificateU
                     c = (win >> av) & 0x1fff
                     if c >= 0x800:
                         raise r.fail_at(av + 13, 'SubCertificatesType[3]', 'expected EE of Certificate, EE')
-                elif c < 0x1000:
-                    pass
-                else:
-                    ec = (c >> 11) & 0x3
-                    raise r.fail_at(av + 11, 'SubCertificatesType[3]', f'event code {ec}, expected SE(Certificate), EE')
-            elif c < 0x1000:
-                pass
-            else:
-                ec = (c >> 11) & 0x3
-                raise r.fail_at(av + 11, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
-        elif c < 0x1000:
-            pass
-        else:
-            ec = (c >> 11) & 0x3
-            raise r.fail_at(av + 11, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
         if c & 0x400 != 0x0:
             raise r.fail_at(av + 11, 'CertificateChainType[2]', 'expected EE')
         ob2_ = _new(_K_iso2_SubCertificatesType)
         ob2_.Certificate = f_2_Certificate
         f_1_SubCertificates = ob2_
-    elif c < 0x800:
-        pass
-    else:
-        ec = (c >> 10) & 0x3
-        raise r.fail_at(av + 10, 'CertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
     if c & 0x300 != 0x0:
         raise r.fail_at(av + 10, 'CertificateUpdateReqType', 'expected SE(eMAID), CH of eMAID')
     u = (c & 255)
@@ -7099,7 +7134,42 @@ def _d_iso2_CertificateUpdateResType(r: BitReader, c: int) -> _iso2.CertificateU
         ec = ((c >> 9) & 3)
     f_1_Id: str | None = None
     f_1_SubCertificates: _iso2.SubCertificatesType | None = None
-    if ec == 0:
+    if ec == 1:
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'CertificateChainType[0]', 'expected CH of Certificate')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_1_Certificate = r.binary_of(u, 800)
+        win = r.win
+        av = r.avail
+        av -= 15
+        if av < 0:
+            win, av = r.refill(av, 15)
+        c = (win >> av) & 0x7fff
+        if c >= 0x4000:
+            raise r.fail_at(av + 15, 'CertificateChainType[0]', 'expected EE of Certificate')
+    elif ec != 0:
+        raise r.fail_at(av + 9, 'CertificateChainType[0]', f'event code {ec}, expected AT(Id), SE(Certificate)')
+    else:
         av += 1
         u = ((c >> 1) & 255)
         if u > 127:
@@ -7161,42 +7231,13 @@ def _d_iso2_CertificateUpdateResType(r: BitReader, c: int) -> _iso2.CertificateU
         c = (win >> av) & 0x7fff
         if c >= 0x4000:
             raise r.fail_at(av + 15, 'CertificateChainType[0]', 'expected EE of Certificate')
-    elif ec == 1:
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'CertificateChainType[0]', 'expected CH of Certificate')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_1_Certificate = r.binary_of(u, 800)
-        win = r.win
-        av = r.avail
-        av -= 15
-        if av < 0:
-            win, av = r.refill(av, 15)
-        c = (win >> av) & 0x7fff
-        if c >= 0x4000:
-            raise r.fail_at(av + 15, 'CertificateChainType[0]', 'expected EE of Certificate')
+    if c >= 0x1000:
+        if c < 0x2000:
+            pass
+        else:
+            ec = (c >> 12) & 0x3
+            raise r.fail_at(av + 12, 'CertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
     else:
-        raise r.fail_at(av + 9, 'CertificateChainType[0]', f'event code {ec}, expected AT(Id), SE(Certificate)')
-    if c < 0x1000:
         f_2_Certificate: list[bytes] = []
         av += 2
         if c >= 0x400:
@@ -7231,7 +7272,13 @@ def _d_iso2_CertificateUpdateResType(r: BitReader, c: int) -> _iso2.CertificateU
         c = (win >> av) & 0xffff
         if c >= 0x8000:
             raise r.fail_at(av + 16, 'CertificateChainType[2]', 'expected EE of Certificate')
-        if c < 0x2000:
+        if c >= 0x2000:
+            if c < 0x4000:
+                pass
+            else:
+                ec = (c >> 13) & 0x3
+                raise r.fail_at(av + 13, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
+        else:
             av += 4
             if c >= 0x1000:
                 raise r.fail_at(av + 9, 'SubCertificatesType[1]', 'expected CH of Certificate')
@@ -7265,7 +7312,13 @@ def _d_iso2_CertificateUpdateResType(r: BitReader, c: int) -> _iso2.CertificateU
             c = (win >> av) & 0xffff
             if c >= 0x8000:
                 raise r.fail_at(av + 16, 'SubCertificatesType[1]', 'expected EE of Certificate')
-            if c < 0x2000:
+            if c >= 0x2000:
+                if c < 0x4000:
+                    pass
+                else:
+                    ec = (c >> 13) & 0x3
+                    raise r.fail_at(av + 13, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
+            else:
                 av += 4
                 if c >= 0x1000:
                     raise r.fail_at(av + 9, 'SubCertificatesType[2]', 'expected CH of Certificate')
@@ -7299,7 +7352,13 @@ def _d_iso2_CertificateUpdateResType(r: BitReader, c: int) -> _iso2.CertificateU
                 c = (win >> av) & 0xffff
                 if c >= 0x8000:
                     raise r.fail_at(av + 16, 'SubCertificatesType[2]', 'expected EE of Certificate')
-                if c < 0x2000:
+                if c >= 0x2000:
+                    if c < 0x4000:
+                        pass
+                    else:
+                        ec = (c >> 13) & 0x3
+                        raise r.fail_at(av + 13, 'SubCertificatesType[3]', f'event code {ec}, expected SE(Certificate), EE')
+                else:
                     av += 4
                     if c >= 0x1000:
                         raise r.fail_at(av + 9, 'SubCertificatesType[3]', 'expected CH of Certificate')
@@ -7333,31 +7392,11 @@ def _d_iso2_CertificateUpdateResType(r: BitReader, c: int) -> _iso2.CertificateU
                     c = (win >> av) & 0x7fff
                     if c >= 0x2000:
                         raise r.fail_at(av + 15, 'SubCertificatesType[3]', 'expected EE of Certificate, EE')
-                elif c < 0x4000:
-                    pass
-                else:
-                    ec = (c >> 13) & 0x3
-                    raise r.fail_at(av + 13, 'SubCertificatesType[3]', f'event code {ec}, expected SE(Certificate), EE')
-            elif c < 0x4000:
-                pass
-            else:
-                ec = (c >> 13) & 0x3
-                raise r.fail_at(av + 13, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
-        elif c < 0x4000:
-            pass
-        else:
-            ec = (c >> 13) & 0x3
-            raise r.fail_at(av + 13, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
         if c & 0x1000 != 0x0:
             raise r.fail_at(av + 13, 'CertificateChainType[2]', 'expected EE')
         ob2_ = _new(_K_iso2_SubCertificatesType)
         ob2_.Certificate = f_2_Certificate
         f_1_SubCertificates = ob2_
-    elif c < 0x2000:
-        pass
-    else:
-        ec = (c >> 12) & 0x3
-        raise r.fail_at(av + 12, 'CertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
     c &= 0xfff
     if c >= 0x800:
         raise r.fail_at(av + 12, 'CertificateUpdateResType', 'expected SE(ContractSignatureCertChain)')
@@ -7368,7 +7407,44 @@ def _d_iso2_CertificateUpdateResType(r: BitReader, c: int) -> _iso2.CertificateU
     f_SAProvisioningCertificateChain = ob1_
     f_3_Id: str | None = None
     f_3_SubCertificates: _iso2.SubCertificatesType | None = None
-    if c < 0x200:
+    if c >= 0x200:
+        if c < 0x400:
+            if c >= 0x300:
+                raise r.fail_at(av + 9, 'CertificateChainType[0]', 'expected CH of Certificate')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_3_Certificate = r.binary_of(u, 800)
+            win = r.win
+            av = r.avail
+            av -= 13
+            if av < 0:
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            if c >= 0x1000:
+                raise r.fail_at(av + 13, 'CertificateChainType[0]', 'expected EE of Certificate')
+        else:
+            ec = (c >> 9) & 0x3
+            raise r.fail_at(av + 9, 'CertificateChainType[0]', f'event code {ec}, expected AT(Id), SE(Certificate)')
+    else:
         av += 1
         u = (c >> 1)
         if u > 127:
@@ -7430,43 +7506,13 @@ def _d_iso2_CertificateUpdateResType(r: BitReader, c: int) -> _iso2.CertificateU
         c = (win >> av) & 0x1fff
         if c >= 0x1000:
             raise r.fail_at(av + 13, 'CertificateChainType[0]', 'expected EE of Certificate')
-    elif c < 0x400:
-        if c >= 0x300:
-            raise r.fail_at(av + 9, 'CertificateChainType[0]', 'expected CH of Certificate')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_3_Certificate = r.binary_of(u, 800)
-        win = r.win
-        av = r.avail
-        av -= 13
-        if av < 0:
-            win, av = r.refill(av, 13)
-        c = (win >> av) & 0x1fff
-        if c >= 0x1000:
-            raise r.fail_at(av + 13, 'CertificateChainType[0]', 'expected EE of Certificate')
+    if c >= 0x400:
+        if c < 0x800:
+            pass
+        else:
+            ec = (c >> 10) & 0x3
+            raise r.fail_at(av + 10, 'CertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
     else:
-        ec = (c >> 9) & 0x3
-        raise r.fail_at(av + 9, 'CertificateChainType[0]', f'event code {ec}, expected AT(Id), SE(Certificate)')
-    if c < 0x400:
         f_4_Certificate: list[bytes] = []
         if c >= 0x100:
             raise r.fail_at(av + 10, 'CertificateChainType[2]', 'expected SE(Certificate), CH of Certificate')
@@ -7500,7 +7546,13 @@ def _d_iso2_CertificateUpdateResType(r: BitReader, c: int) -> _iso2.CertificateU
         c = (win >> av) & 0x3fff
         if c >= 0x2000:
             raise r.fail_at(av + 14, 'CertificateChainType[2]', 'expected EE of Certificate')
-        if c < 0x800:
+        if c >= 0x800:
+            if c < 0x1000:
+                pass
+            else:
+                ec = (c >> 11) & 0x3
+                raise r.fail_at(av + 11, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
+        else:
             av += 2
             if c >= 0x400:
                 raise r.fail_at(av + 9, 'SubCertificatesType[1]', 'expected CH of Certificate')
@@ -7534,7 +7586,13 @@ def _d_iso2_CertificateUpdateResType(r: BitReader, c: int) -> _iso2.CertificateU
             c = (win >> av) & 0x3fff
             if c >= 0x2000:
                 raise r.fail_at(av + 14, 'SubCertificatesType[1]', 'expected EE of Certificate')
-            if c < 0x800:
+            if c >= 0x800:
+                if c < 0x1000:
+                    pass
+                else:
+                    ec = (c >> 11) & 0x3
+                    raise r.fail_at(av + 11, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
+            else:
                 av += 2
                 if c >= 0x400:
                     raise r.fail_at(av + 9, 'SubCertificatesType[2]', 'expected CH of Certificate')
@@ -7568,7 +7626,13 @@ def _d_iso2_CertificateUpdateResType(r: BitReader, c: int) -> _iso2.CertificateU
                 c = (win >> av) & 0x3fff
                 if c >= 0x2000:
                     raise r.fail_at(av + 14, 'SubCertificatesType[2]', 'expected EE of Certificate')
-                if c < 0x800:
+                if c >= 0x800:
+                    if c < 0x1000:
+                        pass
+                    else:
+                        ec = (c >> 11) & 0x3
+                        raise r.fail_at(av + 11, 'SubCertificatesType[3]', f'event code {ec}, expected SE(Certificate), EE')
+                else:
                     av += 2
                     if c >= 0x400:
                         raise r.fail_at(av + 9, 'SubCertificatesType[3]', 'expected CH of Certificate')
@@ -7602,31 +7666,11 @@ def _d_iso2_CertificateUpdateResType(r: BitReader, c: int) -> _iso2.CertificateU
                     c = (win >> av) & 0x1fff
                     if c >= 0x800:
                         raise r.fail_at(av + 13, 'SubCertificatesType[3]', 'expected EE of Certificate, EE')
-                elif c < 0x1000:
-                    pass
-                else:
-                    ec = (c >> 11) & 0x3
-                    raise r.fail_at(av + 11, 'SubCertificatesType[3]', f'event code {ec}, expected SE(Certificate), EE')
-            elif c < 0x1000:
-                pass
-            else:
-                ec = (c >> 11) & 0x3
-                raise r.fail_at(av + 11, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
-        elif c < 0x1000:
-            pass
-        else:
-            ec = (c >> 11) & 0x3
-            raise r.fail_at(av + 11, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
         if c & 0x400 != 0x0:
             raise r.fail_at(av + 11, 'CertificateChainType[2]', 'expected EE')
         ob4_ = _new(_K_iso2_SubCertificatesType)
         ob4_.Certificate = f_4_Certificate
         f_3_SubCertificates = ob4_
-    elif c < 0x800:
-        pass
-    else:
-        ec = (c >> 10) & 0x3
-        raise r.fail_at(av + 10, 'CertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
     if c & 0x300 != 0x0:
         raise r.fail_at(av + 10, 'CertificateUpdateResType', 'expected SE(ContractSignatureEncryptedPrivateKey), AT(Id)')
     u = (c & 255)
@@ -7826,7 +7870,13 @@ def _d_iso2_CertificateUpdateResType(r: BitReader, c: int) -> _iso2.CertificateU
     ob7_.Id = f_7_Id
     ob7_.value = f_7_value
     f_eMAID = ob7_
-    if c < 0x1000:
+    if c >= 0x1000:
+        if c < 0x2000:
+            av += 12
+        else:
+            ec = (c >> 12) & 0x3
+            raise r.fail_at(av + 12, 'CertificateUpdateResType[6]', f'event code {ec}, expected SE(RetryCounter), EE')
+    else:
         try:
             sg = _T071cdf68[c >> 10]
         except KeyError:  # not a valid pattern: say why
@@ -7863,11 +7913,6 @@ def _d_iso2_CertificateUpdateResType(r: BitReader, c: int) -> _iso2.CertificateU
         f_RetryCounter = -u - 1 if sg else u
         if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'CertificateUpdateResType[6]', 'expected EE of RetryCounter, EE')
-    elif c < 0x2000:
-        av += 12
-    else:
-        ec = (c >> 12) & 0x3
-        raise r.fail_at(av + 12, 'CertificateUpdateResType[6]', f'event code {ec}, expected SE(RetryCounter), EE')
     r.avail = av
     ob = _new(_K_iso2_CertificateUpdateResType)
     ob.ResponseCode = f_ResponseCode
@@ -8027,7 +8072,25 @@ def _d_iso2_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _iso2.Charg
     f_AC_EVChargeParameter: _iso2.AC_EVChargeParameterType | None = None
     f_DC_EVChargeParameter: _iso2.DC_EVChargeParameterType | None = None
     f_EVChargeParameter: _iso2.EVChargeParameterType | None = None
-    if c < 0x4000000:
+    if c >= 0x4000000:
+        if c < 0x8000000:
+            try:
+                f_RequestedEnergyTransferMode = _T4326b017[(c >> 21) & 0x1f]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x2200000 != 0x0:
+                    raise r.fail_at(av + 26, 'ChargeParameterDiscoveryReqType[0]', 'expected CH of RequestedEnergyTransferMode, EE of RequestedEnergyTransferMode') from None
+                iv = ((c >> 22) & 7)
+                if iv >= 6:
+                    raise r.fail_at(av + 21, 'ChargeParameterDiscoveryReqType.RequestedEnergyTransferMode', f'enumeration index {iv}') from None
+                f_RequestedEnergyTransferMode = _E_iso2_EnergyTransferModeType[iv]
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        else:
+            ec = (c >> 26) & 0x3
+            raise r.fail_at(av + 26, 'ChargeParameterDiscoveryReqType[0]', f'event code {ec}, expected SE(MaxEntriesSAScheduleTuple), SE(RequestedEnergyTransferMode)')
+    else:
         if c >= 0x2000000:
             raise r.fail_at(av + 26, 'ChargeParameterDiscoveryReqType[0]', 'expected CH of MaxEntriesSAScheduleTuple')
         u = (c >> 17)
@@ -8070,26 +8133,126 @@ def _d_iso2_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _iso2.Charg
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif c < 0x8000000:
-        try:
-            f_RequestedEnergyTransferMode = _T4326b017[(c >> 21) & 0x1f]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x2200000 != 0x0:
-                raise r.fail_at(av + 26, 'ChargeParameterDiscoveryReqType[0]', 'expected CH of RequestedEnergyTransferMode, EE of RequestedEnergyTransferMode') from None
-            iv = ((c >> 22) & 7)
-            if iv >= 6:
-                raise r.fail_at(av + 21, 'ChargeParameterDiscoveryReqType.RequestedEnergyTransferMode', f'enumeration index {iv}') from None
-            f_RequestedEnergyTransferMode = _E_iso2_EnergyTransferModeType[iv]
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
+    if c >= 0x10000000:
+        if c < 0x20000000:
+            c &= 0xfffffff
+            r.avail = av
+            f_DC_EVChargeParameter = _d_iso2_DC_EVChargeParameterType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+        elif c < 0x30000000:
+            av += 14
+            f_7_DepartureTime: int | None = None
+            if c >= 0x24000000:
+                if c < 0x28000000:
+                    av += 11
+                    c >>= 25
+                else:
+                    ec = (c >> 26) & 0x3
+                    raise r.fail_at(av + 12, 'EVChargeParameterType[0]', f'event code {ec}, expected SE(DepartureTime), EE')
+            else:
+                if c >= 0x22000000:
+                    raise r.fail_at(av + 12, 'EVChargeParameterType[0]', 'expected CH of DepartureTime')
+                u = ((c >> 17) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 11)
+                        c = (win >> av) & 0x7ff
+                        u2 = c >> 3
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 3
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 3
+                            if av < 0:
+                                win, av = r.refill(av, 3)
+                            c = (win >> av) & 0x7
+                else:
+                    c >>= 14
+                f_7_DepartureTime = u
+                if c & 0x6 != 0x0:
+                    raise r.fail_at(av + 3, 'EVChargeParameterType[0]', 'expected EE of DepartureTime, EE')
+            ob7_ = _new(_K_iso2_EVChargeParameterType)
+            ob7_.DepartureTime = f_7_DepartureTime
+            f_EVChargeParameter = ob7_
+        else:
+            ec = (c >> 28) & 0x3
+            raise r.fail_at(av + 28, 'ChargeParameterDiscoveryReqType[2]', f'event code {ec}, expected SE(AC_EVChargeParameter), SE(DC_EVChargeParameter), SE(EVChargeParameter)')
     else:
-        ec = (c >> 26) & 0x3
-        raise r.fail_at(av + 26, 'ChargeParameterDiscoveryReqType[0]', f'event code {ec}, expected SE(MaxEntriesSAScheduleTuple), SE(RequestedEnergyTransferMode)')
-    if c < 0x10000000:
         f_1_DepartureTime: int | None = None
-        if c < 0x4000000:
+        if c >= 0x4000000:
+            if c < 0x8000000:
+                try:
+                    f_3_Multiplier, f_3_Unit, sg = _Tea8843d1[(c >> 11) & 0x7fff]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x31c7000 != 0x0:
+                        raise r.fail_at(av + 26, 'AC_EVChargeParameterType[0]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                    f_3_Multiplier = ((c >> 21) & 7) - 3
+                    iv = ((c >> 15) & 7)
+                    if iv >= 7:
+                        raise r.fail_at(av + 11, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                    f_3_Unit = _E_iso2_unitSymbolType[iv]
+                    sg = ((c >> 11) & 1)
+                u = ((c >> 3) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 11)
+                        c = (win >> av) & 0x7ff
+                        u2 = c >> 3
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 3
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 3
+                            if av < 0:
+                                win, av = r.refill(av, 3)
+                            c = (win >> av) & 0x7
+                f_3_Value = -u - 1 if sg else u
+                if c & 0x6 != 0x0:
+                    raise r.fail_at(av + 3, 'AC_EVChargeParameterType[0]', 'expected EE of Value, EE')
+                ob3_ = _new(_K_iso2_PhysicalValueType)
+                ob3_.Multiplier = f_3_Multiplier
+                ob3_.Unit = f_3_Unit
+                ob3_.Value = f_3_Value
+                f_1_EAmount = ob3_
+                av -= 29
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+            else:
+                ec = (c >> 26) & 0x3
+                raise r.fail_at(av + 26, 'AC_EVChargeParameterType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EAmount)')
+        else:
             if c >= 0x2000000:
                 raise r.fail_at(av + 26, 'AC_EVChargeParameterType[0]', 'expected CH of DepartureTime')
             u = (c >> 17)
@@ -8173,60 +8336,6 @@ def _d_iso2_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _iso2.Charg
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-        elif c < 0x8000000:
-            try:
-                f_3_Multiplier, f_3_Unit, sg = _Tea8843d1[(c >> 11) & 0x7fff]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x31c7000 != 0x0:
-                    raise r.fail_at(av + 26, 'AC_EVChargeParameterType[0]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                f_3_Multiplier = ((c >> 21) & 7) - 3
-                iv = ((c >> 15) & 7)
-                if iv >= 7:
-                    raise r.fail_at(av + 11, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
-                f_3_Unit = _E_iso2_unitSymbolType[iv]
-                sg = ((c >> 11) & 1)
-            u = ((c >> 3) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 3
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 3
-                        if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
-            f_3_Value = -u - 1 if sg else u
-            if c & 0x6 != 0x0:
-                raise r.fail_at(av + 3, 'AC_EVChargeParameterType[0]', 'expected EE of Value, EE')
-            ob3_ = _new(_K_iso2_PhysicalValueType)
-            ob3_.Multiplier = f_3_Multiplier
-            ob3_.Unit = f_3_Unit
-            ob3_.Value = f_3_Value
-            f_1_EAmount = ob3_
-            av -= 29
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-        else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 26, 'AC_EVChargeParameterType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EAmount)')
         try:
             f_4_Multiplier, f_4_Unit, sg = _T3b5e3738[c >> 14]
         except KeyError:  # not a valid pattern: say why
@@ -8376,66 +8485,6 @@ def _d_iso2_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _iso2.Charg
         ob1_.EVMaxCurrent = f_1_EVMaxCurrent
         ob1_.EVMinCurrent = f_1_EVMinCurrent
         f_AC_EVChargeParameter = ob1_
-    elif c < 0x20000000:
-        c &= 0xfffffff
-        r.avail = av
-        f_DC_EVChargeParameter = _d_iso2_DC_EVChargeParameterType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-    elif c < 0x30000000:
-        av += 14
-        f_7_DepartureTime: int | None = None
-        if c < 0x24000000:
-            if c >= 0x22000000:
-                raise r.fail_at(av + 12, 'EVChargeParameterType[0]', 'expected CH of DepartureTime')
-            u = ((c >> 17) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 3
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 3
-                        if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
-            else:
-                c >>= 14
-            f_7_DepartureTime = u
-            if c & 0x6 != 0x0:
-                raise r.fail_at(av + 3, 'EVChargeParameterType[0]', 'expected EE of DepartureTime, EE')
-        elif c < 0x28000000:
-            av += 11
-            c >>= 25
-        else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 12, 'EVChargeParameterType[0]', f'event code {ec}, expected SE(DepartureTime), EE')
-        ob7_ = _new(_K_iso2_EVChargeParameterType)
-        ob7_.DepartureTime = f_7_DepartureTime
-        f_EVChargeParameter = ob7_
-    else:
-        ec = (c >> 28) & 0x3
-        raise r.fail_at(av + 28, 'ChargeParameterDiscoveryReqType[2]', f'event code {ec}, expected SE(AC_EVChargeParameter), SE(DC_EVChargeParameter), SE(EVChargeParameter)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType', 'expected EE')
     r.avail = av
@@ -8553,10 +8602,187 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _iso2.Charg
     if iv >= 3:
         raise r.fail_at(av + 12, 'ChargeParameterDiscoveryResType.EVSEProcessing', f'enumeration index {iv}')
     f_EVSEProcessing = _E_iso2_EVSEProcessingType[iv]
-    ec = ((c >> 12) & 7)
+    c &= 0x7fff
     s = 1
     s = 2
-    if ec == 0:
+    if c >= 0x1000:
+        if c < 0x2000:
+            if c >= 0x1800:
+                raise r.fail_at(av + 12, 'ChargeParameterDiscoveryResType[2]', 'expected EE')
+            ob5_ = _new(_K_iso2_SASchedulesType)
+            f_SASchedules = ob5_
+            av -= 17
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 3
+        elif c < 0x3000:
+            if c >= 0x2200:
+                raise r.fail_at(av + 12, 'ChargeParameterDiscoveryResType[2]', 'expected SE(AC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+            u = ((c >> 1) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+                u2 = c >> 1
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
+                    u2 = c >> 1
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 1
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 1
+                        if av < 0:
+                            win, av = r.refill(av, 1)
+                        c = (win >> av) & 0x1
+            f_7_NotificationMaxDelay = u
+            av -= 34
+            if av < 0:
+                win, av = r.refill(av, 35)
+            c = (win >> av) & 0x7ffffffff
+            if c & 0x73be38e00 != 0x0:
+                raise r.fail_at(av + 35, 'ChargeParameterDiscoveryResType[2]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE, SE(EVSENominalVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            iv = (c >> 30)
+            if iv >= 3:
+                raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+            f_7_EVSENotification = _E_iso2_EVSENotificationType[iv]
+            f_7_RCD = ((c >> 26) & 1) == 1
+            f_8_Multiplier = ((c >> 18) & 7) - 3
+            iv = ((c >> 12) & 7)
+            if iv >= 7:
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_8_Unit = _E_iso2_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            ob7_ = _new(_K_iso2_AC_EVSEStatusType)
+            ob7_.NotificationMaxDelay = f_7_NotificationMaxDelay
+            ob7_.EVSENotification = f_7_EVSENotification
+            ob7_.RCD = f_7_RCD
+            f_6_AC_EVSEStatus = ob7_
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_8_Value = -u - 1 if sg else u
+            av -= 30
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            try:
+                f_9_Multiplier, f_9_Unit, sg = _Td9e86f2b[c >> 12]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x3e38e000 != 0x0:
+                    raise r.fail_at(av + 30, 'ChargeParameterDiscoveryResType[2]', 'expected EE of Value, EE, SE(EVSEMaxCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                f_9_Multiplier = (c >> 22) - 3
+                iv = ((c >> 16) & 7)
+                if iv >= 7:
+                    raise r.fail_at(av + 12, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                f_9_Unit = _E_iso2_unitSymbolType[iv]
+                sg = ((c >> 12) & 1)
+            u = ((c >> 4) & 255)
+            ob8_ = _new(_K_iso2_PhysicalValueType)
+            ob8_.Multiplier = f_8_Multiplier
+            ob8_.Unit = f_8_Unit
+            ob8_.Value = f_8_Value
+            f_6_EVSENominalVoltage = ob8_
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 4
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 4
+                        if av < 0:
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
+            f_9_Value = -u - 1 if sg else u
+            if c & 0xe != 0x0:
+                raise r.fail_at(av + 4, 'ChargeParameterDiscoveryResType[2]', 'expected EE of Value, EE, EE')
+            ob9_ = _new(_K_iso2_PhysicalValueType)
+            ob9_.Multiplier = f_9_Multiplier
+            ob9_.Unit = f_9_Unit
+            ob9_.Value = f_9_Value
+            f_6_EVSEMaxCurrent = ob9_
+            ob6_ = _new(_K_iso2_AC_EVSEChargeParameterType)
+            ob6_.AC_EVSEStatus = f_6_AC_EVSEStatus
+            ob6_.EVSENominalVoltage = f_6_EVSENominalVoltage
+            ob6_.EVSEMaxCurrent = f_6_EVSEMaxCurrent
+            f_AC_EVSEChargeParameter = ob6_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 4
+        elif c < 0x4000:
+            av -= 16
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            r.avail = av
+            f_DC_EVSEChargeParameter = _d_iso2_DC_EVSEChargeParameterType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 4
+        elif c < 0x5000:
+            if c >= 0x4800:
+                raise r.fail_at(av + 12, 'ChargeParameterDiscoveryResType[2]', 'expected EE')
+            ob10_ = _new(_K_iso2_EVSEChargeParameterType)
+            f_EVSEChargeParameter = ob10_
+            av -= 17
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 4
+        else:
+            ec = (c >> 12) & 0x7
+            raise r.fail_at(av + 12, 'ChargeParameterDiscoveryResType[2]', f'event code {ec}, expected SE(SAScheduleList), SE(SASchedules), SE(AC_EVSEChargeParameter), SE(DC_EVSEChargeParameter), SE(EVSEChargeParameter)')
+    else:
         f_1_SAScheduleTuple: list[_iso2.SAScheduleTupleType] = []
         av -= 18
         if av < 0:
@@ -8581,7 +8807,16 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _iso2.Charg
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c < 0x10000000:
+        if c >= 0x10000000:
+            if c < 0x20000000:
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+            else:
+                ec = (c >> 28) & 0x3
+                raise r.fail_at(av + 28, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
+        else:
             r.avail = av
             f_2_SalesTariff = _d_iso2_SalesTariffType(r, c)
             win = r.win
@@ -8596,20 +8831,18 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _iso2.Charg
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-        elif c < 0x20000000:
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-        else:
-            ec = (c >> 28) & 0x3
-            raise r.fail_at(av + 28, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
         ob2_ = _new(_K_iso2_SAScheduleTupleType)
         ob2_.SAScheduleTupleID = f_2_SAScheduleTupleID
         ob2_.PMaxSchedule = f_2_PMaxSchedule
         ob2_.SalesTariff = f_2_SalesTariff
         f_1_SAScheduleTuple.append(ob2_)
-        if c < 0x10000000:
+        if c >= 0x10000000:
+            if c < 0x20000000:
+                pass
+            else:
+                ec = (c >> 28) & 0x3
+                raise r.fail_at(av + 28, 'SAScheduleListType[1]', f'event code {ec}, expected SE(SAScheduleTuple), EE')
+        else:
             try:
                 f_3_SAScheduleTupleID = _T4d006aa5[c >> 16]
             except KeyError:  # not a valid pattern: say why
@@ -8629,7 +8862,16 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _iso2.Charg
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c < 0x10000000:
+            if c >= 0x10000000:
+                if c < 0x20000000:
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 30)
+                    c = (win >> av) & 0x3fffffff
+                else:
+                    ec = (c >> 28) & 0x3
+                    raise r.fail_at(av + 28, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
+            else:
                 r.avail = av
                 f_3_SalesTariff = _d_iso2_SalesTariffType(r, c)
                 win = r.win
@@ -8644,20 +8886,18 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _iso2.Charg
                 if av < 0:
                     win, av = r.refill(av, 30)
                 c = (win >> av) & 0x3fffffff
-            elif c < 0x20000000:
-                av -= 2
-                if av < 0:
-                    win, av = r.refill(av, 30)
-                c = (win >> av) & 0x3fffffff
-            else:
-                ec = (c >> 28) & 0x3
-                raise r.fail_at(av + 28, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
             ob3_ = _new(_K_iso2_SAScheduleTupleType)
             ob3_.SAScheduleTupleID = f_3_SAScheduleTupleID
             ob3_.PMaxSchedule = f_3_PMaxSchedule
             ob3_.SalesTariff = f_3_SalesTariff
             f_1_SAScheduleTuple.append(ob3_)
-            if c < 0x10000000:
+            if c >= 0x10000000:
+                if c < 0x20000000:
+                    pass
+                else:
+                    ec = (c >> 28) & 0x3
+                    raise r.fail_at(av + 28, 'SAScheduleListType[2]', f'event code {ec}, expected SE(SAScheduleTuple), EE')
+            else:
                 try:
                     f_4_SAScheduleTupleID = _T4d006aa5[c >> 16]
                 except KeyError:  # not a valid pattern: say why
@@ -8677,7 +8917,16 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _iso2.Charg
                 if av < 0:
                     win, av = r.refill(av, 30)
                 c = (win >> av) & 0x3fffffff
-                if c < 0x10000000:
+                if c >= 0x10000000:
+                    if c < 0x20000000:
+                        av -= 1
+                        if av < 0:
+                            win, av = r.refill(av, 29)
+                        c = (win >> av) & 0x1fffffff
+                    else:
+                        ec = (c >> 28) & 0x3
+                        raise r.fail_at(av + 28, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
+                else:
                     r.avail = av
                     f_4_SalesTariff = _d_iso2_SalesTariffType(r, c)
                     win = r.win
@@ -8688,14 +8937,6 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _iso2.Charg
                     c = (win >> av) & 0x3fffffff
                     if c >= 0x20000000:
                         raise r.fail_at(av + 30, 'SAScheduleTupleType[2]', 'expected EE')
-                elif c < 0x20000000:
-                    av -= 1
-                    if av < 0:
-                        win, av = r.refill(av, 29)
-                    c = (win >> av) & 0x1fffffff
-                else:
-                    ec = (c >> 28) & 0x3
-                    raise r.fail_at(av + 28, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
                 if c >= 0x10000000:
                     raise r.fail_at(av + 29, 'SAScheduleListType[2]', 'expected EE')
                 ob4_ = _new(_K_iso2_SAScheduleTupleType)
@@ -8703,198 +8944,42 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _iso2.Charg
                 ob4_.PMaxSchedule = f_4_PMaxSchedule
                 ob4_.SalesTariff = f_4_SalesTariff
                 f_1_SAScheduleTuple.append(ob4_)
-            elif c < 0x20000000:
-                pass
-            else:
-                ec = (c >> 28) & 0x3
-                raise r.fail_at(av + 28, 'SAScheduleListType[2]', f'event code {ec}, expected SE(SAScheduleTuple), EE')
-        elif c < 0x20000000:
-            pass
-        else:
-            ec = (c >> 28) & 0x3
-            raise r.fail_at(av + 28, 'SAScheduleListType[1]', f'event code {ec}, expected SE(SAScheduleTuple), EE')
         ob1_ = _new(_K_iso2_SAScheduleListType)
         ob1_.SAScheduleTuple = f_1_SAScheduleTuple
         f_SAScheduleList = ob1_
         s = 3
-    elif ec == 1:
-        if c & 0x800 != 0x0:
-            raise r.fail_at(av + 12, 'ChargeParameterDiscoveryResType[2]', 'expected EE')
-        ob5_ = _new(_K_iso2_SASchedulesType)
-        f_SASchedules = ob5_
-        av -= 17
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 3
-    elif ec == 2:
-        if c & 0xe00 != 0x0:
-            raise r.fail_at(av + 12, 'ChargeParameterDiscoveryResType[2]', 'expected SE(AC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-        u = ((c >> 1) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
-            u2 = c >> 1
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 9)
-                c = (win >> av) & 0x1ff
-                u2 = c >> 1
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 1
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 1
-                    if av < 0:
-                        win, av = r.refill(av, 1)
-                    c = (win >> av) & 0x1
-        f_7_NotificationMaxDelay = u
-        av -= 34
-        if av < 0:
-            win, av = r.refill(av, 35)
-        c = (win >> av) & 0x7ffffffff
-        if c & 0x73be38e00 != 0x0:
-            raise r.fail_at(av + 35, 'ChargeParameterDiscoveryResType[2]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE, SE(EVSENominalVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
-        iv = (c >> 30)
-        if iv >= 3:
-            raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
-        f_7_EVSENotification = _E_iso2_EVSENotificationType[iv]
-        f_7_RCD = ((c >> 26) & 1) == 1
-        f_8_Multiplier = ((c >> 18) & 7) - 3
-        iv = ((c >> 12) & 7)
-        if iv >= 7:
-            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
-        f_8_Unit = _E_iso2_unitSymbolType[iv]
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        ob7_ = _new(_K_iso2_AC_EVSEStatusType)
-        ob7_.NotificationMaxDelay = f_7_NotificationMaxDelay
-        ob7_.EVSENotification = f_7_EVSENotification
-        ob7_.RCD = f_7_RCD
-        f_6_AC_EVSEStatus = ob7_
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_8_Value = -u - 1 if sg else u
-        av -= 30
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        try:
-            f_9_Multiplier, f_9_Unit, sg = _Td9e86f2b[c >> 12]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x3e38e000 != 0x0:
-                raise r.fail_at(av + 30, 'ChargeParameterDiscoveryResType[2]', 'expected EE of Value, EE, SE(EVSEMaxCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-            f_9_Multiplier = (c >> 22) - 3
-            iv = ((c >> 16) & 7)
-            if iv >= 7:
-                raise r.fail_at(av + 12, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
-            f_9_Unit = _E_iso2_unitSymbolType[iv]
-            sg = ((c >> 12) & 1)
-        u = ((c >> 4) & 255)
-        ob8_ = _new(_K_iso2_PhysicalValueType)
-        ob8_.Multiplier = f_8_Multiplier
-        ob8_.Unit = f_8_Unit
-        ob8_.Value = f_8_Value
-        f_6_EVSENominalVoltage = ob8_
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
-            u2 = c >> 4
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
-                u2 = c >> 4
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 4
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 4
-                    if av < 0:
-                        win, av = r.refill(av, 4)
-                    c = (win >> av) & 0xf
-        f_9_Value = -u - 1 if sg else u
-        if c & 0xe != 0x0:
-            raise r.fail_at(av + 4, 'ChargeParameterDiscoveryResType[2]', 'expected EE of Value, EE, EE')
-        ob9_ = _new(_K_iso2_PhysicalValueType)
-        ob9_.Multiplier = f_9_Multiplier
-        ob9_.Unit = f_9_Unit
-        ob9_.Value = f_9_Value
-        f_6_EVSEMaxCurrent = ob9_
-        ob6_ = _new(_K_iso2_AC_EVSEChargeParameterType)
-        ob6_.AC_EVSEStatus = f_6_AC_EVSEStatus
-        ob6_.EVSENominalVoltage = f_6_EVSENominalVoltage
-        ob6_.EVSEMaxCurrent = f_6_EVSEMaxCurrent
-        f_AC_EVSEChargeParameter = ob6_
-        av -= 27
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 4
-    elif ec == 3:
-        av -= 16
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        r.avail = av
-        f_DC_EVSEChargeParameter = _d_iso2_DC_EVSEChargeParameterType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 28
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 4
-    elif ec == 4:
-        if c & 0x800 != 0x0:
-            raise r.fail_at(av + 12, 'ChargeParameterDiscoveryResType[2]', 'expected EE')
-        ob10_ = _new(_K_iso2_EVSEChargeParameterType)
-        f_EVSEChargeParameter = ob10_
-        av -= 17
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 4
+    if s != 3:
+        av += 27
+        c >>= 27
     else:
-        raise r.fail_at(av + 12, 'ChargeParameterDiscoveryResType[2]', f'event code {ec}, expected SE(SAScheduleList), SE(SASchedules), SE(AC_EVSEChargeParameter), SE(DC_EVSEChargeParameter), SE(EVSEChargeParameter)')
-    if s == 3:
         c &= 0xfffffff
-        if c < 0x4000000:
+        if c >= 0x4000000:
+            if c < 0x8000000:
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                r.avail = av
+                f_DC_EVSEChargeParameter = _d_iso2_DC_EVSEChargeParameterType(r, c)
+                win = r.win
+                av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                s = 4
+            elif c < 0xc000000:
+                av += 24
+                if c >= 0xa000000:
+                    raise r.fail_at(av + 2, 'ChargeParameterDiscoveryResType[3]', 'expected EE')
+                ob15_ = _new(_K_iso2_EVSEChargeParameterType)
+                f_EVSEChargeParameter = ob15_
+                c >>= 24
+                s = 4
+            else:
+                ec = (c >> 26) & 0x3
+                raise r.fail_at(av + 26, 'ChargeParameterDiscoveryResType[3]', f'event code {ec}, expected SE(AC_EVSEChargeParameter), SE(DC_EVSEChargeParameter), SE(EVSEChargeParameter)')
+        else:
             if c >= 0x800000:
                 raise r.fail_at(av + 26, 'ChargeParameterDiscoveryResType[3]', 'expected SE(AC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay')
             u = (c >> 15)
@@ -9028,34 +9113,6 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _iso2.Charg
             ob11_.EVSEMaxCurrent = f_11_EVSEMaxCurrent
             f_AC_EVSEChargeParameter = ob11_
             s = 4
-        elif c < 0x8000000:
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            r.avail = av
-            f_DC_EVSEChargeParameter = _d_iso2_DC_EVSEChargeParameterType(r, c)
-            win = r.win
-            av = r.avail
-            av -= 1
-            if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            s = 4
-        elif c < 0xc000000:
-            av += 24
-            if c >= 0xa000000:
-                raise r.fail_at(av + 2, 'ChargeParameterDiscoveryResType[3]', 'expected EE')
-            ob15_ = _new(_K_iso2_EVSEChargeParameterType)
-            f_EVSEChargeParameter = ob15_
-            c >>= 24
-            s = 4
-        else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 26, 'ChargeParameterDiscoveryResType[3]', f'event code {ec}, expected SE(AC_EVSEChargeParameter), SE(DC_EVSEChargeParameter), SE(EVSEChargeParameter)')
-    else:
-        av += 27
-        c >>= 27
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'ChargeParameterDiscoveryResType', 'expected EE')
     s = -1
@@ -9426,10 +9483,94 @@ def _d_iso2_ChargingStatusResType(r: BitReader, c: int) -> _iso2.ChargingStatusR
     if c & 0x38040000 != 0x0:
         raise r.fail_at(av + 30, 'ChargingStatusResType', 'expected EE of EVSEID, SE(SAScheduleTupleID), CH of SAScheduleTupleID, EE of SAScheduleTupleID')
     f_SAScheduleTupleID = (c >> 19) + 1
-    ec = ((c >> 15) & 7)
+    c &= 0x3ffff
     s = 2
     s = 3
-    if ec == 0:
+    if c >= 0x8000:
+        if c < 0x10000:
+            av += 5
+            c >>= 5
+            c &= 0x3ff
+            r.avail = av
+            f_MeterInfo = _d_iso2_MeterInfoType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 5
+        elif c < 0x18000:
+            try:
+                f_ReceiptRequired = _Ta870a97b[(c >> 12) & 0x7]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x5000 != 0x0:
+                    raise r.fail_at(av + 15, 'ChargingStatusResType[3]', 'expected CH of ReceiptRequired, EE of ReceiptRequired') from None
+                f_ReceiptRequired = ((c >> 13) & 1) == 1
+            av -= 16
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 6
+        elif c < 0x20000:
+            if c >= 0x1a000:
+                raise r.fail_at(av + 15, 'ChargingStatusResType[3]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+            u = ((c >> 5) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
+                u2 = c >> 5
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 13)
+                    c = (win >> av) & 0x1fff
+                    u2 = c >> 5
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 5
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 5
+                        if av < 0:
+                            win, av = r.refill(av, 5)
+                        c = (win >> av) & 0x1f
+            f_3_NotificationMaxDelay = u
+            av -= 25
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            try:
+                f_3_EVSENotification, f_3_RCD = _T247139eb[c >> 19]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x39d80000 != 0x0:
+                    raise r.fail_at(av + 30, 'ChargingStatusResType[3]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE') from None
+                iv = (c >> 25)
+                if iv >= 3:
+                    raise r.fail_at(av + 19, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
+                f_3_EVSENotification = _E_iso2_EVSENotificationType[iv]
+                f_3_RCD = ((c >> 21) & 1) == 1
+            ob3_ = _new(_K_iso2_AC_EVSEStatusType)
+            ob3_.NotificationMaxDelay = f_3_NotificationMaxDelay
+            ob3_.EVSENotification = f_3_EVSENotification
+            ob3_.RCD = f_3_RCD
+            f_AC_EVSEStatus = ob3_
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 7
+        else:
+            ec = (c >> 15) & 0x7
+            raise r.fail_at(av + 15, 'ChargingStatusResType[3]', f'event code {ec}, expected SE(EVSEMaxCurrent), SE(MeterInfo), SE(ReceiptRequired), SE(AC_EVSEStatus)')
+    else:
         av -= 15
         if av < 0:
             win, av = r.refill(av, 30)
@@ -9507,7 +9648,10 @@ def _d_iso2_ChargingStatusResType(r: BitReader, c: int) -> _iso2.ChargingStatusR
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        elif c < 0x18:
+        elif c >= 0x18:
+            ec = (c >> 3) & 0x3
+            raise r.fail_at(av + 3, 'ChargingStatusResType[4]', f'event code {ec}, expected SE(MeterInfo), SE(ReceiptRequired), SE(AC_EVSEStatus)')
+        else:
             av -= 27
             if av < 0:
                 win, av = r.refill(av, 30)
@@ -9561,92 +9705,9 @@ def _d_iso2_ChargingStatusResType(r: BitReader, c: int) -> _iso2.ChargingStatusR
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        else:
-            ec = (c >> 3) & 0x3
-            raise r.fail_at(av + 3, 'ChargingStatusResType[4]', f'event code {ec}, expected SE(MeterInfo), SE(ReceiptRequired), SE(AC_EVSEStatus)')
-    elif ec == 1:
-        av += 5
-        c >>= 5
-        c &= 0x3ff
-        r.avail = av
-        f_MeterInfo = _d_iso2_MeterInfoType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 28
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 5
-    elif ec == 2:
-        try:
-            f_ReceiptRequired = _Ta870a97b[(c >> 12) & 0x7]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x5000 != 0x0:
-                raise r.fail_at(av + 15, 'ChargingStatusResType[3]', 'expected CH of ReceiptRequired, EE of ReceiptRequired') from None
-            f_ReceiptRequired = ((c >> 13) & 1) == 1
-        av -= 16
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 6
-    elif ec == 3:
-        if c & 0x6000 != 0x0:
-            raise r.fail_at(av + 15, 'ChargingStatusResType[3]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-        u = ((c >> 5) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 13)
-            c = (win >> av) & 0x1fff
-            u2 = c >> 5
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 13)
-                c = (win >> av) & 0x1fff
-                u2 = c >> 5
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 5
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 5
-                    if av < 0:
-                        win, av = r.refill(av, 5)
-                    c = (win >> av) & 0x1f
-        f_3_NotificationMaxDelay = u
-        av -= 25
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        try:
-            f_3_EVSENotification, f_3_RCD = _T247139eb[c >> 19]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x39d80000 != 0x0:
-                raise r.fail_at(av + 30, 'ChargingStatusResType[3]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE') from None
-            iv = (c >> 25)
-            if iv >= 3:
-                raise r.fail_at(av + 19, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
-            f_3_EVSENotification = _E_iso2_EVSENotificationType[iv]
-            f_3_RCD = ((c >> 21) & 1) == 1
-        ob3_ = _new(_K_iso2_AC_EVSEStatusType)
-        ob3_.NotificationMaxDelay = f_3_NotificationMaxDelay
-        ob3_.EVSENotification = f_3_EVSENotification
-        ob3_.RCD = f_3_RCD
-        f_AC_EVSEStatus = ob3_
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 7
+    if s != 5:
+        pass
     else:
-        raise r.fail_at(av + 15, 'ChargingStatusResType[3]', f'event code {ec}, expected SE(EVSEMaxCurrent), SE(MeterInfo), SE(ReceiptRequired), SE(AC_EVSEStatus)')
-    if s == 5:
         if c < 0x4000000:
             try:
                 f_ReceiptRequired = _Ta870a97b[c >> 23]
@@ -9659,7 +9720,10 @@ def _d_iso2_ChargingStatusResType(r: BitReader, c: int) -> _iso2.ChargingStatusR
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        elif c < 0x8000000:
+        elif c >= 0x8000000:
+            ec = (c >> 26) & 0x3
+            raise r.fail_at(av + 26, 'ChargingStatusResType[5]', f'event code {ec}, expected SE(ReceiptRequired), SE(AC_EVSEStatus)')
+        else:
             if c >= 0x5000000:
                 raise r.fail_at(av + 26, 'ChargingStatusResType[5]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
             u = ((c >> 16) & 255)
@@ -9713,10 +9777,10 @@ def _d_iso2_ChargingStatusResType(r: BitReader, c: int) -> _iso2.ChargingStatusR
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 26, 'ChargingStatusResType[5]', f'event code {ec}, expected SE(ReceiptRequired), SE(AC_EVSEStatus)')
-    if s == 6:
+    if s != 6:
+        av += 27
+        c >>= 27
+    else:
         if c >= 0x2000000:
             raise r.fail_at(av + 28, 'ChargingStatusResType', 'expected SE(AC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay')
         u = (c >> 17)
@@ -9766,9 +9830,6 @@ def _d_iso2_ChargingStatusResType(r: BitReader, c: int) -> _iso2.ChargingStatusR
         ob5_.RCD = f_5_RCD
         f_AC_EVSEStatus = ob5_
         s = 7
-    else:
-        av += 27
-        c >>= 27
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'ChargingStatusResType', 'expected EE')
     s = -1
@@ -10093,7 +10154,139 @@ def _d_iso2_CurrentDemandReqType(r: BitReader, c: int) -> _iso2.CurrentDemandReq
     ob2_.Value = f_2_Value
     f_EVTargetCurrent = ob2_
     s = 2
-    if c < 0x2000000:
+    if c >= 0x2000000:
+        if c < 0x4000000:
+            try:
+                f_6_Multiplier, f_6_Unit, sg = _Tea8843d1[(c >> 10) & 0x7fff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x18e3800 != 0x0:
+                    raise r.fail_at(av + 25, 'CurrentDemandReqType[2]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                f_6_Multiplier = ((c >> 20) & 7) - 3
+                iv = ((c >> 14) & 7)
+                if iv >= 7:
+                    raise r.fail_at(av + 10, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                f_6_Unit = _E_iso2_unitSymbolType[iv]
+                sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 2
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
+            f_6_Value = -u - 1 if sg else u
+            if c & 0x3 != 0x0:
+                raise r.fail_at(av + 2, 'CurrentDemandReqType[2]', 'expected EE of Value, EE')
+            ob6_ = _new(_K_iso2_PhysicalValueType)
+            ob6_.Multiplier = f_6_Multiplier
+            ob6_.Unit = f_6_Unit
+            ob6_.Value = f_6_Value
+            f_EVMaximumCurrentLimit = ob6_
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 4
+        elif c < 0x6000000:
+            try:
+                f_7_Multiplier, f_7_Unit, sg = _Tea8843d1[(c >> 10) & 0x7fff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x18e3800 != 0x0:
+                    raise r.fail_at(av + 25, 'CurrentDemandReqType[2]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                f_7_Multiplier = ((c >> 20) & 7) - 3
+                iv = ((c >> 14) & 7)
+                if iv >= 7:
+                    raise r.fail_at(av + 10, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                f_7_Unit = _E_iso2_unitSymbolType[iv]
+                sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 2
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
+            f_7_Value = -u - 1 if sg else u
+            if c & 0x3 != 0x0:
+                raise r.fail_at(av + 2, 'CurrentDemandReqType[2]', 'expected EE of Value, EE')
+            ob7_ = _new(_K_iso2_PhysicalValueType)
+            ob7_.Multiplier = f_7_Multiplier
+            ob7_.Unit = f_7_Unit
+            ob7_.Value = f_7_Value
+            f_EVMaximumPowerLimit = ob7_
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 5
+        elif c < 0x8000000:
+            try:
+                f_BulkChargingComplete = _Ta870a97b[(c >> 22) & 0x7]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x1400000 != 0x0:
+                    raise r.fail_at(av + 25, 'CurrentDemandReqType[2]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete') from None
+                f_BulkChargingComplete = ((c >> 23) & 1) == 1
+            av -= 6
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 6
+        elif c < 0xa000000:
+            try:
+                f_ChargingComplete = _Ta870a97b[(c >> 22) & 0x7]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x1400000 != 0x0:
+                    raise r.fail_at(av + 25, 'CurrentDemandReqType[2]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
+                f_ChargingComplete = ((c >> 23) & 1) == 1
+            av -= 6
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 7
+        else:
+            ec = (c >> 25) & 0x7
+            raise r.fail_at(av + 25, 'CurrentDemandReqType[2]', f'event code {ec}, expected SE(EVMaximumVoltageLimit), SE(EVMaximumCurrentLimit), SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
+    else:
         try:
             f_3_Multiplier, f_3_Unit, sg = _Tea8843d1[c >> 10]
         except KeyError:  # not a valid pattern: say why
@@ -10144,7 +10337,87 @@ def _d_iso2_CurrentDemandReqType(r: BitReader, c: int) -> _iso2.CurrentDemandReq
         ob3_.Unit = f_3_Unit
         ob3_.Value = f_3_Value
         f_EVMaximumVoltageLimit = ob3_
-        if c < 0x2000000:
+        if c >= 0x2000000:
+            if c < 0x4000000:
+                try:
+                    f_5_Multiplier, f_5_Unit, sg = _Tea8843d1[(c >> 10) & 0x7fff]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x18e3800 != 0x0:
+                        raise r.fail_at(av + 25, 'CurrentDemandReqType[3]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                    f_5_Multiplier = ((c >> 20) & 7) - 3
+                    iv = ((c >> 14) & 7)
+                    if iv >= 7:
+                        raise r.fail_at(av + 10, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                    f_5_Unit = _E_iso2_unitSymbolType[iv]
+                    sg = ((c >> 10) & 1)
+                u = ((c >> 2) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 10)
+                        c = (win >> av) & 0x3ff
+                        u2 = c >> 2
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 2
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 2
+                            if av < 0:
+                                win, av = r.refill(av, 2)
+                            c = (win >> av) & 0x3
+                f_5_Value = -u - 1 if sg else u
+                if c & 0x3 != 0x0:
+                    raise r.fail_at(av + 2, 'CurrentDemandReqType[3]', 'expected EE of Value, EE')
+                ob5_ = _new(_K_iso2_PhysicalValueType)
+                ob5_.Multiplier = f_5_Multiplier
+                ob5_.Unit = f_5_Unit
+                ob5_.Value = f_5_Value
+                f_EVMaximumPowerLimit = ob5_
+                av -= 28
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 5
+            elif c < 0x6000000:
+                try:
+                    f_BulkChargingComplete = _Ta870a97b[(c >> 22) & 0x7]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x1400000 != 0x0:
+                        raise r.fail_at(av + 25, 'CurrentDemandReqType[3]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete') from None
+                    f_BulkChargingComplete = ((c >> 23) & 1) == 1
+                av -= 6
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 6
+            elif c < 0x8000000:
+                try:
+                    f_ChargingComplete = _Ta870a97b[(c >> 22) & 0x7]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x1400000 != 0x0:
+                        raise r.fail_at(av + 25, 'CurrentDemandReqType[3]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
+                    f_ChargingComplete = ((c >> 23) & 1) == 1
+                av -= 6
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 7
+            else:
+                ec = (c >> 25) & 0x7
+                raise r.fail_at(av + 25, 'CurrentDemandReqType[3]', f'event code {ec}, expected SE(EVMaximumCurrentLimit), SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
+        else:
             try:
                 f_4_Multiplier, f_4_Unit, sg = _Tea8843d1[c >> 10]
             except KeyError:  # not a valid pattern: say why
@@ -10196,218 +10469,38 @@ def _d_iso2_CurrentDemandReqType(r: BitReader, c: int) -> _iso2.CurrentDemandReq
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif c < 0x4000000:
-            try:
-                f_5_Multiplier, f_5_Unit, sg = _Tea8843d1[(c >> 10) & 0x7fff]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x18e3800 != 0x0:
-                    raise r.fail_at(av + 25, 'CurrentDemandReqType[3]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                f_5_Multiplier = ((c >> 20) & 7) - 3
-                iv = ((c >> 14) & 7)
-                if iv >= 7:
-                    raise r.fail_at(av + 10, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
-                f_5_Unit = _E_iso2_unitSymbolType[iv]
-                sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 2
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 2
-                        if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
-            f_5_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'CurrentDemandReqType[3]', 'expected EE of Value, EE')
-            ob5_ = _new(_K_iso2_PhysicalValueType)
-            ob5_.Multiplier = f_5_Multiplier
-            ob5_.Unit = f_5_Unit
-            ob5_.Value = f_5_Value
-            f_EVMaximumPowerLimit = ob5_
-            av -= 28
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 5
-        elif c < 0x6000000:
-            try:
-                f_BulkChargingComplete = _Ta870a97b[(c >> 22) & 0x7]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x1400000 != 0x0:
-                    raise r.fail_at(av + 25, 'CurrentDemandReqType[3]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete') from None
-                f_BulkChargingComplete = ((c >> 23) & 1) == 1
-            av -= 6
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 6
-        elif c < 0x8000000:
-            try:
-                f_ChargingComplete = _Ta870a97b[(c >> 22) & 0x7]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x1400000 != 0x0:
-                    raise r.fail_at(av + 25, 'CurrentDemandReqType[3]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
-                f_ChargingComplete = ((c >> 23) & 1) == 1
-            av -= 6
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 7
-        else:
-            ec = (c >> 25) & 0x7
-            raise r.fail_at(av + 25, 'CurrentDemandReqType[3]', f'event code {ec}, expected SE(EVMaximumCurrentLimit), SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
-    elif c < 0x4000000:
-        try:
-            f_6_Multiplier, f_6_Unit, sg = _Tea8843d1[(c >> 10) & 0x7fff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x18e3800 != 0x0:
-                raise r.fail_at(av + 25, 'CurrentDemandReqType[2]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-            f_6_Multiplier = ((c >> 20) & 7) - 3
-            iv = ((c >> 14) & 7)
-            if iv >= 7:
-                raise r.fail_at(av + 10, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
-            f_6_Unit = _E_iso2_unitSymbolType[iv]
-            sg = ((c >> 10) & 1)
-        u = ((c >> 2) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 2
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 2
-                    if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
-        f_6_Value = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'CurrentDemandReqType[2]', 'expected EE of Value, EE')
-        ob6_ = _new(_K_iso2_PhysicalValueType)
-        ob6_.Multiplier = f_6_Multiplier
-        ob6_.Unit = f_6_Unit
-        ob6_.Value = f_6_Value
-        f_EVMaximumCurrentLimit = ob6_
-        av -= 28
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 4
-    elif c < 0x6000000:
-        try:
-            f_7_Multiplier, f_7_Unit, sg = _Tea8843d1[(c >> 10) & 0x7fff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x18e3800 != 0x0:
-                raise r.fail_at(av + 25, 'CurrentDemandReqType[2]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-            f_7_Multiplier = ((c >> 20) & 7) - 3
-            iv = ((c >> 14) & 7)
-            if iv >= 7:
-                raise r.fail_at(av + 10, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
-            f_7_Unit = _E_iso2_unitSymbolType[iv]
-            sg = ((c >> 10) & 1)
-        u = ((c >> 2) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 2
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 2
-                    if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
-        f_7_Value = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'CurrentDemandReqType[2]', 'expected EE of Value, EE')
-        ob7_ = _new(_K_iso2_PhysicalValueType)
-        ob7_.Multiplier = f_7_Multiplier
-        ob7_.Unit = f_7_Unit
-        ob7_.Value = f_7_Value
-        f_EVMaximumPowerLimit = ob7_
-        av -= 28
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 5
-    elif c < 0x8000000:
-        try:
-            f_BulkChargingComplete = _Ta870a97b[(c >> 22) & 0x7]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x1400000 != 0x0:
-                raise r.fail_at(av + 25, 'CurrentDemandReqType[2]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete') from None
-            f_BulkChargingComplete = ((c >> 23) & 1) == 1
-        av -= 6
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 6
-    elif c < 0xa000000:
-        try:
-            f_ChargingComplete = _Ta870a97b[(c >> 22) & 0x7]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x1400000 != 0x0:
-                raise r.fail_at(av + 25, 'CurrentDemandReqType[2]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
-            f_ChargingComplete = ((c >> 23) & 1) == 1
-        av -= 6
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 7
+    if s != 4:
+        pass
     else:
-        ec = (c >> 25) & 0x7
-        raise r.fail_at(av + 25, 'CurrentDemandReqType[2]', f'event code {ec}, expected SE(EVMaximumVoltageLimit), SE(EVMaximumCurrentLimit), SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
-    if s == 4:
-        if c < 0x4000000:
+        if c >= 0x4000000:
+            if c < 0x8000000:
+                try:
+                    f_BulkChargingComplete = _Ta870a97b[(c >> 23) & 0x7]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x2800000 != 0x0:
+                        raise r.fail_at(av + 26, 'CurrentDemandReqType[4]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete') from None
+                    f_BulkChargingComplete = ((c >> 24) & 1) == 1
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 6
+            elif c < 0xc000000:
+                try:
+                    f_ChargingComplete = _Ta870a97b[(c >> 23) & 0x7]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x2800000 != 0x0:
+                        raise r.fail_at(av + 26, 'CurrentDemandReqType[4]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
+                    f_ChargingComplete = ((c >> 24) & 1) == 1
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 7
+            else:
+                ec = (c >> 26) & 0x3
+                raise r.fail_at(av + 26, 'CurrentDemandReqType[4]', f'event code {ec}, expected SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
+        else:
             try:
                 f_8_Multiplier, f_8_Unit, sg = _Tea8843d1[c >> 11]
             except KeyError:  # not a valid pattern: say why
@@ -10459,35 +10552,26 @@ def _d_iso2_CurrentDemandReqType(r: BitReader, c: int) -> _iso2.CurrentDemandReq
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        elif c < 0x8000000:
-            try:
-                f_BulkChargingComplete = _Ta870a97b[(c >> 23) & 0x7]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x2800000 != 0x0:
-                    raise r.fail_at(av + 26, 'CurrentDemandReqType[4]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete') from None
-                f_BulkChargingComplete = ((c >> 24) & 1) == 1
-            av -= 5
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 6
-        elif c < 0xc000000:
-            try:
-                f_ChargingComplete = _Ta870a97b[(c >> 23) & 0x7]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x2800000 != 0x0:
-                    raise r.fail_at(av + 26, 'CurrentDemandReqType[4]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
-                f_ChargingComplete = ((c >> 24) & 1) == 1
-            av -= 5
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 7
+    if s != 5:
+        pass
+    else:
+        if c >= 0x4000000:
+            if c < 0x8000000:
+                try:
+                    f_ChargingComplete = _Ta870a97b[(c >> 23) & 0x7]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x2800000 != 0x0:
+                        raise r.fail_at(av + 26, 'CurrentDemandReqType[5]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
+                    f_ChargingComplete = ((c >> 24) & 1) == 1
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 7
+            else:
+                ec = (c >> 26) & 0x3
+                raise r.fail_at(av + 26, 'CurrentDemandReqType[5]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
         else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 26, 'CurrentDemandReqType[4]', f'event code {ec}, expected SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
-    if s == 5:
-        if c < 0x4000000:
             try:
                 f_BulkChargingComplete = _Ta870a97b[c >> 23]
             except KeyError:  # not a valid pattern: say why
@@ -10499,22 +10583,12 @@ def _d_iso2_CurrentDemandReqType(r: BitReader, c: int) -> _iso2.CurrentDemandReq
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        elif c < 0x8000000:
-            try:
-                f_ChargingComplete = _Ta870a97b[(c >> 23) & 0x7]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x2800000 != 0x0:
-                    raise r.fail_at(av + 26, 'CurrentDemandReqType[5]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
-                f_ChargingComplete = ((c >> 24) & 1) == 1
-            av -= 5
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 7
-        else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 26, 'CurrentDemandReqType[5]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
-    if s == 6:
+    if s != 6:
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+    else:
         try:
             f_ChargingComplete = _Tadfaa03d[c >> 24]
         except KeyError:  # not a valid pattern: say why
@@ -10526,12 +10600,115 @@ def _d_iso2_CurrentDemandReqType(r: BitReader, c: int) -> _iso2.CurrentDemandReq
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
+    if c >= 0x10000000:
+        if c < 0x20000000:
+            try:
+                f_12_Multiplier, f_12_Unit, sg = _Tea8843d1[(c >> 13) & 0x7fff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0xc71c000 != 0x0:
+                    raise r.fail_at(av + 28, 'CurrentDemandReqType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                f_12_Multiplier = ((c >> 23) & 7) - 3
+                iv = ((c >> 17) & 7)
+                if iv >= 7:
+                    raise r.fail_at(av + 13, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                f_12_Unit = _E_iso2_unitSymbolType[iv]
+                sg = ((c >> 13) & 1)
+            u = ((c >> 5) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
+                u2 = c >> 5
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 13)
+                    c = (win >> av) & 0x1fff
+                    u2 = c >> 5
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 5
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 5
+                        if av < 0:
+                            win, av = r.refill(av, 5)
+                        c = (win >> av) & 0x1f
+            f_12_Value = -u - 1 if sg else u
+            if c & 0x18 != 0x0:
+                raise r.fail_at(av + 5, 'CurrentDemandReqType[7]', 'expected EE of Value, EE')
+            ob12_ = _new(_K_iso2_PhysicalValueType)
+            ob12_.Multiplier = f_12_Multiplier
+            ob12_.Unit = f_12_Unit
+            ob12_.Value = f_12_Value
+            f_RemainingTimeToBulkSoC = ob12_
+            av -= 24
+            if av < 0:
+                win, av = r.refill(av, 27)
+            c = (win >> av) & 0x7ffffff
+            s = 9
+        elif c < 0x30000000:
+            try:
+                f_13_Multiplier, f_13_Unit, sg = _Tea8843d1[(c >> 13) & 0x7fff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0xc71c000 != 0x0:
+                    raise r.fail_at(av + 28, 'CurrentDemandReqType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                f_13_Multiplier = ((c >> 23) & 7) - 3
+                iv = ((c >> 17) & 7)
+                if iv >= 7:
+                    raise r.fail_at(av + 13, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                f_13_Unit = _E_iso2_unitSymbolType[iv]
+                sg = ((c >> 13) & 1)
+            u = ((c >> 5) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
+                u2 = c >> 5
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 13)
+                    c = (win >> av) & 0x1fff
+                    u2 = c >> 5
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 5
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 5
+                        if av < 0:
+                            win, av = r.refill(av, 5)
+                        c = (win >> av) & 0x1f
+            f_13_Value = -u - 1 if sg else u
+            if c & 0x18 != 0x0:
+                raise r.fail_at(av + 5, 'CurrentDemandReqType[7]', 'expected EE of Value, EE')
+            ob13_ = _new(_K_iso2_PhysicalValueType)
+            ob13_.Multiplier = f_13_Multiplier
+            ob13_.Unit = f_13_Unit
+            ob13_.Value = f_13_Value
+            f_EVTargetVoltage = ob13_
+            av -= 24
+            if av < 0:
+                win, av = r.refill(av, 27)
+            c = (win >> av) & 0x7ffffff
+            s = 10
+        else:
+            ec = (c >> 28) & 0x3
+            raise r.fail_at(av + 28, 'CurrentDemandReqType[7]', f'event code {ec}, expected SE(RemainingTimeToFullSoC), SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
     else:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    if c < 0x10000000:
         try:
             f_9_Multiplier, f_9_Unit, sg = _Tea8843d1[c >> 13]
         except KeyError:  # not a valid pattern: say why
@@ -10579,7 +10756,67 @@ def _d_iso2_CurrentDemandReqType(r: BitReader, c: int) -> _iso2.CurrentDemandReq
         ob9_.Unit = f_9_Unit
         ob9_.Value = f_9_Value
         f_RemainingTimeToFullSoC = ob9_
-        if c < 0x2:
+        if c >= 0x2:
+            if c < 0x4:
+                av -= 29
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+                try:
+                    f_11_Multiplier, f_11_Unit, sg = _Tea8843d1[c >> 15]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x31c70000 != 0x0:
+                        raise r.fail_at(av + 30, 'CurrentDemandReqType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                    f_11_Multiplier = (c >> 25) - 3
+                    iv = ((c >> 19) & 7)
+                    if iv >= 7:
+                        raise r.fail_at(av + 15, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                    f_11_Unit = _E_iso2_unitSymbolType[iv]
+                    sg = ((c >> 15) & 1)
+                u = ((c >> 7) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 15)
+                    c = (win >> av) & 0x7fff
+                    u2 = c >> 7
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 15)
+                        c = (win >> av) & 0x7fff
+                        u2 = c >> 7
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 7
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 7
+                            if av < 0:
+                                win, av = r.refill(av, 7)
+                            c = (win >> av) & 0x7f
+                f_11_Value = -u - 1 if sg else u
+                if c & 0x60 != 0x0:
+                    raise r.fail_at(av + 7, 'CurrentDemandReqType[8]', 'expected EE of Value, EE')
+                ob11_ = _new(_K_iso2_PhysicalValueType)
+                ob11_.Multiplier = f_11_Multiplier
+                ob11_.Unit = f_11_Unit
+                ob11_.Value = f_11_Value
+                f_EVTargetVoltage = ob11_
+                av -= 22
+                if av < 0:
+                    win, av = r.refill(av, 27)
+                c = (win >> av) & 0x7ffffff
+                s = 10
+            else:
+                ec = (c >> 1) & 0x3
+                raise r.fail_at(av + 1, 'CurrentDemandReqType[8]', f'event code {ec}, expected SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
+        else:
             av -= 29
             if av < 0:
                 win, av = r.refill(av, 30)
@@ -10635,173 +10872,10 @@ def _d_iso2_CurrentDemandReqType(r: BitReader, c: int) -> _iso2.CurrentDemandReq
                 win, av = r.refill(av, 27)
             c = (win >> av) & 0x7ffffff
             s = 9
-        elif c < 0x4:
-            av -= 29
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-            try:
-                f_11_Multiplier, f_11_Unit, sg = _Tea8843d1[c >> 15]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x31c70000 != 0x0:
-                    raise r.fail_at(av + 30, 'CurrentDemandReqType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                f_11_Multiplier = (c >> 25) - 3
-                iv = ((c >> 19) & 7)
-                if iv >= 7:
-                    raise r.fail_at(av + 15, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
-                f_11_Unit = _E_iso2_unitSymbolType[iv]
-                sg = ((c >> 15) & 1)
-            u = ((c >> 7) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 15)
-                c = (win >> av) & 0x7fff
-                u2 = c >> 7
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 15)
-                    c = (win >> av) & 0x7fff
-                    u2 = c >> 7
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 7
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 7
-                        if av < 0:
-                            win, av = r.refill(av, 7)
-                        c = (win >> av) & 0x7f
-            f_11_Value = -u - 1 if sg else u
-            if c & 0x60 != 0x0:
-                raise r.fail_at(av + 7, 'CurrentDemandReqType[8]', 'expected EE of Value, EE')
-            ob11_ = _new(_K_iso2_PhysicalValueType)
-            ob11_.Multiplier = f_11_Multiplier
-            ob11_.Unit = f_11_Unit
-            ob11_.Value = f_11_Value
-            f_EVTargetVoltage = ob11_
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 27)
-            c = (win >> av) & 0x7ffffff
-            s = 10
-        else:
-            ec = (c >> 1) & 0x3
-            raise r.fail_at(av + 1, 'CurrentDemandReqType[8]', f'event code {ec}, expected SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
-    elif c < 0x20000000:
-        try:
-            f_12_Multiplier, f_12_Unit, sg = _Tea8843d1[(c >> 13) & 0x7fff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0xc71c000 != 0x0:
-                raise r.fail_at(av + 28, 'CurrentDemandReqType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-            f_12_Multiplier = ((c >> 23) & 7) - 3
-            iv = ((c >> 17) & 7)
-            if iv >= 7:
-                raise r.fail_at(av + 13, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
-            f_12_Unit = _E_iso2_unitSymbolType[iv]
-            sg = ((c >> 13) & 1)
-        u = ((c >> 5) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 13)
-            c = (win >> av) & 0x1fff
-            u2 = c >> 5
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 13)
-                c = (win >> av) & 0x1fff
-                u2 = c >> 5
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 5
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 5
-                    if av < 0:
-                        win, av = r.refill(av, 5)
-                    c = (win >> av) & 0x1f
-        f_12_Value = -u - 1 if sg else u
-        if c & 0x18 != 0x0:
-            raise r.fail_at(av + 5, 'CurrentDemandReqType[7]', 'expected EE of Value, EE')
-        ob12_ = _new(_K_iso2_PhysicalValueType)
-        ob12_.Multiplier = f_12_Multiplier
-        ob12_.Unit = f_12_Unit
-        ob12_.Value = f_12_Value
-        f_RemainingTimeToBulkSoC = ob12_
-        av -= 24
-        if av < 0:
-            win, av = r.refill(av, 27)
-        c = (win >> av) & 0x7ffffff
-        s = 9
-    elif c < 0x30000000:
-        try:
-            f_13_Multiplier, f_13_Unit, sg = _Tea8843d1[(c >> 13) & 0x7fff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0xc71c000 != 0x0:
-                raise r.fail_at(av + 28, 'CurrentDemandReqType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-            f_13_Multiplier = ((c >> 23) & 7) - 3
-            iv = ((c >> 17) & 7)
-            if iv >= 7:
-                raise r.fail_at(av + 13, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
-            f_13_Unit = _E_iso2_unitSymbolType[iv]
-            sg = ((c >> 13) & 1)
-        u = ((c >> 5) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 13)
-            c = (win >> av) & 0x1fff
-            u2 = c >> 5
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 13)
-                c = (win >> av) & 0x1fff
-                u2 = c >> 5
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 5
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 5
-                    if av < 0:
-                        win, av = r.refill(av, 5)
-                    c = (win >> av) & 0x1f
-        f_13_Value = -u - 1 if sg else u
-        if c & 0x18 != 0x0:
-            raise r.fail_at(av + 5, 'CurrentDemandReqType[7]', 'expected EE of Value, EE')
-        ob13_ = _new(_K_iso2_PhysicalValueType)
-        ob13_.Multiplier = f_13_Multiplier
-        ob13_.Unit = f_13_Unit
-        ob13_.Value = f_13_Value
-        f_EVTargetVoltage = ob13_
-        av -= 24
-        if av < 0:
-            win, av = r.refill(av, 27)
-        c = (win >> av) & 0x7ffffff
-        s = 10
+    if s != 9:
+        av += 26
+        c >>= 26
     else:
-        ec = (c >> 28) & 0x3
-        raise r.fail_at(av + 28, 'CurrentDemandReqType[7]', f'event code {ec}, expected SE(RemainingTimeToFullSoC), SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
-    if s == 9:
         try:
             f_14_Multiplier, f_14_Unit, sg = _T3b5e3738[c >> 11]
         except KeyError:  # not a valid pattern: say why
@@ -10849,9 +10923,6 @@ def _d_iso2_CurrentDemandReqType(r: BitReader, c: int) -> _iso2.CurrentDemandReq
         ob14_.Value = f_14_Value
         f_EVTargetVoltage = ob14_
         s = 10
-    else:
-        av += 26
-        c >>= 26
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'CurrentDemandReqType', 'expected EE')
     s = -1
@@ -11478,7 +11549,23 @@ def _d_iso2_CurrentDemandResType(r: BitReader, c: int) -> _iso2.CurrentDemandRes
             raise r.fail_at(av + 22, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
         f_1_EVSENotification = _E_iso2_EVSENotificationType[iv]
         ec = ((c >> 22) & 3)
-    if ec == 0:
+    if ec == 1:
+        try:
+            f_1_EVSEStatusCode = _Tf61d13e1[(c >> 16) & 0x3f]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x210000 != 0x0:
+                raise r.fail_at(av + 22, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+            iv = ((c >> 17) & 15)
+            if iv >= 12:
+                raise r.fail_at(av + 16, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+            f_1_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
+        av -= 14
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+    elif ec != 0:
+        raise r.fail_at(av + 22, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+    else:
         try:
             f_1_EVSEIsolationStatus, f_1_EVSEStatusCode = _T7e11f26f[(c >> 10) & 0xfff]
         except KeyError:  # not a valid pattern: say why
@@ -11496,22 +11583,6 @@ def _d_iso2_CurrentDemandResType(r: BitReader, c: int) -> _iso2.CurrentDemandRes
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
-        try:
-            f_1_EVSEStatusCode = _Tf61d13e1[(c >> 16) & 0x3f]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x210000 != 0x0:
-                raise r.fail_at(av + 22, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-            iv = ((c >> 17) & 15)
-            if iv >= 12:
-                raise r.fail_at(av + 16, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
-            f_1_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
-        av -= 14
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        raise r.fail_at(av + 22, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
     try:
         f_2_Multiplier, f_2_Unit, sg = _T9dbb19d6[c >> 13]
     except KeyError:  # not a valid pattern: say why
@@ -11629,212 +11700,7 @@ def _d_iso2_CurrentDemandResType(r: BitReader, c: int) -> _iso2.CurrentDemandRes
     s = 5
     s = 6
     s = 7
-    if ec == 0:
-        av -= 17
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        try:
-            f_4_Multiplier, f_4_Unit, sg = _Tea8843d1[c >> 15]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x31c70000 != 0x0:
-                raise r.fail_at(av + 30, 'CurrentDemandResType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-            f_4_Multiplier = (c >> 25) - 3
-            iv = ((c >> 19) & 7)
-            if iv >= 7:
-                raise r.fail_at(av + 15, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
-            f_4_Unit = _E_iso2_unitSymbolType[iv]
-            sg = ((c >> 15) & 1)
-        u = ((c >> 7) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 15)
-            c = (win >> av) & 0x7fff
-            u2 = c >> 7
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 15)
-                c = (win >> av) & 0x7fff
-                u2 = c >> 7
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 7
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 7
-                    if av < 0:
-                        win, av = r.refill(av, 7)
-                    c = (win >> av) & 0x7f
-        f_4_Value = -u - 1 if sg else u
-        c &= 0x7f
-        if c >= 0x20:
-            raise r.fail_at(av + 7, 'CurrentDemandResType[7]', 'expected EE of Value, EE')
-        ob4_ = _new(_K_iso2_PhysicalValueType)
-        ob4_.Multiplier = f_4_Multiplier
-        ob4_.Unit = f_4_Unit
-        ob4_.Value = f_4_Value
-        f_EVSEMaximumVoltageLimit = ob4_
-        if c < 0x8:
-            av -= 27
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-            try:
-                f_5_Multiplier, f_5_Unit, sg = _Tea8843d1[c >> 15]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x31c70000 != 0x0:
-                    raise r.fail_at(av + 30, 'CurrentDemandResType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                f_5_Multiplier = (c >> 25) - 3
-                iv = ((c >> 19) & 7)
-                if iv >= 7:
-                    raise r.fail_at(av + 15, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
-                f_5_Unit = _E_iso2_unitSymbolType[iv]
-                sg = ((c >> 15) & 1)
-            u = ((c >> 7) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 15)
-                c = (win >> av) & 0x7fff
-                u2 = c >> 7
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 15)
-                    c = (win >> av) & 0x7fff
-                    u2 = c >> 7
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 7
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 7
-                        if av < 0:
-                            win, av = r.refill(av, 7)
-                        c = (win >> av) & 0x7f
-            f_5_Value = -u - 1 if sg else u
-            if c & 0x60 != 0x0:
-                raise r.fail_at(av + 7, 'CurrentDemandResType[8]', 'expected EE of Value, EE')
-            ob5_ = _new(_K_iso2_PhysicalValueType)
-            ob5_.Multiplier = f_5_Multiplier
-            ob5_.Unit = f_5_Unit
-            ob5_.Value = f_5_Value
-            f_EVSEMaximumCurrentLimit = ob5_
-            av -= 23
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 9
-        elif c < 0x10:
-            av -= 27
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-            try:
-                f_6_Multiplier, f_6_Unit, sg = _Tea8843d1[c >> 15]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x31c70000 != 0x0:
-                    raise r.fail_at(av + 30, 'CurrentDemandResType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-                f_6_Multiplier = (c >> 25) - 3
-                iv = ((c >> 19) & 7)
-                if iv >= 7:
-                    raise r.fail_at(av + 15, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
-                f_6_Unit = _E_iso2_unitSymbolType[iv]
-                sg = ((c >> 15) & 1)
-            u = ((c >> 7) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 15)
-                c = (win >> av) & 0x7fff
-                u2 = c >> 7
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 15)
-                    c = (win >> av) & 0x7fff
-                    u2 = c >> 7
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 7
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 7
-                        if av < 0:
-                            win, av = r.refill(av, 7)
-                        c = (win >> av) & 0x7f
-            f_6_Value = -u - 1 if sg else u
-            if c & 0x60 != 0x0:
-                raise r.fail_at(av + 7, 'CurrentDemandResType[8]', 'expected EE of Value, EE')
-            ob6_ = _new(_K_iso2_PhysicalValueType)
-            ob6_.Multiplier = f_6_Multiplier
-            ob6_.Unit = f_6_Unit
-            ob6_.Value = f_6_Value
-            f_EVSEMaximumPowerLimit = ob6_
-            av -= 23
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 10
-        elif c < 0x18:
-            av -= 6
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
-            if c >= 0x100:
-                raise r.fail_at(av + 9, 'CurrentDemandResType[8]', 'expected CH of EVSEID')
-            u = c
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-            r.avail = av
-            f_EVSEID = r.string_of(u, 37)
-            win = r.win
-            av = r.avail
-            av -= 29
-            if av < 0:
-                win, av = r.refill(av, 29)
-            c = (win >> av) & 0x1fffffff
-            if c >= 0x10000000:
-                raise r.fail_at(av + 29, 'CurrentDemandResType[8]', 'expected EE of EVSEID')
-            s = 11
-        else:
-            ec = (c >> 3) & 0x3
-            raise r.fail_at(av + 3, 'CurrentDemandResType[8]', f'event code {ec}, expected SE(EVSEMaximumCurrentLimit), SE(EVSEMaximumPowerLimit), SE(EVSEID)')
-    elif ec == 1:
+    if ec == 1:
         av -= 17
         if av < 0:
             win, av = r.refill(av, 30)
@@ -11981,10 +11847,257 @@ def _d_iso2_CurrentDemandResType(r: BitReader, c: int) -> _iso2.CurrentDemandRes
         if c >= 0x10000000:
             raise r.fail_at(av + 29, 'CurrentDemandResType[7]', 'expected EE of EVSEID')
         s = 11
-    else:
+    elif ec != 0:
         raise r.fail_at(av + 13, 'CurrentDemandResType[7]', f'event code {ec}, expected SE(EVSEMaximumVoltageLimit), SE(EVSEMaximumCurrentLimit), SE(EVSEMaximumPowerLimit), SE(EVSEID)')
-    if s == 9:
-        if c < 0x4000000:
+    else:
+        av -= 17
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        try:
+            f_4_Multiplier, f_4_Unit, sg = _Tea8843d1[c >> 15]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x31c70000 != 0x0:
+                raise r.fail_at(av + 30, 'CurrentDemandResType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+            f_4_Multiplier = (c >> 25) - 3
+            iv = ((c >> 19) & 7)
+            if iv >= 7:
+                raise r.fail_at(av + 15, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+            f_4_Unit = _E_iso2_unitSymbolType[iv]
+            sg = ((c >> 15) & 1)
+        u = ((c >> 7) & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 15)
+            c = (win >> av) & 0x7fff
+            u2 = c >> 7
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 15)
+                c = (win >> av) & 0x7fff
+                u2 = c >> 7
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    av += 7
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+                    av -= 7
+                    if av < 0:
+                        win, av = r.refill(av, 7)
+                    c = (win >> av) & 0x7f
+        f_4_Value = -u - 1 if sg else u
+        c &= 0x7f
+        if c >= 0x20:
+            raise r.fail_at(av + 7, 'CurrentDemandResType[7]', 'expected EE of Value, EE')
+        ob4_ = _new(_K_iso2_PhysicalValueType)
+        ob4_.Multiplier = f_4_Multiplier
+        ob4_.Unit = f_4_Unit
+        ob4_.Value = f_4_Value
+        f_EVSEMaximumVoltageLimit = ob4_
+        if c >= 0x8:
+            if c < 0x10:
+                av -= 27
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+                try:
+                    f_6_Multiplier, f_6_Unit, sg = _Tea8843d1[c >> 15]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x31c70000 != 0x0:
+                        raise r.fail_at(av + 30, 'CurrentDemandResType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                    f_6_Multiplier = (c >> 25) - 3
+                    iv = ((c >> 19) & 7)
+                    if iv >= 7:
+                        raise r.fail_at(av + 15, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                    f_6_Unit = _E_iso2_unitSymbolType[iv]
+                    sg = ((c >> 15) & 1)
+                u = ((c >> 7) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 15)
+                    c = (win >> av) & 0x7fff
+                    u2 = c >> 7
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 15)
+                        c = (win >> av) & 0x7fff
+                        u2 = c >> 7
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 7
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 7
+                            if av < 0:
+                                win, av = r.refill(av, 7)
+                            c = (win >> av) & 0x7f
+                f_6_Value = -u - 1 if sg else u
+                if c & 0x60 != 0x0:
+                    raise r.fail_at(av + 7, 'CurrentDemandResType[8]', 'expected EE of Value, EE')
+                ob6_ = _new(_K_iso2_PhysicalValueType)
+                ob6_.Multiplier = f_6_Multiplier
+                ob6_.Unit = f_6_Unit
+                ob6_.Value = f_6_Value
+                f_EVSEMaximumPowerLimit = ob6_
+                av -= 23
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 10
+            elif c < 0x18:
+                av -= 6
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+                if c >= 0x100:
+                    raise r.fail_at(av + 9, 'CurrentDemandResType[8]', 'expected CH of EVSEID')
+                u = c
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                r.avail = av
+                f_EVSEID = r.string_of(u, 37)
+                win = r.win
+                av = r.avail
+                av -= 29
+                if av < 0:
+                    win, av = r.refill(av, 29)
+                c = (win >> av) & 0x1fffffff
+                if c >= 0x10000000:
+                    raise r.fail_at(av + 29, 'CurrentDemandResType[8]', 'expected EE of EVSEID')
+                s = 11
+            else:
+                ec = (c >> 3) & 0x3
+                raise r.fail_at(av + 3, 'CurrentDemandResType[8]', f'event code {ec}, expected SE(EVSEMaximumCurrentLimit), SE(EVSEMaximumPowerLimit), SE(EVSEID)')
+        else:
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            try:
+                f_5_Multiplier, f_5_Unit, sg = _Tea8843d1[c >> 15]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x31c70000 != 0x0:
+                    raise r.fail_at(av + 30, 'CurrentDemandResType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                f_5_Multiplier = (c >> 25) - 3
+                iv = ((c >> 19) & 7)
+                if iv >= 7:
+                    raise r.fail_at(av + 15, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                f_5_Unit = _E_iso2_unitSymbolType[iv]
+                sg = ((c >> 15) & 1)
+            u = ((c >> 7) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 15)
+                c = (win >> av) & 0x7fff
+                u2 = c >> 7
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 15)
+                    c = (win >> av) & 0x7fff
+                    u2 = c >> 7
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 7
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 7
+                        if av < 0:
+                            win, av = r.refill(av, 7)
+                        c = (win >> av) & 0x7f
+            f_5_Value = -u - 1 if sg else u
+            if c & 0x60 != 0x0:
+                raise r.fail_at(av + 7, 'CurrentDemandResType[8]', 'expected EE of Value, EE')
+            ob5_ = _new(_K_iso2_PhysicalValueType)
+            ob5_.Multiplier = f_5_Multiplier
+            ob5_.Unit = f_5_Unit
+            ob5_.Value = f_5_Value
+            f_EVSEMaximumCurrentLimit = ob5_
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 9
+    if s != 9:
+        pass
+    else:
+        if c >= 0x4000000:
+            if c < 0x8000000:
+                av += 17
+                if c >= 0x6000000:
+                    raise r.fail_at(av + 9, 'CurrentDemandResType[9]', 'expected CH of EVSEID')
+                u = ((c >> 17) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                r.avail = av
+                f_EVSEID = r.string_of(u, 37)
+                win = r.win
+                av = r.avail
+                av -= 29
+                if av < 0:
+                    win, av = r.refill(av, 29)
+                c = (win >> av) & 0x1fffffff
+                if c >= 0x10000000:
+                    raise r.fail_at(av + 29, 'CurrentDemandResType[9]', 'expected EE of EVSEID')
+                s = 11
+            else:
+                ec = (c >> 26) & 0x3
+                raise r.fail_at(av + 26, 'CurrentDemandResType[9]', f'event code {ec}, expected SE(EVSEMaximumPowerLimit), SE(EVSEID)')
+        else:
             try:
                 f_9_Multiplier, f_9_Unit, sg = _Tea8843d1[c >> 11]
             except KeyError:  # not a valid pattern: say why
@@ -12036,45 +12149,10 @@ def _d_iso2_CurrentDemandResType(r: BitReader, c: int) -> _iso2.CurrentDemandRes
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 10
-        elif c < 0x8000000:
-            av += 17
-            if c >= 0x6000000:
-                raise r.fail_at(av + 9, 'CurrentDemandResType[9]', 'expected CH of EVSEID')
-            u = ((c >> 17) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-            r.avail = av
-            f_EVSEID = r.string_of(u, 37)
-            win = r.win
-            av = r.avail
-            av -= 29
-            if av < 0:
-                win, av = r.refill(av, 29)
-            c = (win >> av) & 0x1fffffff
-            if c >= 0x10000000:
-                raise r.fail_at(av + 29, 'CurrentDemandResType[9]', 'expected EE of EVSEID')
-            s = 11
-        else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 26, 'CurrentDemandResType[9]', f'event code {ec}, expected SE(EVSEMaximumPowerLimit), SE(EVSEID)')
-    if s == 10:
+    if s != 10:
+        av += 5
+        c >>= 5
+    else:
         av += 18
         if c >= 0x4000000:
             raise r.fail_at(av + 10, 'CurrentDemandResType', 'expected SE(EVSEID), CH of EVSEID')
@@ -12109,16 +12187,29 @@ def _d_iso2_CurrentDemandResType(r: BitReader, c: int) -> _iso2.CurrentDemandRes
         if c >= 0x800000:
             raise r.fail_at(av + 24, 'CurrentDemandResType', 'expected EE of EVSEID')
         s = 11
-    else:
-        av += 5
-        c >>= 5
     if c & 0x601000 != 0x0:
         raise r.fail_at(av + 23, 'CurrentDemandResType', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID, EE of SAScheduleTupleID')
     f_SAScheduleTupleID = (c >> 13) + 1
-    ec = ((c >> 10) & 3)
+    c &= 0xfff
     s = 12
-    if ec == 0:
-        c &= 0x3ff
+    if c >= 0x400:
+        if c < 0x800:
+            av += 6
+            try:
+                f_ReceiptRequired = _Ta870a97b[(c >> 7) & 0x7]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x280 != 0x0:
+                    raise r.fail_at(av + 4, 'CurrentDemandResType[12]', 'expected CH of ReceiptRequired, EE of ReceiptRequired') from None
+                f_ReceiptRequired = ((c >> 8) & 1) == 1
+            c >>= 6
+            s = 14
+        elif c < 0xc00:
+            av += 9
+            s = -1
+        else:
+            ec = (c >> 10) & 0x3
+            raise r.fail_at(av + 10, 'CurrentDemandResType[12]', f'event code {ec}, expected SE(MeterInfo), SE(ReceiptRequired), EE')
+    else:
         r.avail = av
         f_MeterInfo = _d_iso2_MeterInfoType(r, c)
         win = r.win
@@ -12127,7 +12218,14 @@ def _d_iso2_CurrentDemandResType(r: BitReader, c: int) -> _iso2.CurrentDemandRes
         if av < 0:
             win, av = r.refill(av, 6)
         c = (win >> av) & 0x3f
-        if c < 0x10:
+        if c >= 0x10:
+            if c < 0x20:
+                av += 3
+                s = -1
+            else:
+                ec = (c >> 4) & 0x3
+                raise r.fail_at(av + 4, 'CurrentDemandResType[13]', f'event code {ec}, expected SE(ReceiptRequired), EE')
+        else:
             try:
                 f_ReceiptRequired = _Ta870a97b[c >> 1]
             except KeyError:  # not a valid pattern: say why
@@ -12135,33 +12233,12 @@ def _d_iso2_CurrentDemandResType(r: BitReader, c: int) -> _iso2.CurrentDemandRes
                     raise r.fail_at(av + 4, 'CurrentDemandResType[13]', 'expected CH of ReceiptRequired, EE of ReceiptRequired') from None
                 f_ReceiptRequired = (c >> 2) == 1
             s = 14
-        elif c < 0x20:
-            av += 3
-            s = -1
-        else:
-            ec = (c >> 4) & 0x3
-            raise r.fail_at(av + 4, 'CurrentDemandResType[13]', f'event code {ec}, expected SE(ReceiptRequired), EE')
-    elif ec == 1:
-        av += 6
-        try:
-            f_ReceiptRequired = _Ta870a97b[(c >> 7) & 0x7]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x280 != 0x0:
-                raise r.fail_at(av + 4, 'CurrentDemandResType[12]', 'expected CH of ReceiptRequired, EE of ReceiptRequired') from None
-            f_ReceiptRequired = ((c >> 8) & 1) == 1
-        c >>= 6
-        s = 14
-    elif ec == 2:
-        av += 9
-        s = -1
+    if s != 14:
+        av += 1
     else:
-        raise r.fail_at(av + 10, 'CurrentDemandResType[12]', f'event code {ec}, expected SE(MeterInfo), SE(ReceiptRequired), EE')
-    if s == 14:
         if c & 0x1 != 0x0:
             raise r.fail_at(av + 1, 'CurrentDemandResType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso2_CurrentDemandResType)
     ob.ResponseCode = f_ResponseCode
@@ -12600,7 +12677,44 @@ def _d_iso2_MeteringReceiptReqType(r: BitReader, c: int) -> _iso2.MeteringReceip
     f_SessionID: bytes
     f_SAScheduleTupleID: int | None = None
     f_MeterInfo: _iso2.MeterInfoType
-    if c < 0x200:
+    if c >= 0x200:
+        if c < 0x400:
+            if c >= 0x300:
+                raise r.fail_at(av + 9, 'MeteringReceiptReqType[0]', 'expected CH of SessionID')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_SessionID = r.binary_of(u, 8)
+            win = r.win
+            av = r.avail
+            av -= 24
+            if av < 0:
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
+            if c >= 0x800000:
+                raise r.fail_at(av + 24, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
+        else:
+            ec = (c >> 9) & 0x3
+            raise r.fail_at(av + 9, 'MeteringReceiptReqType[0]', f'event code {ec}, expected AT(Id), SE(SessionID)')
+    else:
         av += 1
         u = (c >> 1)
         if u > 127:
@@ -12662,43 +12776,23 @@ def _d_iso2_MeteringReceiptReqType(r: BitReader, c: int) -> _iso2.MeteringReceip
         c = (win >> av) & 0xffffff
         if c >= 0x800000:
             raise r.fail_at(av + 24, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
-    elif c < 0x400:
-        if c >= 0x300:
-            raise r.fail_at(av + 9, 'MeteringReceiptReqType[0]', 'expected CH of SessionID')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
+    if c >= 0x200000:
+        if c < 0x400000:
+            av += 11
+            c >>= 11
+            c &= 0x3ff
+            r.avail = av
+            f_MeterInfo = _d_iso2_MeterInfoType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 1
             if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_SessionID = r.binary_of(u, 8)
-        win = r.win
-        av = r.avail
-        av -= 24
-        if av < 0:
-            win, av = r.refill(av, 24)
-        c = (win >> av) & 0xffffff
-        if c >= 0x800000:
-            raise r.fail_at(av + 24, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+        else:
+            ec = (c >> 21) & 0x3
+            raise r.fail_at(av + 21, 'MeteringReceiptReqType[2]', f'event code {ec}, expected SE(SAScheduleTupleID), SE(MeterInfo)')
     else:
-        ec = (c >> 9) & 0x3
-        raise r.fail_at(av + 9, 'MeteringReceiptReqType[0]', f'event code {ec}, expected AT(Id), SE(SessionID)')
-    if c < 0x200000:
         try:
             f_SAScheduleTupleID = _T8849f7c9[c >> 10]
         except KeyError:  # not a valid pattern: say why
@@ -12714,21 +12808,6 @@ def _d_iso2_MeteringReceiptReqType(r: BitReader, c: int) -> _iso2.MeteringReceip
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
-    elif c < 0x400000:
-        av += 11
-        c >>= 11
-        c &= 0x3ff
-        r.avail = av
-        f_MeterInfo = _d_iso2_MeterInfoType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-    else:
-        ec = (c >> 21) & 0x3
-        raise r.fail_at(av + 21, 'MeteringReceiptReqType[2]', f'event code {ec}, expected SE(SAScheduleTupleID), SE(MeterInfo)')
     if c:
         raise r.fail_at(av + 1, 'MeteringReceiptReqType', 'expected EE')
     r.avail = av
@@ -12881,81 +12960,6 @@ def _d_iso2_MeteringReceiptResType(r: BitReader, c: int) -> _iso2.MeteringReceip
         ob1_.EVSENotification = f_1_EVSENotification
         ob1_.RCD = f_1_RCD
         f_AC_EVSEStatus = ob1_
-    elif ec == 1:
-        if c & 0x30000 != 0x0:
-            raise r.fail_at(av + 18, 'MeteringReceiptResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-        u = ((c >> 8) & 255)
-        f_2_EVSEIsolationStatus: _iso2.isolationLevelType | None = None
-        if u > 127:
-            u2 = c & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                c = (win >> av) & 0xff
-                u2 = c
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        else:
-            av += 8
-        f_2_NotificationMaxDelay = u
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        try:
-            f_2_EVSENotification, ec = _Ta34fb74f[c >> 14]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x390000 != 0x0:
-                raise r.fail_at(av + 22, 'MeteringReceiptResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification') from None
-            iv = (c >> 17)
-            if iv >= 3:
-                raise r.fail_at(av + 14, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
-            f_2_EVSENotification = _E_iso2_EVSENotificationType[iv]
-            ec = ((c >> 14) & 3)
-        if ec == 0:
-            try:
-                f_2_EVSEIsolationStatus, f_2_EVSEStatusCode = _T7e11f26f[(c >> 2) & 0xfff]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x2384 != 0x0:
-                    raise r.fail_at(av + 14, 'DC_EVSEStatusType[2]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-                iv = ((c >> 10) & 7)
-                if iv >= 5:
-                    raise r.fail_at(av + 2, 'DC_EVSEStatusType.EVSEIsolationStatus', f'enumeration index {iv}') from None
-                f_2_EVSEIsolationStatus = _E_iso2_isolationLevelType[iv]
-                iv = ((c >> 3) & 15)
-                if iv >= 12:
-                    raise r.fail_at(av + 2, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
-                f_2_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
-        elif ec == 1:
-            av += 6
-            try:
-                f_2_EVSEStatusCode = _Tf61d13e1[(c >> 8) & 0x3f]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x2100 != 0x0:
-                    raise r.fail_at(av + 8, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-                iv = ((c >> 9) & 15)
-                if iv >= 12:
-                    raise r.fail_at(av + 2, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
-                f_2_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
-            c >>= 6
-        else:
-            raise r.fail_at(av + 14, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
-        if c & 0x2 != 0x0:
-            raise r.fail_at(av + 2, 'MeteringReceiptResType[1]', 'expected EE')
-        ob2_ = _new(_K_iso2_DC_EVSEStatusType)
-        ob2_.NotificationMaxDelay = f_2_NotificationMaxDelay
-        ob2_.EVSENotification = f_2_EVSENotification
-        ob2_.EVSEIsolationStatus = f_2_EVSEIsolationStatus
-        ob2_.EVSEStatusCode = f_2_EVSEStatusCode
-        f_DC_EVSEStatus = ob2_
     elif ec == 2:
         if c & 0x30000 != 0x0:
             raise r.fail_at(av + 18, 'MeteringReceiptResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
@@ -12997,8 +13001,83 @@ def _d_iso2_MeteringReceiptResType(r: BitReader, c: int) -> _iso2.MeteringReceip
         ob3_.NotificationMaxDelay = f_3_NotificationMaxDelay
         ob3_.EVSENotification = f_3_EVSENotification
         f_EVSEStatus = ob3_
-    else:
+    elif ec != 1:
         raise r.fail_at(av + 18, 'MeteringReceiptResType[1]', f'event code {ec}, expected SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
+    else:
+        if c & 0x30000 != 0x0:
+            raise r.fail_at(av + 18, 'MeteringReceiptResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+        u = ((c >> 8) & 255)
+        f_2_EVSEIsolationStatus: _iso2.isolationLevelType | None = None
+        if u > 127:
+            u2 = c & 0xFF
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                c = (win >> av) & 0xff
+                u2 = c
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        else:
+            av += 8
+        f_2_NotificationMaxDelay = u
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        try:
+            f_2_EVSENotification, ec = _Ta34fb74f[c >> 14]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x390000 != 0x0:
+                raise r.fail_at(av + 22, 'MeteringReceiptResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification') from None
+            iv = (c >> 17)
+            if iv >= 3:
+                raise r.fail_at(av + 14, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
+            f_2_EVSENotification = _E_iso2_EVSENotificationType[iv]
+            ec = ((c >> 14) & 3)
+        if ec == 1:
+            av += 6
+            try:
+                f_2_EVSEStatusCode = _Tf61d13e1[(c >> 8) & 0x3f]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x2100 != 0x0:
+                    raise r.fail_at(av + 8, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+                iv = ((c >> 9) & 15)
+                if iv >= 12:
+                    raise r.fail_at(av + 2, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                f_2_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
+            c >>= 6
+        elif ec != 0:
+            raise r.fail_at(av + 14, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+        else:
+            try:
+                f_2_EVSEIsolationStatus, f_2_EVSEStatusCode = _T7e11f26f[(c >> 2) & 0xfff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x2384 != 0x0:
+                    raise r.fail_at(av + 14, 'DC_EVSEStatusType[2]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+                iv = ((c >> 10) & 7)
+                if iv >= 5:
+                    raise r.fail_at(av + 2, 'DC_EVSEStatusType.EVSEIsolationStatus', f'enumeration index {iv}') from None
+                f_2_EVSEIsolationStatus = _E_iso2_isolationLevelType[iv]
+                iv = ((c >> 3) & 15)
+                if iv >= 12:
+                    raise r.fail_at(av + 2, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                f_2_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
+        if c & 0x2 != 0x0:
+            raise r.fail_at(av + 2, 'MeteringReceiptResType[1]', 'expected EE')
+        ob2_ = _new(_K_iso2_DC_EVSEStatusType)
+        ob2_.NotificationMaxDelay = f_2_NotificationMaxDelay
+        ob2_.EVSENotification = f_2_EVSENotification
+        ob2_.EVSEIsolationStatus = f_2_EVSEIsolationStatus
+        ob2_.EVSEStatusCode = f_2_EVSEStatusCode
+        f_DC_EVSEStatus = ob2_
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'MeteringReceiptResType', 'expected EE')
     r.avail = av
@@ -13138,7 +13217,44 @@ def _d_iso2_PaymentDetailsReqType(r: BitReader, c: int) -> _iso2.PaymentDetailsR
         raise r.fail_at(av + 13, 'PaymentDetailsReqType', 'expected EE of eMAID, SE(ContractSignatureCertChain)')
     f_1_Id: str | None = None
     f_1_SubCertificates: _iso2.SubCertificatesType | None = None
-    if c < 0x200:
+    if c >= 0x200:
+        if c < 0x400:
+            if c >= 0x300:
+                raise r.fail_at(av + 9, 'CertificateChainType[0]', 'expected CH of Certificate')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_1_Certificate = r.binary_of(u, 800)
+            win = r.win
+            av = r.avail
+            av -= 13
+            if av < 0:
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            if c >= 0x1000:
+                raise r.fail_at(av + 13, 'CertificateChainType[0]', 'expected EE of Certificate')
+        else:
+            ec = (c >> 9) & 0x3
+            raise r.fail_at(av + 9, 'CertificateChainType[0]', f'event code {ec}, expected AT(Id), SE(Certificate)')
+    else:
         av += 1
         u = (c >> 1)
         if u > 127:
@@ -13200,43 +13316,14 @@ def _d_iso2_PaymentDetailsReqType(r: BitReader, c: int) -> _iso2.PaymentDetailsR
         c = (win >> av) & 0x1fff
         if c >= 0x1000:
             raise r.fail_at(av + 13, 'CertificateChainType[0]', 'expected EE of Certificate')
-    elif c < 0x400:
-        if c >= 0x300:
-            raise r.fail_at(av + 9, 'CertificateChainType[0]', 'expected CH of Certificate')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_1_Certificate = r.binary_of(u, 800)
-        win = r.win
-        av = r.avail
-        av -= 13
-        if av < 0:
-            win, av = r.refill(av, 13)
-        c = (win >> av) & 0x1fff
-        if c >= 0x1000:
-            raise r.fail_at(av + 13, 'CertificateChainType[0]', 'expected EE of Certificate')
+    if c >= 0x400:
+        if c < 0x800:
+            av += 9
+            c >>= 9
+        else:
+            ec = (c >> 10) & 0x3
+            raise r.fail_at(av + 10, 'CertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
     else:
-        ec = (c >> 9) & 0x3
-        raise r.fail_at(av + 9, 'CertificateChainType[0]', f'event code {ec}, expected AT(Id), SE(Certificate)')
-    if c < 0x400:
         f_2_Certificate: list[bytes] = []
         if c >= 0x100:
             raise r.fail_at(av + 10, 'CertificateChainType[2]', 'expected SE(Certificate), CH of Certificate')
@@ -13270,7 +13357,14 @@ def _d_iso2_PaymentDetailsReqType(r: BitReader, c: int) -> _iso2.PaymentDetailsR
         c = (win >> av) & 0xfff
         if c >= 0x800:
             raise r.fail_at(av + 12, 'CertificateChainType[2]', 'expected EE of Certificate')
-        if c < 0x200:
+        if c >= 0x200:
+            if c < 0x400:
+                av += 7
+                c >>= 7
+            else:
+                ec = (c >> 9) & 0x3
+                raise r.fail_at(av + 9, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
+        else:
             if c >= 0x100:
                 raise r.fail_at(av + 9, 'SubCertificatesType[1]', 'expected CH of Certificate')
             u = c
@@ -13303,7 +13397,14 @@ def _d_iso2_PaymentDetailsReqType(r: BitReader, c: int) -> _iso2.PaymentDetailsR
             c = (win >> av) & 0xfff
             if c >= 0x800:
                 raise r.fail_at(av + 12, 'SubCertificatesType[1]', 'expected EE of Certificate')
-            if c < 0x200:
+            if c >= 0x200:
+                if c < 0x400:
+                    av += 7
+                    c >>= 7
+                else:
+                    ec = (c >> 9) & 0x3
+                    raise r.fail_at(av + 9, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
+            else:
                 if c >= 0x100:
                     raise r.fail_at(av + 9, 'SubCertificatesType[2]', 'expected CH of Certificate')
                 u = c
@@ -13336,7 +13437,14 @@ def _d_iso2_PaymentDetailsReqType(r: BitReader, c: int) -> _iso2.PaymentDetailsR
                 c = (win >> av) & 0xfff
                 if c >= 0x800:
                     raise r.fail_at(av + 12, 'SubCertificatesType[2]', 'expected EE of Certificate')
-                if c < 0x200:
+                if c >= 0x200:
+                    if c < 0x400:
+                        av += 7
+                        c >>= 7
+                    else:
+                        ec = (c >> 9) & 0x3
+                        raise r.fail_at(av + 9, 'SubCertificatesType[3]', f'event code {ec}, expected SE(Certificate), EE')
+                else:
                     if c >= 0x100:
                         raise r.fail_at(av + 9, 'SubCertificatesType[3]', 'expected CH of Certificate')
                     u = c
@@ -13369,35 +13477,11 @@ def _d_iso2_PaymentDetailsReqType(r: BitReader, c: int) -> _iso2.PaymentDetailsR
                     c = (win >> av) & 0xf
                     if c >= 0x4:
                         raise r.fail_at(av + 4, 'SubCertificatesType[3]', 'expected EE of Certificate, EE')
-                elif c < 0x400:
-                    av += 7
-                    c >>= 7
-                else:
-                    ec = (c >> 9) & 0x3
-                    raise r.fail_at(av + 9, 'SubCertificatesType[3]', f'event code {ec}, expected SE(Certificate), EE')
-            elif c < 0x400:
-                av += 7
-                c >>= 7
-            else:
-                ec = (c >> 9) & 0x3
-                raise r.fail_at(av + 9, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
-        elif c < 0x400:
-            av += 7
-            c >>= 7
-        else:
-            ec = (c >> 9) & 0x3
-            raise r.fail_at(av + 9, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
         if c & 0x2 != 0x0:
             raise r.fail_at(av + 2, 'CertificateChainType[2]', 'expected EE')
         ob2_ = _new(_K_iso2_SubCertificatesType)
         ob2_.Certificate = f_2_Certificate
         f_1_SubCertificates = ob2_
-    elif c < 0x800:
-        av += 9
-        c >>= 9
-    else:
-        ec = (c >> 10) & 0x3
-        raise r.fail_at(av + 10, 'CertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'PaymentDetailsReqType', 'expected EE')
     ob1_ = _new(_K_iso2_CertificateChainType)
@@ -13669,10 +13753,76 @@ def _d_iso2_PowerDeliveryReqType(r: BitReader, c: int) -> _iso2.PowerDeliveryReq
         raise r.fail_at(av + 9, 'PowerDeliveryReqType.ChargeProgress', f'enumeration index {iv}')
     f_ChargeProgress = _E_iso2_chargeProgressType[iv]
     f_SAScheduleTupleID = ((c >> 13) & 255) + 1
-    ec = ((c >> 9) & 7)
+    c &= 0xfff
     s = 1
     s = 2
-    if ec == 0:
+    if c >= 0x200:
+        if c < 0x400:
+            av -= 21
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x3b870180 != 0x0:
+                raise r.fail_at(av + 30, 'PowerDeliveryReqType[2]', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE')
+            f_5_EVReady = (c >> 26) == 1
+            iv = ((c >> 19) & 15)
+            if iv >= 12:
+                raise r.fail_at(av + 5, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
+            f_5_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
+            f_5_EVRESSSOC = ((c >> 9) & 127)
+            c &= 0x7f
+            f_4_BulkChargingComplete: bool | None = None
+            ob5_ = _new(_K_iso2_DC_EVStatusType)
+            ob5_.EVReady = f_5_EVReady
+            ob5_.EVErrorCode = f_5_EVErrorCode
+            ob5_.EVRESSSOC = f_5_EVRESSSOC
+            f_4_DC_EVStatus = ob5_
+            if c >= 0x20:
+                if c < 0x40:
+                    try:
+                        f_4_ChargingComplete = _Ta870a97b[(c >> 2) & 0x7]
+                    except KeyError:  # not a valid pattern: say why
+                        if c & 0x14 != 0x0:
+                            raise r.fail_at(av + 5, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
+                        f_4_ChargingComplete = ((c >> 3) & 1) == 1
+                else:
+                    ec = (c >> 5) & 0x3
+                    raise r.fail_at(av + 5, 'DC_EVPowerDeliveryParameterType[1]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
+            else:
+                av -= 4
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+                try:
+                    f_4_BulkChargingComplete, f_4_ChargingComplete = _Ta135abd8[c >> 2]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x174 != 0x0:
+                        raise r.fail_at(av + 9, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete, SE(ChargingComplete), CH of ChargingComplete, EE of ChargingComplete') from None
+                    f_4_BulkChargingComplete = (c >> 7) == 1
+                    f_4_ChargingComplete = ((c >> 3) & 1) == 1
+            if c & 0x2 != 0x0:
+                raise r.fail_at(av + 2, 'PowerDeliveryReqType[2]', 'expected EE')
+            ob4_ = _new(_K_iso2_DC_EVPowerDeliveryParameterType)
+            ob4_.DC_EVStatus = f_4_DC_EVStatus
+            ob4_.BulkChargingComplete = f_4_BulkChargingComplete
+            ob4_.ChargingComplete = f_4_ChargingComplete
+            f_DC_EVPowerDeliveryParameter = ob4_
+            s = 4
+        elif c < 0x600:
+            av += 7
+            if c >= 0x500:
+                raise r.fail_at(av + 2, 'PowerDeliveryReqType[2]', 'expected EE')
+            ob6_ = _new(_K_iso2_EVPowerDeliveryParameterType)
+            f_EVPowerDeliveryParameter = ob6_
+            c >>= 7
+            s = 4
+        elif c < 0x800:
+            av += 8
+            s = -1
+        else:
+            ec = (c >> 9) & 0x7
+            raise r.fail_at(av + 9, 'PowerDeliveryReqType[2]', f'event code {ec}, expected SE(ChargingProfile), SE(DC_EVPowerDeliveryParameter), SE(EVPowerDeliveryParameter), EE')
+    else:
         av -= 19
         if av < 0:
             win, av = r.refill(av, 28)
@@ -13685,7 +13835,22 @@ def _d_iso2_PowerDeliveryReqType(r: BitReader, c: int) -> _iso2.PowerDeliveryReq
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c < 0x10000000:
+        if c >= 0x10000000:
+            if c < 0x20000000:
+                av += 26
+                if c >= 0x18000000:
+                    raise r.fail_at(av + 2, 'PowerDeliveryReqType[3]', 'expected EE')
+                ob3_ = _new(_K_iso2_EVPowerDeliveryParameterType)
+                f_EVPowerDeliveryParameter = ob3_
+                c >>= 26
+                s = 4
+            elif c < 0x30000000:
+                av += 27
+                s = -1
+            else:
+                ec = (c >> 28) & 0x3
+                raise r.fail_at(av + 28, 'PowerDeliveryReqType[3]', f'event code {ec}, expected SE(DC_EVPowerDeliveryParameter), SE(EVPowerDeliveryParameter), EE')
+        else:
             if c & 0xee1c060 != 0x0:
                 raise r.fail_at(av + 28, 'PowerDeliveryReqType[3]', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE')
             f_2_EVReady = (c >> 24) == 1
@@ -13694,14 +13859,29 @@ def _d_iso2_PowerDeliveryReqType(r: BitReader, c: int) -> _iso2.PowerDeliveryReq
                 raise r.fail_at(av + 3, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
             f_2_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
             f_2_EVRESSSOC = ((c >> 7) & 127)
-            ec = ((c >> 3) & 3)
+            c &= 0x1f
             f_1_BulkChargingComplete: bool | None = None
             ob2_ = _new(_K_iso2_DC_EVStatusType)
             ob2_.EVReady = f_2_EVReady
             ob2_.EVErrorCode = f_2_EVErrorCode
             ob2_.EVRESSSOC = f_2_EVRESSSOC
             f_1_DC_EVStatus = ob2_
-            if ec == 0:
+            if c >= 0x8:
+                if c < 0x10:
+                    try:
+                        f_1_ChargingComplete = _Ta870a97b[c & 0x7]
+                    except KeyError:  # not a valid pattern: say why
+                        if c & 0x5 != 0x0:
+                            raise r.fail_at(av + 3, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
+                        f_1_ChargingComplete = ((c >> 1) & 1) == 1
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
+                else:
+                    ec = (c >> 3) & 0x3
+                    raise r.fail_at(av + 3, 'DC_EVPowerDeliveryParameterType[1]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
+            else:
                 av -= 6
                 if av < 0:
                     win, av = r.refill(av, 9)
@@ -13713,19 +13893,6 @@ def _d_iso2_PowerDeliveryReqType(r: BitReader, c: int) -> _iso2.PowerDeliveryReq
                         raise r.fail_at(av + 9, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete, SE(ChargingComplete), CH of ChargingComplete, EE of ChargingComplete') from None
                     f_1_BulkChargingComplete = (c >> 7) == 1
                     f_1_ChargingComplete = ((c >> 3) & 1) == 1
-            elif ec == 1:
-                try:
-                    f_1_ChargingComplete = _Ta870a97b[c & 0x7]
-                except KeyError:  # not a valid pattern: say why
-                    if c & 0x5 != 0x0:
-                        raise r.fail_at(av + 3, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
-                    f_1_ChargingComplete = ((c >> 1) & 1) == 1
-                av -= 2
-                if av < 0:
-                    win, av = r.refill(av, 2)
-                c = (win >> av) & 0x3
-            else:
-                raise r.fail_at(av + 3, 'DC_EVPowerDeliveryParameterType[1]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
             if c & 0x2 != 0x0:
                 raise r.fail_at(av + 2, 'PowerDeliveryReqType[3]', 'expected EE')
             ob1_ = _new(_K_iso2_DC_EVPowerDeliveryParameterType)
@@ -13734,88 +13901,12 @@ def _d_iso2_PowerDeliveryReqType(r: BitReader, c: int) -> _iso2.PowerDeliveryReq
             ob1_.ChargingComplete = f_1_ChargingComplete
             f_DC_EVPowerDeliveryParameter = ob1_
             s = 4
-        elif c < 0x20000000:
-            av += 26
-            if c >= 0x18000000:
-                raise r.fail_at(av + 2, 'PowerDeliveryReqType[3]', 'expected EE')
-            ob3_ = _new(_K_iso2_EVPowerDeliveryParameterType)
-            f_EVPowerDeliveryParameter = ob3_
-            c >>= 26
-            s = 4
-        elif c < 0x30000000:
-            av += 27
-            s = -1
-        else:
-            ec = (c >> 28) & 0x3
-            raise r.fail_at(av + 28, 'PowerDeliveryReqType[3]', f'event code {ec}, expected SE(DC_EVPowerDeliveryParameter), SE(EVPowerDeliveryParameter), EE')
-    elif ec == 1:
-        av -= 21
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c & 0x3b870180 != 0x0:
-            raise r.fail_at(av + 30, 'PowerDeliveryReqType[2]', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE')
-        f_5_EVReady = (c >> 26) == 1
-        iv = ((c >> 19) & 15)
-        if iv >= 12:
-            raise r.fail_at(av + 5, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
-        f_5_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
-        f_5_EVRESSSOC = ((c >> 9) & 127)
-        ec = ((c >> 5) & 3)
-        f_4_BulkChargingComplete: bool | None = None
-        ob5_ = _new(_K_iso2_DC_EVStatusType)
-        ob5_.EVReady = f_5_EVReady
-        ob5_.EVErrorCode = f_5_EVErrorCode
-        ob5_.EVRESSSOC = f_5_EVRESSSOC
-        f_4_DC_EVStatus = ob5_
-        if ec == 0:
-            av -= 4
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
-            try:
-                f_4_BulkChargingComplete, f_4_ChargingComplete = _Ta135abd8[c >> 2]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x174 != 0x0:
-                    raise r.fail_at(av + 9, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete, SE(ChargingComplete), CH of ChargingComplete, EE of ChargingComplete') from None
-                f_4_BulkChargingComplete = (c >> 7) == 1
-                f_4_ChargingComplete = ((c >> 3) & 1) == 1
-        elif ec == 1:
-            try:
-                f_4_ChargingComplete = _Ta870a97b[(c >> 2) & 0x7]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x14 != 0x0:
-                    raise r.fail_at(av + 5, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
-                f_4_ChargingComplete = ((c >> 3) & 1) == 1
-        else:
-            raise r.fail_at(av + 5, 'DC_EVPowerDeliveryParameterType[1]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
-        if c & 0x2 != 0x0:
-            raise r.fail_at(av + 2, 'PowerDeliveryReqType[2]', 'expected EE')
-        ob4_ = _new(_K_iso2_DC_EVPowerDeliveryParameterType)
-        ob4_.DC_EVStatus = f_4_DC_EVStatus
-        ob4_.BulkChargingComplete = f_4_BulkChargingComplete
-        ob4_.ChargingComplete = f_4_ChargingComplete
-        f_DC_EVPowerDeliveryParameter = ob4_
-        s = 4
-    elif ec == 2:
-        av += 7
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 2, 'PowerDeliveryReqType[2]', 'expected EE')
-        ob6_ = _new(_K_iso2_EVPowerDeliveryParameterType)
-        f_EVPowerDeliveryParameter = ob6_
-        c >>= 7
-        s = 4
-    elif ec == 3:
-        av += 8
-        s = -1
+    if s != 4:
+        av += 1
     else:
-        raise r.fail_at(av + 9, 'PowerDeliveryReqType[2]', f'event code {ec}, expected SE(ChargingProfile), SE(DC_EVPowerDeliveryParameter), SE(EVPowerDeliveryParameter), EE')
-    if s == 4:
         if c & 0x1 != 0x0:
             raise r.fail_at(av + 1, 'PowerDeliveryReqType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso2_PowerDeliveryReqType)
     ob.ChargeProgress = f_ChargeProgress
@@ -13962,81 +14053,6 @@ def _d_iso2_PowerDeliveryResType(r: BitReader, c: int) -> _iso2.PowerDeliveryRes
         ob1_.EVSENotification = f_1_EVSENotification
         ob1_.RCD = f_1_RCD
         f_AC_EVSEStatus = ob1_
-    elif ec == 1:
-        if c & 0x30000 != 0x0:
-            raise r.fail_at(av + 18, 'PowerDeliveryResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-        u = ((c >> 8) & 255)
-        f_2_EVSEIsolationStatus: _iso2.isolationLevelType | None = None
-        if u > 127:
-            u2 = c & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                c = (win >> av) & 0xff
-                u2 = c
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        else:
-            av += 8
-        f_2_NotificationMaxDelay = u
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        try:
-            f_2_EVSENotification, ec = _Ta34fb74f[c >> 14]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x390000 != 0x0:
-                raise r.fail_at(av + 22, 'PowerDeliveryResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification') from None
-            iv = (c >> 17)
-            if iv >= 3:
-                raise r.fail_at(av + 14, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
-            f_2_EVSENotification = _E_iso2_EVSENotificationType[iv]
-            ec = ((c >> 14) & 3)
-        if ec == 0:
-            try:
-                f_2_EVSEIsolationStatus, f_2_EVSEStatusCode = _T7e11f26f[(c >> 2) & 0xfff]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x2384 != 0x0:
-                    raise r.fail_at(av + 14, 'DC_EVSEStatusType[2]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-                iv = ((c >> 10) & 7)
-                if iv >= 5:
-                    raise r.fail_at(av + 2, 'DC_EVSEStatusType.EVSEIsolationStatus', f'enumeration index {iv}') from None
-                f_2_EVSEIsolationStatus = _E_iso2_isolationLevelType[iv]
-                iv = ((c >> 3) & 15)
-                if iv >= 12:
-                    raise r.fail_at(av + 2, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
-                f_2_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
-        elif ec == 1:
-            av += 6
-            try:
-                f_2_EVSEStatusCode = _Tf61d13e1[(c >> 8) & 0x3f]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x2100 != 0x0:
-                    raise r.fail_at(av + 8, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-                iv = ((c >> 9) & 15)
-                if iv >= 12:
-                    raise r.fail_at(av + 2, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
-                f_2_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
-            c >>= 6
-        else:
-            raise r.fail_at(av + 14, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
-        if c & 0x2 != 0x0:
-            raise r.fail_at(av + 2, 'PowerDeliveryResType[1]', 'expected EE')
-        ob2_ = _new(_K_iso2_DC_EVSEStatusType)
-        ob2_.NotificationMaxDelay = f_2_NotificationMaxDelay
-        ob2_.EVSENotification = f_2_EVSENotification
-        ob2_.EVSEIsolationStatus = f_2_EVSEIsolationStatus
-        ob2_.EVSEStatusCode = f_2_EVSEStatusCode
-        f_DC_EVSEStatus = ob2_
     elif ec == 2:
         if c & 0x30000 != 0x0:
             raise r.fail_at(av + 18, 'PowerDeliveryResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
@@ -14078,8 +14094,83 @@ def _d_iso2_PowerDeliveryResType(r: BitReader, c: int) -> _iso2.PowerDeliveryRes
         ob3_.NotificationMaxDelay = f_3_NotificationMaxDelay
         ob3_.EVSENotification = f_3_EVSENotification
         f_EVSEStatus = ob3_
-    else:
+    elif ec != 1:
         raise r.fail_at(av + 18, 'PowerDeliveryResType[1]', f'event code {ec}, expected SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
+    else:
+        if c & 0x30000 != 0x0:
+            raise r.fail_at(av + 18, 'PowerDeliveryResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+        u = ((c >> 8) & 255)
+        f_2_EVSEIsolationStatus: _iso2.isolationLevelType | None = None
+        if u > 127:
+            u2 = c & 0xFF
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                c = (win >> av) & 0xff
+                u2 = c
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        else:
+            av += 8
+        f_2_NotificationMaxDelay = u
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        try:
+            f_2_EVSENotification, ec = _Ta34fb74f[c >> 14]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x390000 != 0x0:
+                raise r.fail_at(av + 22, 'PowerDeliveryResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification') from None
+            iv = (c >> 17)
+            if iv >= 3:
+                raise r.fail_at(av + 14, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
+            f_2_EVSENotification = _E_iso2_EVSENotificationType[iv]
+            ec = ((c >> 14) & 3)
+        if ec == 1:
+            av += 6
+            try:
+                f_2_EVSEStatusCode = _Tf61d13e1[(c >> 8) & 0x3f]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x2100 != 0x0:
+                    raise r.fail_at(av + 8, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+                iv = ((c >> 9) & 15)
+                if iv >= 12:
+                    raise r.fail_at(av + 2, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                f_2_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
+            c >>= 6
+        elif ec != 0:
+            raise r.fail_at(av + 14, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+        else:
+            try:
+                f_2_EVSEIsolationStatus, f_2_EVSEStatusCode = _T7e11f26f[(c >> 2) & 0xfff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x2384 != 0x0:
+                    raise r.fail_at(av + 14, 'DC_EVSEStatusType[2]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+                iv = ((c >> 10) & 7)
+                if iv >= 5:
+                    raise r.fail_at(av + 2, 'DC_EVSEStatusType.EVSEIsolationStatus', f'enumeration index {iv}') from None
+                f_2_EVSEIsolationStatus = _E_iso2_isolationLevelType[iv]
+                iv = ((c >> 3) & 15)
+                if iv >= 12:
+                    raise r.fail_at(av + 2, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+                f_2_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
+        if c & 0x2 != 0x0:
+            raise r.fail_at(av + 2, 'PowerDeliveryResType[1]', 'expected EE')
+        ob2_ = _new(_K_iso2_DC_EVSEStatusType)
+        ob2_.NotificationMaxDelay = f_2_NotificationMaxDelay
+        ob2_.EVSENotification = f_2_EVSENotification
+        ob2_.EVSEIsolationStatus = f_2_EVSEIsolationStatus
+        ob2_.EVSEStatusCode = f_2_EVSEStatusCode
+        f_DC_EVSEStatus = ob2_
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'PowerDeliveryResType', 'expected EE')
     r.avail = av
@@ -14438,7 +14529,23 @@ def _d_iso2_PreChargeResType(r: BitReader, c: int) -> _iso2.PreChargeResType:
             raise r.fail_at(av + 22, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
         f_1_EVSENotification = _E_iso2_EVSENotificationType[iv]
         ec = ((c >> 22) & 3)
-    if ec == 0:
+    if ec == 1:
+        try:
+            f_1_EVSEStatusCode = _Tf61d13e1[(c >> 16) & 0x3f]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x210000 != 0x0:
+                raise r.fail_at(av + 22, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+            iv = ((c >> 17) & 15)
+            if iv >= 12:
+                raise r.fail_at(av + 16, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+            f_1_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
+        av -= 12
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
+    elif ec != 0:
+        raise r.fail_at(av + 22, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+    else:
         try:
             f_1_EVSEIsolationStatus, f_1_EVSEStatusCode = _T7e11f26f[(c >> 10) & 0xfff]
         except KeyError:  # not a valid pattern: say why
@@ -14456,22 +14563,6 @@ def _d_iso2_PreChargeResType(r: BitReader, c: int) -> _iso2.PreChargeResType:
         if av < 0:
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
-    elif ec == 1:
-        try:
-            f_1_EVSEStatusCode = _Tf61d13e1[(c >> 16) & 0x3f]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x210000 != 0x0:
-                raise r.fail_at(av + 22, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-            iv = ((c >> 17) & 15)
-            if iv >= 12:
-                raise r.fail_at(av + 16, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
-            f_1_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
-        av -= 12
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-    else:
-        raise r.fail_at(av + 22, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
     try:
         f_2_Multiplier, f_2_Unit, sg = _T9dbb19d6[c >> 11]
     except KeyError:  # not a valid pattern: say why
@@ -14707,7 +14798,13 @@ def _d_iso2_ServiceDetailResType(r: BitReader, c: int) -> _iso2.ServiceDetailRes
     c = (win >> av) & 0x3ffffff
     if c >= 0x2000000:
         raise r.fail_at(av + 26, 'ServiceDetailResType', 'expected EE of ServiceID')
-    if c < 0x800000:
+    if c >= 0x800000:
+        if c < 0x1000000:
+            av += 23
+        else:
+            ec = (c >> 23) & 0x3
+            raise r.fail_at(av + 23, 'ServiceDetailResType[2]', f'event code {ec}, expected SE(ServiceParameterList), EE')
+    else:
         r.avail = av
         f_ServiceParameterList = _d_iso2_ServiceParameterListType(r, c)
         win = r.win
@@ -14718,11 +14815,6 @@ def _d_iso2_ServiceDetailResType(r: BitReader, c: int) -> _iso2.ServiceDetailRes
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'ServiceDetailResType[2]', 'expected EE')
-    elif c < 0x1000000:
-        av += 23
-    else:
-        ec = (c >> 23) & 0x3
-        raise r.fail_at(av + 23, 'ServiceDetailResType[2]', f'event code {ec}, expected SE(ServiceParameterList), EE')
     r.avail = av
     ob = _new(_K_iso2_ServiceDetailResType)
     ob.ResponseCode = f_ResponseCode
@@ -14792,7 +14884,24 @@ def _d_iso2_ServiceDiscoveryReqType(r: BitReader, c: int) -> _iso2.ServiceDiscov
     f_ServiceScope: str | None = None
     f_ServiceCategory: _iso2.serviceCategoryType | None = None
     s = 0
-    if c < 0x200:
+    if c >= 0x200:
+        if c < 0x400:
+            av += 4
+            try:
+                f_ServiceCategory = _Tbf93dfca[(c >> 5) & 0xf]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x120 != 0x0:
+                    raise r.fail_at(av + 5, 'ServiceDiscoveryReqType[0]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
+                f_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 6) & 3)]
+            c >>= 4
+            s = 2
+        elif c < 0x600:
+            av += 8
+            s = -1
+        else:
+            ec = (c >> 9) & 0x3
+            raise r.fail_at(av + 9, 'ServiceDiscoveryReqType[0]', f'event code {ec}, expected SE(ServiceScope), SE(ServiceCategory), EE')
+    else:
         if c >= 0x100:
             raise r.fail_at(av + 9, 'ServiceDiscoveryReqType[0]', 'expected CH of ServiceScope')
         u = c
@@ -14825,7 +14934,14 @@ def _d_iso2_ServiceDiscoveryReqType(r: BitReader, c: int) -> _iso2.ServiceDiscov
         c = (win >> av) & 0xff
         if c >= 0x80:
             raise r.fail_at(av + 8, 'ServiceDiscoveryReqType[0]', 'expected EE of ServiceScope')
-        if c < 0x20:
+        if c >= 0x20:
+            if c < 0x40:
+                av += 4
+                s = -1
+            else:
+                ec = (c >> 5) & 0x3
+                raise r.fail_at(av + 5, 'ServiceDiscoveryReqType[1]', f'event code {ec}, expected SE(ServiceCategory), EE')
+        else:
             try:
                 f_ServiceCategory = _Tbf93dfca[c >> 1]
             except KeyError:  # not a valid pattern: say why
@@ -14833,34 +14949,12 @@ def _d_iso2_ServiceDiscoveryReqType(r: BitReader, c: int) -> _iso2.ServiceDiscov
                     raise r.fail_at(av + 5, 'ServiceDiscoveryReqType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
                 f_ServiceCategory = _E_iso2_serviceCategoryType[(c >> 2)]
             s = 2
-        elif c < 0x40:
-            av += 4
-            s = -1
-        else:
-            ec = (c >> 5) & 0x3
-            raise r.fail_at(av + 5, 'ServiceDiscoveryReqType[1]', f'event code {ec}, expected SE(ServiceCategory), EE')
-    elif c < 0x400:
-        av += 4
-        try:
-            f_ServiceCategory = _Tbf93dfca[(c >> 5) & 0xf]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x120 != 0x0:
-                raise r.fail_at(av + 5, 'ServiceDiscoveryReqType[0]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
-            f_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 6) & 3)]
-        c >>= 4
-        s = 2
-    elif c < 0x600:
-        av += 8
-        s = -1
+    if s != 2:
+        av += 1
     else:
-        ec = (c >> 9) & 0x3
-        raise r.fail_at(av + 9, 'ServiceDiscoveryReqType[0]', f'event code {ec}, expected SE(ServiceScope), SE(ServiceCategory), EE')
-    if s == 2:
         if c & 0x1 != 0x0:
             raise r.fail_at(av + 1, 'ServiceDiscoveryReqType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso2_ServiceDiscoveryReqType)
     ob.ServiceScope = f_ServiceScope
@@ -14931,22 +15025,24 @@ def _d_iso2_ServiceDiscoveryResType(r: BitReader, c: int) -> _iso2.ServiceDiscov
     if c & 0x68000 != 0x0:
         raise r.fail_at(av + 19, 'ServiceDiscoveryResType', 'expected SE(PaymentOption), CH of PaymentOption, EE of PaymentOption')
     f_1_PaymentOption.append(_E_iso2_paymentOptionType[((c >> 16) & 1)])
-    ec = ((c >> 13) & 3)
-    if ec == 0:
+    c &= 0x7fff
+    if c >= 0x2000:
+        if c < 0x4000:
+            av -= 16
+            if av < 0:
+                win, av = r.refill(av, 29)
+            c = (win >> av) & 0x1fffffff
+        else:
+            ec = (c >> 13) & 0x3
+            raise r.fail_at(av + 13, 'PaymentOptionListType[1]', f'event code {ec}, expected SE(PaymentOption), EE')
+    else:
         if c & 0x1600 != 0x0:
             raise r.fail_at(av + 13, 'PaymentOptionListType[1]', 'expected CH of PaymentOption, EE of PaymentOption, EE')
-        f_1_PaymentOption.append(_E_iso2_paymentOptionType[((c >> 11) & 1)])
+        f_1_PaymentOption.append(_E_iso2_paymentOptionType[(c >> 11)])
         av -= 20
         if av < 0:
             win, av = r.refill(av, 29)
         c = (win >> av) & 0x1fffffff
-    elif ec == 1:
-        av -= 16
-        if av < 0:
-            win, av = r.refill(av, 29)
-        c = (win >> av) & 0x1fffffff
-    else:
-        raise r.fail_at(av + 13, 'PaymentOptionListType[1]', f'event code {ec}, expected SE(PaymentOption), EE')
     if c >= 0x10000000:
         raise r.fail_at(av + 29, 'ServiceDiscoveryResType', 'expected SE(ChargeService)')
     ob1_ = _new(_K_iso2_PaymentOptionListType)
@@ -14960,7 +15056,13 @@ def _d_iso2_ServiceDiscoveryResType(r: BitReader, c: int) -> _iso2.ServiceDiscov
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c < 0x10000000:
+    if c >= 0x10000000:
+        if c < 0x20000000:
+            av += 28
+        else:
+            ec = (c >> 28) & 0x3
+            raise r.fail_at(av + 28, 'ServiceDiscoveryResType[3]', f'event code {ec}, expected SE(ServiceList), EE')
+    else:
         r.avail = av
         f_ServiceList = _d_iso2_ServiceListType(r, c)
         win = r.win
@@ -14971,11 +15073,6 @@ def _d_iso2_ServiceDiscoveryResType(r: BitReader, c: int) -> _iso2.ServiceDiscov
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'ServiceDiscoveryResType[3]', 'expected EE')
-    elif c < 0x20000000:
-        av += 28
-    else:
-        ec = (c >> 28) & 0x3
-        raise r.fail_at(av + 28, 'ServiceDiscoveryResType[3]', f'event code {ec}, expected SE(ServiceList), EE')
     r.avail = av
     ob = _new(_K_iso2_ServiceDiscoveryResType)
     ob.ResponseCode = f_ResponseCode
@@ -15141,7 +15238,13 @@ def _d_iso2_SessionSetupResType(r: BitReader, c: int) -> _iso2.SessionSetupResTy
     c = (win >> av) & 0x7fff
     if c >= 0x4000:
         raise r.fail_at(av + 15, 'SessionSetupResType', 'expected EE of EVSEID')
-    if c < 0x1000:
+    if c >= 0x1000:
+        if c < 0x2000:
+            av += 12
+        else:
+            ec = (c >> 12) & 0x3
+            raise r.fail_at(av + 12, 'SessionSetupResType[2]', f'event code {ec}, expected SE(EVSETimeStamp), EE')
+    else:
         try:
             sg = _T071cdf68[c >> 10]
         except KeyError:  # not a valid pattern: say why
@@ -15178,11 +15281,6 @@ def _d_iso2_SessionSetupResType(r: BitReader, c: int) -> _iso2.SessionSetupResTy
         f_EVSETimeStamp = -u - 1 if sg else u
         if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'SessionSetupResType[2]', 'expected EE of EVSETimeStamp, EE')
-    elif c < 0x2000:
-        av += 12
-    else:
-        ec = (c >> 12) & 0x3
-        raise r.fail_at(av + 12, 'SessionSetupResType[2]', f'event code {ec}, expected SE(EVSETimeStamp), EE')
     r.avail = av
     ob = _new(_K_iso2_SessionSetupResType)
     ob.ResponseCode = f_ResponseCode
@@ -15405,7 +15503,23 @@ def _d_iso2_WeldingDetectionResType(r: BitReader, c: int) -> _iso2.WeldingDetect
             raise r.fail_at(av + 22, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
         f_1_EVSENotification = _E_iso2_EVSENotificationType[iv]
         ec = ((c >> 22) & 3)
-    if ec == 0:
+    if ec == 1:
+        try:
+            f_1_EVSEStatusCode = _Tf61d13e1[(c >> 16) & 0x3f]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x210000 != 0x0:
+                raise r.fail_at(av + 22, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+            iv = ((c >> 17) & 15)
+            if iv >= 12:
+                raise r.fail_at(av + 16, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+            f_1_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
+        av -= 12
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
+    elif ec != 0:
+        raise r.fail_at(av + 22, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+    else:
         try:
             f_1_EVSEIsolationStatus, f_1_EVSEStatusCode = _T7e11f26f[(c >> 10) & 0xfff]
         except KeyError:  # not a valid pattern: say why
@@ -15423,22 +15537,6 @@ def _d_iso2_WeldingDetectionResType(r: BitReader, c: int) -> _iso2.WeldingDetect
         if av < 0:
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
-    elif ec == 1:
-        try:
-            f_1_EVSEStatusCode = _Tf61d13e1[(c >> 16) & 0x3f]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x210000 != 0x0:
-                raise r.fail_at(av + 22, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-            iv = ((c >> 17) & 15)
-            if iv >= 12:
-                raise r.fail_at(av + 16, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
-            f_1_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
-        av -= 12
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-    else:
-        raise r.fail_at(av + 22, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
     try:
         f_2_Multiplier, f_2_Unit, sg = _T9dbb19d6[c >> 11]
     except KeyError:  # not a valid pattern: say why
@@ -15560,7 +15658,62 @@ def _d_iso2_AC_EVChargeParameterType(r: BitReader, c: int) -> _iso2.AC_EVChargeP
     f_EVMaxVoltage: _iso2.PhysicalValueType
     f_EVMaxCurrent: _iso2.PhysicalValueType
     f_EVMinCurrent: _iso2.PhysicalValueType
-    if c < 0x4000000:
+    if c >= 0x4000000:
+        if c < 0x8000000:
+            try:
+                f_2_Multiplier, f_2_Unit, sg = _Tea8843d1[(c >> 11) & 0x7fff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x31c7000 != 0x0:
+                    raise r.fail_at(av + 26, 'AC_EVChargeParameterType[0]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                f_2_Multiplier = ((c >> 21) & 7) - 3
+                iv = ((c >> 15) & 7)
+                if iv >= 7:
+                    raise r.fail_at(av + 11, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                f_2_Unit = _E_iso2_unitSymbolType[iv]
+                sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 3
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 3
+                        if av < 0:
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
+            f_2_Value = -u - 1 if sg else u
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'AC_EVChargeParameterType[0]', 'expected EE of Value, EE')
+            ob2_ = _new(_K_iso2_PhysicalValueType)
+            ob2_.Multiplier = f_2_Multiplier
+            ob2_.Unit = f_2_Unit
+            ob2_.Value = f_2_Value
+            f_EAmount = ob2_
+            av -= 29
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        else:
+            ec = (c >> 26) & 0x3
+            raise r.fail_at(av + 26, 'AC_EVChargeParameterType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EAmount)')
+    else:
         if c >= 0x2000000:
             raise r.fail_at(av + 26, 'AC_EVChargeParameterType[0]', 'expected CH of DepartureTime')
         u = (c >> 17)
@@ -15644,60 +15797,6 @@ def _d_iso2_AC_EVChargeParameterType(r: BitReader, c: int) -> _iso2.AC_EVChargeP
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif c < 0x8000000:
-        try:
-            f_2_Multiplier, f_2_Unit, sg = _Tea8843d1[(c >> 11) & 0x7fff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x31c7000 != 0x0:
-                raise r.fail_at(av + 26, 'AC_EVChargeParameterType[0]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-            f_2_Multiplier = ((c >> 21) & 7) - 3
-            iv = ((c >> 15) & 7)
-            if iv >= 7:
-                raise r.fail_at(av + 11, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
-            f_2_Unit = _E_iso2_unitSymbolType[iv]
-            sg = ((c >> 11) & 1)
-        u = ((c >> 3) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 3
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 3
-                    if av < 0:
-                        win, av = r.refill(av, 3)
-                    c = (win >> av) & 0x7
-        f_2_Value = -u - 1 if sg else u
-        if c & 0x6 != 0x0:
-            raise r.fail_at(av + 3, 'AC_EVChargeParameterType[0]', 'expected EE of Value, EE')
-        ob2_ = _new(_K_iso2_PhysicalValueType)
-        ob2_.Multiplier = f_2_Multiplier
-        ob2_.Unit = f_2_Unit
-        ob2_.Value = f_2_Value
-        f_EAmount = ob2_
-        av -= 29
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        ec = (c >> 26) & 0x3
-        raise r.fail_at(av + 26, 'AC_EVChargeParameterType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EAmount)')
     try:
         f_3_Multiplier, f_3_Unit, sg = _T3b5e3738[c >> 14]
     except KeyError:  # not a valid pattern: say why
@@ -16410,7 +16509,44 @@ def _d_iso2_CertificateChainType(r: BitReader, c: int) -> _iso2.CertificateChain
     f_Id: str | None = None
     f_Certificate: bytes
     f_SubCertificates: _iso2.SubCertificatesType | None = None
-    if c < 0x200:
+    if c >= 0x200:
+        if c < 0x400:
+            if c >= 0x300:
+                raise r.fail_at(av + 9, 'CertificateChainType[0]', 'expected CH of Certificate')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_Certificate = r.binary_of(u, 800)
+            win = r.win
+            av = r.avail
+            av -= 13
+            if av < 0:
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            if c >= 0x1000:
+                raise r.fail_at(av + 13, 'CertificateChainType[0]', 'expected EE of Certificate')
+        else:
+            ec = (c >> 9) & 0x3
+            raise r.fail_at(av + 9, 'CertificateChainType[0]', f'event code {ec}, expected AT(Id), SE(Certificate)')
+    else:
         av += 1
         u = (c >> 1)
         if u > 127:
@@ -16472,43 +16608,13 @@ def _d_iso2_CertificateChainType(r: BitReader, c: int) -> _iso2.CertificateChain
         c = (win >> av) & 0x1fff
         if c >= 0x1000:
             raise r.fail_at(av + 13, 'CertificateChainType[0]', 'expected EE of Certificate')
-    elif c < 0x400:
-        if c >= 0x300:
-            raise r.fail_at(av + 9, 'CertificateChainType[0]', 'expected CH of Certificate')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_Certificate = r.binary_of(u, 800)
-        win = r.win
-        av = r.avail
-        av -= 13
-        if av < 0:
-            win, av = r.refill(av, 13)
-        c = (win >> av) & 0x1fff
-        if c >= 0x1000:
-            raise r.fail_at(av + 13, 'CertificateChainType[0]', 'expected EE of Certificate')
+    if c >= 0x400:
+        if c < 0x800:
+            av += 10
+        else:
+            ec = (c >> 10) & 0x3
+            raise r.fail_at(av + 10, 'CertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
     else:
-        ec = (c >> 9) & 0x3
-        raise r.fail_at(av + 9, 'CertificateChainType[0]', f'event code {ec}, expected AT(Id), SE(Certificate)')
-    if c < 0x400:
         f_1_Certificate: list[bytes] = []
         if c >= 0x100:
             raise r.fail_at(av + 10, 'CertificateChainType[2]', 'expected SE(Certificate), CH of Certificate')
@@ -16542,7 +16648,14 @@ def _d_iso2_CertificateChainType(r: BitReader, c: int) -> _iso2.CertificateChain
         c = (win >> av) & 0xfff
         if c >= 0x800:
             raise r.fail_at(av + 12, 'CertificateChainType[2]', 'expected EE of Certificate')
-        if c < 0x200:
+        if c >= 0x200:
+            if c < 0x400:
+                av += 8
+                c >>= 8
+            else:
+                ec = (c >> 9) & 0x3
+                raise r.fail_at(av + 9, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
+        else:
             if c >= 0x100:
                 raise r.fail_at(av + 9, 'SubCertificatesType[1]', 'expected CH of Certificate')
             u = c
@@ -16575,7 +16688,14 @@ def _d_iso2_CertificateChainType(r: BitReader, c: int) -> _iso2.CertificateChain
             c = (win >> av) & 0xfff
             if c >= 0x800:
                 raise r.fail_at(av + 12, 'SubCertificatesType[1]', 'expected EE of Certificate')
-            if c < 0x200:
+            if c >= 0x200:
+                if c < 0x400:
+                    av += 8
+                    c >>= 8
+                else:
+                    ec = (c >> 9) & 0x3
+                    raise r.fail_at(av + 9, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
+            else:
                 if c >= 0x100:
                     raise r.fail_at(av + 9, 'SubCertificatesType[2]', 'expected CH of Certificate')
                 u = c
@@ -16608,7 +16728,14 @@ def _d_iso2_CertificateChainType(r: BitReader, c: int) -> _iso2.CertificateChain
                 c = (win >> av) & 0xfff
                 if c >= 0x800:
                     raise r.fail_at(av + 12, 'SubCertificatesType[2]', 'expected EE of Certificate')
-                if c < 0x200:
+                if c >= 0x200:
+                    if c < 0x400:
+                        av += 8
+                        c >>= 8
+                    else:
+                        ec = (c >> 9) & 0x3
+                        raise r.fail_at(av + 9, 'SubCertificatesType[3]', f'event code {ec}, expected SE(Certificate), EE')
+                else:
                     if c >= 0x100:
                         raise r.fail_at(av + 9, 'SubCertificatesType[3]', 'expected CH of Certificate')
                     u = c
@@ -16641,34 +16768,11 @@ def _d_iso2_CertificateChainType(r: BitReader, c: int) -> _iso2.CertificateChain
                     c = (win >> av) & 0x7
                     if c >= 0x2:
                         raise r.fail_at(av + 3, 'SubCertificatesType[3]', 'expected EE of Certificate, EE')
-                elif c < 0x400:
-                    av += 8
-                    c >>= 8
-                else:
-                    ec = (c >> 9) & 0x3
-                    raise r.fail_at(av + 9, 'SubCertificatesType[3]', f'event code {ec}, expected SE(Certificate), EE')
-            elif c < 0x400:
-                av += 8
-                c >>= 8
-            else:
-                ec = (c >> 9) & 0x3
-                raise r.fail_at(av + 9, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
-        elif c < 0x400:
-            av += 8
-            c >>= 8
-        else:
-            ec = (c >> 9) & 0x3
-            raise r.fail_at(av + 9, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
         if c & 0x1 != 0x0:
             raise r.fail_at(av + 1, 'CertificateChainType[2]', 'expected EE')
         ob1_ = _new(_K_iso2_SubCertificatesType)
         ob1_.Certificate = f_1_Certificate
         f_SubCertificates = ob1_
-    elif c < 0x800:
-        av += 10
-    else:
-        ec = (c >> 10) & 0x3
-        raise r.fail_at(av + 10, 'CertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
     r.avail = av
     ob = _new(_K_iso2_CertificateChainType)
     ob.Id = f_Id
@@ -16784,7 +16888,22 @@ def _d_iso2_ChargeServiceType(r: BitReader, c: int) -> _iso2.ChargeServiceType:
     c &= 0x3ff
     if c >= 0x200:
         raise r.fail_at(av + 10, 'ChargeServiceType', 'expected EE of ServiceID')
-    if c < 0x80:
+    if c >= 0x80:
+        if c < 0x100:
+            try:
+                f_ServiceCategory = _Tbf93dfca[(c >> 3) & 0xf]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x48 != 0x0:
+                    raise r.fail_at(av + 7, 'ChargeServiceType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
+                f_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 4) & 3)]
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+        else:
+            ec = (c >> 7) & 0x3
+            raise r.fail_at(av + 7, 'ChargeServiceType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
+    else:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 9)
@@ -16825,22 +16944,19 @@ def _d_iso2_ChargeServiceType(r: BitReader, c: int) -> _iso2.ChargeServiceType:
             if c & 0x39000 != 0x0:
                 raise r.fail_at(av + 18, 'ChargeServiceType[1]', 'expected EE of ServiceName, SE(ServiceCategory), CH of ServiceCategory, EE of ServiceCategory') from None
             f_ServiceCategory = _E_iso2_serviceCategoryType[(c >> 13)]
-    elif c < 0x100:
-        try:
-            f_ServiceCategory = _Tbf93dfca[(c >> 3) & 0xf]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x48 != 0x0:
-                raise r.fail_at(av + 7, 'ChargeServiceType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
-            f_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 4) & 3)]
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 12)
-        c = (win >> av) & 0xfff
-    else:
-        ec = (c >> 7) & 0x3
-        raise r.fail_at(av + 7, 'ChargeServiceType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
     c &= 0xfff
-    if c < 0x400:
+    if c >= 0x400:
+        if c < 0x800:
+            try:
+                f_FreeService = _Ta870a97b[(c >> 7) & 0x7]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x280 != 0x0:
+                    raise r.fail_at(av + 10, 'ChargeServiceType[3]', 'expected CH of FreeService, EE of FreeService') from None
+                f_FreeService = ((c >> 8) & 1) == 1
+        else:
+            ec = (c >> 10) & 0x3
+            raise r.fail_at(av + 10, 'ChargeServiceType[3]', f'event code {ec}, expected SE(ServiceScope), SE(FreeService)')
+    else:
         av += 1
         if c >= 0x200:
             raise r.fail_at(av + 9, 'ChargeServiceType[3]', 'expected CH of ServiceScope')
@@ -16878,16 +16994,6 @@ def _d_iso2_ChargeServiceType(r: BitReader, c: int) -> _iso2.ChargeServiceType:
             if c & 0xe80 != 0x0:
                 raise r.fail_at(av + 12, 'ChargeServiceType[3]', 'expected EE of ServiceScope, SE(FreeService), CH of FreeService, EE of FreeService') from None
             f_FreeService = (c >> 8) == 1
-    elif c < 0x800:
-        try:
-            f_FreeService = _Ta870a97b[(c >> 7) & 0x7]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x280 != 0x0:
-                raise r.fail_at(av + 10, 'ChargeServiceType[3]', 'expected CH of FreeService, EE of FreeService') from None
-            f_FreeService = ((c >> 8) & 1) == 1
-    else:
-        ec = (c >> 10) & 0x3
-        raise r.fail_at(av + 10, 'ChargeServiceType[3]', f'event code {ec}, expected SE(ServiceScope), SE(FreeService)')
     if c & 0x40 != 0x0:
         raise r.fail_at(av + 7, 'ChargeServiceType', 'expected SE(SupportedEnergyTransferMode)')
     c &= 0x3f
@@ -17097,7 +17203,13 @@ def _d_iso2_ChargingProfileType(r: BitReader, c: int) -> _iso2.ChargingProfileTy
     ob2_.Unit = f_2_Unit
     ob2_.Value = f_2_Value
     f_1_ChargingProfileEntryMaxPower = ob2_
-    if c < 0x2:
+    if c >= 0x2:
+        if c < 0x4:
+            av += 1
+        else:
+            ec = (c >> 1) & 0x3
+            raise r.fail_at(av + 1, 'ProfileEntryType[2]', f'event code {ec}, expected SE(ChargingProfileEntryMaxNumberOfPhasesInUse), EE')
+    else:
         av -= 4
         if av < 0:
             win, av = r.refill(av, 5)
@@ -17108,11 +17220,6 @@ def _d_iso2_ChargingProfileType(r: BitReader, c: int) -> _iso2.ChargingProfileTy
             if c & 0x13 != 0x0:
                 raise r.fail_at(av + 5, 'ProfileEntryType[2]', 'expected CH of ChargingProfileEntryMaxNumberOfPhasesInUse, EE of ChargingProfileEntryMaxNumberOfPhasesInUse, EE') from None
             f_1_ChargingProfileEntryMaxNumberOfPhasesInUse = (c >> 2) + 1
-    elif c < 0x4:
-        av += 1
-    else:
-        ec = (c >> 1) & 0x3
-        raise r.fail_at(av + 1, 'ProfileEntryType[2]', f'event code {ec}, expected SE(ChargingProfileEntryMaxNumberOfPhasesInUse), EE')
     ob1_ = _new(_K_iso2_ProfileEntryType)
     ob1_.ChargingProfileEntryStart = f_1_ChargingProfileEntryStart
     ob1_.ChargingProfileEntryMaxPower = f_1_ChargingProfileEntryMaxPower
@@ -17125,7 +17232,15 @@ def _d_iso2_ChargingProfileType(r: BitReader, c: int) -> _iso2.ChargingProfileTy
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c < 0x10000000:
+        if c >= 0x10000000:
+            if c < 0x20000000:
+                av += 28
+                s = -1
+                break
+            else:
+                ec = (c >> 28) & 0x3
+                raise r.fail_at(av + 28, 'ChargingProfileType[1]', f'event code {ec}, expected SE(ProfileEntry), EE')
+        else:
             if c >= 0x4000000:
                 raise r.fail_at(av + 28, 'ChargingProfileType[1]', 'expected SE(ChargingProfileEntryStart), CH of ChargingProfileEntryStart')
             u = (c >> 18)
@@ -17207,7 +17322,13 @@ def _d_iso2_ChargingProfileType(r: BitReader, c: int) -> _iso2.ChargingProfileTy
             ob4_.Unit = f_4_Unit
             ob4_.Value = f_4_Value
             f_3_ChargingProfileEntryMaxPower = ob4_
-            if c < 0x2:
+            if c >= 0x2:
+                if c < 0x4:
+                    av += 1
+                else:
+                    ec = (c >> 1) & 0x3
+                    raise r.fail_at(av + 1, 'ProfileEntryType[2]', f'event code {ec}, expected SE(ChargingProfileEntryMaxNumberOfPhasesInUse), EE')
+            else:
                 av -= 4
                 if av < 0:
                     win, av = r.refill(av, 5)
@@ -17218,11 +17339,6 @@ def _d_iso2_ChargingProfileType(r: BitReader, c: int) -> _iso2.ChargingProfileTy
                     if c & 0x13 != 0x0:
                         raise r.fail_at(av + 5, 'ProfileEntryType[2]', 'expected CH of ChargingProfileEntryMaxNumberOfPhasesInUse, EE of ChargingProfileEntryMaxNumberOfPhasesInUse, EE') from None
                     f_3_ChargingProfileEntryMaxNumberOfPhasesInUse = (c >> 2) + 1
-            elif c < 0x4:
-                av += 1
-            else:
-                ec = (c >> 1) & 0x3
-                raise r.fail_at(av + 1, 'ProfileEntryType[2]', f'event code {ec}, expected SE(ChargingProfileEntryMaxNumberOfPhasesInUse), EE')
             ob3_ = _new(_K_iso2_ProfileEntryType)
             ob3_.ChargingProfileEntryStart = f_3_ChargingProfileEntryStart
             ob3_.ChargingProfileEntryMaxPower = f_3_ChargingProfileEntryMaxPower
@@ -17232,23 +17348,16 @@ def _d_iso2_ChargingProfileType(r: BitReader, c: int) -> _iso2.ChargingProfileTy
             if n == 23:
                 s = 24
                 break
-        elif c < 0x20000000:
-            av += 28
-            s = -1
-            break
-        else:
-            ec = (c >> 28) & 0x3
-            raise r.fail_at(av + 28, 'ChargingProfileType[1]', f'event code {ec}, expected SE(ProfileEntry), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
-    if s == 24:
+    if s != 24:
+        av += 1
+    else:
         if c:
             raise r.fail_at(av + 1, 'ChargingProfileType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso2_ChargingProfileType)
     ob.ProfileEntry = f_ProfileEntry
@@ -17398,7 +17507,16 @@ def _d_iso2_ConsumptionCostType(r: BitReader, c: int) -> _iso2.ConsumptionCostTy
     c &= 0xf
     if c >= 0x8:
         raise r.fail_at(av + 4, 'ConsumptionCostType', 'expected EE of amount')
-    if c < 0x2:
+    if c >= 0x2:
+        if c < 0x4:
+            av -= 29
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        else:
+            ec = (c >> 1) & 0x3
+            raise r.fail_at(av + 1, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
+    else:
         av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
@@ -17413,20 +17531,18 @@ def _d_iso2_ConsumptionCostType(r: BitReader, c: int) -> _iso2.ConsumptionCostTy
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif c < 0x4:
-        av -= 29
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        ec = (c >> 1) & 0x3
-        raise r.fail_at(av + 1, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
     ob2_ = _new(_K_iso2_CostType)
     ob2_.costKind = f_2_costKind
     ob2_.amount = f_2_amount
     ob2_.amountMultiplier = f_2_amountMultiplier
     f_Cost.append(ob2_)
-    if c < 0x10000000:
+    if c >= 0x10000000:
+        if c < 0x20000000:
+            av += 28
+        else:
+            ec = (c >> 28) & 0x3
+            raise r.fail_at(av + 28, 'ConsumptionCostType[2]', f'event code {ec}, expected SE(Cost), EE')
+    else:
         try:
             f_3_costKind = _Tdbae0062[c >> 21]
         except KeyError:  # not a valid pattern: say why
@@ -17467,7 +17583,16 @@ def _d_iso2_ConsumptionCostType(r: BitReader, c: int) -> _iso2.ConsumptionCostTy
         c &= 0x1f
         if c >= 0x10:
             raise r.fail_at(av + 5, 'ConsumptionCostType[2]', 'expected EE of amount')
-        if c < 0x4:
+        if c >= 0x4:
+            if c < 0x8:
+                av -= 25
+                if av < 0:
+                    win, av = r.refill(av, 27)
+                c = (win >> av) & 0x7ffffff
+            else:
+                ec = (c >> 2) & 0x3
+                raise r.fail_at(av + 2, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
+        else:
             av -= 28
             if av < 0:
                 win, av = r.refill(av, 30)
@@ -17482,20 +17607,18 @@ def _d_iso2_ConsumptionCostType(r: BitReader, c: int) -> _iso2.ConsumptionCostTy
             if av < 0:
                 win, av = r.refill(av, 27)
             c = (win >> av) & 0x7ffffff
-        elif c < 0x8:
-            av -= 25
-            if av < 0:
-                win, av = r.refill(av, 27)
-            c = (win >> av) & 0x7ffffff
-        else:
-            ec = (c >> 2) & 0x3
-            raise r.fail_at(av + 2, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
         ob3_ = _new(_K_iso2_CostType)
         ob3_.costKind = f_3_costKind
         ob3_.amount = f_3_amount
         ob3_.amountMultiplier = f_3_amountMultiplier
         f_Cost.append(ob3_)
-        if c < 0x2000000:
+        if c >= 0x2000000:
+            if c < 0x4000000:
+                av += 25
+            else:
+                ec = (c >> 25) & 0x3
+                raise r.fail_at(av + 25, 'ConsumptionCostType[3]', f'event code {ec}, expected SE(Cost), EE')
+        else:
             try:
                 f_4_costKind = _Tdbae0062[c >> 18]
             except KeyError:  # not a valid pattern: say why
@@ -17539,19 +17662,20 @@ def _d_iso2_ConsumptionCostType(r: BitReader, c: int) -> _iso2.ConsumptionCostTy
             c = (win >> av) & 0x3ff
             if c >= 0x200:
                 raise r.fail_at(av + 10, 'ConsumptionCostType[3]', 'expected EE of amount')
-            if c < 0x80:
+            if c >= 0x80:
+                if c < 0x100:
+                    av += 6
+                    c >>= 6
+                else:
+                    ec = (c >> 7) & 0x3
+                    raise r.fail_at(av + 7, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
+            else:
                 try:
                     f_4_amountMultiplier = _Tae58e352[c >> 1]
                 except KeyError:  # not a valid pattern: say why
                     if c & 0x46 != 0x0:
                         raise r.fail_at(av + 7, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
                     f_4_amountMultiplier = (c >> 3) - 3
-            elif c < 0x100:
-                av += 6
-                c >>= 6
-            else:
-                ec = (c >> 7) & 0x3
-                raise r.fail_at(av + 7, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
             if c & 0x1 != 0x0:
                 raise r.fail_at(av + 1, 'ConsumptionCostType[3]', 'expected EE')
             ob4_ = _new(_K_iso2_CostType)
@@ -17559,16 +17683,6 @@ def _d_iso2_ConsumptionCostType(r: BitReader, c: int) -> _iso2.ConsumptionCostTy
             ob4_.amount = f_4_amount
             ob4_.amountMultiplier = f_4_amountMultiplier
             f_Cost.append(ob4_)
-        elif c < 0x4000000:
-            av += 25
-        else:
-            ec = (c >> 25) & 0x3
-            raise r.fail_at(av + 25, 'ConsumptionCostType[3]', f'event code {ec}, expected SE(Cost), EE')
-    elif c < 0x20000000:
-        av += 28
-    else:
-        ec = (c >> 28) & 0x3
-        raise r.fail_at(av + 28, 'ConsumptionCostType[2]', f'event code {ec}, expected SE(Cost), EE')
     r.avail = av
     ob = _new(_K_iso2_ConsumptionCostType)
     ob.startValue = f_startValue
@@ -17823,18 +17937,19 @@ def _d_iso2_CostType(r: BitReader, c: int) -> _iso2.CostType:
     c = (win >> av) & 0x1ff
     if c >= 0x100:
         raise r.fail_at(av + 9, 'CostType', 'expected EE of amount')
-    if c < 0x40:
+    if c >= 0x40:
+        if c < 0x80:
+            av += 6
+        else:
+            ec = (c >> 6) & 0x3
+            raise r.fail_at(av + 6, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
+    else:
         try:
             f_amountMultiplier = _Tae58e352[c]
         except KeyError:  # not a valid pattern: say why
             if c & 0x23 != 0x0:
                 raise r.fail_at(av + 6, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
             f_amountMultiplier = (c >> 2) - 3
-    elif c < 0x80:
-        av += 6
-    else:
-        ec = (c >> 6) & 0x3
-        raise r.fail_at(av + 6, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
     r.avail = av
     ob = _new(_K_iso2_CostType)
     ob.costKind = f_costKind
@@ -17909,7 +18024,30 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader, c: int) -> _iso2.DC_EVChargeP
     f_FullSOC: int | None = None
     f_BulkSOC: int | None = None
     s = 0
-    if c < 0x4000000:
+    if c >= 0x4000000:
+        if c < 0x8000000:
+            if c & 0x370e030 != 0x0:
+                raise r.fail_at(av + 26, 'DC_EVChargeParameterType[0]', 'expected SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE')
+            f_2_EVReady = ((c >> 23) & 1) == 1
+            iv = ((c >> 16) & 15)
+            if iv >= 12:
+                raise r.fail_at(av + 4, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
+            f_2_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
+            f_2_EVRESSSOC = ((c >> 6) & 127)
+            ob2_ = _new(_K_iso2_DC_EVStatusType)
+            ob2_.EVReady = f_2_EVReady
+            ob2_.EVErrorCode = f_2_EVErrorCode
+            ob2_.EVRESSSOC = f_2_EVRESSSOC
+            f_DC_EVStatus = ob2_
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            s = 2
+        else:
+            ec = (c >> 26) & 0x3
+            raise r.fail_at(av + 26, 'DC_EVChargeParameterType[0]', f'event code {ec}, expected SE(DepartureTime), SE(DC_EVStatus)')
+    else:
         if c >= 0x2000000:
             raise r.fail_at(av + 26, 'DC_EVChargeParameterType[0]', 'expected CH of DepartureTime')
         u = (c >> 17)
@@ -17961,28 +18099,6 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader, c: int) -> _iso2.DC_EVChargeP
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif c < 0x8000000:
-        if c & 0x370e030 != 0x0:
-            raise r.fail_at(av + 26, 'DC_EVChargeParameterType[0]', 'expected SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE')
-        f_2_EVReady = ((c >> 23) & 1) == 1
-        iv = ((c >> 16) & 15)
-        if iv >= 12:
-            raise r.fail_at(av + 4, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
-        f_2_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
-        f_2_EVRESSSOC = ((c >> 6) & 127)
-        ob2_ = _new(_K_iso2_DC_EVStatusType)
-        ob2_.EVReady = f_2_EVReady
-        ob2_.EVErrorCode = f_2_EVErrorCode
-        ob2_.EVRESSSOC = f_2_EVRESSSOC
-        f_DC_EVStatus = ob2_
-        av -= 26
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        s = 2
-    else:
-        ec = (c >> 26) & 0x3
-        raise r.fail_at(av + 26, 'DC_EVChargeParameterType[0]', f'event code {ec}, expected SE(DepartureTime), SE(DC_EVStatus)')
     try:
         f_3_Multiplier, f_3_Unit, sg = _T3b5e3738[c >> 14]
     except KeyError:  # not a valid pattern: say why
@@ -18031,7 +18147,67 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader, c: int) -> _iso2.DC_EVChargeP
     ob3_.Value = f_3_Value
     f_EVMaximumCurrentLimit = ob3_
     s = 3
-    if c < 0x4:
+    if c >= 0x4:
+        if c < 0x8:
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            try:
+                f_6_Multiplier, f_6_Unit, sg = _Tea8843d1[c >> 15]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x31c70000 != 0x0:
+                    raise r.fail_at(av + 30, 'DC_EVChargeParameterType[3]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                f_6_Multiplier = (c >> 25) - 3
+                iv = ((c >> 19) & 7)
+                if iv >= 7:
+                    raise r.fail_at(av + 15, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                f_6_Unit = _E_iso2_unitSymbolType[iv]
+                sg = ((c >> 15) & 1)
+            u = ((c >> 7) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 15)
+                c = (win >> av) & 0x7fff
+                u2 = c >> 7
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 15)
+                    c = (win >> av) & 0x7fff
+                    u2 = c >> 7
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 7
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 7
+                        if av < 0:
+                            win, av = r.refill(av, 7)
+                        c = (win >> av) & 0x7f
+            f_6_Value = -u - 1 if sg else u
+            if c & 0x60 != 0x0:
+                raise r.fail_at(av + 7, 'DC_EVChargeParameterType[3]', 'expected EE of Value, EE')
+            ob6_ = _new(_K_iso2_PhysicalValueType)
+            ob6_.Multiplier = f_6_Multiplier
+            ob6_.Unit = f_6_Unit
+            ob6_.Value = f_6_Value
+            f_EVMaximumVoltageLimit = ob6_
+            av -= 25
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            s = 5
+        else:
+            ec = (c >> 2) & 0x3
+            raise r.fail_at(av + 2, 'DC_EVChargeParameterType[3]', f'event code {ec}, expected SE(EVMaximumPowerLimit), SE(EVMaximumVoltageLimit)')
+    else:
         av -= 28
         if av < 0:
             win, av = r.refill(av, 30)
@@ -18135,66 +18311,90 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader, c: int) -> _iso2.DC_EVChargeP
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif c < 0x8:
-        av -= 28
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        try:
-            f_6_Multiplier, f_6_Unit, sg = _Tea8843d1[c >> 15]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x31c70000 != 0x0:
-                raise r.fail_at(av + 30, 'DC_EVChargeParameterType[3]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-            f_6_Multiplier = (c >> 25) - 3
-            iv = ((c >> 19) & 7)
-            if iv >= 7:
-                raise r.fail_at(av + 15, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
-            f_6_Unit = _E_iso2_unitSymbolType[iv]
-            sg = ((c >> 15) & 1)
-        u = ((c >> 7) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 15)
-            c = (win >> av) & 0x7fff
-            u2 = c >> 7
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
+    if c >= 0x8000000:
+        if c < 0x10000000:
+            try:
+                f_9_Multiplier, f_9_Unit, sg = _Tea8843d1[(c >> 12) & 0x7fff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x638e000 != 0x0:
+                    raise r.fail_at(av + 27, 'DC_EVChargeParameterType[5]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                f_9_Multiplier = ((c >> 22) & 7) - 3
+                iv = ((c >> 16) & 7)
+                if iv >= 7:
+                    raise r.fail_at(av + 12, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                f_9_Unit = _E_iso2_unitSymbolType[iv]
+                sg = ((c >> 12) & 1)
+            u = ((c >> 4) & 255)
+            if u > 127:
                 av -= 8
                 if av < 0:
-                    win, av = r.refill(av, 15)
-                c = (win >> av) & 0x7fff
-                u2 = c >> 7
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 7
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 7
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
                     if av < 0:
-                        win, av = r.refill(av, 7)
-                    c = (win >> av) & 0x7f
-        f_6_Value = -u - 1 if sg else u
-        if c & 0x60 != 0x0:
-            raise r.fail_at(av + 7, 'DC_EVChargeParameterType[3]', 'expected EE of Value, EE')
-        ob6_ = _new(_K_iso2_PhysicalValueType)
-        ob6_.Multiplier = f_6_Multiplier
-        ob6_.Unit = f_6_Unit
-        ob6_.Value = f_6_Value
-        f_EVMaximumVoltageLimit = ob6_
-        av -= 25
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        s = 5
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 4
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 4
+                        if av < 0:
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
+            f_9_Value = -u - 1 if sg else u
+            if c & 0xc != 0x0:
+                raise r.fail_at(av + 4, 'DC_EVChargeParameterType[5]', 'expected EE of Value, EE')
+            ob9_ = _new(_K_iso2_PhysicalValueType)
+            ob9_.Multiplier = f_9_Multiplier
+            ob9_.Unit = f_9_Unit
+            ob9_.Value = f_9_Value
+            f_EVEnergyRequest = ob9_
+            av -= 21
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
+            s = 7
+        elif c < 0x18000000:
+            try:
+                f_FullSOC = _Tf00db23f[(c >> 18) & 0x1ff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x4040000 != 0x0:
+                    raise r.fail_at(av + 27, 'DC_EVChargeParameterType[5]', 'expected CH of FullSOC, EE of FullSOC') from None
+                f_FullSOC = ((c >> 19) & 127)
+            av -= 5
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
+            s = 8
+        elif c < 0x20000000:
+            try:
+                f_BulkSOC = _Tf00db23f[(c >> 18) & 0x1ff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x4040000 != 0x0:
+                    raise r.fail_at(av + 27, 'DC_EVChargeParameterType[5]', 'expected CH of BulkSOC, EE of BulkSOC') from None
+                f_BulkSOC = ((c >> 19) & 127)
+            av -= 5
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
+            s = 9
+        elif c < 0x28000000:
+            av += 4
+            s = -1
+        else:
+            ec = (c >> 27) & 0x7
+            raise r.fail_at(av + 27, 'DC_EVChargeParameterType[5]', f'event code {ec}, expected SE(EVEnergyCapacity), SE(EVEnergyRequest), SE(FullSOC), SE(BulkSOC), EE')
     else:
-        ec = (c >> 2) & 0x3
-        raise r.fail_at(av + 2, 'DC_EVChargeParameterType[3]', f'event code {ec}, expected SE(EVMaximumPowerLimit), SE(EVMaximumVoltageLimit)')
-    if c < 0x8000000:
         try:
             f_7_Multiplier, f_7_Unit, sg = _Tea8843d1[c >> 12]
         except KeyError:  # not a valid pattern: say why
@@ -18245,7 +18445,38 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader, c: int) -> _iso2.DC_EVChargeP
         ob7_.Unit = f_7_Unit
         ob7_.Value = f_7_Value
         f_EVEnergyCapacity = ob7_
-        if c < 0x2000000:
+        if c >= 0x2000000:
+            if c < 0x4000000:
+                try:
+                    f_FullSOC = _Tf00db23f[(c >> 16) & 0x1ff]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x1010000 != 0x0:
+                        raise r.fail_at(av + 25, 'DC_EVChargeParameterType[6]', 'expected CH of FullSOC, EE of FullSOC') from None
+                    f_FullSOC = ((c >> 17) & 127)
+                av -= 7
+                if av < 0:
+                    win, av = r.refill(av, 23)
+                c = (win >> av) & 0x7fffff
+                s = 8
+            elif c < 0x6000000:
+                try:
+                    f_BulkSOC = _Tf00db23f[(c >> 16) & 0x1ff]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x1010000 != 0x0:
+                        raise r.fail_at(av + 25, 'DC_EVChargeParameterType[6]', 'expected CH of BulkSOC, EE of BulkSOC') from None
+                    f_BulkSOC = ((c >> 17) & 127)
+                av -= 7
+                if av < 0:
+                    win, av = r.refill(av, 23)
+                c = (win >> av) & 0x7fffff
+                s = 9
+            elif c < 0x8000000:
+                av += 2
+                s = -1
+            else:
+                ec = (c >> 25) & 0x7
+                raise r.fail_at(av + 25, 'DC_EVChargeParameterType[6]', f'event code {ec}, expected SE(EVEnergyRequest), SE(FullSOC), SE(BulkSOC), EE')
+        else:
             try:
                 f_8_Multiplier, f_8_Unit, sg = _Tea8843d1[c >> 10]
             except KeyError:  # not a valid pattern: say why
@@ -18297,121 +18528,30 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader, c: int) -> _iso2.DC_EVChargeP
                 win, av = r.refill(av, 23)
             c = (win >> av) & 0x7fffff
             s = 7
-        elif c < 0x4000000:
-            try:
-                f_FullSOC = _Tf00db23f[(c >> 16) & 0x1ff]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x1010000 != 0x0:
-                    raise r.fail_at(av + 25, 'DC_EVChargeParameterType[6]', 'expected CH of FullSOC, EE of FullSOC') from None
-                f_FullSOC = ((c >> 17) & 127)
-            av -= 7
-            if av < 0:
-                win, av = r.refill(av, 23)
-            c = (win >> av) & 0x7fffff
-            s = 8
-        elif c < 0x6000000:
-            try:
-                f_BulkSOC = _Tf00db23f[(c >> 16) & 0x1ff]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x1010000 != 0x0:
-                    raise r.fail_at(av + 25, 'DC_EVChargeParameterType[6]', 'expected CH of BulkSOC, EE of BulkSOC') from None
-                f_BulkSOC = ((c >> 17) & 127)
-            av -= 7
-            if av < 0:
-                win, av = r.refill(av, 23)
-            c = (win >> av) & 0x7fffff
-            s = 9
-        elif c < 0x8000000:
-            av += 2
-            s = -1
-        else:
-            ec = (c >> 25) & 0x7
-            raise r.fail_at(av + 25, 'DC_EVChargeParameterType[6]', f'event code {ec}, expected SE(EVEnergyRequest), SE(FullSOC), SE(BulkSOC), EE')
-    elif c < 0x10000000:
-        try:
-            f_9_Multiplier, f_9_Unit, sg = _Tea8843d1[(c >> 12) & 0x7fff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x638e000 != 0x0:
-                raise r.fail_at(av + 27, 'DC_EVChargeParameterType[5]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-            f_9_Multiplier = ((c >> 22) & 7) - 3
-            iv = ((c >> 16) & 7)
-            if iv >= 7:
-                raise r.fail_at(av + 12, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
-            f_9_Unit = _E_iso2_unitSymbolType[iv]
-            sg = ((c >> 12) & 1)
-        u = ((c >> 4) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
-            u2 = c >> 4
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
-                u2 = c >> 4
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 4
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 4
-                    if av < 0:
-                        win, av = r.refill(av, 4)
-                    c = (win >> av) & 0xf
-        f_9_Value = -u - 1 if sg else u
-        if c & 0xc != 0x0:
-            raise r.fail_at(av + 4, 'DC_EVChargeParameterType[5]', 'expected EE of Value, EE')
-        ob9_ = _new(_K_iso2_PhysicalValueType)
-        ob9_.Multiplier = f_9_Multiplier
-        ob9_.Unit = f_9_Unit
-        ob9_.Value = f_9_Value
-        f_EVEnergyRequest = ob9_
-        av -= 21
-        if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        s = 7
-    elif c < 0x18000000:
-        try:
-            f_FullSOC = _Tf00db23f[(c >> 18) & 0x1ff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x4040000 != 0x0:
-                raise r.fail_at(av + 27, 'DC_EVChargeParameterType[5]', 'expected CH of FullSOC, EE of FullSOC') from None
-            f_FullSOC = ((c >> 19) & 127)
-        av -= 5
-        if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        s = 8
-    elif c < 0x20000000:
-        try:
-            f_BulkSOC = _Tf00db23f[(c >> 18) & 0x1ff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x4040000 != 0x0:
-                raise r.fail_at(av + 27, 'DC_EVChargeParameterType[5]', 'expected CH of BulkSOC, EE of BulkSOC') from None
-            f_BulkSOC = ((c >> 19) & 127)
-        av -= 5
-        if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        s = 9
-    elif c < 0x28000000:
-        av += 4
-        s = -1
+    if s != 7:
+        pass
     else:
-        ec = (c >> 27) & 0x7
-        raise r.fail_at(av + 27, 'DC_EVChargeParameterType[5]', f'event code {ec}, expected SE(EVEnergyCapacity), SE(EVEnergyRequest), SE(FullSOC), SE(BulkSOC), EE')
-    if s == 7:
         c &= 0x7fffff
-        if c < 0x200000:
+        if c >= 0x200000:
+            if c < 0x400000:
+                try:
+                    f_BulkSOC = _Tf00db23f[(c >> 12) & 0x1ff]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x101000 != 0x0:
+                        raise r.fail_at(av + 21, 'DC_EVChargeParameterType[7]', 'expected CH of BulkSOC, EE of BulkSOC') from None
+                    f_BulkSOC = ((c >> 13) & 127)
+                av -= 11
+                if av < 0:
+                    win, av = r.refill(av, 23)
+                c = (win >> av) & 0x7fffff
+                s = 9
+            elif c < 0x600000:
+                av -= 2
+                s = -1
+            else:
+                ec = (c >> 21) & 0x3
+                raise r.fail_at(av + 21, 'DC_EVChargeParameterType[7]', f'event code {ec}, expected SE(FullSOC), SE(BulkSOC), EE')
+        else:
             try:
                 f_FullSOC = _Tf00db23f[c >> 12]
             except KeyError:  # not a valid pattern: say why
@@ -18423,27 +18563,18 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader, c: int) -> _iso2.DC_EVChargeP
                 win, av = r.refill(av, 23)
             c = (win >> av) & 0x7fffff
             s = 8
-        elif c < 0x400000:
-            try:
-                f_BulkSOC = _Tf00db23f[(c >> 12) & 0x1ff]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x101000 != 0x0:
-                    raise r.fail_at(av + 21, 'DC_EVChargeParameterType[7]', 'expected CH of BulkSOC, EE of BulkSOC') from None
-                f_BulkSOC = ((c >> 13) & 127)
-            av -= 11
-            if av < 0:
-                win, av = r.refill(av, 23)
-            c = (win >> av) & 0x7fffff
-            s = 9
-        elif c < 0x600000:
-            av -= 2
-            s = -1
-        else:
-            ec = (c >> 21) & 0x3
-            raise r.fail_at(av + 21, 'DC_EVChargeParameterType[7]', f'event code {ec}, expected SE(FullSOC), SE(BulkSOC), EE')
-    if s == 8:
+    if s != 8:
+        pass
+    else:
         c &= 0x7fffff
-        if c < 0x200000:
+        if c >= 0x200000:
+            if c < 0x400000:
+                av -= 2
+                s = -1
+            else:
+                ec = (c >> 21) & 0x3
+                raise r.fail_at(av + 21, 'DC_EVChargeParameterType[8]', f'event code {ec}, expected SE(BulkSOC), EE')
+        else:
             try:
                 f_BulkSOC = _Tf00db23f[c >> 12]
             except KeyError:  # not a valid pattern: say why
@@ -18455,19 +18586,13 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader, c: int) -> _iso2.DC_EVChargeP
                 win, av = r.refill(av, 23)
             c = (win >> av) & 0x7fffff
             s = 9
-        elif c < 0x400000:
-            av -= 2
-            s = -1
-        else:
-            ec = (c >> 21) & 0x3
-            raise r.fail_at(av + 21, 'DC_EVChargeParameterType[8]', f'event code {ec}, expected SE(BulkSOC), EE')
-    if s == 9:
+    if s != 9:
+        av += 23
+    else:
         av += 22
         if c & 0x400000 != 0x0:
             raise r.fail_at(av + 1, 'DC_EVChargeParameterType', 'expected EE')
         s = -1
-    else:
-        av += 23
     r.avail = av
     ob = _new(_K_iso2_DC_EVChargeParameterType)
     ob.DepartureTime = f_DepartureTime
@@ -18886,13 +19011,28 @@ def _d_iso2_DC_EVPowerDeliveryParameterType(r: BitReader, c: int) -> _iso2.DC_EV
         raise r.fail_at(av + 3, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
     f_1_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
     f_1_EVRESSSOC = ((c >> 7) & 127)
-    ec = ((c >> 3) & 3)
+    c &= 0x1f
     ob1_ = _new(_K_iso2_DC_EVStatusType)
     ob1_.EVReady = f_1_EVReady
     ob1_.EVErrorCode = f_1_EVErrorCode
     ob1_.EVRESSSOC = f_1_EVRESSSOC
     f_DC_EVStatus = ob1_
-    if ec == 0:
+    if c >= 0x8:
+        if c < 0x10:
+            try:
+                f_ChargingComplete = _Ta870a97b[c & 0x7]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x5 != 0x0:
+                    raise r.fail_at(av + 3, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
+                f_ChargingComplete = ((c >> 1) & 1) == 1
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+        else:
+            ec = (c >> 3) & 0x3
+            raise r.fail_at(av + 3, 'DC_EVPowerDeliveryParameterType[1]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 8)
@@ -18904,19 +19044,6 @@ def _d_iso2_DC_EVPowerDeliveryParameterType(r: BitReader, c: int) -> _iso2.DC_EV
                 raise r.fail_at(av + 8, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete, SE(ChargingComplete), CH of ChargingComplete, EE of ChargingComplete') from None
             f_BulkChargingComplete = (c >> 6) == 1
             f_ChargingComplete = ((c >> 2) & 1) == 1
-    elif ec == 1:
-        try:
-            f_ChargingComplete = _Ta870a97b[c & 0x7]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x5 != 0x0:
-                raise r.fail_at(av + 3, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
-            f_ChargingComplete = ((c >> 1) & 1) == 1
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-    else:
-        raise r.fail_at(av + 3, 'DC_EVPowerDeliveryParameterType[1]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'DC_EVPowerDeliveryParameterType', 'expected EE')
     r.avail = av
@@ -19022,7 +19149,27 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _iso2.DC_EVSECha
             raise r.fail_at(av + 1, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
         f_1_EVSENotification = _E_iso2_EVSENotificationType[iv]
         ec = ((c >> 1) & 3)
-    if ec == 0:
+    if ec == 1:
+        av -= 29
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        try:
+            f_1_EVSEStatusCode = _Tf61d13e1[c >> 24]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x21000000 != 0x0:
+                raise r.fail_at(av + 30, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+            iv = (c >> 25)
+            if iv >= 12:
+                raise r.fail_at(av + 24, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+            f_1_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
+        av -= 6
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+    elif ec != 0:
+        raise r.fail_at(av + 1, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+    else:
         av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
@@ -19044,26 +19191,6 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _iso2.DC_EVSECha
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif ec == 1:
-        av -= 29
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        try:
-            f_1_EVSEStatusCode = _Tf61d13e1[c >> 24]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x21000000 != 0x0:
-                raise r.fail_at(av + 30, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-            iv = (c >> 25)
-            if iv >= 12:
-                raise r.fail_at(av + 24, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
-            f_1_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
-        av -= 6
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        raise r.fail_at(av + 1, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
     try:
         f_2_Multiplier, f_2_Unit, sg = _T9dbb19d6[c >> 13]
     except KeyError:  # not a valid pattern: say why
@@ -19309,7 +19436,66 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _iso2.DC_EVSECha
     ob6_.Unit = f_6_Unit
     ob6_.Value = f_6_Value
     f_EVSEMinimumVoltageLimit = ob6_
-    if c < 0x1:
+    if c >= 0x1:
+        if c < 0x2:
+            av -= 30
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            try:
+                f_9_Multiplier, f_9_Unit, sg = _Tea8843d1[c >> 15]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x31c70000 != 0x0:
+                    raise r.fail_at(av + 30, 'DC_EVSEChargeParameterType[6]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                f_9_Multiplier = (c >> 25) - 3
+                iv = ((c >> 19) & 7)
+                if iv >= 7:
+                    raise r.fail_at(av + 15, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                f_9_Unit = _E_iso2_unitSymbolType[iv]
+                sg = ((c >> 15) & 1)
+            u = ((c >> 7) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 15)
+                c = (win >> av) & 0x7fff
+                u2 = c >> 7
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 15)
+                    c = (win >> av) & 0x7fff
+                    u2 = c >> 7
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 7
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 7
+                        if av < 0:
+                            win, av = r.refill(av, 7)
+                        c = (win >> av) & 0x7f
+            f_9_Value = -u - 1 if sg else u
+            if c & 0x60 != 0x0:
+                raise r.fail_at(av + 7, 'DC_EVSEChargeParameterType[6]', 'expected EE of Value, EE')
+            ob9_ = _new(_K_iso2_PhysicalValueType)
+            ob9_.Multiplier = f_9_Multiplier
+            ob9_.Unit = f_9_Unit
+            ob9_.Value = f_9_Value
+            f_EVSEPeakCurrentRipple = ob9_
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+        else:
+            ec = (c >> 0) & 0x3
+            raise r.fail_at(av, 'DC_EVSEChargeParameterType[6]', f'event code {ec}, expected SE(EVSECurrentRegulationTolerance), SE(EVSEPeakCurrentRipple)')
+    else:
         av -= 30
         if av < 0:
             win, av = r.refill(av, 30)
@@ -19412,65 +19598,13 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _iso2.DC_EVSECha
         if av < 0:
             win, av = r.refill(av, 28)
         c = (win >> av) & 0xfffffff
-    elif c < 0x2:
-        av -= 30
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        try:
-            f_9_Multiplier, f_9_Unit, sg = _Tea8843d1[c >> 15]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x31c70000 != 0x0:
-                raise r.fail_at(av + 30, 'DC_EVSEChargeParameterType[6]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-            f_9_Multiplier = (c >> 25) - 3
-            iv = ((c >> 19) & 7)
-            if iv >= 7:
-                raise r.fail_at(av + 15, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
-            f_9_Unit = _E_iso2_unitSymbolType[iv]
-            sg = ((c >> 15) & 1)
-        u = ((c >> 7) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 15)
-            c = (win >> av) & 0x7fff
-            u2 = c >> 7
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 15)
-                c = (win >> av) & 0x7fff
-                u2 = c >> 7
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 7
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 7
-                    if av < 0:
-                        win, av = r.refill(av, 7)
-                    c = (win >> av) & 0x7f
-        f_9_Value = -u - 1 if sg else u
-        if c & 0x60 != 0x0:
-            raise r.fail_at(av + 7, 'DC_EVSEChargeParameterType[6]', 'expected EE of Value, EE')
-        ob9_ = _new(_K_iso2_PhysicalValueType)
-        ob9_.Multiplier = f_9_Multiplier
-        ob9_.Unit = f_9_Unit
-        ob9_.Value = f_9_Value
-        f_EVSEPeakCurrentRipple = ob9_
-        av -= 23
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
+    if c >= 0x4000000:
+        if c < 0x8000000:
+            av += 26
+        else:
+            ec = (c >> 26) & 0x3
+            raise r.fail_at(av + 26, 'DC_EVSEChargeParameterType[8]', f'event code {ec}, expected SE(EVSEEnergyToBeDelivered), EE')
     else:
-        ec = (c >> 0) & 0x3
-        raise r.fail_at(av, 'DC_EVSEChargeParameterType[6]', f'event code {ec}, expected SE(EVSECurrentRegulationTolerance), SE(EVSEPeakCurrentRipple)')
-    if c < 0x4000000:
         try:
             f_10_Multiplier, f_10_Unit, sg = _Tea8843d1[c >> 11]
         except KeyError:  # not a valid pattern: say why
@@ -19517,11 +19651,6 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader, c: int) -> _iso2.DC_EVSECha
         ob10_.Unit = f_10_Unit
         ob10_.Value = f_10_Value
         f_EVSEEnergyToBeDelivered = ob10_
-    elif c < 0x8000000:
-        av += 26
-    else:
-        ec = (c >> 26) & 0x3
-        raise r.fail_at(av + 26, 'DC_EVSEChargeParameterType[8]', f'event code {ec}, expected SE(EVSEEnergyToBeDelivered), EE')
     r.avail = av
     ob = _new(_K_iso2_DC_EVSEChargeParameterType)
     ob.DC_EVSEStatus = f_DC_EVSEStatus
@@ -19926,7 +20055,23 @@ def _d_iso2_DC_EVSEStatusType(r: BitReader, c: int) -> _iso2.DC_EVSEStatusType:
             raise r.fail_at(av + 2, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}') from None
         f_EVSENotification = _E_iso2_EVSENotificationType[iv]
         ec = ((c >> 2) & 3)
-    if ec == 0:
+    if ec == 1:
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 7)
+        c = (win >> av) & 0x7f
+        try:
+            f_EVSEStatusCode = _Tf61d13e1[c >> 1]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x42 != 0x0:
+                raise r.fail_at(av + 7, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
+            iv = (c >> 2)
+            if iv >= 12:
+                raise r.fail_at(av + 1, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
+            f_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
+    elif ec != 0:
+        raise r.fail_at(av + 2, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+    else:
         av -= 11
         if av < 0:
             win, av = r.refill(av, 13)
@@ -19944,22 +20089,6 @@ def _d_iso2_DC_EVSEStatusType(r: BitReader, c: int) -> _iso2.DC_EVSEStatusType:
             if iv >= 12:
                 raise r.fail_at(av + 1, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
             f_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
-    elif ec == 1:
-        av -= 5
-        if av < 0:
-            win, av = r.refill(av, 7)
-        c = (win >> av) & 0x7f
-        try:
-            f_EVSEStatusCode = _Tf61d13e1[c >> 1]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x42 != 0x0:
-                raise r.fail_at(av + 7, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode') from None
-            iv = (c >> 2)
-            if iv >= 12:
-                raise r.fail_at(av + 1, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}') from None
-            f_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
-    else:
-        raise r.fail_at(av + 2, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'DC_EVSEStatusType', 'expected EE')
     r.avail = av
@@ -20277,7 +20406,13 @@ def _d_iso2_EVChargeParameterType(r: BitReader, c: int) -> _iso2.EVChargeParamet
     win = r.win
     av = r.avail
     f_DepartureTime: int | None = None
-    if c < 0x800:
+    if c >= 0x800:
+        if c < 0x1000:
+            av += 11
+        else:
+            ec = (c >> 11) & 0x3
+            raise r.fail_at(av + 11, 'EVChargeParameterType[0]', f'event code {ec}, expected SE(DepartureTime), EE')
+    else:
         if c >= 0x400:
             raise r.fail_at(av + 11, 'EVChargeParameterType[0]', 'expected CH of DepartureTime')
         u = (c >> 2)
@@ -20310,11 +20445,6 @@ def _d_iso2_EVChargeParameterType(r: BitReader, c: int) -> _iso2.EVChargeParamet
         f_DepartureTime = u
         if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'EVChargeParameterType[0]', 'expected EE of DepartureTime, EE')
-    elif c < 0x1000:
-        av += 11
-    else:
-        ec = (c >> 11) & 0x3
-        raise r.fail_at(av + 11, 'EVChargeParameterType[0]', f'event code {ec}, expected SE(DepartureTime), EE')
     r.avail = av
     ob = _new(_K_iso2_EVChargeParameterType)
     ob.DepartureTime = f_DepartureTime
@@ -20507,7 +20637,18 @@ def _d_iso2_EntryType(r: BitReader, c: int) -> _iso2.EntryType:
     av = r.avail
     f_RelativeTimeInterval: _iso2.RelativeTimeIntervalType | None = None
     f_TimeInterval: _iso2.IntervalType | None = None
-    if c < 0x2000000:
+    if c >= 0x2000000:
+        if c < 0x4000000:
+            av += 23
+            if c >= 0x3000000:
+                raise r.fail_at(av + 2, 'EntryType[0]', 'expected EE')
+            ob2_ = _new(_K_iso2_IntervalType)
+            f_TimeInterval = ob2_
+            c >>= 23
+        else:
+            ec = (c >> 25) & 0x3
+            raise r.fail_at(av + 25, 'EntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
+    else:
         if c >= 0x800000:
             raise r.fail_at(av + 25, 'EntryType[0]', 'expected SE(start), CH of start')
         u = (c >> 15)
@@ -20541,7 +20682,14 @@ def _d_iso2_EntryType(r: BitReader, c: int) -> _iso2.EntryType:
         c &= 0x7f
         if c >= 0x40:
             raise r.fail_at(av + 7, 'EntryType[0]', 'expected EE of start')
-        if c < 0x10:
+        if c >= 0x10:
+            if c < 0x20:
+                av += 3
+                c >>= 3
+            else:
+                ec = (c >> 4) & 0x3
+                raise r.fail_at(av + 4, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
+        else:
             av -= 16
             if av < 0:
                 win, av = r.refill(av, 20)
@@ -20577,26 +20725,10 @@ def _d_iso2_EntryType(r: BitReader, c: int) -> _iso2.EntryType:
             f_1_duration = u
             if c & 0x6 != 0x0:
                 raise r.fail_at(av + 3, 'RelativeTimeIntervalType[1]', 'expected EE of duration, EE')
-        elif c < 0x20:
-            av += 3
-            c >>= 3
-        else:
-            ec = (c >> 4) & 0x3
-            raise r.fail_at(av + 4, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
         ob1_ = _new(_K_iso2_RelativeTimeIntervalType)
         ob1_.start = f_1_start
         ob1_.duration = f_1_duration
         f_RelativeTimeInterval = ob1_
-    elif c < 0x4000000:
-        av += 23
-        if c >= 0x3000000:
-            raise r.fail_at(av + 2, 'EntryType[0]', 'expected EE')
-        ob2_ = _new(_K_iso2_IntervalType)
-        f_TimeInterval = ob2_
-        c >>= 23
-    else:
-        ec = (c >> 25) & 0x3
-        raise r.fail_at(av + 25, 'EntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'EntryType', 'expected EE')
     r.avail = av
@@ -20731,7 +20863,15 @@ def _d_iso2_ListOfRootCertificateIDsType(r: BitReader, c: int) -> _iso2.ListOfRo
         if av < 0:
             win, av = r.refill(av, 12)
         c = (win >> av) & 0xfff
-        if c < 0x400:
+        if c >= 0x400:
+            if c < 0x800:
+                av += 10
+                s = -1
+                break
+            else:
+                ec = (c >> 10) & 0x3
+                raise r.fail_at(av + 10, 'ListOfRootCertificateIDsType[1]', f'event code {ec}, expected SE(RootCertificateID), EE')
+        else:
             if c >= 0x100:
                 raise r.fail_at(av + 10, 'ListOfRootCertificateIDsType[1]', 'expected SE(X509IssuerName), CH of X509IssuerName')
             u = c
@@ -20805,23 +20945,16 @@ def _d_iso2_ListOfRootCertificateIDsType(r: BitReader, c: int) -> _iso2.ListOfRo
             if n == 19:
                 s = 20
                 break
-        elif c < 0x800:
-            av += 10
-            s = -1
-            break
-        else:
-            ec = (c >> 10) & 0x3
-            raise r.fail_at(av + 10, 'ListOfRootCertificateIDsType[1]', f'event code {ec}, expected SE(RootCertificateID), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
-    if s == 20:
+    if s != 20:
+        av += 1
+    else:
         if c:
             raise r.fail_at(av + 1, 'ListOfRootCertificateIDsType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso2_ListOfRootCertificateIDsType)
     ob.RootCertificateID = f_RootCertificateID
@@ -20980,7 +21113,131 @@ def _d_iso2_MeterInfoType(r: BitReader, c: int) -> _iso2.MeterInfoType:
     if c >= 0x20000000:
         raise r.fail_at(av + 30, 'MeterInfoType', 'expected EE of MeterID')
     s = 1
-    if c < 0x4000000:
+    if c >= 0x4000000:
+        if c < 0x8000000:
+            av += 17
+            if c >= 0x6000000:
+                raise r.fail_at(av + 9, 'MeterInfoType[1]', 'expected CH of SigMeterReading')
+            u = ((c >> 17) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_SigMeterReading = r.binary_of(u, 64)
+            win = r.win
+            av = r.avail
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            if c >= 0x8000000:
+                raise r.fail_at(av + 28, 'MeterInfoType[1]', 'expected EE of SigMeterReading')
+            s = 3
+        elif c < 0xc000000:
+            try:
+                sg = _T071cdf68[(c >> 24) & 0x3]
+            except KeyError:  # not a valid pattern: say why
+                if c >= 0xa000000:
+                    raise r.fail_at(av + 26, 'MeterInfoType[1]', 'expected CH of MeterStatus') from None
+                sg = ((c >> 24) & 1)
+            u = ((c >> 16) & 255)
+            if u > 127:
+                u2 = (c >> 8) & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 16)
+                    c = (win >> av) & 0xffff
+                    u2 = c >> 8
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 8
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        c = (win >> av) & 0xff
+            else:
+                av += 8
+                c >>= 8
+            f_MeterStatus = -u - 1 if sg else u
+            if c & 0x80 != 0x0:
+                raise r.fail_at(av + 8, 'MeterInfoType[1]', 'expected EE of MeterStatus')
+            av -= 20
+            if av < 0:
+                win, av = r.refill(av, 27)
+            c = (win >> av) & 0x7ffffff
+            s = 4
+        elif c < 0x10000000:
+            try:
+                sg = _T071cdf68[(c >> 24) & 0x3]
+            except KeyError:  # not a valid pattern: say why
+                if c >= 0xe000000:
+                    raise r.fail_at(av + 26, 'MeterInfoType[1]', 'expected CH of TMeter') from None
+                sg = ((c >> 24) & 1)
+            u = ((c >> 16) & 255)
+            if u > 127:
+                u2 = (c >> 8) & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 16)
+                    c = (win >> av) & 0xffff
+                    u2 = c >> 8
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 8
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        c = (win >> av) & 0xff
+            else:
+                av += 8
+                c >>= 8
+            f_TMeter = -u - 1 if sg else u
+            if c & 0x80 != 0x0:
+                raise r.fail_at(av + 8, 'MeterInfoType[1]', 'expected EE of TMeter')
+            av -= 20
+            if av < 0:
+                win, av = r.refill(av, 27)
+            c = (win >> av) & 0x7ffffff
+            s = 5
+        elif c < 0x14000000:
+            av -= 1
+            s = -1
+        else:
+            ec = (c >> 26) & 0x7
+            raise r.fail_at(av + 26, 'MeterInfoType[1]', f'event code {ec}, expected SE(MeterReading), SE(SigMeterReading), SE(MeterStatus), SE(TMeter), EE')
+    else:
         if c >= 0x2000000:
             raise r.fail_at(av + 26, 'MeterInfoType[1]', 'expected CH of MeterReading')
         u = (c >> 17)
@@ -21051,7 +21308,59 @@ def _d_iso2_MeterInfoType(r: BitReader, c: int) -> _iso2.MeterInfoType:
             if c >= 0x8000000:
                 raise r.fail_at(av + 28, 'MeterInfoType[2]', 'expected EE of SigMeterReading')
             s = 3
-        elif c < 0x40:
+        elif c >= 0x40:
+            if c < 0x60:
+                av -= 25
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+                try:
+                    sg = _T071cdf68[c >> 28]
+                except KeyError:  # not a valid pattern: say why
+                    if c >= 0x20000000:
+                        raise r.fail_at(av + 30, 'MeterInfoType[2]', 'expected CH of TMeter') from None
+                    sg = (c >> 28)
+                u = ((c >> 20) & 255)
+                if u > 127:
+                    u2 = (c >> 12) & 0xFF
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 20)
+                        c = (win >> av) & 0xfffff
+                        u2 = c >> 12
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 12
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 12
+                            if av < 0:
+                                win, av = r.refill(av, 12)
+                            c = (win >> av) & 0xfff
+                else:
+                    av += 8
+                    c >>= 8
+                f_TMeter = -u - 1 if sg else u
+                if c & 0x800 != 0x0:
+                    raise r.fail_at(av + 12, 'MeterInfoType[2]', 'expected EE of TMeter')
+                av -= 16
+                if av < 0:
+                    win, av = r.refill(av, 27)
+                c = (win >> av) & 0x7ffffff
+                s = 5
+            elif c < 0x80:
+                av -= 22
+                s = -1
+            else:
+                ec = (c >> 5) & 0x7
+                raise r.fail_at(av + 5, 'MeterInfoType[2]', f'event code {ec}, expected SE(SigMeterReading), SE(MeterStatus), SE(TMeter), EE')
+        else:
             av -= 25
             if av < 0:
                 win, av = r.refill(av, 30)
@@ -21096,183 +21405,59 @@ def _d_iso2_MeterInfoType(r: BitReader, c: int) -> _iso2.MeterInfoType:
                 win, av = r.refill(av, 27)
             c = (win >> av) & 0x7ffffff
             s = 4
-        elif c < 0x60:
-            av -= 25
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-            try:
-                sg = _T071cdf68[c >> 28]
-            except KeyError:  # not a valid pattern: say why
-                if c >= 0x20000000:
-                    raise r.fail_at(av + 30, 'MeterInfoType[2]', 'expected CH of TMeter') from None
-                sg = (c >> 28)
-            u = ((c >> 20) & 255)
-            if u > 127:
-                u2 = (c >> 12) & 0xFF
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 20)
-                    c = (win >> av) & 0xfffff
-                    u2 = c >> 12
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 12
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 12
-                        if av < 0:
-                            win, av = r.refill(av, 12)
-                        c = (win >> av) & 0xfff
-            else:
-                av += 8
-                c >>= 8
-            f_TMeter = -u - 1 if sg else u
-            if c & 0x800 != 0x0:
-                raise r.fail_at(av + 12, 'MeterInfoType[2]', 'expected EE of TMeter')
-            av -= 16
-            if av < 0:
-                win, av = r.refill(av, 27)
-            c = (win >> av) & 0x7ffffff
-            s = 5
-        elif c < 0x80:
-            av -= 22
-            s = -1
-        else:
-            ec = (c >> 5) & 0x7
-            raise r.fail_at(av + 5, 'MeterInfoType[2]', f'event code {ec}, expected SE(SigMeterReading), SE(MeterStatus), SE(TMeter), EE')
-    elif c < 0x8000000:
-        av += 17
-        if c >= 0x6000000:
-            raise r.fail_at(av + 9, 'MeterInfoType[1]', 'expected CH of SigMeterReading')
-        u = ((c >> 17) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_SigMeterReading = r.binary_of(u, 64)
-        win = r.win
-        av = r.avail
-        av -= 28
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        if c >= 0x8000000:
-            raise r.fail_at(av + 28, 'MeterInfoType[1]', 'expected EE of SigMeterReading')
-        s = 3
-    elif c < 0xc000000:
-        try:
-            sg = _T071cdf68[(c >> 24) & 0x3]
-        except KeyError:  # not a valid pattern: say why
-            if c >= 0xa000000:
-                raise r.fail_at(av + 26, 'MeterInfoType[1]', 'expected CH of MeterStatus') from None
-            sg = ((c >> 24) & 1)
-        u = ((c >> 16) & 255)
-        if u > 127:
-            u2 = (c >> 8) & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 16)
-                c = (win >> av) & 0xffff
-                u2 = c >> 8
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 8
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    c = (win >> av) & 0xff
-        else:
-            av += 8
-            c >>= 8
-        f_MeterStatus = -u - 1 if sg else u
-        if c & 0x80 != 0x0:
-            raise r.fail_at(av + 8, 'MeterInfoType[1]', 'expected EE of MeterStatus')
-        av -= 20
-        if av < 0:
-            win, av = r.refill(av, 27)
-        c = (win >> av) & 0x7ffffff
-        s = 4
-    elif c < 0x10000000:
-        try:
-            sg = _T071cdf68[(c >> 24) & 0x3]
-        except KeyError:  # not a valid pattern: say why
-            if c >= 0xe000000:
-                raise r.fail_at(av + 26, 'MeterInfoType[1]', 'expected CH of TMeter') from None
-            sg = ((c >> 24) & 1)
-        u = ((c >> 16) & 255)
-        if u > 127:
-            u2 = (c >> 8) & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 16)
-                c = (win >> av) & 0xffff
-                u2 = c >> 8
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 8
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    c = (win >> av) & 0xff
-        else:
-            av += 8
-            c >>= 8
-        f_TMeter = -u - 1 if sg else u
-        if c & 0x80 != 0x0:
-            raise r.fail_at(av + 8, 'MeterInfoType[1]', 'expected EE of TMeter')
-        av -= 20
-        if av < 0:
-            win, av = r.refill(av, 27)
-        c = (win >> av) & 0x7ffffff
-        s = 5
-    elif c < 0x14000000:
-        av -= 1
-        s = -1
+    if s != 3:
+        pass
     else:
-        ec = (c >> 26) & 0x7
-        raise r.fail_at(av + 26, 'MeterInfoType[1]', f'event code {ec}, expected SE(MeterReading), SE(SigMeterReading), SE(MeterStatus), SE(TMeter), EE')
-    if s == 3:
         c &= 0x7ffffff
-        if c < 0x2000000:
+        if c >= 0x2000000:
+            if c < 0x4000000:
+                try:
+                    sg = _T071cdf68[(c >> 23) & 0x3]
+                except KeyError:  # not a valid pattern: say why
+                    if c >= 0x3000000:
+                        raise r.fail_at(av + 25, 'MeterInfoType[3]', 'expected CH of TMeter') from None
+                    sg = ((c >> 23) & 1)
+                u = ((c >> 15) & 255)
+                if u > 127:
+                    u2 = (c >> 7) & 0xFF
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 15)
+                        c = (win >> av) & 0x7fff
+                        u2 = c >> 7
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 7
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 7
+                            if av < 0:
+                                win, av = r.refill(av, 7)
+                            c = (win >> av) & 0x7f
+                else:
+                    av += 8
+                    c >>= 8
+                f_TMeter = -u - 1 if sg else u
+                if c & 0x40 != 0x0:
+                    raise r.fail_at(av + 7, 'MeterInfoType[3]', 'expected EE of TMeter')
+                av -= 21
+                if av < 0:
+                    win, av = r.refill(av, 27)
+                c = (win >> av) & 0x7ffffff
+                s = 5
+            elif c < 0x6000000:
+                av -= 2
+                s = -1
+            else:
+                ec = (c >> 25) & 0x3
+                raise r.fail_at(av + 25, 'MeterInfoType[3]', f'event code {ec}, expected SE(MeterStatus), SE(TMeter), EE')
+        else:
             try:
                 sg = _T071cdf68[c >> 23]
             except KeyError:  # not a valid pattern: say why
@@ -21313,56 +21498,18 @@ def _d_iso2_MeterInfoType(r: BitReader, c: int) -> _iso2.MeterInfoType:
                 win, av = r.refill(av, 27)
             c = (win >> av) & 0x7ffffff
             s = 4
-        elif c < 0x4000000:
-            try:
-                sg = _T071cdf68[(c >> 23) & 0x3]
-            except KeyError:  # not a valid pattern: say why
-                if c >= 0x3000000:
-                    raise r.fail_at(av + 25, 'MeterInfoType[3]', 'expected CH of TMeter') from None
-                sg = ((c >> 23) & 1)
-            u = ((c >> 15) & 255)
-            if u > 127:
-                u2 = (c >> 7) & 0xFF
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 15)
-                    c = (win >> av) & 0x7fff
-                    u2 = c >> 7
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 7
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 7
-                        if av < 0:
-                            win, av = r.refill(av, 7)
-                        c = (win >> av) & 0x7f
-            else:
-                av += 8
-                c >>= 8
-            f_TMeter = -u - 1 if sg else u
-            if c & 0x40 != 0x0:
-                raise r.fail_at(av + 7, 'MeterInfoType[3]', 'expected EE of TMeter')
-            av -= 21
-            if av < 0:
-                win, av = r.refill(av, 27)
-            c = (win >> av) & 0x7ffffff
-            s = 5
-        elif c < 0x6000000:
-            av -= 2
-            s = -1
-        else:
-            ec = (c >> 25) & 0x3
-            raise r.fail_at(av + 25, 'MeterInfoType[3]', f'event code {ec}, expected SE(MeterStatus), SE(TMeter), EE')
-    if s == 4:
+    if s != 4:
+        pass
+    else:
         c &= 0x7ffffff
-        if c < 0x2000000:
+        if c >= 0x2000000:
+            if c < 0x4000000:
+                av -= 2
+                s = -1
+            else:
+                ec = (c >> 25) & 0x3
+                raise r.fail_at(av + 25, 'MeterInfoType[4]', f'event code {ec}, expected SE(TMeter), EE')
+        else:
             try:
                 sg = _T071cdf68[c >> 23]
             except KeyError:  # not a valid pattern: say why
@@ -21403,19 +21550,13 @@ def _d_iso2_MeterInfoType(r: BitReader, c: int) -> _iso2.MeterInfoType:
                 win, av = r.refill(av, 27)
             c = (win >> av) & 0x7ffffff
             s = 5
-        elif c < 0x4000000:
-            av -= 2
-            s = -1
-        else:
-            ec = (c >> 25) & 0x3
-            raise r.fail_at(av + 25, 'MeterInfoType[4]', f'event code {ec}, expected SE(TMeter), EE')
-    if s == 5:
+    if s != 5:
+        av += 27
+    else:
         av += 26
         if c & 0x4000000 != 0x0:
             raise r.fail_at(av + 1, 'MeterInfoType', 'expected EE')
         s = -1
-    else:
-        av += 27
     r.avail = av
     ob = _new(_K_iso2_MeterInfoType)
     ob.MeterID = f_MeterID
@@ -21713,7 +21854,11 @@ def _d_iso2_NotificationType(r: BitReader, c: int) -> _iso2.NotificationType:
             raise r.fail_at(av + 9, 'NotificationType.FaultCode', f'enumeration index {iv}') from None
         f_FaultCode = _E_iso2_faultCodeType[iv]
         ec = ((c >> 9) & 3)
-    if ec == 0:
+    if ec == 1:
+        av += 9
+    elif ec != 0:
+        raise r.fail_at(av + 9, 'NotificationType[1]', f'event code {ec}, expected SE(FaultMsg), EE')
+    else:
         if c & 0x100 != 0x0:
             raise r.fail_at(av + 9, 'NotificationType[1]', 'expected CH of FaultMsg')
         u = (c & 255)
@@ -21746,10 +21891,6 @@ def _d_iso2_NotificationType(r: BitReader, c: int) -> _iso2.NotificationType:
         c = (win >> av) & 0x3
         if c:
             raise r.fail_at(av + 2, 'NotificationType[1]', 'expected EE of FaultMsg, EE')
-    elif ec == 1:
-        av += 9
-    else:
-        raise r.fail_at(av + 9, 'NotificationType[1]', f'event code {ec}, expected SE(FaultMsg), EE')
     r.avail = av
     ob = _new(_K_iso2_NotificationType)
     ob.FaultCode = f_FaultCode
@@ -21798,7 +21939,20 @@ def _d_iso2_PMaxScheduleEntryType(r: BitReader, c: int) -> _iso2.PMaxScheduleEnt
     f_RelativeTimeInterval: _iso2.RelativeTimeIntervalType | None = None
     f_TimeInterval: _iso2.IntervalType | None = None
     f_PMax: _iso2.PhysicalValueType
-    if c < 0x4000000:
+    if c >= 0x4000000:
+        if c < 0x8000000:
+            if c >= 0x6000000:
+                raise r.fail_at(av + 26, 'PMaxScheduleEntryType[0]', 'expected EE')
+            ob2_ = _new(_K_iso2_IntervalType)
+            f_TimeInterval = ob2_
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 27)
+            c = (win >> av) & 0x7ffffff
+        else:
+            ec = (c >> 26) & 0x3
+            raise r.fail_at(av + 26, 'PMaxScheduleEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
+    else:
         if c >= 0x1000000:
             raise r.fail_at(av + 26, 'PMaxScheduleEntryType[0]', 'expected SE(start), CH of start')
         u = (c >> 16)
@@ -21832,7 +21986,16 @@ def _d_iso2_PMaxScheduleEntryType(r: BitReader, c: int) -> _iso2.PMaxScheduleEnt
         c &= 0xff
         if c >= 0x80:
             raise r.fail_at(av + 8, 'PMaxScheduleEntryType[0]', 'expected EE of start')
-        if c < 0x20:
+        if c >= 0x20:
+            if c < 0x40:
+                av -= 22
+                if av < 0:
+                    win, av = r.refill(av, 27)
+                c = (win >> av) & 0x7ffffff
+            else:
+                ec = (c >> 5) & 0x3
+                raise r.fail_at(av + 5, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
+        else:
             av -= 25
             if av < 0:
                 win, av = r.refill(av, 30)
@@ -21872,30 +22035,10 @@ def _d_iso2_PMaxScheduleEntryType(r: BitReader, c: int) -> _iso2.PMaxScheduleEnt
             if av < 0:
                 win, av = r.refill(av, 27)
             c = (win >> av) & 0x7ffffff
-        elif c < 0x40:
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 27)
-            c = (win >> av) & 0x7ffffff
-        else:
-            ec = (c >> 5) & 0x3
-            raise r.fail_at(av + 5, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
         ob1_ = _new(_K_iso2_RelativeTimeIntervalType)
         ob1_.start = f_1_start
         ob1_.duration = f_1_duration
         f_RelativeTimeInterval = ob1_
-    elif c < 0x8000000:
-        if c >= 0x6000000:
-            raise r.fail_at(av + 26, 'PMaxScheduleEntryType[0]', 'expected EE')
-        ob2_ = _new(_K_iso2_IntervalType)
-        f_TimeInterval = ob2_
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 27)
-        c = (win >> av) & 0x7ffffff
-    else:
-        ec = (c >> 26) & 0x3
-        raise r.fail_at(av + 26, 'PMaxScheduleEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
     try:
         f_3_Multiplier, f_3_Unit, sg = _T3b5e3738[c >> 11]
     except KeyError:  # not a valid pattern: say why
@@ -22018,7 +22161,20 @@ def _d_iso2_PMaxScheduleType(r: BitReader, c: int) -> _iso2.PMaxScheduleType:
         raise r.fail_at(av + 28, 'PMaxScheduleType', 'expected SE(PMaxScheduleEntry)')
     f_1_RelativeTimeInterval: _iso2.RelativeTimeIntervalType | None = None
     f_1_TimeInterval: _iso2.IntervalType | None = None
-    if c < 0x2000000:
+    if c >= 0x2000000:
+        if c < 0x4000000:
+            if c >= 0x3000000:
+                raise r.fail_at(av + 25, 'PMaxScheduleEntryType[0]', 'expected EE')
+            ob3_ = _new(_K_iso2_IntervalType)
+            f_1_TimeInterval = ob3_
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 27)
+            c = (win >> av) & 0x7ffffff
+        else:
+            ec = (c >> 25) & 0x3
+            raise r.fail_at(av + 25, 'PMaxScheduleEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
+    else:
         if c >= 0x800000:
             raise r.fail_at(av + 25, 'PMaxScheduleEntryType[0]', 'expected SE(start), CH of start')
         u = (c >> 15)
@@ -22052,7 +22208,16 @@ def _d_iso2_PMaxScheduleType(r: BitReader, c: int) -> _iso2.PMaxScheduleType:
         c &= 0x7f
         if c >= 0x40:
             raise r.fail_at(av + 7, 'PMaxScheduleEntryType[0]', 'expected EE of start')
-        if c < 0x10:
+        if c >= 0x10:
+            if c < 0x20:
+                av -= 23
+                if av < 0:
+                    win, av = r.refill(av, 27)
+                c = (win >> av) & 0x7ffffff
+            else:
+                ec = (c >> 4) & 0x3
+                raise r.fail_at(av + 4, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
+        else:
             av -= 26
             if av < 0:
                 win, av = r.refill(av, 30)
@@ -22092,30 +22257,10 @@ def _d_iso2_PMaxScheduleType(r: BitReader, c: int) -> _iso2.PMaxScheduleType:
             if av < 0:
                 win, av = r.refill(av, 27)
             c = (win >> av) & 0x7ffffff
-        elif c < 0x20:
-            av -= 23
-            if av < 0:
-                win, av = r.refill(av, 27)
-            c = (win >> av) & 0x7ffffff
-        else:
-            ec = (c >> 4) & 0x3
-            raise r.fail_at(av + 4, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
         ob2_ = _new(_K_iso2_RelativeTimeIntervalType)
         ob2_.start = f_2_start
         ob2_.duration = f_2_duration
         f_1_RelativeTimeInterval = ob2_
-    elif c < 0x4000000:
-        if c >= 0x3000000:
-            raise r.fail_at(av + 25, 'PMaxScheduleEntryType[0]', 'expected EE')
-        ob3_ = _new(_K_iso2_IntervalType)
-        f_1_TimeInterval = ob3_
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 27)
-        c = (win >> av) & 0x7ffffff
-    else:
-        ec = (c >> 25) & 0x3
-        raise r.fail_at(av + 25, 'PMaxScheduleEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
     try:
         f_4_Multiplier, f_4_Unit, sg = _T3b5e3738[c >> 11]
     except KeyError:  # not a valid pattern: say why
@@ -22174,10 +22319,31 @@ def _d_iso2_PMaxScheduleType(r: BitReader, c: int) -> _iso2.PMaxScheduleType:
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c < 0x10000000:
+        if c >= 0x10000000:
+            if c < 0x20000000:
+                av += 28
+                s = -1
+                break
+            else:
+                ec = (c >> 28) & 0x3
+                raise r.fail_at(av + 28, 'PMaxScheduleType[1]', f'event code {ec}, expected SE(PMaxScheduleEntry), EE')
+        else:
             f_5_RelativeTimeInterval: _iso2.RelativeTimeIntervalType | None = None
             f_5_TimeInterval: _iso2.IntervalType | None = None
-            if c < 0x4000000:
+            if c >= 0x4000000:
+                if c < 0x8000000:
+                    if c >= 0x6000000:
+                        raise r.fail_at(av + 26, 'PMaxScheduleEntryType[0]', 'expected EE')
+                    ob7_ = _new(_K_iso2_IntervalType)
+                    f_5_TimeInterval = ob7_
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 27)
+                    c = (win >> av) & 0x7ffffff
+                else:
+                    ec = (c >> 26) & 0x3
+                    raise r.fail_at(av + 26, 'PMaxScheduleEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
+            else:
                 if c >= 0x1000000:
                     raise r.fail_at(av + 26, 'PMaxScheduleEntryType[0]', 'expected SE(start), CH of start')
                 u = (c >> 16)
@@ -22211,7 +22377,16 @@ def _d_iso2_PMaxScheduleType(r: BitReader, c: int) -> _iso2.PMaxScheduleType:
                 c &= 0xff
                 if c >= 0x80:
                     raise r.fail_at(av + 8, 'PMaxScheduleEntryType[0]', 'expected EE of start')
-                if c < 0x20:
+                if c >= 0x20:
+                    if c < 0x40:
+                        av -= 22
+                        if av < 0:
+                            win, av = r.refill(av, 27)
+                        c = (win >> av) & 0x7ffffff
+                    else:
+                        ec = (c >> 5) & 0x3
+                        raise r.fail_at(av + 5, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
+                else:
                     av -= 25
                     if av < 0:
                         win, av = r.refill(av, 30)
@@ -22251,30 +22426,10 @@ def _d_iso2_PMaxScheduleType(r: BitReader, c: int) -> _iso2.PMaxScheduleType:
                     if av < 0:
                         win, av = r.refill(av, 27)
                     c = (win >> av) & 0x7ffffff
-                elif c < 0x40:
-                    av -= 22
-                    if av < 0:
-                        win, av = r.refill(av, 27)
-                    c = (win >> av) & 0x7ffffff
-                else:
-                    ec = (c >> 5) & 0x3
-                    raise r.fail_at(av + 5, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
                 ob6_ = _new(_K_iso2_RelativeTimeIntervalType)
                 ob6_.start = f_6_start
                 ob6_.duration = f_6_duration
                 f_5_RelativeTimeInterval = ob6_
-            elif c < 0x8000000:
-                if c >= 0x6000000:
-                    raise r.fail_at(av + 26, 'PMaxScheduleEntryType[0]', 'expected EE')
-                ob7_ = _new(_K_iso2_IntervalType)
-                f_5_TimeInterval = ob7_
-                av -= 2
-                if av < 0:
-                    win, av = r.refill(av, 27)
-                c = (win >> av) & 0x7ffffff
-            else:
-                ec = (c >> 26) & 0x3
-                raise r.fail_at(av + 26, 'PMaxScheduleEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
             try:
                 f_8_Multiplier, f_8_Unit, sg = _T3b5e3738[c >> 11]
             except KeyError:  # not a valid pattern: say why
@@ -22330,23 +22485,16 @@ def _d_iso2_PMaxScheduleType(r: BitReader, c: int) -> _iso2.PMaxScheduleType:
             if n == 1023:
                 s = 1024
                 break
-        elif c < 0x20000000:
-            av += 28
-            s = -1
-            break
-        else:
-            ec = (c >> 28) & 0x3
-            raise r.fail_at(av + 28, 'PMaxScheduleType[1]', f'event code {ec}, expected SE(PMaxScheduleEntry), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
-    if s == 1024:
+    if s != 1024:
+        av += 1
+    else:
         if c:
             raise r.fail_at(av + 1, 'PMaxScheduleType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso2_PMaxScheduleType)
     ob.PMaxScheduleEntry = f_PMaxScheduleEntry
@@ -22579,7 +22727,45 @@ def _d_iso2_ParameterSetType(r: BitReader, c: int) -> _iso2.ParameterSetType:
         if c & 0x80 != 0x0:
             raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of intValue')
         c >>= 6
-    elif c < 0x14000000:
+    elif c >= 0x14000000:
+        if c < 0x18000000:
+            av += 17
+            if c >= 0x16000000:
+                raise r.fail_at(av + 9, 'ParameterType[1]', 'expected CH of stringValue')
+            u = ((c >> 17) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_1_stringValue = r.string_of(u, None)
+            win = r.win
+            av = r.avail
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c >= 0x2:
+                raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of stringValue')
+        else:
+            ec = (c >> 26) & 0x7
+            raise r.fail_at(av + 26, 'ParameterType[1]', f'event code {ec}, expected SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(physicalValue), SE(stringValue)')
+    else:
         try:
             f_2_Multiplier, f_2_Unit, sg = _Tea8843d1[(c >> 11) & 0x7fff]
         except KeyError:  # not a valid pattern: say why
@@ -22626,43 +22812,6 @@ def _d_iso2_ParameterSetType(r: BitReader, c: int) -> _iso2.ParameterSetType:
         ob2_.Unit = f_2_Unit
         ob2_.Value = f_2_Value
         f_1_physicalValue = ob2_
-    elif c < 0x18000000:
-        av += 17
-        if c >= 0x16000000:
-            raise r.fail_at(av + 9, 'ParameterType[1]', 'expected CH of stringValue')
-        u = ((c >> 17) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_1_stringValue = r.string_of(u, None)
-        win = r.win
-        av = r.avail
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c >= 0x2:
-            raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of stringValue')
-    else:
-        ec = (c >> 26) & 0x7
-        raise r.fail_at(av + 26, 'ParameterType[1]', f'event code {ec}, expected SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(physicalValue), SE(stringValue)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'ParameterSetType', 'expected EE')
     ob1_ = _new(_K_iso2_ParameterType)
@@ -22681,7 +22830,15 @@ def _d_iso2_ParameterSetType(r: BitReader, c: int) -> _iso2.ParameterSetType:
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-        if c < 0x200:
+        if c >= 0x200:
+            if c < 0x400:
+                av += 9
+                s = -1
+                break
+            else:
+                ec = (c >> 9) & 0x3
+                raise r.fail_at(av + 9, 'ParameterSetType[2]', f'event code {ec}, expected SE(Parameter), EE')
+        else:
             if c >= 0x100:
                 raise r.fail_at(av + 9, 'ParameterSetType[2]', 'expected AT(Name)')
             u = c
@@ -22814,7 +22971,45 @@ def _d_iso2_ParameterSetType(r: BitReader, c: int) -> _iso2.ParameterSetType:
                 if c & 0x80 != 0x0:
                     raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of intValue')
                 c >>= 6
-            elif c < 0x14000000:
+            elif c >= 0x14000000:
+                if c < 0x18000000:
+                    av += 17
+                    if c >= 0x16000000:
+                        raise r.fail_at(av + 9, 'ParameterType[1]', 'expected CH of stringValue')
+                    u = ((c >> 17) & 255)
+                    if u > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        if u2 < 128:
+                            u += _U2[u2]
+                        else:
+                            u = (u & 0x7F) | (u2 & 0x7F) << 7
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 8)
+                            u2 = (win >> av) & 0xff
+                            u |= (u2 & 0x7F) << 14
+                            if u2 > 127:
+                                r.avail = av
+                                u = r.uint_more(u, 21)
+                                win = r.win
+                                av = r.avail
+                    r.avail = av
+                    f_3_stringValue = r.string_of(u, None)
+                    win = r.win
+                    av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
+                    if c >= 0x2:
+                        raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of stringValue')
+                else:
+                    ec = (c >> 26) & 0x7
+                    raise r.fail_at(av + 26, 'ParameterType[1]', f'event code {ec}, expected SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(physicalValue), SE(stringValue)')
+            else:
                 try:
                     f_4_Multiplier, f_4_Unit, sg = _Tea8843d1[(c >> 11) & 0x7fff]
                 except KeyError:  # not a valid pattern: say why
@@ -22861,43 +23056,6 @@ def _d_iso2_ParameterSetType(r: BitReader, c: int) -> _iso2.ParameterSetType:
                 ob4_.Unit = f_4_Unit
                 ob4_.Value = f_4_Value
                 f_3_physicalValue = ob4_
-            elif c < 0x18000000:
-                av += 17
-                if c >= 0x16000000:
-                    raise r.fail_at(av + 9, 'ParameterType[1]', 'expected CH of stringValue')
-                u = ((c >> 17) & 255)
-                if u > 127:
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
-                    if u2 < 128:
-                        u += _U2[u2]
-                    else:
-                        u = (u & 0x7F) | (u2 & 0x7F) << 7
-                        av -= 8
-                        if av < 0:
-                            win, av = r.refill(av, 8)
-                        u2 = (win >> av) & 0xff
-                        u |= (u2 & 0x7F) << 14
-                        if u2 > 127:
-                            r.avail = av
-                            u = r.uint_more(u, 21)
-                            win = r.win
-                            av = r.avail
-                r.avail = av
-                f_3_stringValue = r.string_of(u, None)
-                win = r.win
-                av = r.avail
-                av -= 2
-                if av < 0:
-                    win, av = r.refill(av, 2)
-                c = (win >> av) & 0x3
-                if c >= 0x2:
-                    raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of stringValue')
-            else:
-                ec = (c >> 26) & 0x7
-                raise r.fail_at(av + 26, 'ParameterType[1]', f'event code {ec}, expected SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(physicalValue), SE(stringValue)')
             if c & 0x1 != 0x0:
                 raise r.fail_at(av + 1, 'ParameterSetType[2]', 'expected EE')
             ob3_ = _new(_K_iso2_ParameterType)
@@ -22913,23 +23071,16 @@ def _d_iso2_ParameterSetType(r: BitReader, c: int) -> _iso2.ParameterSetType:
             if n == 15:
                 s = 17
                 break
-        elif c < 0x400:
-            av += 9
-            s = -1
-            break
-        else:
-            ec = (c >> 9) & 0x3
-            raise r.fail_at(av + 9, 'ParameterSetType[2]', f'event code {ec}, expected SE(Parameter), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
-    if s == 17:
+    if s != 17:
+        av += 1
+    else:
         if c:
             raise r.fail_at(av + 1, 'ParameterSetType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso2_ParameterSetType)
     ob.ParameterSetID = f_ParameterSetID
@@ -23149,7 +23300,45 @@ def _d_iso2_ParameterType(r: BitReader, c: int) -> _iso2.ParameterType:
         if c & 0x80 != 0x0:
             raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of intValue')
         c >>= 6
-    elif c < 0x14000000:
+    elif c >= 0x14000000:
+        if c < 0x18000000:
+            av += 17
+            if c >= 0x16000000:
+                raise r.fail_at(av + 9, 'ParameterType[1]', 'expected CH of stringValue')
+            u = ((c >> 17) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_stringValue = r.string_of(u, None)
+            win = r.win
+            av = r.avail
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c >= 0x2:
+                raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of stringValue')
+        else:
+            ec = (c >> 26) & 0x7
+            raise r.fail_at(av + 26, 'ParameterType[1]', f'event code {ec}, expected SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(physicalValue), SE(stringValue)')
+    else:
         try:
             f_1_Multiplier, f_1_Unit, sg = _Tea8843d1[(c >> 11) & 0x7fff]
         except KeyError:  # not a valid pattern: say why
@@ -23196,43 +23385,6 @@ def _d_iso2_ParameterType(r: BitReader, c: int) -> _iso2.ParameterType:
         ob1_.Unit = f_1_Unit
         ob1_.Value = f_1_Value
         f_physicalValue = ob1_
-    elif c < 0x18000000:
-        av += 17
-        if c >= 0x16000000:
-            raise r.fail_at(av + 9, 'ParameterType[1]', 'expected CH of stringValue')
-        u = ((c >> 17) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_stringValue = r.string_of(u, None)
-        win = r.win
-        av = r.avail
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c >= 0x2:
-            raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of stringValue')
-    else:
-        ec = (c >> 26) & 0x7
-        raise r.fail_at(av + 26, 'ParameterType[1]', f'event code {ec}, expected SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(physicalValue), SE(stringValue)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'ParameterType', 'expected EE')
     r.avail = av
@@ -23404,15 +23556,17 @@ def _d_iso2_PaymentOptionListType(r: BitReader, c: int) -> _iso2.PaymentOptionLi
     if c & 0x340 != 0x0:
         raise r.fail_at(av + 10, 'PaymentOptionListType', 'expected SE(PaymentOption), CH of PaymentOption, EE of PaymentOption')
     f_PaymentOption.append(_E_iso2_paymentOptionType[(c >> 7)])
-    ec = ((c >> 4) & 3)
-    if ec == 0:
+    c &= 0x3f
+    if c >= 0x10:
+        if c < 0x20:
+            av += 4
+        else:
+            ec = (c >> 4) & 0x3
+            raise r.fail_at(av + 4, 'PaymentOptionListType[1]', f'event code {ec}, expected SE(PaymentOption), EE')
+    else:
         if c & 0xb != 0x0:
             raise r.fail_at(av + 4, 'PaymentOptionListType[1]', 'expected CH of PaymentOption, EE of PaymentOption, EE')
-        f_PaymentOption.append(_E_iso2_paymentOptionType[((c >> 2) & 1)])
-    elif ec == 1:
-        av += 4
-    else:
-        raise r.fail_at(av + 4, 'PaymentOptionListType[1]', f'event code {ec}, expected SE(PaymentOption), EE')
+        f_PaymentOption.append(_E_iso2_paymentOptionType[(c >> 2)])
     r.avail = av
     ob = _new(_K_iso2_PaymentOptionListType)
     ob.PaymentOption = f_PaymentOption
@@ -23633,7 +23787,13 @@ def _d_iso2_ProfileEntryType(r: BitReader, c: int) -> _iso2.ProfileEntryType:
     ob1_.Unit = f_1_Unit
     ob1_.Value = f_1_Value
     f_ChargingProfileEntryMaxPower = ob1_
-    if c < 0x2:
+    if c >= 0x2:
+        if c < 0x4:
+            av += 1
+        else:
+            ec = (c >> 1) & 0x3
+            raise r.fail_at(av + 1, 'ProfileEntryType[2]', f'event code {ec}, expected SE(ChargingProfileEntryMaxNumberOfPhasesInUse), EE')
+    else:
         av -= 4
         if av < 0:
             win, av = r.refill(av, 5)
@@ -23644,11 +23804,6 @@ def _d_iso2_ProfileEntryType(r: BitReader, c: int) -> _iso2.ProfileEntryType:
             if c & 0x13 != 0x0:
                 raise r.fail_at(av + 5, 'ProfileEntryType[2]', 'expected CH of ChargingProfileEntryMaxNumberOfPhasesInUse, EE of ChargingProfileEntryMaxNumberOfPhasesInUse, EE') from None
             f_ChargingProfileEntryMaxNumberOfPhasesInUse = (c >> 2) + 1
-    elif c < 0x4:
-        av += 1
-    else:
-        ec = (c >> 1) & 0x3
-        raise r.fail_at(av + 1, 'ProfileEntryType[2]', f'event code {ec}, expected SE(ChargingProfileEntryMaxNumberOfPhasesInUse), EE')
     r.avail = av
     ob = _new(_K_iso2_ProfileEntryType)
     ob.ChargingProfileEntryStart = f_ChargingProfileEntryStart
@@ -23778,7 +23933,13 @@ def _d_iso2_RelativeTimeIntervalType(r: BitReader, c: int) -> _iso2.RelativeTime
     c &= 0x3f
     if c >= 0x20:
         raise r.fail_at(av + 6, 'RelativeTimeIntervalType', 'expected EE of start')
-    if c < 0x8:
+    if c >= 0x8:
+        if c < 0x10:
+            av += 3
+        else:
+            ec = (c >> 3) & 0x3
+            raise r.fail_at(av + 3, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
+    else:
         av -= 16
         if av < 0:
             win, av = r.refill(av, 19)
@@ -23814,11 +23975,6 @@ def _d_iso2_RelativeTimeIntervalType(r: BitReader, c: int) -> _iso2.RelativeTime
         f_duration = u
         if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'RelativeTimeIntervalType[1]', 'expected EE of duration, EE')
-    elif c < 0x10:
-        av += 3
-    else:
-        ec = (c >> 3) & 0x3
-        raise r.fail_at(av + 3, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
     r.avail = av
     ob = _new(_K_iso2_RelativeTimeIntervalType)
     ob.start = f_start
@@ -23917,7 +24073,16 @@ def _d_iso2_SAScheduleListType(r: BitReader, c: int) -> _iso2.SAScheduleListType
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c < 0x10000000:
+    if c >= 0x10000000:
+        if c < 0x20000000:
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        else:
+            ec = (c >> 28) & 0x3
+            raise r.fail_at(av + 28, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
+    else:
         r.avail = av
         f_1_SalesTariff = _d_iso2_SalesTariffType(r, c)
         win = r.win
@@ -23932,20 +24097,18 @@ def _d_iso2_SAScheduleListType(r: BitReader, c: int) -> _iso2.SAScheduleListType
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif c < 0x20000000:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        ec = (c >> 28) & 0x3
-        raise r.fail_at(av + 28, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
     ob1_ = _new(_K_iso2_SAScheduleTupleType)
     ob1_.SAScheduleTupleID = f_1_SAScheduleTupleID
     ob1_.PMaxSchedule = f_1_PMaxSchedule
     ob1_.SalesTariff = f_1_SalesTariff
     f_SAScheduleTuple.append(ob1_)
-    if c < 0x10000000:
+    if c >= 0x10000000:
+        if c < 0x20000000:
+            av += 28
+        else:
+            ec = (c >> 28) & 0x3
+            raise r.fail_at(av + 28, 'SAScheduleListType[1]', f'event code {ec}, expected SE(SAScheduleTuple), EE')
+    else:
         try:
             f_2_SAScheduleTupleID = _T4d006aa5[c >> 16]
         except KeyError:  # not a valid pattern: say why
@@ -23965,7 +24128,16 @@ def _d_iso2_SAScheduleListType(r: BitReader, c: int) -> _iso2.SAScheduleListType
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c < 0x10000000:
+        if c >= 0x10000000:
+            if c < 0x20000000:
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+            else:
+                ec = (c >> 28) & 0x3
+                raise r.fail_at(av + 28, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
+        else:
             r.avail = av
             f_2_SalesTariff = _d_iso2_SalesTariffType(r, c)
             win = r.win
@@ -23980,20 +24152,18 @@ def _d_iso2_SAScheduleListType(r: BitReader, c: int) -> _iso2.SAScheduleListType
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-        elif c < 0x20000000:
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-        else:
-            ec = (c >> 28) & 0x3
-            raise r.fail_at(av + 28, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
         ob2_ = _new(_K_iso2_SAScheduleTupleType)
         ob2_.SAScheduleTupleID = f_2_SAScheduleTupleID
         ob2_.PMaxSchedule = f_2_PMaxSchedule
         ob2_.SalesTariff = f_2_SalesTariff
         f_SAScheduleTuple.append(ob2_)
-        if c < 0x10000000:
+        if c >= 0x10000000:
+            if c < 0x20000000:
+                av += 28
+            else:
+                ec = (c >> 28) & 0x3
+                raise r.fail_at(av + 28, 'SAScheduleListType[2]', f'event code {ec}, expected SE(SAScheduleTuple), EE')
+        else:
             try:
                 f_3_SAScheduleTupleID = _T4d006aa5[c >> 16]
             except KeyError:  # not a valid pattern: say why
@@ -24013,7 +24183,14 @@ def _d_iso2_SAScheduleListType(r: BitReader, c: int) -> _iso2.SAScheduleListType
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c < 0x10000000:
+            if c >= 0x10000000:
+                if c < 0x20000000:
+                    av += 27
+                    c >>= 27
+                else:
+                    ec = (c >> 28) & 0x3
+                    raise r.fail_at(av + 28, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
+            else:
                 r.avail = av
                 f_3_SalesTariff = _d_iso2_SalesTariffType(r, c)
                 win = r.win
@@ -24024,12 +24201,6 @@ def _d_iso2_SAScheduleListType(r: BitReader, c: int) -> _iso2.SAScheduleListType
                 c = (win >> av) & 0x3
                 if c >= 0x2:
                     raise r.fail_at(av + 2, 'SAScheduleTupleType[2]', 'expected EE')
-            elif c < 0x20000000:
-                av += 27
-                c >>= 27
-            else:
-                ec = (c >> 28) & 0x3
-                raise r.fail_at(av + 28, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
             if c & 0x1 != 0x0:
                 raise r.fail_at(av + 1, 'SAScheduleListType[2]', 'expected EE')
             ob3_ = _new(_K_iso2_SAScheduleTupleType)
@@ -24037,16 +24208,6 @@ def _d_iso2_SAScheduleListType(r: BitReader, c: int) -> _iso2.SAScheduleListType
             ob3_.PMaxSchedule = f_3_PMaxSchedule
             ob3_.SalesTariff = f_3_SalesTariff
             f_SAScheduleTuple.append(ob3_)
-        elif c < 0x20000000:
-            av += 28
-        else:
-            ec = (c >> 28) & 0x3
-            raise r.fail_at(av + 28, 'SAScheduleListType[2]', f'event code {ec}, expected SE(SAScheduleTuple), EE')
-    elif c < 0x20000000:
-        av += 28
-    else:
-        ec = (c >> 28) & 0x3
-        raise r.fail_at(av + 28, 'SAScheduleListType[1]', f'event code {ec}, expected SE(SAScheduleTuple), EE')
     r.avail = av
     ob = _new(_K_iso2_SAScheduleListType)
     ob.SAScheduleTuple = f_SAScheduleTuple
@@ -24137,7 +24298,13 @@ def _d_iso2_SAScheduleTupleType(r: BitReader, c: int) -> _iso2.SAScheduleTupleTy
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c < 0x10000000:
+    if c >= 0x10000000:
+        if c < 0x20000000:
+            av += 28
+        else:
+            ec = (c >> 28) & 0x3
+            raise r.fail_at(av + 28, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
+    else:
         r.avail = av
         f_SalesTariff = _d_iso2_SalesTariffType(r, c)
         win = r.win
@@ -24148,11 +24315,6 @@ def _d_iso2_SAScheduleTupleType(r: BitReader, c: int) -> _iso2.SAScheduleTupleTy
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'SAScheduleTupleType[2]', 'expected EE')
-    elif c < 0x20000000:
-        av += 28
-    else:
-        ec = (c >> 28) & 0x3
-        raise r.fail_at(av + 28, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
     r.avail = av
     ob = _new(_K_iso2_SAScheduleTupleType)
     ob.SAScheduleTupleID = f_SAScheduleTupleID
@@ -24229,7 +24391,21 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
     f_EPriceLevel: int | None = None
     f_ConsumptionCost: list[_iso2.ConsumptionCostType] = []
     s = 0
-    if c < 0x4000000:
+    if c >= 0x4000000:
+        if c < 0x8000000:
+            if c >= 0x6000000:
+                raise r.fail_at(av + 26, 'SalesTariffEntryType[0]', 'expected EE')
+            ob2_ = _new(_K_iso2_IntervalType)
+            f_TimeInterval = ob2_
+            av -= 5
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            s = 1
+        else:
+            ec = (c >> 26) & 0x3
+            raise r.fail_at(av + 26, 'SalesTariffEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
+    else:
         if c >= 0x1000000:
             raise r.fail_at(av + 26, 'SalesTariffEntryType[0]', 'expected SE(start), CH of start')
         u = (c >> 16)
@@ -24263,7 +24439,16 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
         c &= 0xff
         if c >= 0x80:
             raise r.fail_at(av + 8, 'SalesTariffEntryType[0]', 'expected EE of start')
-        if c < 0x20:
+        if c >= 0x20:
+            if c < 0x40:
+                av -= 25
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+            else:
+                ec = (c >> 5) & 0x3
+                raise r.fail_at(av + 5, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
+        else:
             av -= 25
             if av < 0:
                 win, av = r.refill(av, 30)
@@ -24303,38 +24488,308 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-        elif c < 0x40:
-            av -= 25
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-        else:
-            ec = (c >> 5) & 0x3
-            raise r.fail_at(av + 5, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
         ob1_ = _new(_K_iso2_RelativeTimeIntervalType)
         ob1_.start = f_1_start
         ob1_.duration = f_1_duration
         f_RelativeTimeInterval = ob1_
         s = 1
-    elif c < 0x8000000:
-        if c >= 0x6000000:
-            raise r.fail_at(av + 26, 'SalesTariffEntryType[0]', 'expected EE')
-        ob2_ = _new(_K_iso2_IntervalType)
-        f_TimeInterval = ob2_
-        av -= 5
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        s = 1
+    if c >= 0x10000000:
+        if c < 0x20000000:
+            f_8_Cost: list[_iso2.CostType] = []
+            try:
+                f_9_Multiplier, f_9_Unit, sg = _T3b5e3738[(c >> 12) & 0xffff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0xe38e000 != 0x0:
+                    raise r.fail_at(av + 28, 'SalesTariffEntryType[1]', 'expected SE(startValue), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
+                f_9_Multiplier = ((c >> 22) & 7) - 3
+                iv = ((c >> 16) & 7)
+                if iv >= 7:
+                    raise r.fail_at(av + 12, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
+                f_9_Unit = _E_iso2_unitSymbolType[iv]
+                sg = ((c >> 12) & 1)
+            u = ((c >> 4) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 4
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 4
+                        if av < 0:
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
+            f_9_Value = -u - 1 if sg else u
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            try:
+                f_10_costKind = _T7d0ceb30[c >> 20]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x3e700000 != 0x0:
+                    raise r.fail_at(av + 30, 'SalesTariffEntryType[1]', 'expected EE of Value, EE, SE(Cost), SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount') from None
+                iv = (c >> 23)
+                if iv >= 3:
+                    raise r.fail_at(av + 20, 'CostType.costKind', f'enumeration index {iv}') from None
+                f_10_costKind = _E_iso2_costKindType[iv]
+            u = ((c >> 12) & 255)
+            ob9_ = _new(_K_iso2_PhysicalValueType)
+            ob9_.Multiplier = f_9_Multiplier
+            ob9_.Unit = f_9_Unit
+            ob9_.Value = f_9_Value
+            f_8_startValue = ob9_
+            f_10_amountMultiplier: int | None = None
+            if u > 127:
+                u2 = (c >> 4) & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 4
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 4
+                        if av < 0:
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
+            else:
+                av += 8
+                c >>= 8
+            f_10_amount = u
+            c &= 0xf
+            if c >= 0x8:
+                raise r.fail_at(av + 4, 'SalesTariffEntryType[1]', 'expected EE of amount')
+            if c >= 0x2:
+                if c < 0x4:
+                    av -= 29
+                    if av < 0:
+                        win, av = r.refill(av, 30)
+                    c = (win >> av) & 0x3fffffff
+                else:
+                    ec = (c >> 1) & 0x3
+                    raise r.fail_at(av + 1, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
+            else:
+                av -= 29
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+                try:
+                    f_10_amountMultiplier = _Tae58e352[c >> 24]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x23000000 != 0x0:
+                        raise r.fail_at(av + 30, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
+                    f_10_amountMultiplier = (c >> 26) - 3
+                av -= 6
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+            ob10_ = _new(_K_iso2_CostType)
+            ob10_.costKind = f_10_costKind
+            ob10_.amount = f_10_amount
+            ob10_.amountMultiplier = f_10_amountMultiplier
+            f_8_Cost.append(ob10_)
+            if c >= 0x10000000:
+                if c < 0x20000000:
+                    pass
+                else:
+                    ec = (c >> 28) & 0x3
+                    raise r.fail_at(av + 28, 'ConsumptionCostType[2]', f'event code {ec}, expected SE(Cost), EE')
+            else:
+                try:
+                    f_11_costKind = _Tdbae0062[c >> 21]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0xce00000 != 0x0:
+                        raise r.fail_at(av + 28, 'ConsumptionCostType[2]', 'expected SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount') from None
+                    iv = (c >> 24)
+                    if iv >= 3:
+                        raise r.fail_at(av + 21, 'CostType.costKind', f'enumeration index {iv}') from None
+                    f_11_costKind = _E_iso2_costKindType[iv]
+                u = ((c >> 13) & 255)
+                f_11_amountMultiplier: int | None = None
+                if u > 127:
+                    u2 = (c >> 5) & 0xFF
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 13)
+                        c = (win >> av) & 0x1fff
+                        u2 = c >> 5
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 5
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 5
+                            if av < 0:
+                                win, av = r.refill(av, 5)
+                            c = (win >> av) & 0x1f
+                else:
+                    av += 8
+                    c >>= 8
+                f_11_amount = u
+                c &= 0x1f
+                if c >= 0x10:
+                    raise r.fail_at(av + 5, 'ConsumptionCostType[2]', 'expected EE of amount')
+                if c >= 0x4:
+                    if c < 0x8:
+                        av -= 28
+                        if av < 0:
+                            win, av = r.refill(av, 30)
+                        c = (win >> av) & 0x3fffffff
+                    else:
+                        ec = (c >> 2) & 0x3
+                        raise r.fail_at(av + 2, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
+                else:
+                    av -= 28
+                    if av < 0:
+                        win, av = r.refill(av, 30)
+                    c = (win >> av) & 0x3fffffff
+                    try:
+                        f_11_amountMultiplier = _Tae58e352[c >> 24]
+                    except KeyError:  # not a valid pattern: say why
+                        if c & 0x23000000 != 0x0:
+                            raise r.fail_at(av + 30, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
+                        f_11_amountMultiplier = (c >> 26) - 3
+                    av -= 6
+                    if av < 0:
+                        win, av = r.refill(av, 30)
+                    c = (win >> av) & 0x3fffffff
+                ob11_ = _new(_K_iso2_CostType)
+                ob11_.costKind = f_11_costKind
+                ob11_.amount = f_11_amount
+                ob11_.amountMultiplier = f_11_amountMultiplier
+                f_8_Cost.append(ob11_)
+                if c >= 0x10000000:
+                    if c < 0x20000000:
+                        pass
+                    else:
+                        ec = (c >> 28) & 0x3
+                        raise r.fail_at(av + 28, 'ConsumptionCostType[3]', f'event code {ec}, expected SE(Cost), EE')
+                else:
+                    try:
+                        f_12_costKind = _Tdbae0062[c >> 21]
+                    except KeyError:  # not a valid pattern: say why
+                        if c & 0xce00000 != 0x0:
+                            raise r.fail_at(av + 28, 'ConsumptionCostType[3]', 'expected SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount') from None
+                        iv = (c >> 24)
+                        if iv >= 3:
+                            raise r.fail_at(av + 21, 'CostType.costKind', f'enumeration index {iv}') from None
+                        f_12_costKind = _E_iso2_costKindType[iv]
+                    u = ((c >> 13) & 255)
+                    f_12_amountMultiplier: int | None = None
+                    if u > 127:
+                        u2 = (c >> 5) & 0xFF
+                        if u2 < 128:
+                            u += _U2[u2]
+                        else:
+                            u = (u & 0x7F) | (u2 & 0x7F) << 7
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 13)
+                            c = (win >> av) & 0x1fff
+                            u2 = c >> 5
+                            u |= (u2 & 0x7F) << 14
+                            if u2 > 127:
+                                av += 5
+                                r.avail = av
+                                u = r.uint_more(u, 21)
+                                win = r.win
+                                av = r.avail
+                                av -= 5
+                                if av < 0:
+                                    win, av = r.refill(av, 5)
+                                c = (win >> av) & 0x1f
+                    else:
+                        av += 8
+                        c >>= 8
+                    f_12_amount = u
+                    c &= 0x1f
+                    if c >= 0x10:
+                        raise r.fail_at(av + 5, 'ConsumptionCostType[3]', 'expected EE of amount')
+                    if c >= 0x4:
+                        if c < 0x8:
+                            av -= 27
+                            if av < 0:
+                                win, av = r.refill(av, 29)
+                            c = (win >> av) & 0x1fffffff
+                        else:
+                            ec = (c >> 2) & 0x3
+                            raise r.fail_at(av + 2, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
+                    else:
+                        av -= 28
+                        if av < 0:
+                            win, av = r.refill(av, 30)
+                        c = (win >> av) & 0x3fffffff
+                        try:
+                            f_12_amountMultiplier = _Tae58e352[c >> 24]
+                        except KeyError:  # not a valid pattern: say why
+                            if c & 0x23000000 != 0x0:
+                                raise r.fail_at(av + 30, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
+                            f_12_amountMultiplier = (c >> 26) - 3
+                        av -= 5
+                        if av < 0:
+                            win, av = r.refill(av, 29)
+                        c = (win >> av) & 0x1fffffff
+                    if c >= 0x10000000:
+                        raise r.fail_at(av + 29, 'ConsumptionCostType[3]', 'expected EE')
+                    ob12_ = _new(_K_iso2_CostType)
+                    ob12_.costKind = f_12_costKind
+                    ob12_.amount = f_12_amount
+                    ob12_.amountMultiplier = f_12_amountMultiplier
+                    f_8_Cost.append(ob12_)
+            ob8_ = _new(_K_iso2_ConsumptionCostType)
+            ob8_.startValue = f_8_startValue
+            ob8_.Cost = f_8_Cost
+            f_ConsumptionCost.append(ob8_)
+            s = 3
+        elif c < 0x30000000:
+            s = -1
+        else:
+            ec = (c >> 28) & 0x3
+            raise r.fail_at(av + 28, 'SalesTariffEntryType[1]', f'event code {ec}, expected SE(EPriceLevel), SE(ConsumptionCost), EE')
     else:
-        ec = (c >> 26) & 0x3
-        raise r.fail_at(av + 26, 'SalesTariffEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
-    if c < 0x10000000:
         if c & 0x8040000 != 0x0:
             raise r.fail_at(av + 28, 'SalesTariffEntryType[1]', 'expected CH of EPriceLevel, EE of EPriceLevel')
         f_EPriceLevel = (c >> 19)
-        ec = ((c >> 16) & 3)
-        if ec == 0:
+        c &= 0x3ffff
+        if c >= 0x10000:
+            if c < 0x20000:
+                av -= 12
+                s = -1
+            else:
+                ec = (c >> 16) & 0x3
+                raise r.fail_at(av + 16, 'SalesTariffEntryType[2]', f'event code {ec}, expected SE(ConsumptionCost), EE')
+        else:
             f_3_Cost: list[_iso2.CostType] = []
             av -= 14
             if av < 0:
@@ -24428,7 +24883,16 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
             c &= 0xf
             if c >= 0x8:
                 raise r.fail_at(av + 4, 'SalesTariffEntryType[2]', 'expected EE of amount')
-            if c < 0x2:
+            if c >= 0x2:
+                if c < 0x4:
+                    av -= 29
+                    if av < 0:
+                        win, av = r.refill(av, 30)
+                    c = (win >> av) & 0x3fffffff
+                else:
+                    ec = (c >> 1) & 0x3
+                    raise r.fail_at(av + 1, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
+            else:
                 av -= 29
                 if av < 0:
                     win, av = r.refill(av, 30)
@@ -24443,20 +24907,18 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
                 if av < 0:
                     win, av = r.refill(av, 30)
                 c = (win >> av) & 0x3fffffff
-            elif c < 0x4:
-                av -= 29
-                if av < 0:
-                    win, av = r.refill(av, 30)
-                c = (win >> av) & 0x3fffffff
-            else:
-                ec = (c >> 1) & 0x3
-                raise r.fail_at(av + 1, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
             ob5_ = _new(_K_iso2_CostType)
             ob5_.costKind = f_5_costKind
             ob5_.amount = f_5_amount
             ob5_.amountMultiplier = f_5_amountMultiplier
             f_3_Cost.append(ob5_)
-            if c < 0x10000000:
+            if c >= 0x10000000:
+                if c < 0x20000000:
+                    pass
+                else:
+                    ec = (c >> 28) & 0x3
+                    raise r.fail_at(av + 28, 'ConsumptionCostType[2]', f'event code {ec}, expected SE(Cost), EE')
+            else:
                 try:
                     f_6_costKind = _Tdbae0062[c >> 21]
                 except KeyError:  # not a valid pattern: say why
@@ -24497,7 +24959,16 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
                 c &= 0x1f
                 if c >= 0x10:
                     raise r.fail_at(av + 5, 'ConsumptionCostType[2]', 'expected EE of amount')
-                if c < 0x4:
+                if c >= 0x4:
+                    if c < 0x8:
+                        av -= 28
+                        if av < 0:
+                            win, av = r.refill(av, 30)
+                        c = (win >> av) & 0x3fffffff
+                    else:
+                        ec = (c >> 2) & 0x3
+                        raise r.fail_at(av + 2, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
+                else:
                     av -= 28
                     if av < 0:
                         win, av = r.refill(av, 30)
@@ -24512,20 +24983,18 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
                     if av < 0:
                         win, av = r.refill(av, 30)
                     c = (win >> av) & 0x3fffffff
-                elif c < 0x8:
-                    av -= 28
-                    if av < 0:
-                        win, av = r.refill(av, 30)
-                    c = (win >> av) & 0x3fffffff
-                else:
-                    ec = (c >> 2) & 0x3
-                    raise r.fail_at(av + 2, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
                 ob6_ = _new(_K_iso2_CostType)
                 ob6_.costKind = f_6_costKind
                 ob6_.amount = f_6_amount
                 ob6_.amountMultiplier = f_6_amountMultiplier
                 f_3_Cost.append(ob6_)
-                if c < 0x10000000:
+                if c >= 0x10000000:
+                    if c < 0x20000000:
+                        pass
+                    else:
+                        ec = (c >> 28) & 0x3
+                        raise r.fail_at(av + 28, 'ConsumptionCostType[3]', f'event code {ec}, expected SE(Cost), EE')
+                else:
                     try:
                         f_7_costKind = _Tdbae0062[c >> 21]
                     except KeyError:  # not a valid pattern: say why
@@ -24566,7 +25035,16 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
                     c &= 0x1f
                     if c >= 0x10:
                         raise r.fail_at(av + 5, 'ConsumptionCostType[3]', 'expected EE of amount')
-                    if c < 0x4:
+                    if c >= 0x4:
+                        if c < 0x8:
+                            av -= 27
+                            if av < 0:
+                                win, av = r.refill(av, 29)
+                            c = (win >> av) & 0x1fffffff
+                        else:
+                            ec = (c >> 2) & 0x3
+                            raise r.fail_at(av + 2, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
+                    else:
                         av -= 28
                         if av < 0:
                             win, av = r.refill(av, 30)
@@ -24581,14 +25059,6 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
                         if av < 0:
                             win, av = r.refill(av, 29)
                         c = (win >> av) & 0x1fffffff
-                    elif c < 0x8:
-                        av -= 27
-                        if av < 0:
-                            win, av = r.refill(av, 29)
-                        c = (win >> av) & 0x1fffffff
-                    else:
-                        ec = (c >> 2) & 0x3
-                        raise r.fail_at(av + 2, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
                     if c >= 0x10000000:
                         raise r.fail_at(av + 29, 'ConsumptionCostType[3]', 'expected EE')
                     ob7_ = _new(_K_iso2_CostType)
@@ -24596,307 +25066,23 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
                     ob7_.amount = f_7_amount
                     ob7_.amountMultiplier = f_7_amountMultiplier
                     f_3_Cost.append(ob7_)
-                elif c < 0x20000000:
-                    pass
-                else:
-                    ec = (c >> 28) & 0x3
-                    raise r.fail_at(av + 28, 'ConsumptionCostType[3]', f'event code {ec}, expected SE(Cost), EE')
-            elif c < 0x20000000:
-                pass
-            else:
-                ec = (c >> 28) & 0x3
-                raise r.fail_at(av + 28, 'ConsumptionCostType[2]', f'event code {ec}, expected SE(Cost), EE')
             ob3_ = _new(_K_iso2_ConsumptionCostType)
             ob3_.startValue = f_3_startValue
             ob3_.Cost = f_3_Cost
             f_ConsumptionCost.append(ob3_)
             s = 3
-        elif ec == 1:
-            av -= 12
-            s = -1
-        else:
-            raise r.fail_at(av + 16, 'SalesTariffEntryType[2]', f'event code {ec}, expected SE(ConsumptionCost), EE')
-    elif c < 0x20000000:
-        f_8_Cost: list[_iso2.CostType] = []
-        try:
-            f_9_Multiplier, f_9_Unit, sg = _T3b5e3738[(c >> 12) & 0xffff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0xe38e000 != 0x0:
-                raise r.fail_at(av + 28, 'SalesTariffEntryType[1]', 'expected SE(startValue), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value') from None
-            f_9_Multiplier = ((c >> 22) & 7) - 3
-            iv = ((c >> 16) & 7)
-            if iv >= 7:
-                raise r.fail_at(av + 12, 'PhysicalValueType.Unit', f'enumeration index {iv}') from None
-            f_9_Unit = _E_iso2_unitSymbolType[iv]
-            sg = ((c >> 12) & 1)
-        u = ((c >> 4) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
-            u2 = c >> 4
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
-                u2 = c >> 4
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 4
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 4
-                    if av < 0:
-                        win, av = r.refill(av, 4)
-                    c = (win >> av) & 0xf
-        f_9_Value = -u - 1 if sg else u
-        av -= 26
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        try:
-            f_10_costKind = _T7d0ceb30[c >> 20]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x3e700000 != 0x0:
-                raise r.fail_at(av + 30, 'SalesTariffEntryType[1]', 'expected EE of Value, EE, SE(Cost), SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount') from None
-            iv = (c >> 23)
-            if iv >= 3:
-                raise r.fail_at(av + 20, 'CostType.costKind', f'enumeration index {iv}') from None
-            f_10_costKind = _E_iso2_costKindType[iv]
-        u = ((c >> 12) & 255)
-        ob9_ = _new(_K_iso2_PhysicalValueType)
-        ob9_.Multiplier = f_9_Multiplier
-        ob9_.Unit = f_9_Unit
-        ob9_.Value = f_9_Value
-        f_8_startValue = ob9_
-        f_10_amountMultiplier: int | None = None
-        if u > 127:
-            u2 = (c >> 4) & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
-                u2 = c >> 4
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 4
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 4
-                    if av < 0:
-                        win, av = r.refill(av, 4)
-                    c = (win >> av) & 0xf
-        else:
-            av += 8
-            c >>= 8
-        f_10_amount = u
-        c &= 0xf
-        if c >= 0x8:
-            raise r.fail_at(av + 4, 'SalesTariffEntryType[1]', 'expected EE of amount')
-        if c < 0x2:
-            av -= 29
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-            try:
-                f_10_amountMultiplier = _Tae58e352[c >> 24]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x23000000 != 0x0:
-                    raise r.fail_at(av + 30, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
-                f_10_amountMultiplier = (c >> 26) - 3
-            av -= 6
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-        elif c < 0x4:
-            av -= 29
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-        else:
-            ec = (c >> 1) & 0x3
-            raise r.fail_at(av + 1, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
-        ob10_ = _new(_K_iso2_CostType)
-        ob10_.costKind = f_10_costKind
-        ob10_.amount = f_10_amount
-        ob10_.amountMultiplier = f_10_amountMultiplier
-        f_8_Cost.append(ob10_)
-        if c < 0x10000000:
-            try:
-                f_11_costKind = _Tdbae0062[c >> 21]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0xce00000 != 0x0:
-                    raise r.fail_at(av + 28, 'ConsumptionCostType[2]', 'expected SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount') from None
-                iv = (c >> 24)
-                if iv >= 3:
-                    raise r.fail_at(av + 21, 'CostType.costKind', f'enumeration index {iv}') from None
-                f_11_costKind = _E_iso2_costKindType[iv]
-            u = ((c >> 13) & 255)
-            f_11_amountMultiplier: int | None = None
-            if u > 127:
-                u2 = (c >> 5) & 0xFF
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 13)
-                    c = (win >> av) & 0x1fff
-                    u2 = c >> 5
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 5
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 5
-                        if av < 0:
-                            win, av = r.refill(av, 5)
-                        c = (win >> av) & 0x1f
-            else:
-                av += 8
-                c >>= 8
-            f_11_amount = u
-            c &= 0x1f
-            if c >= 0x10:
-                raise r.fail_at(av + 5, 'ConsumptionCostType[2]', 'expected EE of amount')
-            if c < 0x4:
-                av -= 28
-                if av < 0:
-                    win, av = r.refill(av, 30)
-                c = (win >> av) & 0x3fffffff
-                try:
-                    f_11_amountMultiplier = _Tae58e352[c >> 24]
-                except KeyError:  # not a valid pattern: say why
-                    if c & 0x23000000 != 0x0:
-                        raise r.fail_at(av + 30, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
-                    f_11_amountMultiplier = (c >> 26) - 3
-                av -= 6
-                if av < 0:
-                    win, av = r.refill(av, 30)
-                c = (win >> av) & 0x3fffffff
-            elif c < 0x8:
-                av -= 28
-                if av < 0:
-                    win, av = r.refill(av, 30)
-                c = (win >> av) & 0x3fffffff
-            else:
-                ec = (c >> 2) & 0x3
-                raise r.fail_at(av + 2, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
-            ob11_ = _new(_K_iso2_CostType)
-            ob11_.costKind = f_11_costKind
-            ob11_.amount = f_11_amount
-            ob11_.amountMultiplier = f_11_amountMultiplier
-            f_8_Cost.append(ob11_)
-            if c < 0x10000000:
-                try:
-                    f_12_costKind = _Tdbae0062[c >> 21]
-                except KeyError:  # not a valid pattern: say why
-                    if c & 0xce00000 != 0x0:
-                        raise r.fail_at(av + 28, 'ConsumptionCostType[3]', 'expected SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount') from None
-                    iv = (c >> 24)
-                    if iv >= 3:
-                        raise r.fail_at(av + 21, 'CostType.costKind', f'enumeration index {iv}') from None
-                    f_12_costKind = _E_iso2_costKindType[iv]
-                u = ((c >> 13) & 255)
-                f_12_amountMultiplier: int | None = None
-                if u > 127:
-                    u2 = (c >> 5) & 0xFF
-                    if u2 < 128:
-                        u += _U2[u2]
-                    else:
-                        u = (u & 0x7F) | (u2 & 0x7F) << 7
-                        av -= 8
-                        if av < 0:
-                            win, av = r.refill(av, 13)
-                        c = (win >> av) & 0x1fff
-                        u2 = c >> 5
-                        u |= (u2 & 0x7F) << 14
-                        if u2 > 127:
-                            av += 5
-                            r.avail = av
-                            u = r.uint_more(u, 21)
-                            win = r.win
-                            av = r.avail
-                            av -= 5
-                            if av < 0:
-                                win, av = r.refill(av, 5)
-                            c = (win >> av) & 0x1f
-                else:
-                    av += 8
-                    c >>= 8
-                f_12_amount = u
-                c &= 0x1f
-                if c >= 0x10:
-                    raise r.fail_at(av + 5, 'ConsumptionCostType[3]', 'expected EE of amount')
-                if c < 0x4:
-                    av -= 28
-                    if av < 0:
-                        win, av = r.refill(av, 30)
-                    c = (win >> av) & 0x3fffffff
-                    try:
-                        f_12_amountMultiplier = _Tae58e352[c >> 24]
-                    except KeyError:  # not a valid pattern: say why
-                        if c & 0x23000000 != 0x0:
-                            raise r.fail_at(av + 30, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
-                        f_12_amountMultiplier = (c >> 26) - 3
-                    av -= 5
-                    if av < 0:
-                        win, av = r.refill(av, 29)
-                    c = (win >> av) & 0x1fffffff
-                elif c < 0x8:
-                    av -= 27
-                    if av < 0:
-                        win, av = r.refill(av, 29)
-                    c = (win >> av) & 0x1fffffff
-                else:
-                    ec = (c >> 2) & 0x3
-                    raise r.fail_at(av + 2, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
-                if c >= 0x10000000:
-                    raise r.fail_at(av + 29, 'ConsumptionCostType[3]', 'expected EE')
-                ob12_ = _new(_K_iso2_CostType)
-                ob12_.costKind = f_12_costKind
-                ob12_.amount = f_12_amount
-                ob12_.amountMultiplier = f_12_amountMultiplier
-                f_8_Cost.append(ob12_)
-            elif c < 0x20000000:
-                pass
-            else:
-                ec = (c >> 28) & 0x3
-                raise r.fail_at(av + 28, 'ConsumptionCostType[3]', f'event code {ec}, expected SE(Cost), EE')
-        elif c < 0x20000000:
-            pass
-        else:
-            ec = (c >> 28) & 0x3
-            raise r.fail_at(av + 28, 'ConsumptionCostType[2]', f'event code {ec}, expected SE(Cost), EE')
-        ob8_ = _new(_K_iso2_ConsumptionCostType)
-        ob8_.startValue = f_8_startValue
-        ob8_.Cost = f_8_Cost
-        f_ConsumptionCost.append(ob8_)
-        s = 3
-    elif c < 0x30000000:
-        s = -1
+    if s != 3:
+        av += 28
     else:
-        ec = (c >> 28) & 0x3
-        raise r.fail_at(av + 28, 'SalesTariffEntryType[1]', f'event code {ec}, expected SE(EPriceLevel), SE(ConsumptionCost), EE')
-    if s == 3:
         c &= 0xfffffff
-        if c < 0x4000000:
+        if c >= 0x4000000:
+            if c < 0x8000000:
+                av += 26
+                s = -1
+            else:
+                ec = (c >> 26) & 0x3
+                raise r.fail_at(av + 26, 'SalesTariffEntryType[3]', f'event code {ec}, expected SE(ConsumptionCost), EE')
+        else:
             f_13_Cost: list[_iso2.CostType] = []
             try:
                 f_14_Multiplier, f_14_Unit, sg = _T3b5e3738[c >> 10]
@@ -24986,7 +25172,16 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
             c &= 0xf
             if c >= 0x8:
                 raise r.fail_at(av + 4, 'SalesTariffEntryType[3]', 'expected EE of amount')
-            if c < 0x2:
+            if c >= 0x2:
+                if c < 0x4:
+                    av -= 29
+                    if av < 0:
+                        win, av = r.refill(av, 30)
+                    c = (win >> av) & 0x3fffffff
+                else:
+                    ec = (c >> 1) & 0x3
+                    raise r.fail_at(av + 1, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
+            else:
                 av -= 29
                 if av < 0:
                     win, av = r.refill(av, 30)
@@ -25001,20 +25196,21 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
                 if av < 0:
                     win, av = r.refill(av, 30)
                 c = (win >> av) & 0x3fffffff
-            elif c < 0x4:
-                av -= 29
-                if av < 0:
-                    win, av = r.refill(av, 30)
-                c = (win >> av) & 0x3fffffff
-            else:
-                ec = (c >> 1) & 0x3
-                raise r.fail_at(av + 1, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
             ob15_ = _new(_K_iso2_CostType)
             ob15_.costKind = f_15_costKind
             ob15_.amount = f_15_amount
             ob15_.amountMultiplier = f_15_amountMultiplier
             f_13_Cost.append(ob15_)
-            if c < 0x10000000:
+            if c >= 0x10000000:
+                if c < 0x20000000:
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 30)
+                    c = (win >> av) & 0x3fffffff
+                else:
+                    ec = (c >> 28) & 0x3
+                    raise r.fail_at(av + 28, 'ConsumptionCostType[2]', f'event code {ec}, expected SE(Cost), EE')
+            else:
                 try:
                     f_16_costKind = _Tdbae0062[c >> 21]
                 except KeyError:  # not a valid pattern: say why
@@ -25055,7 +25251,16 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
                 c &= 0x1f
                 if c >= 0x10:
                     raise r.fail_at(av + 5, 'ConsumptionCostType[2]', 'expected EE of amount')
-                if c < 0x4:
+                if c >= 0x4:
+                    if c < 0x8:
+                        av -= 28
+                        if av < 0:
+                            win, av = r.refill(av, 30)
+                        c = (win >> av) & 0x3fffffff
+                    else:
+                        ec = (c >> 2) & 0x3
+                        raise r.fail_at(av + 2, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
+                else:
                     av -= 28
                     if av < 0:
                         win, av = r.refill(av, 30)
@@ -25070,20 +25275,21 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
                     if av < 0:
                         win, av = r.refill(av, 30)
                     c = (win >> av) & 0x3fffffff
-                elif c < 0x8:
-                    av -= 28
-                    if av < 0:
-                        win, av = r.refill(av, 30)
-                    c = (win >> av) & 0x3fffffff
-                else:
-                    ec = (c >> 2) & 0x3
-                    raise r.fail_at(av + 2, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
                 ob16_ = _new(_K_iso2_CostType)
                 ob16_.costKind = f_16_costKind
                 ob16_.amount = f_16_amount
                 ob16_.amountMultiplier = f_16_amountMultiplier
                 f_13_Cost.append(ob16_)
-                if c < 0x10000000:
+                if c >= 0x10000000:
+                    if c < 0x20000000:
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 30)
+                        c = (win >> av) & 0x3fffffff
+                    else:
+                        ec = (c >> 28) & 0x3
+                        raise r.fail_at(av + 28, 'ConsumptionCostType[3]', f'event code {ec}, expected SE(Cost), EE')
+                else:
                     try:
                         f_17_costKind = _Tdbae0062[c >> 21]
                     except KeyError:  # not a valid pattern: say why
@@ -25124,7 +25330,16 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
                     c &= 0x1f
                     if c >= 0x10:
                         raise r.fail_at(av + 5, 'ConsumptionCostType[3]', 'expected EE of amount')
-                    if c < 0x4:
+                    if c >= 0x4:
+                        if c < 0x8:
+                            av -= 28
+                            if av < 0:
+                                win, av = r.refill(av, 30)
+                            c = (win >> av) & 0x3fffffff
+                        else:
+                            ec = (c >> 2) & 0x3
+                            raise r.fail_at(av + 2, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
+                    else:
                         av -= 28
                         if av < 0:
                             win, av = r.refill(av, 30)
@@ -25139,14 +25354,6 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
                         if av < 0:
                             win, av = r.refill(av, 30)
                         c = (win >> av) & 0x3fffffff
-                    elif c < 0x8:
-                        av -= 28
-                        if av < 0:
-                            win, av = r.refill(av, 30)
-                        c = (win >> av) & 0x3fffffff
-                    else:
-                        ec = (c >> 2) & 0x3
-                        raise r.fail_at(av + 2, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
                     if c >= 0x20000000:
                         raise r.fail_at(av + 30, 'ConsumptionCostType[3]', 'expected EE')
                     ob17_ = _new(_K_iso2_CostType)
@@ -25158,27 +25365,18 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
                     if av < 0:
                         win, av = r.refill(av, 30)
                     c = (win >> av) & 0x3fffffff
-                elif c < 0x20000000:
-                    av -= 2
-                    if av < 0:
-                        win, av = r.refill(av, 30)
-                    c = (win >> av) & 0x3fffffff
-                else:
-                    ec = (c >> 28) & 0x3
-                    raise r.fail_at(av + 28, 'ConsumptionCostType[3]', f'event code {ec}, expected SE(Cost), EE')
-            elif c < 0x20000000:
-                av -= 2
-                if av < 0:
-                    win, av = r.refill(av, 30)
-                c = (win >> av) & 0x3fffffff
-            else:
-                ec = (c >> 28) & 0x3
-                raise r.fail_at(av + 28, 'ConsumptionCostType[2]', f'event code {ec}, expected SE(Cost), EE')
             ob13_ = _new(_K_iso2_ConsumptionCostType)
             ob13_.startValue = f_13_startValue
             ob13_.Cost = f_13_Cost
             f_ConsumptionCost.append(ob13_)
-            if c < 0x10000000:
+            if c >= 0x10000000:
+                if c < 0x20000000:
+                    av += 28
+                    s = -1
+                else:
+                    ec = (c >> 28) & 0x3
+                    raise r.fail_at(av + 28, 'SalesTariffEntryType[4]', f'event code {ec}, expected SE(ConsumptionCost), EE')
+            else:
                 f_18_Cost: list[_iso2.CostType] = []
                 try:
                     f_19_Multiplier, f_19_Unit, sg = _T3b5e3738[c >> 12]
@@ -25268,7 +25466,16 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
                 c &= 0xf
                 if c >= 0x8:
                     raise r.fail_at(av + 4, 'SalesTariffEntryType[4]', 'expected EE of amount')
-                if c < 0x2:
+                if c >= 0x2:
+                    if c < 0x4:
+                        av -= 29
+                        if av < 0:
+                            win, av = r.refill(av, 30)
+                        c = (win >> av) & 0x3fffffff
+                    else:
+                        ec = (c >> 1) & 0x3
+                        raise r.fail_at(av + 1, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
+                else:
                     av -= 29
                     if av < 0:
                         win, av = r.refill(av, 30)
@@ -25283,20 +25490,19 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
                     if av < 0:
                         win, av = r.refill(av, 30)
                     c = (win >> av) & 0x3fffffff
-                elif c < 0x4:
-                    av -= 29
-                    if av < 0:
-                        win, av = r.refill(av, 30)
-                    c = (win >> av) & 0x3fffffff
-                else:
-                    ec = (c >> 1) & 0x3
-                    raise r.fail_at(av + 1, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
                 ob20_ = _new(_K_iso2_CostType)
                 ob20_.costKind = f_20_costKind
                 ob20_.amount = f_20_amount
                 ob20_.amountMultiplier = f_20_amountMultiplier
                 f_18_Cost.append(ob20_)
-                if c < 0x10000000:
+                if c >= 0x10000000:
+                    if c < 0x20000000:
+                        av += 27
+                        c >>= 27
+                    else:
+                        ec = (c >> 28) & 0x3
+                        raise r.fail_at(av + 28, 'ConsumptionCostType[2]', f'event code {ec}, expected SE(Cost), EE')
+                else:
                     try:
                         f_21_costKind = _Tdbae0062[c >> 21]
                     except KeyError:  # not a valid pattern: say why
@@ -25337,7 +25543,16 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
                     c &= 0x1f
                     if c >= 0x10:
                         raise r.fail_at(av + 5, 'ConsumptionCostType[2]', 'expected EE of amount')
-                    if c < 0x4:
+                    if c >= 0x4:
+                        if c < 0x8:
+                            av -= 26
+                            if av < 0:
+                                win, av = r.refill(av, 28)
+                            c = (win >> av) & 0xfffffff
+                        else:
+                            ec = (c >> 2) & 0x3
+                            raise r.fail_at(av + 2, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
+                    else:
                         av -= 28
                         if av < 0:
                             win, av = r.refill(av, 30)
@@ -25352,20 +25567,19 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
                         if av < 0:
                             win, av = r.refill(av, 28)
                         c = (win >> av) & 0xfffffff
-                    elif c < 0x8:
-                        av -= 26
-                        if av < 0:
-                            win, av = r.refill(av, 28)
-                        c = (win >> av) & 0xfffffff
-                    else:
-                        ec = (c >> 2) & 0x3
-                        raise r.fail_at(av + 2, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
                     ob21_ = _new(_K_iso2_CostType)
                     ob21_.costKind = f_21_costKind
                     ob21_.amount = f_21_amount
                     ob21_.amountMultiplier = f_21_amountMultiplier
                     f_18_Cost.append(ob21_)
-                    if c < 0x4000000:
+                    if c >= 0x4000000:
+                        if c < 0x8000000:
+                            av += 25
+                            c >>= 25
+                        else:
+                            ec = (c >> 26) & 0x3
+                            raise r.fail_at(av + 26, 'ConsumptionCostType[3]', f'event code {ec}, expected SE(Cost), EE')
+                    else:
                         try:
                             f_22_costKind = _Tdbae0062[c >> 19]
                         except KeyError:  # not a valid pattern: say why
@@ -25406,7 +25620,16 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
                         c &= 0x7
                         if c >= 0x4:
                             raise r.fail_at(av + 3, 'ConsumptionCostType[3]', 'expected EE of amount')
-                        if c < 0x1:
+                        if c >= 0x1:
+                            if c < 0x2:
+                                av -= 2
+                                if av < 0:
+                                    win, av = r.refill(av, 2)
+                                c = (win >> av) & 0x3
+                            else:
+                                ec = (c >> 0) & 0x3
+                                raise r.fail_at(av, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
+                        else:
                             av -= 8
                             if av < 0:
                                 win, av = r.refill(av, 8)
@@ -25417,14 +25640,6 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
                                 if c & 0x8c != 0x0:
                                     raise r.fail_at(av + 8, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE') from None
                                 f_22_amountMultiplier = (c >> 4) - 3
-                        elif c < 0x2:
-                            av -= 2
-                            if av < 0:
-                                win, av = r.refill(av, 2)
-                            c = (win >> av) & 0x3
-                        else:
-                            ec = (c >> 0) & 0x3
-                            raise r.fail_at(av, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
                         if c & 0x2 != 0x0:
                             raise r.fail_at(av + 2, 'ConsumptionCostType[3]', 'expected EE')
                         ob22_ = _new(_K_iso2_CostType)
@@ -25432,18 +25647,6 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
                         ob22_.amount = f_22_amount
                         ob22_.amountMultiplier = f_22_amountMultiplier
                         f_18_Cost.append(ob22_)
-                    elif c < 0x8000000:
-                        av += 25
-                        c >>= 25
-                    else:
-                        ec = (c >> 26) & 0x3
-                        raise r.fail_at(av + 26, 'ConsumptionCostType[3]', f'event code {ec}, expected SE(Cost), EE')
-                elif c < 0x20000000:
-                    av += 27
-                    c >>= 27
-                else:
-                    ec = (c >> 28) & 0x3
-                    raise r.fail_at(av + 28, 'ConsumptionCostType[2]', f'event code {ec}, expected SE(Cost), EE')
                 if c & 0x1 != 0x0:
                     raise r.fail_at(av + 1, 'SalesTariffEntryType[4]', 'expected EE')
                 ob18_ = _new(_K_iso2_ConsumptionCostType)
@@ -25451,20 +25654,6 @@ def _d_iso2_SalesTariffEntryType(r: BitReader, c: int) -> _iso2.SalesTariffEntry
                 ob18_.Cost = f_18_Cost
                 f_ConsumptionCost.append(ob18_)
                 s = -1
-            elif c < 0x20000000:
-                av += 28
-                s = -1
-            else:
-                ec = (c >> 28) & 0x3
-                raise r.fail_at(av + 28, 'SalesTariffEntryType[4]', f'event code {ec}, expected SE(ConsumptionCost), EE')
-        elif c < 0x8000000:
-            av += 26
-            s = -1
-        else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 26, 'SalesTariffEntryType[3]', f'event code {ec}, expected SE(ConsumptionCost), EE')
-    else:
-        av += 28
     r.avail = av
     ob = _new(_K_iso2_SalesTariffEntryType)
     ob.RelativeTimeInterval = f_RelativeTimeInterval
@@ -25588,7 +25777,23 @@ def _d_iso2_SalesTariffType(r: BitReader, c: int) -> _iso2.SalesTariffType:
     f_NumEPriceLevels: int | None = None
     f_SalesTariffEntry: list[_iso2.SalesTariffEntryType] = []
     s = 0
-    if c < 0x4000000:
+    if c >= 0x4000000:
+        if c < 0x8000000:
+            try:
+                f_SalesTariffID = _Tf9c80ba0[(c >> 16) & 0x3ff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x2010000 != 0x0:
+                    raise r.fail_at(av + 26, 'SalesTariffType[0]', 'expected CH of SalesTariffID, EE of SalesTariffID') from None
+                f_SalesTariffID = ((c >> 17) & 255) + 1
+            av -= 14
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            s = 2
+        else:
+            ec = (c >> 26) & 0x3
+            raise r.fail_at(av + 26, 'SalesTariffType[0]', f'event code {ec}, expected AT(Id), SE(SalesTariffID)')
+    else:
         av += 18
         u = (c >> 18)
         if u > 127:
@@ -25629,22 +25834,34 @@ def _d_iso2_SalesTariffType(r: BitReader, c: int) -> _iso2.SalesTariffType:
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif c < 0x8000000:
-        try:
-            f_SalesTariffID = _Tf9c80ba0[(c >> 16) & 0x3ff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x2010000 != 0x0:
-                raise r.fail_at(av + 26, 'SalesTariffType[0]', 'expected CH of SalesTariffID, EE of SalesTariffID') from None
-            f_SalesTariffID = ((c >> 17) & 255) + 1
-        av -= 14
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        s = 2
+    if c >= 0x10000000:
+        if c < 0x20000000:
+            try:
+                f_NumEPriceLevels = _T3924a0e8[(c >> 18) & 0x3ff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x8040000 != 0x0:
+                    raise r.fail_at(av + 28, 'SalesTariffType[2]', 'expected CH of NumEPriceLevels, EE of NumEPriceLevels') from None
+                f_NumEPriceLevels = ((c >> 19) & 255)
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 4
+        elif c < 0x30000000:
+            c &= 0xfffffff
+            r.avail = av
+            f_SalesTariffEntry.append(_d_iso2_SalesTariffEntryType(r, c))
+            win = r.win
+            av = r.avail
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 5
+        else:
+            ec = (c >> 28) & 0x3
+            raise r.fail_at(av + 28, 'SalesTariffType[2]', f'event code {ec}, expected SE(SalesTariffDescription), SE(NumEPriceLevels), SE(SalesTariffEntry)')
     else:
-        ec = (c >> 26) & 0x3
-        raise r.fail_at(av + 26, 'SalesTariffType[0]', f'event code {ec}, expected AT(Id), SE(SalesTariffID)')
-    if c < 0x10000000:
         av += 19
         if c >= 0x8000000:
             raise r.fail_at(av + 9, 'SalesTariffType[2]', 'expected CH of SalesTariffDescription')
@@ -25690,7 +25907,10 @@ def _d_iso2_SalesTariffType(r: BitReader, c: int) -> _iso2.SalesTariffType:
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif c < 0x10000000:
+        elif c >= 0x10000000:
+            ec = (c >> 27) & 0x3
+            raise r.fail_at(av + 27, 'SalesTariffType[3]', f'event code {ec}, expected SE(NumEPriceLevels), SE(SalesTariffEntry)')
+        else:
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 28)
@@ -25704,36 +25924,9 @@ def _d_iso2_SalesTariffType(r: BitReader, c: int) -> _iso2.SalesTariffType:
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        else:
-            ec = (c >> 27) & 0x3
-            raise r.fail_at(av + 27, 'SalesTariffType[3]', f'event code {ec}, expected SE(NumEPriceLevels), SE(SalesTariffEntry)')
-    elif c < 0x20000000:
-        try:
-            f_NumEPriceLevels = _T3924a0e8[(c >> 18) & 0x3ff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x8040000 != 0x0:
-                raise r.fail_at(av + 28, 'SalesTariffType[2]', 'expected CH of NumEPriceLevels, EE of NumEPriceLevels') from None
-            f_NumEPriceLevels = ((c >> 19) & 255)
-        av -= 10
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 4
-    elif c < 0x30000000:
-        c &= 0xfffffff
-        r.avail = av
-        f_SalesTariffEntry.append(_d_iso2_SalesTariffEntryType(r, c))
-        win = r.win
-        av = r.avail
-        av -= 28
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 5
+    if s != 4:
+        av += 28
     else:
-        ec = (c >> 28) & 0x3
-        raise r.fail_at(av + 28, 'SalesTariffType[2]', f'event code {ec}, expected SE(SalesTariffDescription), SE(NumEPriceLevels), SE(SalesTariffEntry)')
-    if s == 4:
         if c >= 0x8000000:
             raise r.fail_at(av + 28, 'SalesTariffType', 'expected SE(SalesTariffEntry)')
         av -= 1
@@ -25745,15 +25938,21 @@ def _d_iso2_SalesTariffType(r: BitReader, c: int) -> _iso2.SalesTariffType:
         win = r.win
         av = r.avail
         s = 5
-    else:
-        av += 28
     n = 0
     while True:
         av -= 30
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c < 0x10000000:
+        if c >= 0x10000000:
+            if c < 0x20000000:
+                av += 28
+                s = -1
+                break
+            else:
+                ec = (c >> 28) & 0x3
+                raise r.fail_at(av + 28, 'SalesTariffType[5]', f'event code {ec}, expected SE(SalesTariffEntry), EE')
+        else:
             r.avail = av
             f_SalesTariffEntry.append(_d_iso2_SalesTariffEntryType(r, c))
             win = r.win
@@ -25762,23 +25961,16 @@ def _d_iso2_SalesTariffType(r: BitReader, c: int) -> _iso2.SalesTariffType:
             if n == 1023:
                 s = 1028
                 break
-        elif c < 0x20000000:
-            av += 28
-            s = -1
-            break
-        else:
-            ec = (c >> 28) & 0x3
-            raise r.fail_at(av + 28, 'SalesTariffType[5]', f'event code {ec}, expected SE(SalesTariffEntry), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
-    if s == 1028:
+    if s != 1028:
+        av += 1
+    else:
         if c:
             raise r.fail_at(av + 1, 'SalesTariffType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso2_SalesTariffType)
     ob.Id = f_Id
@@ -25960,7 +26152,13 @@ def _d_iso2_SelectedServiceListType(r: BitReader, c: int) -> _iso2.SelectedServi
     c &= 0x7f
     if c >= 0x40:
         raise r.fail_at(av + 7, 'SelectedServiceListType', 'expected EE of ServiceID')
-    if c < 0x10:
+    if c >= 0x10:
+        if c < 0x20:
+            av += 4
+        else:
+            ec = (c >> 4) & 0x3
+            raise r.fail_at(av + 4, 'SelectedServiceType[1]', f'event code {ec}, expected SE(ParameterSetID), EE')
+    else:
         av -= 16
         if av < 0:
             win, av = r.refill(av, 20)
@@ -26000,11 +26198,6 @@ def _d_iso2_SelectedServiceListType(r: BitReader, c: int) -> _iso2.SelectedServi
         f_1_ParameterSetID = -u - 1 if sg else u
         if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'SelectedServiceType[1]', 'expected EE of ParameterSetID, EE')
-    elif c < 0x20:
-        av += 4
-    else:
-        ec = (c >> 4) & 0x3
-        raise r.fail_at(av + 4, 'SelectedServiceType[1]', f'event code {ec}, expected SE(ParameterSetID), EE')
     ob1_ = _new(_K_iso2_SelectedServiceType)
     ob1_.ServiceID = f_1_ServiceID
     ob1_.ParameterSetID = f_1_ParameterSetID
@@ -26016,7 +26209,15 @@ def _d_iso2_SelectedServiceListType(r: BitReader, c: int) -> _iso2.SelectedServi
         if av < 0:
             win, av = r.refill(av, 27)
         c = (win >> av) & 0x7ffffff
-        if c < 0x2000000:
+        if c >= 0x2000000:
+            if c < 0x4000000:
+                av += 25
+                s = -1
+                break
+            else:
+                ec = (c >> 25) & 0x3
+                raise r.fail_at(av + 25, 'SelectedServiceListType[1]', f'event code {ec}, expected SE(SelectedService), EE')
+        else:
             if c >= 0x800000:
                 raise r.fail_at(av + 25, 'SelectedServiceListType[1]', 'expected SE(ServiceID), CH of ServiceID')
             u = (c >> 15)
@@ -26050,7 +26251,13 @@ def _d_iso2_SelectedServiceListType(r: BitReader, c: int) -> _iso2.SelectedServi
             c &= 0x7f
             if c >= 0x40:
                 raise r.fail_at(av + 7, 'SelectedServiceListType[1]', 'expected EE of ServiceID')
-            if c < 0x10:
+            if c >= 0x10:
+                if c < 0x20:
+                    av += 4
+                else:
+                    ec = (c >> 4) & 0x3
+                    raise r.fail_at(av + 4, 'SelectedServiceType[1]', f'event code {ec}, expected SE(ParameterSetID), EE')
+            else:
                 av -= 16
                 if av < 0:
                     win, av = r.refill(av, 20)
@@ -26090,11 +26297,6 @@ def _d_iso2_SelectedServiceListType(r: BitReader, c: int) -> _iso2.SelectedServi
                 f_2_ParameterSetID = -u - 1 if sg else u
                 if c & 0x3 != 0x0:
                     raise r.fail_at(av + 2, 'SelectedServiceType[1]', 'expected EE of ParameterSetID, EE')
-            elif c < 0x20:
-                av += 4
-            else:
-                ec = (c >> 4) & 0x3
-                raise r.fail_at(av + 4, 'SelectedServiceType[1]', f'event code {ec}, expected SE(ParameterSetID), EE')
             ob2_ = _new(_K_iso2_SelectedServiceType)
             ob2_.ServiceID = f_2_ServiceID
             ob2_.ParameterSetID = f_2_ParameterSetID
@@ -26103,23 +26305,16 @@ def _d_iso2_SelectedServiceListType(r: BitReader, c: int) -> _iso2.SelectedServi
             if n == 15:
                 s = 16
                 break
-        elif c < 0x4000000:
-            av += 25
-            s = -1
-            break
-        else:
-            ec = (c >> 25) & 0x3
-            raise r.fail_at(av + 25, 'SelectedServiceListType[1]', f'event code {ec}, expected SE(SelectedService), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
-    if s == 16:
+    if s != 16:
+        av += 1
+    else:
         if c:
             raise r.fail_at(av + 1, 'SelectedServiceListType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso2_SelectedServiceListType)
     ob.SelectedService = f_SelectedService
@@ -26213,7 +26408,13 @@ def _d_iso2_SelectedServiceType(r: BitReader, c: int) -> _iso2.SelectedServiceTy
     c &= 0x7f
     if c >= 0x40:
         raise r.fail_at(av + 7, 'SelectedServiceType', 'expected EE of ServiceID')
-    if c < 0x10:
+    if c >= 0x10:
+        if c < 0x20:
+            av += 4
+        else:
+            ec = (c >> 4) & 0x3
+            raise r.fail_at(av + 4, 'SelectedServiceType[1]', f'event code {ec}, expected SE(ParameterSetID), EE')
+    else:
         av -= 16
         if av < 0:
             win, av = r.refill(av, 20)
@@ -26253,11 +26454,6 @@ def _d_iso2_SelectedServiceType(r: BitReader, c: int) -> _iso2.SelectedServiceTy
         f_ParameterSetID = -u - 1 if sg else u
         if c & 0x3 != 0x0:
             raise r.fail_at(av + 2, 'SelectedServiceType[1]', 'expected EE of ParameterSetID, EE')
-    elif c < 0x20:
-        av += 4
-    else:
-        ec = (c >> 4) & 0x3
-        raise r.fail_at(av + 4, 'SelectedServiceType[1]', f'event code {ec}, expected SE(ParameterSetID), EE')
     r.avail = av
     ob = _new(_K_iso2_SelectedServiceType)
     ob.ServiceID = f_ServiceID
@@ -26372,7 +26568,22 @@ def _d_iso2_ServiceListType(r: BitReader, c: int) -> _iso2.ServiceListType:
     c &= 0x1ff
     if c >= 0x100:
         raise r.fail_at(av + 9, 'ServiceListType', 'expected EE of ServiceID')
-    if c < 0x40:
+    if c >= 0x40:
+        if c < 0x80:
+            try:
+                f_1_ServiceCategory = _Tbf93dfca[(c >> 2) & 0xf]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x24 != 0x0:
+                    raise r.fail_at(av + 6, 'ServiceType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
+                f_1_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 3) & 3)]
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+        else:
+            ec = (c >> 6) & 0x3
+            raise r.fail_at(av + 6, 'ServiceType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
+    else:
         av -= 3
         if av < 0:
             win, av = r.refill(av, 9)
@@ -26413,22 +26624,21 @@ def _d_iso2_ServiceListType(r: BitReader, c: int) -> _iso2.ServiceListType:
             if c & 0x1c800 != 0x0:
                 raise r.fail_at(av + 17, 'ServiceType[1]', 'expected EE of ServiceName, SE(ServiceCategory), CH of ServiceCategory, EE of ServiceCategory') from None
             f_1_ServiceCategory = _E_iso2_serviceCategoryType[(c >> 12)]
-    elif c < 0x80:
-        try:
-            f_1_ServiceCategory = _Tbf93dfca[(c >> 2) & 0xf]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x24 != 0x0:
-                raise r.fail_at(av + 6, 'ServiceType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
-            f_1_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 3) & 3)]
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-    else:
-        ec = (c >> 6) & 0x3
-        raise r.fail_at(av + 6, 'ServiceType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
     c &= 0x7ff
-    if c < 0x200:
+    if c >= 0x200:
+        if c < 0x400:
+            av += 5
+            try:
+                f_1_FreeService = _Ta870a97b[(c >> 6) & 0x7]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x140 != 0x0:
+                    raise r.fail_at(av + 4, 'ServiceType[3]', 'expected CH of FreeService, EE of FreeService') from None
+                f_1_FreeService = ((c >> 7) & 1) == 1
+            c >>= 5
+        else:
+            ec = (c >> 9) & 0x3
+            raise r.fail_at(av + 9, 'ServiceType[3]', f'event code {ec}, expected SE(ServiceScope), SE(FreeService)')
+    else:
         if c >= 0x100:
             raise r.fail_at(av + 9, 'ServiceType[3]', 'expected CH of ServiceScope')
         u = c
@@ -26465,18 +26675,6 @@ def _d_iso2_ServiceListType(r: BitReader, c: int) -> _iso2.ServiceListType:
             if c & 0x3a != 0x0:
                 raise r.fail_at(av + 6, 'ServiceType[3]', 'expected EE of ServiceScope, SE(FreeService), CH of FreeService, EE of FreeService') from None
             f_1_FreeService = (c >> 2) == 1
-    elif c < 0x400:
-        av += 5
-        try:
-            f_1_FreeService = _Ta870a97b[(c >> 6) & 0x7]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x140 != 0x0:
-                raise r.fail_at(av + 4, 'ServiceType[3]', 'expected CH of FreeService, EE of FreeService') from None
-            f_1_FreeService = ((c >> 7) & 1) == 1
-        c >>= 5
-    else:
-        ec = (c >> 9) & 0x3
-        raise r.fail_at(av + 9, 'ServiceType[3]', f'event code {ec}, expected SE(ServiceScope), SE(FreeService)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'ServiceListType', 'expected EE')
     ob1_ = _new(_K_iso2_ServiceType)
@@ -26493,7 +26691,15 @@ def _d_iso2_ServiceListType(r: BitReader, c: int) -> _iso2.ServiceListType:
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c < 0x10000000:
+        if c >= 0x10000000:
+            if c < 0x20000000:
+                av += 28
+                s = -1
+                break
+            else:
+                ec = (c >> 28) & 0x3
+                raise r.fail_at(av + 28, 'ServiceListType[1]', f'event code {ec}, expected SE(Service), EE')
+        else:
             if c >= 0x4000000:
                 raise r.fail_at(av + 28, 'ServiceListType[1]', 'expected SE(ServiceID), CH of ServiceID')
             u = (c >> 18)
@@ -26528,7 +26734,22 @@ def _d_iso2_ServiceListType(r: BitReader, c: int) -> _iso2.ServiceListType:
             c &= 0x3ff
             if c >= 0x200:
                 raise r.fail_at(av + 10, 'ServiceListType[1]', 'expected EE of ServiceID')
-            if c < 0x80:
+            if c >= 0x80:
+                if c < 0x100:
+                    try:
+                        f_2_ServiceCategory = _Tbf93dfca[(c >> 3) & 0xf]
+                    except KeyError:  # not a valid pattern: say why
+                        if c & 0x48 != 0x0:
+                            raise r.fail_at(av + 7, 'ServiceType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
+                        f_2_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 4) & 3)]
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                else:
+                    ec = (c >> 7) & 0x3
+                    raise r.fail_at(av + 7, 'ServiceType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
+            else:
                 av -= 2
                 if av < 0:
                     win, av = r.refill(av, 9)
@@ -26569,22 +26790,21 @@ def _d_iso2_ServiceListType(r: BitReader, c: int) -> _iso2.ServiceListType:
                     if c & 0x1c800 != 0x0:
                         raise r.fail_at(av + 17, 'ServiceType[1]', 'expected EE of ServiceName, SE(ServiceCategory), CH of ServiceCategory, EE of ServiceCategory') from None
                     f_2_ServiceCategory = _E_iso2_serviceCategoryType[(c >> 12)]
-            elif c < 0x100:
-                try:
-                    f_2_ServiceCategory = _Tbf93dfca[(c >> 3) & 0xf]
-                except KeyError:  # not a valid pattern: say why
-                    if c & 0x48 != 0x0:
-                        raise r.fail_at(av + 7, 'ServiceType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
-                    f_2_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 4) & 3)]
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-            else:
-                ec = (c >> 7) & 0x3
-                raise r.fail_at(av + 7, 'ServiceType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
             c &= 0x7ff
-            if c < 0x200:
+            if c >= 0x200:
+                if c < 0x400:
+                    av += 5
+                    try:
+                        f_2_FreeService = _Ta870a97b[(c >> 6) & 0x7]
+                    except KeyError:  # not a valid pattern: say why
+                        if c & 0x140 != 0x0:
+                            raise r.fail_at(av + 4, 'ServiceType[3]', 'expected CH of FreeService, EE of FreeService') from None
+                        f_2_FreeService = ((c >> 7) & 1) == 1
+                    c >>= 5
+                else:
+                    ec = (c >> 9) & 0x3
+                    raise r.fail_at(av + 9, 'ServiceType[3]', f'event code {ec}, expected SE(ServiceScope), SE(FreeService)')
+            else:
                 if c >= 0x100:
                     raise r.fail_at(av + 9, 'ServiceType[3]', 'expected CH of ServiceScope')
                 u = c
@@ -26621,18 +26841,6 @@ def _d_iso2_ServiceListType(r: BitReader, c: int) -> _iso2.ServiceListType:
                     if c & 0x3a != 0x0:
                         raise r.fail_at(av + 6, 'ServiceType[3]', 'expected EE of ServiceScope, SE(FreeService), CH of FreeService, EE of FreeService') from None
                     f_2_FreeService = (c >> 2) == 1
-            elif c < 0x400:
-                av += 5
-                try:
-                    f_2_FreeService = _Ta870a97b[(c >> 6) & 0x7]
-                except KeyError:  # not a valid pattern: say why
-                    if c & 0x140 != 0x0:
-                        raise r.fail_at(av + 4, 'ServiceType[3]', 'expected CH of FreeService, EE of FreeService') from None
-                    f_2_FreeService = ((c >> 7) & 1) == 1
-                c >>= 5
-            else:
-                ec = (c >> 9) & 0x3
-                raise r.fail_at(av + 9, 'ServiceType[3]', f'event code {ec}, expected SE(ServiceScope), SE(FreeService)')
             if c & 0x1 != 0x0:
                 raise r.fail_at(av + 1, 'ServiceListType[1]', 'expected EE')
             ob2_ = _new(_K_iso2_ServiceType)
@@ -26646,23 +26854,16 @@ def _d_iso2_ServiceListType(r: BitReader, c: int) -> _iso2.ServiceListType:
             if n == 7:
                 s = 8
                 break
-        elif c < 0x20000000:
-            av += 28
-            s = -1
-            break
-        else:
-            ec = (c >> 28) & 0x3
-            raise r.fail_at(av + 28, 'ServiceListType[1]', f'event code {ec}, expected SE(Service), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
-    if s == 8:
+    if s != 8:
+        av += 1
+    else:
         if c:
             raise r.fail_at(av + 1, 'ServiceListType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso2_ServiceListType)
     ob.Service = f_Service
@@ -26737,7 +26938,15 @@ def _d_iso2_ServiceParameterListType(r: BitReader, c: int) -> _iso2.ServiceParam
         if av < 0:
             win, av = r.refill(av, 24)
         c = (win >> av) & 0xffffff
-        if c < 0x400000:
+        if c >= 0x400000:
+            if c < 0x800000:
+                av += 22
+                s = -1
+                break
+            else:
+                ec = (c >> 22) & 0x3
+                raise r.fail_at(av + 22, 'ServiceParameterListType[1]', f'event code {ec}, expected SE(ParameterSet), EE')
+        else:
             r.avail = av
             f_ParameterSet.append(_d_iso2_ParameterSetType(r, c))
             win = r.win
@@ -26746,23 +26955,16 @@ def _d_iso2_ServiceParameterListType(r: BitReader, c: int) -> _iso2.ServiceParam
             if n == 254:
                 s = 255
                 break
-        elif c < 0x800000:
-            av += 22
-            s = -1
-            break
-        else:
-            ec = (c >> 22) & 0x3
-            raise r.fail_at(av + 22, 'ServiceParameterListType[1]', f'event code {ec}, expected SE(ParameterSet), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
-    if s == 255:
+    if s != 255:
+        av += 1
+    else:
         if c:
             raise r.fail_at(av + 1, 'ServiceParameterListType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso2_ServiceParameterListType)
     ob.ParameterSet = f_ParameterSet
@@ -26859,7 +27061,22 @@ def _d_iso2_ServiceType(r: BitReader, c: int) -> _iso2.ServiceType:
     c &= 0x3ff
     if c >= 0x200:
         raise r.fail_at(av + 10, 'ServiceType', 'expected EE of ServiceID')
-    if c < 0x80:
+    if c >= 0x80:
+        if c < 0x100:
+            try:
+                f_ServiceCategory = _Tbf93dfca[(c >> 3) & 0xf]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x48 != 0x0:
+                    raise r.fail_at(av + 7, 'ServiceType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
+                f_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 4) & 3)]
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+        else:
+            ec = (c >> 7) & 0x3
+            raise r.fail_at(av + 7, 'ServiceType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
+    else:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 9)
@@ -26900,22 +27117,21 @@ def _d_iso2_ServiceType(r: BitReader, c: int) -> _iso2.ServiceType:
             if c & 0x1c800 != 0x0:
                 raise r.fail_at(av + 17, 'ServiceType[1]', 'expected EE of ServiceName, SE(ServiceCategory), CH of ServiceCategory, EE of ServiceCategory') from None
             f_ServiceCategory = _E_iso2_serviceCategoryType[(c >> 12)]
-    elif c < 0x100:
-        try:
-            f_ServiceCategory = _Tbf93dfca[(c >> 3) & 0xf]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x48 != 0x0:
-                raise r.fail_at(av + 7, 'ServiceType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory') from None
-            f_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 4) & 3)]
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-    else:
-        ec = (c >> 7) & 0x3
-        raise r.fail_at(av + 7, 'ServiceType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
     c &= 0x7ff
-    if c < 0x200:
+    if c >= 0x200:
+        if c < 0x400:
+            av += 5
+            try:
+                f_FreeService = _Ta870a97b[(c >> 6) & 0x7]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x140 != 0x0:
+                    raise r.fail_at(av + 4, 'ServiceType[3]', 'expected CH of FreeService, EE of FreeService') from None
+                f_FreeService = ((c >> 7) & 1) == 1
+            c >>= 5
+        else:
+            ec = (c >> 9) & 0x3
+            raise r.fail_at(av + 9, 'ServiceType[3]', f'event code {ec}, expected SE(ServiceScope), SE(FreeService)')
+    else:
         if c >= 0x100:
             raise r.fail_at(av + 9, 'ServiceType[3]', 'expected CH of ServiceScope')
         u = c
@@ -26952,18 +27168,6 @@ def _d_iso2_ServiceType(r: BitReader, c: int) -> _iso2.ServiceType:
             if c & 0x3a != 0x0:
                 raise r.fail_at(av + 6, 'ServiceType[3]', 'expected EE of ServiceScope, SE(FreeService), CH of FreeService, EE of FreeService') from None
             f_FreeService = (c >> 2) == 1
-    elif c < 0x400:
-        av += 5
-        try:
-            f_FreeService = _Ta870a97b[(c >> 6) & 0x7]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x140 != 0x0:
-                raise r.fail_at(av + 4, 'ServiceType[3]', 'expected CH of FreeService, EE of FreeService') from None
-            f_FreeService = ((c >> 7) & 1) == 1
-        c >>= 5
-    else:
-        ec = (c >> 9) & 0x3
-        raise r.fail_at(av + 9, 'ServiceType[3]', f'event code {ec}, expected SE(ServiceScope), SE(FreeService)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'ServiceType', 'expected EE')
     r.avail = av
@@ -27101,7 +27305,13 @@ def _d_iso2_SubCertificatesType(r: BitReader, c: int) -> _iso2.SubCertificatesTy
     c = (win >> av) & 0xfff
     if c >= 0x800:
         raise r.fail_at(av + 12, 'SubCertificatesType', 'expected EE of Certificate')
-    if c < 0x200:
+    if c >= 0x200:
+        if c < 0x400:
+            av += 9
+        else:
+            ec = (c >> 9) & 0x3
+            raise r.fail_at(av + 9, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
+    else:
         if c >= 0x100:
             raise r.fail_at(av + 9, 'SubCertificatesType[1]', 'expected CH of Certificate')
         u = c
@@ -27134,7 +27344,13 @@ def _d_iso2_SubCertificatesType(r: BitReader, c: int) -> _iso2.SubCertificatesTy
         c = (win >> av) & 0xfff
         if c >= 0x800:
             raise r.fail_at(av + 12, 'SubCertificatesType[1]', 'expected EE of Certificate')
-        if c < 0x200:
+        if c >= 0x200:
+            if c < 0x400:
+                av += 9
+            else:
+                ec = (c >> 9) & 0x3
+                raise r.fail_at(av + 9, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
+        else:
             if c >= 0x100:
                 raise r.fail_at(av + 9, 'SubCertificatesType[2]', 'expected CH of Certificate')
             u = c
@@ -27167,7 +27383,13 @@ def _d_iso2_SubCertificatesType(r: BitReader, c: int) -> _iso2.SubCertificatesTy
             c = (win >> av) & 0xfff
             if c >= 0x800:
                 raise r.fail_at(av + 12, 'SubCertificatesType[2]', 'expected EE of Certificate')
-            if c < 0x200:
+            if c >= 0x200:
+                if c < 0x400:
+                    av += 9
+                else:
+                    ec = (c >> 9) & 0x3
+                    raise r.fail_at(av + 9, 'SubCertificatesType[3]', f'event code {ec}, expected SE(Certificate), EE')
+            else:
                 if c >= 0x100:
                     raise r.fail_at(av + 9, 'SubCertificatesType[3]', 'expected CH of Certificate')
                 u = c
@@ -27200,21 +27422,6 @@ def _d_iso2_SubCertificatesType(r: BitReader, c: int) -> _iso2.SubCertificatesTy
                 c = (win >> av) & 0x3
                 if c:
                     raise r.fail_at(av + 2, 'SubCertificatesType[3]', 'expected EE of Certificate, EE')
-            elif c < 0x400:
-                av += 9
-            else:
-                ec = (c >> 9) & 0x3
-                raise r.fail_at(av + 9, 'SubCertificatesType[3]', f'event code {ec}, expected SE(Certificate), EE')
-        elif c < 0x400:
-            av += 9
-        else:
-            ec = (c >> 9) & 0x3
-            raise r.fail_at(av + 9, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
-    elif c < 0x400:
-        av += 9
-    else:
-        ec = (c >> 9) & 0x3
-        raise r.fail_at(av + 9, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
     r.avail = av
     ob = _new(_K_iso2_SubCertificatesType)
     ob.Certificate = f_Certificate
@@ -27331,7 +27538,15 @@ def _d_iso2_SupportedEnergyTransferModeType(r: BitReader, c: int) -> _iso2.Suppo
         if av < 0:
             win, av = r.refill(av, 7)
         c = (win >> av) & 0x7f
-        if c < 0x20:
+        if c >= 0x20:
+            if c < 0x40:
+                av += 5
+                s = -1
+                break
+            else:
+                ec = (c >> 5) & 0x3
+                raise r.fail_at(av + 5, 'SupportedEnergyTransferModeType[1]', f'event code {ec}, expected SE(EnergyTransferMode), EE')
+        else:
             if c & 0x11 != 0x0:
                 raise r.fail_at(av + 5, 'SupportedEnergyTransferModeType[1]', 'expected CH of EnergyTransferMode, EE of EnergyTransferMode')
             iv = (c >> 1)
@@ -27342,23 +27557,16 @@ def _d_iso2_SupportedEnergyTransferModeType(r: BitReader, c: int) -> _iso2.Suppo
             if n == 5:
                 s = 6
                 break
-        elif c < 0x40:
-            av += 5
-            s = -1
-            break
-        else:
-            ec = (c >> 5) & 0x3
-            raise r.fail_at(av + 5, 'SupportedEnergyTransferModeType[1]', f'event code {ec}, expected SE(EnergyTransferMode), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
-    if s == 6:
+    if s != 6:
+        av += 1
+    else:
         if c:
             raise r.fail_at(av + 1, 'SupportedEnergyTransferModeType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso2_SupportedEnergyTransferModeType)
     ob.EnergyTransferMode = f_EnergyTransferMode
@@ -27506,7 +27714,27 @@ def _d_iso2_MessageHeaderType(r: BitReader, c: int) -> _iso2.MessageHeaderType:
     if c >= 0x1000000:
         raise r.fail_at(av + 25, 'MessageHeaderType', 'expected EE of SessionID')
     s = 1
-    if c < 0x400000:
+    if c >= 0x400000:
+        if c < 0x800000:
+            av += 9
+            c >>= 9
+            c &= 0x1fff
+            r.avail = av
+            f_Signature = _d_xmldsig_SignatureType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            s = 3
+        elif c < 0xc00000:
+            av += 21
+            s = -1
+        else:
+            ec = (c >> 22) & 0x3
+            raise r.fail_at(av + 22, 'MessageHeaderType[1]', f'event code {ec}, expected SE(Notification), SE(Signature), EE')
+    else:
         try:
             f_1_FaultCode, ec = _Tcf93028d[c >> 15]
         except KeyError:  # not a valid pattern: say why
@@ -27518,7 +27746,11 @@ def _d_iso2_MessageHeaderType(r: BitReader, c: int) -> _iso2.MessageHeaderType:
             f_1_FaultCode = _E_iso2_faultCodeType[iv]
             ec = ((c >> 15) & 3)
         f_1_FaultMsg: str | None = None
-        if ec == 0:
+        if ec == 1:
+            pass
+        elif ec != 0:
+            raise r.fail_at(av + 15, 'NotificationType[1]', f'event code {ec}, expected SE(FaultMsg), EE')
+        else:
             av += 6
             if c & 0x4000 != 0x0:
                 raise r.fail_at(av + 9, 'NotificationType[1]', 'expected CH of FaultMsg')
@@ -27552,16 +27784,19 @@ def _d_iso2_MessageHeaderType(r: BitReader, c: int) -> _iso2.MessageHeaderType:
             c = (win >> av) & 0x1ffff
             if c >= 0x8000:
                 raise r.fail_at(av + 17, 'NotificationType[1]', 'expected EE of FaultMsg, EE')
-        elif ec == 1:
-            pass
-        else:
-            raise r.fail_at(av + 15, 'NotificationType[1]', f'event code {ec}, expected SE(FaultMsg), EE')
         c &= 0x7fff
         ob1_ = _new(_K_iso2_NotificationType)
         ob1_.FaultCode = f_1_FaultCode
         ob1_.FaultMsg = f_1_FaultMsg
         f_Notification = ob1_
-        if c < 0x2000:
+        if c >= 0x2000:
+            if c < 0x4000:
+                av += 12
+                s = -1
+            else:
+                ec = (c >> 13) & 0x3
+                raise r.fail_at(av + 13, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+        else:
             r.avail = av
             f_Signature = _d_xmldsig_SignatureType(r, c)
             win = r.win
@@ -27571,37 +27806,12 @@ def _d_iso2_MessageHeaderType(r: BitReader, c: int) -> _iso2.MessageHeaderType:
                 win, av = r.refill(av, 1)
             c = (win >> av) & 0x1
             s = 3
-        elif c < 0x4000:
-            av += 12
-            s = -1
-        else:
-            ec = (c >> 13) & 0x3
-            raise r.fail_at(av + 13, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
-    elif c < 0x800000:
-        av += 9
-        c >>= 9
-        c &= 0x1fff
-        r.avail = av
-        f_Signature = _d_xmldsig_SignatureType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        s = 3
-    elif c < 0xc00000:
-        av += 21
-        s = -1
+    if s != 3:
+        av += 1
     else:
-        ec = (c >> 22) & 0x3
-        raise r.fail_at(av + 22, 'MessageHeaderType[1]', f'event code {ec}, expected SE(Notification), SE(Signature), EE')
-    if s == 3:
         if c & 0x1 != 0x0:
             raise r.fail_at(av + 1, 'MessageHeaderType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso2_MessageHeaderType)
     ob.SessionID = f_SessionID

@@ -206,7 +206,14 @@ def _d_iso20_acdp_ACDP_ConnectReqType(r: BitReader, c: int) -> _iso20_acdp.ACDP_
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'ACDP_ConnectReqType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av += 2
+            c >>= 2
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -221,12 +228,6 @@ def _d_iso20_acdp_ACDP_ConnectReqType(r: BitReader, c: int) -> _iso20_acdp.ACDP_
         c = (win >> av) & 0x7f
         if c >= 0x40:
             raise r.fail_at(av + 7, 'MessageHeaderType[2]', 'expected EE')
-    elif c < 0x200:
-        av += 2
-        c >>= 2
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
         f_EVElectricalChargingDeviceStatus = _Te87cb351[c & 0x3f]
     except KeyError:  # not a valid pattern: say why
@@ -336,7 +337,16 @@ def _d_iso20_acdp_ACDP_ConnectResType(r: BitReader, c: int) -> _iso20_acdp.ACDP_
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'ACDP_ConnectResType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 17
+            if av < 0:
+                win, av = r.refill(av, 25)
+            c = (win >> av) & 0x1ffffff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -351,14 +361,6 @@ def _d_iso20_acdp_ACDP_ConnectResType(r: BitReader, c: int) -> _iso20_acdp.ACDP_
         c = (win >> av) & 0x3ffffff
         if c >= 0x2000000:
             raise r.fail_at(av + 26, 'MessageHeaderType[2]', 'expected EE')
-    elif c < 0x200:
-        av -= 17
-        if av < 0:
-            win, av = r.refill(av, 25)
-        c = (win >> av) & 0x1ffffff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0x181ce73 != 0x0:
         raise r.fail_at(av + 25, 'ACDP_ConnectResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, SE(EVSEElectricalChargingDeviceStatus), CH of EVSEElectricalChargingDeviceStatus, EE of EVSEElectricalChargingDeviceStatus, SE(EVSEMechanicalChargingDeviceStatus), CH of EVSEMechanicalChargingDeviceStatus, EE of EVSEMechanicalChargingDeviceStatus, EE')
     iv = (c >> 17)
@@ -483,7 +485,16 @@ def _d_iso20_acdp_ACDP_SystemStatusReqType(r: BitReader, c: int) -> _iso20_acdp.
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'ACDP_SystemStatusReqType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 21
+            if av < 0:
+                win, av = r.refill(av, 29)
+            c = (win >> av) & 0x1fffffff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -498,14 +509,6 @@ def _d_iso20_acdp_ACDP_SystemStatusReqType(r: BitReader, c: int) -> _iso20_acdp.
         c = (win >> av) & 0x3fffffff
         if c >= 0x20000000:
             raise r.fail_at(av + 30, 'MessageHeaderType[2]', 'expected EE')
-    elif c < 0x200:
-        av -= 21
-        if av < 0:
-            win, av = r.refill(av, 29)
-        c = (win >> av) & 0x1fffffff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c >= 0x10000000:
         raise r.fail_at(av + 29, 'ACDP_SystemStatusReqType', 'expected SE(EVTechnicalStatus)')
     ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
@@ -634,7 +637,16 @@ def _d_iso20_acdp_ACDP_SystemStatusResType(r: BitReader, c: int) -> _iso20_acdp.
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'ACDP_SystemStatusResType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 40
+            if av < 0:
+                win, av = r.refill(av, 48)
+            c = (win >> av) & 0xffffffffffff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -653,14 +665,6 @@ def _d_iso20_acdp_ACDP_SystemStatusResType(r: BitReader, c: int) -> _iso20_acdp.
         if av < 0:
             win, av = r.refill(av, 48)
         c = (win >> av) & 0xffffffffffff
-    elif c < 0x200:
-        av -= 40
-        if av < 0:
-            win, av = r.refill(av, 48)
-        c = (win >> av) & 0xffffffffffff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0xc0e773bbbbbb != 0x0:
         raise r.fail_at(av + 48, 'ACDP_SystemStatusResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEMechanicalChargingDeviceStatus), CH of EVSEMechanicalChargingDeviceStatus, EE of EVSEMechanicalChargingDeviceStatus, SE(EVSEReadyToCharge), CH of EVSEReadyToCharge, EE of EVSEReadyToCharge, SE(EVSEIsolationStatus), CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEDisabled), CH of EVSEDisabled, EE of EVSEDisabled, SE(EVSEUtilityInterruptEvent), CH of EVSEUtilityInterruptEvent, EE of EVSEUtilityInterruptEvent, SE(EVSEEmergencyShutdown), CH of EVSEEmergencyShutdown, EE of EVSEEmergencyShutdown, SE(EVSEMalfunction), CH of EVSEMalfunction, EE of EVSEMalfunction, SE(EVInChargePosition), CH of EVInChargePosition, EE of EVInChargePosition, SE(EVAssociationStatus), CH of EVAssociationStatus, EE of EVAssociationStatus, EE')
     iv = (c >> 40)
@@ -807,7 +811,16 @@ def _d_iso20_acdp_ACDP_VehiclePositioningReqType(r: BitReader, c: int) -> _iso20
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'ACDP_VehiclePositioningReqType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -822,14 +835,6 @@ def _d_iso20_acdp_ACDP_VehiclePositioningReqType(r: BitReader, c: int) -> _iso20
         c = (win >> av) & 0x3ff
         if c >= 0x200:
             raise r.fail_at(av + 10, 'MessageHeaderType[2]', 'expected EE')
-    elif c < 0x200:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
         f_EVMobilityStatus, f_EVPositioningSupport = _T1b80a8c5[c]
     except KeyError:  # not a valid pattern: say why
@@ -947,7 +952,16 @@ def _d_iso20_acdp_ACDP_VehiclePositioningResType(r: BitReader, c: int) -> _iso20
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'ACDP_VehiclePositioningResType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -966,14 +980,6 @@ def _d_iso20_acdp_ACDP_VehiclePositioningResType(r: BitReader, c: int) -> _iso20
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif c < 0x200:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0x3039dc00 != 0x0:
         raise r.fail_at(av + 30, 'ACDP_VehiclePositioningResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, SE(EVSEPositioningSupport), CH of EVSEPositioningSupport, EE of EVSEPositioningSupport, SE(EVRelativeXDeviation), CH of EVRelativeXDeviation')
     iv = (c >> 22)
@@ -1290,115 +1296,7 @@ def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader, c: int) -> _iso20_acdp.EVT
         ec = ((c >> 17) & 7)
     s = 1
     s = 2
-    if ec == 0:
-        try:
-            f_EVImmobilized, ec = _Tc8d518ff[(c >> 11) & 0x3f]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x14000 != 0x0:
-                raise r.fail_at(av + 17, 'EVTechnicalStatusType[2]', 'expected CH of EVImmobilized, EE of EVImmobilized') from None
-            f_EVImmobilized = ((c >> 15) & 1) == 1
-            ec = ((c >> 11) & 7)
-        if ec == 0:
-            av -= 19
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-            if c & 0x300e0000 != 0x0:
-                raise r.fail_at(av + 30, 'EVTechnicalStatusType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_1_Exponent = (c >> 20) - 128
-            sg = ((c >> 16) & 1)
-            u = ((c >> 8) & 255)
-            if u > 127:
-                u2 = c & 0xFF
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    c = (win >> av) & 0xff
-                    u2 = c
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-            else:
-                av += 8
-            f_1_Value = -u - 1 if sg else u
-            av -= 30
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-            if c >= 0x10000000:
-                raise r.fail_at(av + 30, 'EVTechnicalStatusType[3]', 'expected EE of Value, EE')
-            ob1_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob1_.Exponent = f_1_Exponent
-            ob1_.Value = f_1_Value
-            f_EVWLANStrength = ob1_
-            s = 4
-        elif ec == 1:
-            try:
-                f_EVCPStatus = _T2a0a9292[(c >> 6) & 0x1f]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x440 != 0x0:
-                    raise r.fail_at(av + 11, 'EVTechnicalStatusType[3]', 'expected CH of EVCPStatus, EE of EVCPStatus') from None
-                iv = ((c >> 7) & 7)
-                if iv >= 5:
-                    raise r.fail_at(av + 6, 'EVTechnicalStatusType.EVCPStatus', f'enumeration index {iv}') from None
-                f_EVCPStatus = _E_iso20_acdp_cpStatusType[iv]
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 5
-        elif ec == 2:
-            try:
-                f_EVSOC = _Tf00db23f[(c >> 2) & 0x1ff]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x404 != 0x0:
-                    raise r.fail_at(av + 11, 'EVTechnicalStatusType[3]', 'expected CH of EVSOC, EE of EVSOC') from None
-                f_EVSOC = ((c >> 3) & 127)
-            av -= 26
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 6
-        elif ec == 3:
-            try:
-                f_EVErrorCode = _Tf9028ac5[(c >> 5) & 0x3f]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x420 != 0x0:
-                    raise r.fail_at(av + 11, 'EVTechnicalStatusType[3]', 'expected CH of EVErrorCode, EE of EVErrorCode') from None
-                iv = ((c >> 6) & 15)
-                if iv >= 10:
-                    raise r.fail_at(av + 5, 'EVTechnicalStatusType.EVErrorCode', f'enumeration index {iv}') from None
-                f_EVErrorCode = _E_iso20_acdp_errorCodeType[iv]
-            av -= 23
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 7
-        elif ec == 4:
-            try:
-                f_EVTimeout = _Ta870a97b[(c >> 8) & 0x7]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x500 != 0x0:
-                    raise r.fail_at(av + 11, 'EVTechnicalStatusType[3]', 'expected CH of EVTimeout, EE of EVTimeout') from None
-                f_EVTimeout = ((c >> 9) & 1) == 1
-            av -= 20
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 8
-        elif ec == 5:
-            av -= 17
-            s = -1
-        else:
-            raise r.fail_at(av + 11, 'EVTechnicalStatusType[3]', f'event code {ec}, expected SE(EVWLANStrength), SE(EVCPStatus), SE(EVSOC), SE(EVErrorCode), SE(EVTimeout), EE')
-    elif ec == 1:
+    if ec == 1:
         av -= 13
         if av < 0:
             win, av = r.refill(av, 30)
@@ -1496,11 +1394,167 @@ def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader, c: int) -> _iso20_acdp.EVT
     elif ec == 6:
         av -= 11
         s = -1
-    else:
+    elif ec != 0:
         raise r.fail_at(av + 17, 'EVTechnicalStatusType[2]', f'event code {ec}, expected SE(EVImmobilized), SE(EVWLANStrength), SE(EVCPStatus), SE(EVSOC), SE(EVErrorCode), SE(EVTimeout), EE')
-    if s == 4:
+    else:
+        try:
+            f_EVImmobilized, ec = _Tc8d518ff[(c >> 11) & 0x3f]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x14000 != 0x0:
+                raise r.fail_at(av + 17, 'EVTechnicalStatusType[2]', 'expected CH of EVImmobilized, EE of EVImmobilized') from None
+            f_EVImmobilized = ((c >> 15) & 1) == 1
+            ec = ((c >> 11) & 7)
+        if ec == 1:
+            try:
+                f_EVCPStatus = _T2a0a9292[(c >> 6) & 0x1f]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x440 != 0x0:
+                    raise r.fail_at(av + 11, 'EVTechnicalStatusType[3]', 'expected CH of EVCPStatus, EE of EVCPStatus') from None
+                iv = ((c >> 7) & 7)
+                if iv >= 5:
+                    raise r.fail_at(av + 6, 'EVTechnicalStatusType.EVCPStatus', f'enumeration index {iv}') from None
+                f_EVCPStatus = _E_iso20_acdp_cpStatusType[iv]
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 5
+        elif ec == 2:
+            try:
+                f_EVSOC = _Tf00db23f[(c >> 2) & 0x1ff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x404 != 0x0:
+                    raise r.fail_at(av + 11, 'EVTechnicalStatusType[3]', 'expected CH of EVSOC, EE of EVSOC') from None
+                f_EVSOC = ((c >> 3) & 127)
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 6
+        elif ec == 3:
+            try:
+                f_EVErrorCode = _Tf9028ac5[(c >> 5) & 0x3f]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x420 != 0x0:
+                    raise r.fail_at(av + 11, 'EVTechnicalStatusType[3]', 'expected CH of EVErrorCode, EE of EVErrorCode') from None
+                iv = ((c >> 6) & 15)
+                if iv >= 10:
+                    raise r.fail_at(av + 5, 'EVTechnicalStatusType.EVErrorCode', f'enumeration index {iv}') from None
+                f_EVErrorCode = _E_iso20_acdp_errorCodeType[iv]
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 7
+        elif ec == 4:
+            try:
+                f_EVTimeout = _Ta870a97b[(c >> 8) & 0x7]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x500 != 0x0:
+                    raise r.fail_at(av + 11, 'EVTechnicalStatusType[3]', 'expected CH of EVTimeout, EE of EVTimeout') from None
+                f_EVTimeout = ((c >> 9) & 1) == 1
+            av -= 20
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 8
+        elif ec == 5:
+            av -= 17
+            s = -1
+        elif ec != 0:
+            raise r.fail_at(av + 11, 'EVTechnicalStatusType[3]', f'event code {ec}, expected SE(EVWLANStrength), SE(EVCPStatus), SE(EVSOC), SE(EVErrorCode), SE(EVTimeout), EE')
+        else:
+            av -= 19
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x300e0000 != 0x0:
+                raise r.fail_at(av + 30, 'EVTechnicalStatusType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_1_Exponent = (c >> 20) - 128
+            sg = ((c >> 16) & 1)
+            u = ((c >> 8) & 255)
+            if u > 127:
+                u2 = c & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
+                    u2 = c
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            else:
+                av += 8
+            f_1_Value = -u - 1 if sg else u
+            av -= 30
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c >= 0x10000000:
+                raise r.fail_at(av + 30, 'EVTechnicalStatusType[3]', 'expected EE of Value, EE')
+            ob1_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob1_.Exponent = f_1_Exponent
+            ob1_.Value = f_1_Value
+            f_EVWLANStrength = ob1_
+            s = 4
+    if s != 4:
+        pass
+    else:
         c &= 0xfffffff
-        if c < 0x2000000:
+        if c >= 0x2000000:
+            if c < 0x4000000:
+                try:
+                    f_EVSOC = _Tf00db23f[(c >> 16) & 0x1ff]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x1010000 != 0x0:
+                        raise r.fail_at(av + 25, 'EVTechnicalStatusType[4]', 'expected CH of EVSOC, EE of EVSOC') from None
+                    f_EVSOC = ((c >> 17) & 127)
+                av -= 12
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 6
+            elif c < 0x6000000:
+                try:
+                    f_EVErrorCode = _Tf9028ac5[(c >> 19) & 0x3f]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x1080000 != 0x0:
+                        raise r.fail_at(av + 25, 'EVTechnicalStatusType[4]', 'expected CH of EVErrorCode, EE of EVErrorCode') from None
+                    iv = ((c >> 20) & 15)
+                    if iv >= 10:
+                        raise r.fail_at(av + 19, 'EVTechnicalStatusType.EVErrorCode', f'enumeration index {iv}') from None
+                    f_EVErrorCode = _E_iso20_acdp_errorCodeType[iv]
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 7
+            elif c < 0x8000000:
+                try:
+                    f_EVTimeout = _Ta870a97b[(c >> 22) & 0x7]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x1400000 != 0x0:
+                        raise r.fail_at(av + 25, 'EVTechnicalStatusType[4]', 'expected CH of EVTimeout, EE of EVTimeout') from None
+                    f_EVTimeout = ((c >> 23) & 1) == 1
+                av -= 6
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 8
+            elif c < 0xa000000:
+                av -= 3
+                s = -1
+            else:
+                ec = (c >> 25) & 0x7
+                raise r.fail_at(av + 25, 'EVTechnicalStatusType[4]', f'event code {ec}, expected SE(EVCPStatus), SE(EVSOC), SE(EVErrorCode), SE(EVTimeout), EE')
+        else:
             try:
                 f_EVCPStatus = _T2a0a9292[c >> 20]
             except KeyError:  # not a valid pattern: say why
@@ -1515,52 +1569,9 @@ def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader, c: int) -> _iso20_acdp.EVT
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        elif c < 0x4000000:
-            try:
-                f_EVSOC = _Tf00db23f[(c >> 16) & 0x1ff]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x1010000 != 0x0:
-                    raise r.fail_at(av + 25, 'EVTechnicalStatusType[4]', 'expected CH of EVSOC, EE of EVSOC') from None
-                f_EVSOC = ((c >> 17) & 127)
-            av -= 12
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 6
-        elif c < 0x6000000:
-            try:
-                f_EVErrorCode = _Tf9028ac5[(c >> 19) & 0x3f]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x1080000 != 0x0:
-                    raise r.fail_at(av + 25, 'EVTechnicalStatusType[4]', 'expected CH of EVErrorCode, EE of EVErrorCode') from None
-                iv = ((c >> 20) & 15)
-                if iv >= 10:
-                    raise r.fail_at(av + 19, 'EVTechnicalStatusType.EVErrorCode', f'enumeration index {iv}') from None
-                f_EVErrorCode = _E_iso20_acdp_errorCodeType[iv]
-            av -= 9
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 7
-        elif c < 0x8000000:
-            try:
-                f_EVTimeout = _Ta870a97b[(c >> 22) & 0x7]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x1400000 != 0x0:
-                    raise r.fail_at(av + 25, 'EVTechnicalStatusType[4]', 'expected CH of EVTimeout, EE of EVTimeout') from None
-                f_EVTimeout = ((c >> 23) & 1) == 1
-            av -= 6
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 8
-        elif c < 0xa000000:
-            av -= 3
-            s = -1
-        else:
-            ec = (c >> 25) & 0x7
-            raise r.fail_at(av + 25, 'EVTechnicalStatusType[4]', f'event code {ec}, expected SE(EVCPStatus), SE(EVSOC), SE(EVErrorCode), SE(EVTimeout), EE')
-    if s == 5:
+    if s != 5:
+        pass
+    else:
         c &= 0xfffffff
         if c < 0x2000000:
             try:
@@ -1574,7 +1585,26 @@ def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader, c: int) -> _iso20_acdp.EVT
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        elif c < 0x4000000:
+        elif c >= 0x4000000:
+            if c < 0x6000000:
+                try:
+                    f_EVTimeout = _Ta870a97b[(c >> 22) & 0x7]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x1400000 != 0x0:
+                        raise r.fail_at(av + 25, 'EVTechnicalStatusType[5]', 'expected CH of EVTimeout, EE of EVTimeout') from None
+                    f_EVTimeout = ((c >> 23) & 1) == 1
+                av -= 6
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 8
+            elif c < 0x8000000:
+                av -= 3
+                s = -1
+            else:
+                ec = (c >> 25) & 0x7
+                raise r.fail_at(av + 25, 'EVTechnicalStatusType[5]', f'event code {ec}, expected SE(EVSOC), SE(EVErrorCode), SE(EVTimeout), EE')
+        else:
             try:
                 f_EVErrorCode = _Tf9028ac5[(c >> 19) & 0x3f]
             except KeyError:  # not a valid pattern: say why
@@ -1589,27 +1619,30 @@ def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader, c: int) -> _iso20_acdp.EVT
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif c < 0x6000000:
-            try:
-                f_EVTimeout = _Ta870a97b[(c >> 22) & 0x7]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x1400000 != 0x0:
-                    raise r.fail_at(av + 25, 'EVTechnicalStatusType[5]', 'expected CH of EVTimeout, EE of EVTimeout') from None
-                f_EVTimeout = ((c >> 23) & 1) == 1
-            av -= 6
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 8
-        elif c < 0x8000000:
-            av -= 3
-            s = -1
-        else:
-            ec = (c >> 25) & 0x7
-            raise r.fail_at(av + 25, 'EVTechnicalStatusType[5]', f'event code {ec}, expected SE(EVSOC), SE(EVErrorCode), SE(EVTimeout), EE')
-    if s == 6:
+    if s != 6:
+        pass
+    else:
         c &= 0xfffffff
-        if c < 0x4000000:
+        if c >= 0x4000000:
+            if c < 0x8000000:
+                try:
+                    f_EVTimeout = _Ta870a97b[(c >> 23) & 0x7]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x2800000 != 0x0:
+                        raise r.fail_at(av + 26, 'EVTechnicalStatusType[6]', 'expected CH of EVTimeout, EE of EVTimeout') from None
+                    f_EVTimeout = ((c >> 24) & 1) == 1
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 8
+            elif c < 0xc000000:
+                av -= 2
+                s = -1
+            else:
+                ec = (c >> 26) & 0x3
+                raise r.fail_at(av + 26, 'EVTechnicalStatusType[6]', f'event code {ec}, expected SE(EVErrorCode), SE(EVTimeout), EE')
+        else:
             try:
                 f_EVErrorCode = _Tf9028ac5[c >> 20]
             except KeyError:  # not a valid pattern: say why
@@ -1624,27 +1657,18 @@ def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader, c: int) -> _iso20_acdp.EVT
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif c < 0x8000000:
-            try:
-                f_EVTimeout = _Ta870a97b[(c >> 23) & 0x7]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x2800000 != 0x0:
-                    raise r.fail_at(av + 26, 'EVTechnicalStatusType[6]', 'expected CH of EVTimeout, EE of EVTimeout') from None
-                f_EVTimeout = ((c >> 24) & 1) == 1
-            av -= 5
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 8
-        elif c < 0xc000000:
-            av -= 2
-            s = -1
-        else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 26, 'EVTechnicalStatusType[6]', f'event code {ec}, expected SE(EVErrorCode), SE(EVTimeout), EE')
-    if s == 7:
+    if s != 7:
+        pass
+    else:
         c &= 0xfffffff
-        if c < 0x4000000:
+        if c >= 0x4000000:
+            if c < 0x8000000:
+                av -= 2
+                s = -1
+            else:
+                ec = (c >> 26) & 0x3
+                raise r.fail_at(av + 26, 'EVTechnicalStatusType[7]', f'event code {ec}, expected SE(EVTimeout), EE')
+        else:
             try:
                 f_EVTimeout = _Ta870a97b[c >> 23]
             except KeyError:  # not a valid pattern: say why
@@ -1656,19 +1680,13 @@ def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader, c: int) -> _iso20_acdp.EVT
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif c < 0x8000000:
-            av -= 2
-            s = -1
-        else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 26, 'EVTechnicalStatusType[7]', f'event code {ec}, expected SE(EVTimeout), EE')
-    if s == 8:
+    if s != 8:
+        av += 28
+    else:
         av += 27
         if c & 0x8000000 != 0x0:
             raise r.fail_at(av + 1, 'EVTechnicalStatusType', 'expected EE')
         s = -1
-    else:
-        av += 28
     r.avail = av
     ob = _new(_K_iso20_acdp_EVTechnicalStatusType)
     ob.EVReadyToCharge = f_EVReadyToCharge

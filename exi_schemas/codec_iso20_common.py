@@ -266,7 +266,48 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader, c: int) -> 
     f_OverstayRules: _iso20_common_messages.OverstayRuleListType | None = None
     f_AdditionalSelectedServices: _iso20_common_messages.AdditionalServiceListType | None = None
     s = 0
-    if c < 0x4000000:
+    if c >= 0x4000000:
+        if c < 0x8000000:
+            if c >= 0x6000000:
+                raise r.fail_at(av + 26, 'AbsolutePriceScheduleType[0]', 'expected CH of TimeAnchor')
+            u = ((c >> 17) & 255)
+            if u > 127:
+                u2 = (c >> 9) & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 17)
+                    c = (win >> av) & 0x1ffff
+                    u2 = c >> 9
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 9
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 9
+                        if av < 0:
+                            win, av = r.refill(av, 9)
+                        c = (win >> av) & 0x1ff
+            else:
+                av += 8
+                c >>= 8
+            f_TimeAnchor = u
+            if c & 0x100 != 0x0:
+                raise r.fail_at(av + 9, 'AbsolutePriceScheduleType[0]', 'expected EE of TimeAnchor')
+            av -= 14
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
+            s = 2
+        else:
+            ec = (c >> 26) & 0x3
+            raise r.fail_at(av + 26, 'AbsolutePriceScheduleType[0]', f'event code {ec}, expected AT(Id), SE(TimeAnchor)')
+    else:
         av += 18
         u = (c >> 18)
         if u > 127:
@@ -332,46 +373,6 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader, c: int) -> 
         if av < 0:
             win, av = r.refill(av, 22)
         c = (win >> av) & 0x3fffff
-    elif c < 0x8000000:
-        if c >= 0x6000000:
-            raise r.fail_at(av + 26, 'AbsolutePriceScheduleType[0]', 'expected CH of TimeAnchor')
-        u = ((c >> 17) & 255)
-        if u > 127:
-            u2 = (c >> 9) & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 17)
-                c = (win >> av) & 0x1ffff
-                u2 = c >> 9
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 9
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 9
-                    if av < 0:
-                        win, av = r.refill(av, 9)
-                    c = (win >> av) & 0x1ff
-        else:
-            av += 8
-            c >>= 8
-        f_TimeAnchor = u
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'AbsolutePriceScheduleType[0]', 'expected EE of TimeAnchor')
-        av -= 14
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        s = 2
-    else:
-        ec = (c >> 26) & 0x3
-        raise r.fail_at(av + 26, 'AbsolutePriceScheduleType[0]', f'event code {ec}, expected AT(Id), SE(TimeAnchor)')
     if c >= 0x100000:
         raise r.fail_at(av + 22, 'AbsolutePriceScheduleType', 'expected SE(PriceScheduleID), CH of PriceScheduleID')
     u = (c >> 12)
@@ -405,7 +406,49 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader, c: int) -> 
     if c >= 0x8:
         raise r.fail_at(av + 4, 'AbsolutePriceScheduleType', 'expected EE of PriceScheduleID')
     s = 3
-    if c < 0x2:
+    if c >= 0x2:
+        if c < 0x4:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            if c >= 0x100:
+                raise r.fail_at(av + 9, 'AbsolutePriceScheduleType[3]', 'expected CH of Currency')
+            u = c
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_Currency = r.string_of(u, 3)
+            win = r.win
+            av = r.avail
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            if c >= 0x400:
+                raise r.fail_at(av + 11, 'AbsolutePriceScheduleType[3]', 'expected EE of Currency')
+            s = 5
+        else:
+            ec = (c >> 1) & 0x3
+            raise r.fail_at(av + 1, 'AbsolutePriceScheduleType[3]', f'event code {ec}, expected SE(PriceScheduleDescription), SE(Currency)')
+    else:
         av -= 8
         if av < 0:
             win, av = r.refill(av, 9)
@@ -473,47 +516,6 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader, c: int) -> 
         if c >= 0x400:
             raise r.fail_at(av + 11, 'AbsolutePriceScheduleType[3]', 'expected EE of Currency')
         s = 5
-    elif c < 0x4:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c >= 0x100:
-            raise r.fail_at(av + 9, 'AbsolutePriceScheduleType[3]', 'expected CH of Currency')
-        u = c
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_Currency = r.string_of(u, 3)
-        win = r.win
-        av = r.avail
-        av -= 11
-        if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        if c >= 0x400:
-            raise r.fail_at(av + 11, 'AbsolutePriceScheduleType[3]', 'expected EE of Currency')
-        s = 5
-    else:
-        ec = (c >> 1) & 0x3
-        raise r.fail_at(av + 1, 'AbsolutePriceScheduleType[3]', f'event code {ec}, expected SE(PriceScheduleDescription), SE(Currency)')
     if c >= 0x100:
         raise r.fail_at(av + 10, 'AbsolutePriceScheduleType', 'expected SE(Language), CH of Language')
     u = c
@@ -578,7 +580,83 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader, c: int) -> 
     if c >= 0x20000000:
         raise r.fail_at(av + 30, 'AbsolutePriceScheduleType', 'expected EE of PriceAlgorithm')
     s = 7
-    if c < 0x4000000:
+    if c >= 0x4000000:
+        if c < 0x8000000:
+            if c & 0x300e000 != 0x0:
+                raise r.fail_at(av + 26, 'AbsolutePriceScheduleType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_3_Exponent = ((c >> 16) & 255) - 128
+            sg = ((c >> 12) & 1)
+            u = ((c >> 4) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 4
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 4
+                        if av < 0:
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
+            f_3_Value = -u - 1 if sg else u
+            if c & 0xc != 0x0:
+                raise r.fail_at(av + 4, 'AbsolutePriceScheduleType[7]', 'expected EE of Value, EE')
+            ob3_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob3_.Exponent = f_3_Exponent
+            ob3_.Value = f_3_Value
+            f_MaximumCost = ob3_
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 9
+        elif c < 0xc000000:
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            r.avail = av
+            f_TaxRules = _d_iso20_common_messages_TaxRuleListType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 10
+        elif c < 0x10000000:
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            r.avail = av
+            f_PriceRuleStacks = _d_iso20_common_messages_PriceRuleStackListType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 11
+        else:
+            ec = (c >> 26) & 0x7
+            raise r.fail_at(av + 26, 'AbsolutePriceScheduleType[7]', f'event code {ec}, expected SE(MinimumCost), SE(MaximumCost), SE(TaxRules), SE(PriceRuleStacks)')
+    else:
         if c & 0x300e000 != 0x0:
             raise r.fail_at(av + 26, 'AbsolutePriceScheduleType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_1_Exponent = (c >> 16) - 128
@@ -618,7 +696,39 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader, c: int) -> 
         ob1_.Exponent = f_1_Exponent
         ob1_.Value = f_1_Value
         f_MinimumCost = ob1_
-        if c < 0x1:
+        if c >= 0x1:
+            if c < 0x2:
+                av -= 28
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                r.avail = av
+                f_TaxRules = _d_iso20_common_messages_TaxRuleListType(r, c)
+                win = r.win
+                av = r.avail
+                av -= 28
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 10
+            elif c < 0x3:
+                av -= 28
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                r.avail = av
+                f_PriceRuleStacks = _d_iso20_common_messages_PriceRuleStackListType(r, c)
+                win = r.win
+                av = r.avail
+                av -= 28
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 11
+            else:
+                ec = (c >> 0) & 0x3
+                raise r.fail_at(av, 'AbsolutePriceScheduleType[8]', f'event code {ec}, expected SE(MaximumCost), SE(TaxRules), SE(PriceRuleStacks)')
+        else:
             av -= 30
             if av < 0:
                 win, av = r.refill(av, 30)
@@ -659,114 +769,28 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader, c: int) -> 
             ob2_.Value = f_2_Value
             f_MaximumCost = ob2_
             s = 9
-        elif c < 0x2:
-            av -= 28
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            r.avail = av
-            f_TaxRules = _d_iso20_common_messages_TaxRuleListType(r, c)
-            win = r.win
-            av = r.avail
-            av -= 28
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 10
-        elif c < 0x3:
-            av -= 28
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            r.avail = av
-            f_PriceRuleStacks = _d_iso20_common_messages_PriceRuleStackListType(r, c)
-            win = r.win
-            av = r.avail
-            av -= 28
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 11
-        else:
-            ec = (c >> 0) & 0x3
-            raise r.fail_at(av, 'AbsolutePriceScheduleType[8]', f'event code {ec}, expected SE(MaximumCost), SE(TaxRules), SE(PriceRuleStacks)')
-    elif c < 0x8000000:
-        if c & 0x300e000 != 0x0:
-            raise r.fail_at(av + 26, 'AbsolutePriceScheduleType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_3_Exponent = ((c >> 16) & 255) - 128
-        sg = ((c >> 12) & 1)
-        u = ((c >> 4) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
-            u2 = c >> 4
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
-                u2 = c >> 4
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 4
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 4
-                    if av < 0:
-                        win, av = r.refill(av, 4)
-                    c = (win >> av) & 0xf
-        f_3_Value = -u - 1 if sg else u
-        if c & 0xc != 0x0:
-            raise r.fail_at(av + 4, 'AbsolutePriceScheduleType[7]', 'expected EE of Value, EE')
-        ob3_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob3_.Exponent = f_3_Exponent
-        ob3_.Value = f_3_Value
-        f_MaximumCost = ob3_
-        av -= 26
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 9
-    elif c < 0xc000000:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        r.avail = av
-        f_TaxRules = _d_iso20_common_messages_TaxRuleListType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 28
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 10
-    elif c < 0x10000000:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        r.avail = av
-        f_PriceRuleStacks = _d_iso20_common_messages_PriceRuleStackListType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 28
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 11
+    if s != 9:
+        pass
     else:
-        ec = (c >> 26) & 0x7
-        raise r.fail_at(av + 26, 'AbsolutePriceScheduleType[7]', f'event code {ec}, expected SE(MinimumCost), SE(MaximumCost), SE(TaxRules), SE(PriceRuleStacks)')
-    if s == 9:
-        if c < 0x4000000:
+        if c >= 0x4000000:
+            if c < 0x8000000:
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                r.avail = av
+                f_PriceRuleStacks = _d_iso20_common_messages_PriceRuleStackListType(r, c)
+                win = r.win
+                av = r.avail
+                av -= 28
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 11
+            else:
+                ec = (c >> 26) & 0x3
+                raise r.fail_at(av + 26, 'AbsolutePriceScheduleType[9]', f'event code {ec}, expected SE(TaxRules), SE(PriceRuleStacks)')
+        else:
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 28)
@@ -780,24 +804,12 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader, c: int) -> 
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 10
-        elif c < 0x8000000:
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            r.avail = av
-            f_PriceRuleStacks = _d_iso20_common_messages_PriceRuleStackListType(r, c)
-            win = r.win
-            av = r.avail
-            av -= 28
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 11
-        else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 26, 'AbsolutePriceScheduleType[9]', f'event code {ec}, expected SE(TaxRules), SE(PriceRuleStacks)')
-    if s == 10:
+    if s != 10:
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+    else:
         if c >= 0x8000000:
             raise r.fail_at(av + 28, 'AbsolutePriceScheduleType', 'expected SE(PriceRuleStacks)')
         av -= 1
@@ -813,21 +825,11 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader, c: int) -> 
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    else:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    if c < 0x10000000:
-        r.avail = av
-        f_OverstayRules = _d_iso20_common_messages_OverstayRuleListType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 13
-        if av < 0:
-            win, av = r.refill(av, 13)
-        c = (win >> av) & 0x1fff
-        if c < 0x800:
+    if c >= 0x10000000:
+        if c < 0x20000000:
+            av += 17
+            c >>= 17
+            c &= 0x7ff
             r.avail = av
             f_AdditionalSelectedServices = _d_iso20_common_messages_AdditionalServiceListType(r, c)
             win = r.win
@@ -837,37 +839,44 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader, c: int) -> 
                 win, av = r.refill(av, 1)
             c = (win >> av) & 0x1
             s = 13
-        elif c < 0x1000:
-            av += 10
+        elif c < 0x30000000:
+            av += 27
             s = -1
         else:
-            ec = (c >> 11) & 0x3
-            raise r.fail_at(av + 11, 'AbsolutePriceScheduleType[12]', f'event code {ec}, expected SE(AdditionalSelectedServices), EE')
-    elif c < 0x20000000:
-        av += 17
-        c >>= 17
-        c &= 0x7ff
+            ec = (c >> 28) & 0x3
+            raise r.fail_at(av + 28, 'AbsolutePriceScheduleType[11]', f'event code {ec}, expected SE(OverstayRules), SE(AdditionalSelectedServices), EE')
+    else:
         r.avail = av
-        f_AdditionalSelectedServices = _d_iso20_common_messages_AdditionalServiceListType(r, c)
+        f_OverstayRules = _d_iso20_common_messages_OverstayRuleListType(r, c)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 13
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        s = 13
-    elif c < 0x30000000:
-        av += 27
-        s = -1
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        if c >= 0x800:
+            if c < 0x1000:
+                av += 10
+                s = -1
+            else:
+                ec = (c >> 11) & 0x3
+                raise r.fail_at(av + 11, 'AbsolutePriceScheduleType[12]', f'event code {ec}, expected SE(AdditionalSelectedServices), EE')
+        else:
+            r.avail = av
+            f_AdditionalSelectedServices = _d_iso20_common_messages_AdditionalServiceListType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            s = 13
+    if s != 13:
+        av += 1
     else:
-        ec = (c >> 28) & 0x3
-        raise r.fail_at(av + 28, 'AbsolutePriceScheduleType[11]', f'event code {ec}, expected SE(OverstayRules), SE(AdditionalSelectedServices), EE')
-    if s == 13:
         if c & 0x1 != 0x0:
             raise r.fail_at(av + 1, 'AbsolutePriceScheduleType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso20_common_messages_AbsolutePriceScheduleType)
     ob.Id = f_Id
@@ -1353,7 +1362,15 @@ def _d_iso20_common_messages_AdditionalServiceListType(r: BitReader, c: int) -> 
         if av < 0:
             win, av = r.refill(av, 12)
         c = (win >> av) & 0xfff
-        if c < 0x400:
+        if c >= 0x400:
+            if c < 0x800:
+                av += 10
+                s = -1
+                break
+            else:
+                ec = (c >> 10) & 0x3
+                raise r.fail_at(av + 10, 'AdditionalServiceListType[1]', f'event code {ec}, expected SE(AdditionalService), EE')
+        else:
             if c >= 0x100:
                 raise r.fail_at(av + 10, 'AdditionalServiceListType[1]', 'expected SE(ServiceName), CH of ServiceName')
             u = c
@@ -1431,23 +1448,16 @@ def _d_iso20_common_messages_AdditionalServiceListType(r: BitReader, c: int) -> 
             if n == 4:
                 s = 5
                 break
-        elif c < 0x800:
-            av += 10
-            s = -1
-            break
-        else:
-            ec = (c >> 10) & 0x3
-            raise r.fail_at(av + 10, 'AdditionalServiceListType[1]', f'event code {ec}, expected SE(AdditionalService), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
-    if s == 5:
+    if s != 5:
+        av += 1
+    else:
         if c:
             raise r.fail_at(av + 1, 'AdditionalServiceListType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso20_common_messages_AdditionalServiceListType)
     ob.AdditionalService = f_AdditionalService
@@ -1786,7 +1796,16 @@ def _d_iso20_common_messages_AuthorizationReqType(r: BitReader, c: int) -> _iso2
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'AuthorizationReqType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 7
+            if av < 0:
+                win, av = r.refill(av, 15)
+            c = (win >> av) & 0x7fff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -1801,14 +1820,6 @@ def _d_iso20_common_messages_AuthorizationReqType(r: BitReader, c: int) -> _iso2
         c = (win >> av) & 0xffff
         if c >= 0x8000:
             raise r.fail_at(av + 16, 'MessageHeaderType[2]', 'expected EE')
-    elif c < 0x200:
-        av -= 7
-        if av < 0:
-            win, av = r.refill(av, 15)
-        c = (win >> av) & 0x7fff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
         f_SelectedAuthorizationService, ec = _T476a0817[c >> 9]
     except KeyError:  # not a valid pattern: say why
@@ -1828,7 +1839,9 @@ def _d_iso20_common_messages_AuthorizationReqType(r: BitReader, c: int) -> _iso2
         ob2_ = _new(_K_iso20_common_messages_EIM_AReqAuthorizationModeType)
         f_EIM_AReqAuthorizationMode = ob2_
         c >>= 7
-    elif ec == 1:
+    elif ec != 1:
+        raise r.fail_at(av + 9, 'AuthorizationReqType[2]', f'event code {ec}, expected SE(EIM_AReqAuthorizationMode), SE(PnC_AReqAuthorizationMode)')
+    else:
         if c & 0x100 != 0x0:
             raise r.fail_at(av + 9, 'AuthorizationReqType[2]', 'expected AT(Id)')
         u = (c & 255)
@@ -1940,8 +1953,6 @@ def _d_iso20_common_messages_AuthorizationReqType(r: BitReader, c: int) -> _iso2
         ob3_.GenChallenge = f_3_GenChallenge
         ob3_.ContractCertificateChain = f_3_ContractCertificateChain
         f_PnC_AReqAuthorizationMode = ob3_
-    else:
-        raise r.fail_at(av + 9, 'AuthorizationReqType[2]', f'event code {ec}, expected SE(EIM_AReqAuthorizationMode), SE(PnC_AReqAuthorizationMode)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'AuthorizationReqType', 'expected EE')
     r.avail = av
@@ -2100,7 +2111,16 @@ def _d_iso20_common_messages_AuthorizationResType(r: BitReader, c: int) -> _iso2
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'AuthorizationResType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 7
+            if av < 0:
+                win, av = r.refill(av, 15)
+            c = (win >> av) & 0x7fff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -2115,14 +2135,6 @@ def _d_iso20_common_messages_AuthorizationResType(r: BitReader, c: int) -> _iso2
         c = (win >> av) & 0xffff
         if c >= 0x8000:
             raise r.fail_at(av + 16, 'MessageHeaderType[2]', 'expected EE')
-    elif c < 0x200:
-        av -= 7
-        if av < 0:
-            win, av = r.refill(av, 15)
-        c = (win >> av) & 0x7fff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
         f_ResponseCode, f_EVSEProcessing = _T416167d0[c]
     except KeyError:  # not a valid pattern: say why
@@ -2238,7 +2250,14 @@ def _d_iso20_common_messages_AuthorizationSetupReqType(r: BitReader, c: int) -> 
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'AuthorizationSetupReqType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av += 7
+            c >>= 7
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -2253,12 +2272,6 @@ def _d_iso20_common_messages_AuthorizationSetupReqType(r: BitReader, c: int) -> 
         c = (win >> av) & 0x3
         if c >= 0x2:
             raise r.fail_at(av + 2, 'MessageHeaderType[2]', 'expected EE')
-    elif c < 0x200:
-        av += 7
-        c >>= 7
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'AuthorizationSetupReqType', 'expected EE')
     ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
@@ -2362,7 +2375,16 @@ def _d_iso20_common_messages_AuthorizationSetupResType(r: BitReader, c: int) -> 
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'AuthorizationSetupResType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -2381,14 +2403,6 @@ def _d_iso20_common_messages_AuthorizationSetupResType(r: BitReader, c: int) -> 
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif c < 0x200:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0x303a0000 != 0x0:
         raise r.fail_at(av + 30, 'AuthorizationSetupResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(AuthorizationServices), CH of AuthorizationServices, EE of AuthorizationServices')
     iv = (c >> 22)
@@ -2396,30 +2410,32 @@ def _d_iso20_common_messages_AuthorizationSetupResType(r: BitReader, c: int) -> 
         raise r.fail_at(av + 15, 'AuthorizationSetupResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     f_AuthorizationServices.append(_E_iso20_common_messages_authorizationType[((c >> 18) & 1)])
-    ec = ((c >> 15) & 3)
+    c &= 0x1ffff
     ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
     ob1_.Signature = f_1_Signature
     f_Header = ob1_
-    if ec == 0:
+    if c >= 0x8000:
+        if c < 0x10000:
+            try:
+                f_CertificateInstallationService = _Ta870a97b[(c >> 12) & 0x7]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x5000 != 0x0:
+                    raise r.fail_at(av + 15, 'AuthorizationSetupResType[3]', 'expected CH of CertificateInstallationService, EE of CertificateInstallationService') from None
+                f_CertificateInstallationService = ((c >> 13) & 1) == 1
+        else:
+            ec = (c >> 15) & 0x3
+            raise r.fail_at(av + 15, 'AuthorizationSetupResType[3]', f'event code {ec}, expected SE(AuthorizationServices), SE(CertificateInstallationService)')
+    else:
         if c & 0x5d00 != 0x0:
             raise r.fail_at(av + 15, 'AuthorizationSetupResType[3]', 'expected CH of AuthorizationServices, EE of AuthorizationServices, SE(CertificateInstallationService), CH of CertificateInstallationService, EE of CertificateInstallationService')
-        f_AuthorizationServices.append(_E_iso20_common_messages_authorizationType[((c >> 13) & 1)])
+        f_AuthorizationServices.append(_E_iso20_common_messages_authorizationType[(c >> 13)])
         f_CertificateInstallationService = ((c >> 9) & 1) == 1
         av -= 4
         if av < 0:
             win, av = r.refill(av, 12)
         c = (win >> av) & 0xfff
-    elif ec == 1:
-        try:
-            f_CertificateInstallationService = _Ta870a97b[(c >> 12) & 0x7]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x5000 != 0x0:
-                raise r.fail_at(av + 15, 'AuthorizationSetupResType[3]', 'expected CH of CertificateInstallationService, EE of CertificateInstallationService') from None
-            f_CertificateInstallationService = ((c >> 13) & 1) == 1
-    else:
-        raise r.fail_at(av + 15, 'AuthorizationSetupResType[3]', f'event code {ec}, expected SE(AuthorizationServices), SE(CertificateInstallationService)')
     c &= 0xfff
     if c < 0x400:
         av += 8
@@ -2428,7 +2444,10 @@ def _d_iso20_common_messages_AuthorizationSetupResType(r: BitReader, c: int) -> 
         ob2_ = _new(_K_iso20_common_messages_EIM_ASResAuthorizationModeType)
         f_EIM_ASResAuthorizationMode = ob2_
         c >>= 8
-    elif c < 0x800:
+    elif c >= 0x800:
+        ec = (c >> 10) & 0x3
+        raise r.fail_at(av + 10, 'AuthorizationSetupResType[5]', f'event code {ec}, expected SE(EIM_ASResAuthorizationMode), SE(PnC_ASResAuthorizationMode)')
+    else:
         if c >= 0x500:
             raise r.fail_at(av + 10, 'AuthorizationSetupResType[5]', 'expected SE(GenChallenge), CH of GenChallenge')
         u = (c & 255)
@@ -2462,7 +2481,14 @@ def _d_iso20_common_messages_AuthorizationSetupResType(r: BitReader, c: int) -> 
         c = (win >> av) & 0x1fff
         if c >= 0x1000:
             raise r.fail_at(av + 13, 'AuthorizationSetupResType[5]', 'expected EE of GenChallenge')
-        if c < 0x400:
+        if c >= 0x400:
+            if c < 0x800:
+                av += 9
+                c >>= 9
+            else:
+                ec = (c >> 10) & 0x3
+                raise r.fail_at(av + 10, 'PnC_ASResAuthorizationModeType[1]', f'event code {ec}, expected SE(SupportedProviders), EE')
+        else:
             r.avail = av
             f_3_SupportedProviders = _d_iso20_common_messages_SupportedProvidersListType(r, c)
             win = r.win
@@ -2473,19 +2499,10 @@ def _d_iso20_common_messages_AuthorizationSetupResType(r: BitReader, c: int) -> 
             c = (win >> av) & 0x3
             if c >= 0x2:
                 raise r.fail_at(av + 2, 'PnC_ASResAuthorizationModeType[1]', 'expected EE')
-        elif c < 0x800:
-            av += 9
-            c >>= 9
-        else:
-            ec = (c >> 10) & 0x3
-            raise r.fail_at(av + 10, 'PnC_ASResAuthorizationModeType[1]', f'event code {ec}, expected SE(SupportedProviders), EE')
         ob3_ = _new(_K_iso20_common_messages_PnC_ASResAuthorizationModeType)
         ob3_.GenChallenge = f_3_GenChallenge
         ob3_.SupportedProviders = f_3_SupportedProviders
         f_PnC_ASResAuthorizationMode = ob3_
-    else:
-        ec = (c >> 10) & 0x3
-        raise r.fail_at(av + 10, 'AuthorizationSetupResType[5]', f'event code {ec}, expected SE(EIM_ASResAuthorizationMode), SE(PnC_ASResAuthorizationMode)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'AuthorizationSetupResType', 'expected EE')
     r.avail = av
@@ -2611,7 +2628,13 @@ def _d_iso20_common_messages_CertificateChainType(r: BitReader, c: int) -> _iso2
     c = (win >> av) & 0x1fff
     if c >= 0x1000:
         raise r.fail_at(av + 13, 'CertificateChainType', 'expected EE of Certificate')
-    if c < 0x400:
+    if c >= 0x400:
+        if c < 0x800:
+            av += 10
+        else:
+            ec = (c >> 10) & 0x3
+            raise r.fail_at(av + 10, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
+    else:
         f_1_Certificate: list[bytes] = []
         if c >= 0x100:
             raise r.fail_at(av + 10, 'CertificateChainType[1]', 'expected SE(Certificate), CH of Certificate')
@@ -2645,7 +2668,14 @@ def _d_iso20_common_messages_CertificateChainType(r: BitReader, c: int) -> _iso2
         c = (win >> av) & 0xfff
         if c >= 0x800:
             raise r.fail_at(av + 12, 'CertificateChainType[1]', 'expected EE of Certificate')
-        if c < 0x200:
+        if c >= 0x200:
+            if c < 0x400:
+                av += 8
+                c >>= 8
+            else:
+                ec = (c >> 9) & 0x3
+                raise r.fail_at(av + 9, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
+        else:
             if c >= 0x100:
                 raise r.fail_at(av + 9, 'SubCertificatesType[1]', 'expected CH of Certificate')
             u = c
@@ -2678,7 +2708,14 @@ def _d_iso20_common_messages_CertificateChainType(r: BitReader, c: int) -> _iso2
             c = (win >> av) & 0xfff
             if c >= 0x800:
                 raise r.fail_at(av + 12, 'SubCertificatesType[1]', 'expected EE of Certificate')
-            if c < 0x200:
+            if c >= 0x200:
+                if c < 0x400:
+                    av += 8
+                    c >>= 8
+                else:
+                    ec = (c >> 9) & 0x3
+                    raise r.fail_at(av + 9, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
+            else:
                 if c >= 0x100:
                     raise r.fail_at(av + 9, 'SubCertificatesType[2]', 'expected CH of Certificate')
                 u = c
@@ -2711,28 +2748,11 @@ def _d_iso20_common_messages_CertificateChainType(r: BitReader, c: int) -> _iso2
                 c = (win >> av) & 0x7
                 if c >= 0x2:
                     raise r.fail_at(av + 3, 'SubCertificatesType[2]', 'expected EE of Certificate, EE')
-            elif c < 0x400:
-                av += 8
-                c >>= 8
-            else:
-                ec = (c >> 9) & 0x3
-                raise r.fail_at(av + 9, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
-        elif c < 0x400:
-            av += 8
-            c >>= 8
-        else:
-            ec = (c >> 9) & 0x3
-            raise r.fail_at(av + 9, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
         if c & 0x1 != 0x0:
             raise r.fail_at(av + 1, 'CertificateChainType[1]', 'expected EE')
         ob1_ = _new(_K_iso20_common_messages_SubCertificatesType)
         ob1_.Certificate = f_1_Certificate
         f_SubCertificates = ob1_
-    elif c < 0x800:
-        av += 10
-    else:
-        ec = (c >> 10) & 0x3
-        raise r.fail_at(av + 10, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
     r.avail = av
     ob = _new(_K_iso20_common_messages_CertificateChainType)
     ob.Certificate = f_Certificate
@@ -2851,7 +2871,16 @@ def _d_iso20_common_messages_CertificateInstallationReqType(r: BitReader, c: int
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'CertificateInstallationReqType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -2866,14 +2895,6 @@ def _d_iso20_common_messages_CertificateInstallationReqType(r: BitReader, c: int
         c = (win >> av) & 0x7ff
         if c >= 0x400:
             raise r.fail_at(av + 11, 'MessageHeaderType[2]', 'expected EE')
-    elif c < 0x200:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c >= 0x100:
         raise r.fail_at(av + 10, 'CertificateInstallationReqType', 'expected SE(OEMProvisioningCertificateChain), AT(Id)')
     u = c
@@ -2942,7 +2963,13 @@ def _d_iso20_common_messages_CertificateInstallationReqType(r: BitReader, c: int
     c = (win >> av) & 0x7fff
     if c >= 0x4000:
         raise r.fail_at(av + 15, 'CertificateInstallationReqType', 'expected EE of Certificate')
-    if c < 0x1000:
+    if c >= 0x1000:
+        if c < 0x2000:
+            pass
+        else:
+            ec = (c >> 12) & 0x3
+            raise r.fail_at(av + 12, 'SignedCertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
+    else:
         f_3_Certificate: list[bytes] = []
         av += 2
         if c >= 0x400:
@@ -2977,7 +3004,13 @@ def _d_iso20_common_messages_CertificateInstallationReqType(r: BitReader, c: int
         c = (win >> av) & 0xffff
         if c >= 0x8000:
             raise r.fail_at(av + 16, 'SignedCertificateChainType[2]', 'expected EE of Certificate')
-        if c < 0x2000:
+        if c >= 0x2000:
+            if c < 0x4000:
+                pass
+            else:
+                ec = (c >> 13) & 0x3
+                raise r.fail_at(av + 13, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
+        else:
             av += 4
             if c >= 0x1000:
                 raise r.fail_at(av + 9, 'SubCertificatesType[1]', 'expected CH of Certificate')
@@ -3011,7 +3044,13 @@ def _d_iso20_common_messages_CertificateInstallationReqType(r: BitReader, c: int
             c = (win >> av) & 0xffff
             if c >= 0x8000:
                 raise r.fail_at(av + 16, 'SubCertificatesType[1]', 'expected EE of Certificate')
-            if c < 0x2000:
+            if c >= 0x2000:
+                if c < 0x4000:
+                    pass
+                else:
+                    ec = (c >> 13) & 0x3
+                    raise r.fail_at(av + 13, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
+            else:
                 av += 4
                 if c >= 0x1000:
                     raise r.fail_at(av + 9, 'SubCertificatesType[2]', 'expected CH of Certificate')
@@ -3045,26 +3084,11 @@ def _d_iso20_common_messages_CertificateInstallationReqType(r: BitReader, c: int
                 c = (win >> av) & 0x7fff
                 if c >= 0x2000:
                     raise r.fail_at(av + 15, 'SubCertificatesType[2]', 'expected EE of Certificate, EE')
-            elif c < 0x4000:
-                pass
-            else:
-                ec = (c >> 13) & 0x3
-                raise r.fail_at(av + 13, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
-        elif c < 0x4000:
-            pass
-        else:
-            ec = (c >> 13) & 0x3
-            raise r.fail_at(av + 13, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
         if c & 0x1000 != 0x0:
             raise r.fail_at(av + 13, 'SignedCertificateChainType[2]', 'expected EE')
         ob3_ = _new(_K_iso20_common_messages_SubCertificatesType)
         ob3_.Certificate = f_3_Certificate
         f_2_SubCertificates = ob3_
-    elif c < 0x2000:
-        pass
-    else:
-        ec = (c >> 12) & 0x3
-        raise r.fail_at(av + 12, 'SignedCertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
     if c & 0x800 != 0x0:
         raise r.fail_at(av + 12, 'CertificateInstallationReqType', 'expected SE(ListOfRootCertificateIDs)')
     ob2_ = _new(_K_iso20_common_messages_SignedCertificateChainType)
@@ -3084,9 +3108,14 @@ def _d_iso20_common_messages_CertificateInstallationReqType(r: BitReader, c: int
     if c & 0x601000 != 0x0:
         raise r.fail_at(av + 23, 'CertificateInstallationReqType', 'expected SE(MaximumContractCertificateChains), CH of MaximumContractCertificateChains, EE of MaximumContractCertificateChains')
     f_MaximumContractCertificateChains = (c >> 13)
-    ec = ((c >> 10) & 3)
-    if ec == 0:
-        c &= 0x3ff
+    c &= 0xfff
+    if c >= 0x400:
+        if c < 0x800:
+            av += 10
+        else:
+            ec = (c >> 10) & 0x3
+            raise r.fail_at(av + 10, 'CertificateInstallationReqType[4]', f'event code {ec}, expected SE(PrioritizedEMAIDs), EE')
+    else:
         r.avail = av
         f_PrioritizedEMAIDs = _d_iso20_common_messages_EMAIDListType(r, c)
         win = r.win
@@ -3097,10 +3126,6 @@ def _d_iso20_common_messages_CertificateInstallationReqType(r: BitReader, c: int
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'CertificateInstallationReqType[4]', 'expected EE')
-    elif ec == 1:
-        av += 10
-    else:
-        raise r.fail_at(av + 10, 'CertificateInstallationReqType[4]', f'event code {ec}, expected SE(PrioritizedEMAIDs), EE')
     r.avail = av
     ob = _new(_K_iso20_common_messages_CertificateInstallationReqType)
     ob.Header = f_Header
@@ -3247,7 +3272,16 @@ def _d_iso20_common_messages_CertificateInstallationResType(r: BitReader, c: int
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'CertificateInstallationResType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 17
+            if av < 0:
+                win, av = r.refill(av, 25)
+            c = (win >> av) & 0x1ffffff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -3262,14 +3296,6 @@ def _d_iso20_common_messages_CertificateInstallationResType(r: BitReader, c: int
         c = (win >> av) & 0x3ffffff
         if c >= 0x2000000:
             raise r.fail_at(av + 26, 'MessageHeaderType[2]', 'expected EE')
-    elif c < 0x200:
-        av -= 17
-        if av < 0:
-            win, av = r.refill(av, 25)
-        c = (win >> av) & 0x1ffffff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
         f_ResponseCode, f_EVSEProcessing = _T1502841f[c >> 8]
     except KeyError:  # not a valid pattern: say why
@@ -3319,7 +3345,13 @@ def _d_iso20_common_messages_CertificateInstallationResType(r: BitReader, c: int
     c = (win >> av) & 0x1fff
     if c >= 0x1000:
         raise r.fail_at(av + 13, 'CertificateInstallationResType', 'expected EE of Certificate')
-    if c < 0x400:
+    if c >= 0x400:
+        if c < 0x800:
+            pass
+        else:
+            ec = (c >> 10) & 0x3
+            raise r.fail_at(av + 10, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
+    else:
         f_3_Certificate: list[bytes] = []
         if c >= 0x100:
             raise r.fail_at(av + 10, 'CertificateChainType[1]', 'expected SE(Certificate), CH of Certificate')
@@ -3353,7 +3385,13 @@ def _d_iso20_common_messages_CertificateInstallationResType(r: BitReader, c: int
         c = (win >> av) & 0x3fff
         if c >= 0x2000:
             raise r.fail_at(av + 14, 'CertificateChainType[1]', 'expected EE of Certificate')
-        if c < 0x800:
+        if c >= 0x800:
+            if c < 0x1000:
+                pass
+            else:
+                ec = (c >> 11) & 0x3
+                raise r.fail_at(av + 11, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
+        else:
             av += 2
             if c >= 0x400:
                 raise r.fail_at(av + 9, 'SubCertificatesType[1]', 'expected CH of Certificate')
@@ -3387,7 +3425,13 @@ def _d_iso20_common_messages_CertificateInstallationResType(r: BitReader, c: int
             c = (win >> av) & 0x3fff
             if c >= 0x2000:
                 raise r.fail_at(av + 14, 'SubCertificatesType[1]', 'expected EE of Certificate')
-            if c < 0x800:
+            if c >= 0x800:
+                if c < 0x1000:
+                    pass
+                else:
+                    ec = (c >> 11) & 0x3
+                    raise r.fail_at(av + 11, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
+            else:
                 av += 2
                 if c >= 0x400:
                     raise r.fail_at(av + 9, 'SubCertificatesType[2]', 'expected CH of Certificate')
@@ -3421,26 +3465,11 @@ def _d_iso20_common_messages_CertificateInstallationResType(r: BitReader, c: int
                 c = (win >> av) & 0x1fff
                 if c >= 0x800:
                     raise r.fail_at(av + 13, 'SubCertificatesType[2]', 'expected EE of Certificate, EE')
-            elif c < 0x1000:
-                pass
-            else:
-                ec = (c >> 11) & 0x3
-                raise r.fail_at(av + 11, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
-        elif c < 0x1000:
-            pass
-        else:
-            ec = (c >> 11) & 0x3
-            raise r.fail_at(av + 11, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
         if c & 0x400 != 0x0:
             raise r.fail_at(av + 11, 'CertificateChainType[1]', 'expected EE')
         ob3_ = _new(_K_iso20_common_messages_SubCertificatesType)
         ob3_.Certificate = f_3_Certificate
         f_2_SubCertificates = ob3_
-    elif c < 0x800:
-        pass
-    else:
-        ec = (c >> 10) & 0x3
-        raise r.fail_at(av + 10, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
     if c & 0x300 != 0x0:
         raise r.fail_at(av + 10, 'CertificateInstallationResType', 'expected SE(SignedInstallationData), AT(Id)')
     u = (c & 255)
@@ -3558,7 +3587,77 @@ def _d_iso20_common_messages_CertificateInstallationResType(r: BitReader, c: int
     c = (win >> av) & 0xfff
     if c >= 0x800:
         raise r.fail_at(av + 12, 'CertificateInstallationResType', 'expected EE of DHPublicKey')
-    if c < 0x200:
+    if c >= 0x200:
+        if c < 0x400:
+            if c >= 0x300:
+                raise r.fail_at(av + 9, 'SignedInstallationDataType[4]', 'expected CH of X448_EncryptedPrivateKey')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_4_X448_EncryptedPrivateKey = r.binary_of(u, 84)
+            win = r.win
+            av = r.avail
+            av -= 14
+            if av < 0:
+                win, av = r.refill(av, 14)
+            c = (win >> av) & 0x3fff
+            if c >= 0x2000:
+                raise r.fail_at(av + 14, 'SignedInstallationDataType[4]', 'expected EE of X448_EncryptedPrivateKey')
+        elif c < 0x600:
+            if c >= 0x500:
+                raise r.fail_at(av + 9, 'SignedInstallationDataType[4]', 'expected CH of TPM_EncryptedPrivateKey')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_4_TPM_EncryptedPrivateKey = r.binary_of(u, 206)
+            win = r.win
+            av = r.avail
+            av -= 14
+            if av < 0:
+                win, av = r.refill(av, 14)
+            c = (win >> av) & 0x3fff
+            if c >= 0x2000:
+                raise r.fail_at(av + 14, 'SignedInstallationDataType[4]', 'expected EE of TPM_EncryptedPrivateKey')
+        else:
+            ec = (c >> 9) & 0x3
+            raise r.fail_at(av + 9, 'SignedInstallationDataType[4]', f'event code {ec}, expected SE(SECP521_EncryptedPrivateKey), SE(X448_EncryptedPrivateKey), SE(TPM_EncryptedPrivateKey)')
+    else:
         if c >= 0x100:
             raise r.fail_at(av + 9, 'SignedInstallationDataType[4]', 'expected CH of SECP521_EncryptedPrivateKey')
         u = c
@@ -3591,75 +3690,6 @@ def _d_iso20_common_messages_CertificateInstallationResType(r: BitReader, c: int
         c = (win >> av) & 0x3fff
         if c >= 0x2000:
             raise r.fail_at(av + 14, 'SignedInstallationDataType[4]', 'expected EE of SECP521_EncryptedPrivateKey')
-    elif c < 0x400:
-        if c >= 0x300:
-            raise r.fail_at(av + 9, 'SignedInstallationDataType[4]', 'expected CH of X448_EncryptedPrivateKey')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_4_X448_EncryptedPrivateKey = r.binary_of(u, 84)
-        win = r.win
-        av = r.avail
-        av -= 14
-        if av < 0:
-            win, av = r.refill(av, 14)
-        c = (win >> av) & 0x3fff
-        if c >= 0x2000:
-            raise r.fail_at(av + 14, 'SignedInstallationDataType[4]', 'expected EE of X448_EncryptedPrivateKey')
-    elif c < 0x600:
-        if c >= 0x500:
-            raise r.fail_at(av + 9, 'SignedInstallationDataType[4]', 'expected CH of TPM_EncryptedPrivateKey')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_4_TPM_EncryptedPrivateKey = r.binary_of(u, 206)
-        win = r.win
-        av = r.avail
-        av -= 14
-        if av < 0:
-            win, av = r.refill(av, 14)
-        c = (win >> av) & 0x3fff
-        if c >= 0x2000:
-            raise r.fail_at(av + 14, 'SignedInstallationDataType[4]', 'expected EE of TPM_EncryptedPrivateKey')
-    else:
-        ec = (c >> 9) & 0x3
-        raise r.fail_at(av + 9, 'SignedInstallationDataType[4]', f'event code {ec}, expected SE(SECP521_EncryptedPrivateKey), SE(X448_EncryptedPrivateKey), SE(TPM_EncryptedPrivateKey)')
     try:
         f_RemainingContractCertificateChains = _Taf56c0de[c]
     except KeyError:  # not a valid pattern: say why
@@ -3763,7 +3793,14 @@ def _d_iso20_common_messages_ChargingScheduleType(r: BitReader, c: int) -> _iso2
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         s = 2
-    elif c < 0x20000000:
+    elif c >= 0x20000000:
+        if c < 0x30000000:
+            av += 27
+            s = -1
+        else:
+            ec = (c >> 28) & 0x3
+            raise r.fail_at(av + 28, 'ChargingScheduleType[1]', f'event code {ec}, expected SE(AbsolutePriceSchedule), SE(PriceLevelSchedule), EE')
+    else:
         c &= 0xfffffff
         r.avail = av
         f_PriceLevelSchedule = _d_iso20_common_messages_PriceLevelScheduleType(r, c)
@@ -3774,18 +3811,12 @@ def _d_iso20_common_messages_ChargingScheduleType(r: BitReader, c: int) -> _iso2
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         s = 2
-    elif c < 0x30000000:
-        av += 27
-        s = -1
+    if s != 2:
+        av += 1
     else:
-        ec = (c >> 28) & 0x3
-        raise r.fail_at(av + 28, 'ChargingScheduleType[1]', f'event code {ec}, expected SE(AbsolutePriceSchedule), SE(PriceLevelSchedule), EE')
-    if s == 2:
         if c & 0x1 != 0x0:
             raise r.fail_at(av + 1, 'ChargingScheduleType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso20_common_messages_ChargingScheduleType)
     ob.PowerSchedule = f_PowerSchedule
@@ -3911,7 +3942,14 @@ def _d_iso20_common_messages_ContractCertificateChainType(r: BitReader, c: int) 
     c = (win >> av) & 0xfff
     if c >= 0x800:
         raise r.fail_at(av + 12, 'ContractCertificateChainType', 'expected EE of Certificate')
-    if c < 0x200:
+    if c >= 0x200:
+        if c < 0x400:
+            av += 8
+            c >>= 8
+        else:
+            ec = (c >> 9) & 0x3
+            raise r.fail_at(av + 9, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
+    else:
         if c >= 0x100:
             raise r.fail_at(av + 9, 'SubCertificatesType[1]', 'expected CH of Certificate')
         u = c
@@ -3944,7 +3982,14 @@ def _d_iso20_common_messages_ContractCertificateChainType(r: BitReader, c: int) 
         c = (win >> av) & 0xfff
         if c >= 0x800:
             raise r.fail_at(av + 12, 'SubCertificatesType[1]', 'expected EE of Certificate')
-        if c < 0x200:
+        if c >= 0x200:
+            if c < 0x400:
+                av += 8
+                c >>= 8
+            else:
+                ec = (c >> 9) & 0x3
+                raise r.fail_at(av + 9, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
+        else:
             if c >= 0x100:
                 raise r.fail_at(av + 9, 'SubCertificatesType[2]', 'expected CH of Certificate')
             u = c
@@ -3977,18 +4022,6 @@ def _d_iso20_common_messages_ContractCertificateChainType(r: BitReader, c: int) 
             c = (win >> av) & 0x7
             if c >= 0x2:
                 raise r.fail_at(av + 3, 'SubCertificatesType[2]', 'expected EE of Certificate, EE')
-        elif c < 0x400:
-            av += 8
-            c >>= 8
-        else:
-            ec = (c >> 9) & 0x3
-            raise r.fail_at(av + 9, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
-    elif c < 0x400:
-        av += 8
-        c >>= 8
-    else:
-        ec = (c >> 9) & 0x3
-        raise r.fail_at(av + 9, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'ContractCertificateChainType', 'expected EE')
     ob1_ = _new(_K_iso20_common_messages_SubCertificatesType)
@@ -4093,7 +4126,68 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader, c: int) 
     if c >= 0x200:
         raise r.fail_at(av + 10, 'Dynamic_SEReqControlModeType', 'expected EE of DepartureTime')
     s = 1
-    if c < 0x80:
+    if c >= 0x80:
+        if c < 0x100:
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            try:
+                f_TargetSOC = _Tf00db23f[c >> 21]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x20200000 != 0x0:
+                    raise r.fail_at(av + 30, 'Dynamic_SEReqControlModeType[1]', 'expected CH of TargetSOC, EE of TargetSOC') from None
+                f_TargetSOC = (c >> 22)
+            av -= 7
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 3
+        elif c < 0x180:
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x300e0000 != 0x0:
+                raise r.fail_at(av + 30, 'Dynamic_SEReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_2_Exponent = (c >> 20) - 128
+            sg = ((c >> 16) & 1)
+            u = ((c >> 8) & 255)
+            if u > 127:
+                u2 = c & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
+                    u2 = c
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            else:
+                av += 8
+            f_2_Value = -u - 1 if sg else u
+            av -= 30
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c >= 0x10000000:
+                raise r.fail_at(av + 30, 'Dynamic_SEReqControlModeType[1]', 'expected EE of Value, EE')
+            ob2_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob2_.Exponent = f_2_Exponent
+            ob2_.Value = f_2_Value
+            f_EVTargetEnergyRequest = ob2_
+            s = 4
+        else:
+            ec = (c >> 7) & 0x3
+            raise r.fail_at(av + 7, 'Dynamic_SEReqControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(EVTargetEnergyRequest)')
+    else:
         av -= 23
         if av < 0:
             win, av = r.refill(av, 30)
@@ -4101,20 +4195,23 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader, c: int) 
         if c & 0x20200000 != 0x0:
             raise r.fail_at(av + 30, 'Dynamic_SEReqControlModeType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
         f_MinimumSOC = (c >> 22)
-        ec = ((c >> 19) & 3)
-        if ec == 0:
+        c &= 0x1fffff
+        if c < 0x80000:
             try:
-                f_TargetSOC = _Tf00db23f[(c >> 10) & 0x1ff]
+                f_TargetSOC = _Tf00db23f[c >> 10]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x40400 != 0x0:
                     raise r.fail_at(av + 19, 'Dynamic_SEReqControlModeType[2]', 'expected CH of TargetSOC, EE of TargetSOC') from None
-                f_TargetSOC = ((c >> 11) & 127)
+                f_TargetSOC = (c >> 11)
             av -= 18
             if av < 0:
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 3
-        elif ec == 1:
+        elif c >= 0x100000:
+            ec = (c >> 19) & 0x3
+            raise r.fail_at(av + 19, 'Dynamic_SEReqControlModeType[2]', f'event code {ec}, expected SE(TargetSOC), SE(EVTargetEnergyRequest)')
+        else:
             av -= 11
             if av < 0:
                 win, av = r.refill(av, 30)
@@ -4155,69 +4252,12 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader, c: int) 
             ob1_.Value = f_1_Value
             f_EVTargetEnergyRequest = ob1_
             s = 4
-        else:
-            raise r.fail_at(av + 19, 'Dynamic_SEReqControlModeType[2]', f'event code {ec}, expected SE(TargetSOC), SE(EVTargetEnergyRequest)')
-    elif c < 0x100:
-        av -= 23
+    if s != 3:
+        av -= 2
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        try:
-            f_TargetSOC = _Tf00db23f[c >> 21]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x20200000 != 0x0:
-                raise r.fail_at(av + 30, 'Dynamic_SEReqControlModeType[1]', 'expected CH of TargetSOC, EE of TargetSOC') from None
-            f_TargetSOC = (c >> 22)
-        av -= 7
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 3
-    elif c < 0x180:
-        av -= 23
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c & 0x300e0000 != 0x0:
-            raise r.fail_at(av + 30, 'Dynamic_SEReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_2_Exponent = (c >> 20) - 128
-        sg = ((c >> 16) & 1)
-        u = ((c >> 8) & 255)
-        if u > 127:
-            u2 = c & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                c = (win >> av) & 0xff
-                u2 = c
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        else:
-            av += 8
-        f_2_Value = -u - 1 if sg else u
-        av -= 30
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c >= 0x10000000:
-            raise r.fail_at(av + 30, 'Dynamic_SEReqControlModeType[1]', 'expected EE of Value, EE')
-        ob2_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob2_.Exponent = f_2_Exponent
-        ob2_.Value = f_2_Value
-        f_EVTargetEnergyRequest = ob2_
-        s = 4
     else:
-        ec = (c >> 7) & 0x3
-        raise r.fail_at(av + 7, 'Dynamic_SEReqControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(EVTargetEnergyRequest)')
-    if s == 3:
         if c & 0xe01c000 != 0x0:
             raise r.fail_at(av + 28, 'Dynamic_SEReqControlModeType', 'expected SE(EVTargetEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_3_Exponent = (c >> 17) - 128
@@ -4258,11 +4298,6 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader, c: int) 
         f_EVTargetEnergyRequest = ob3_
         s = 4
         av -= 27
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        av -= 2
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
@@ -4347,7 +4382,54 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader, c: int) 
     ob5_.Value = f_5_Value
     f_EVMinimumEnergyRequest = ob5_
     s = 6
-    if c < 0x2:
+    if c >= 0x2:
+        if c < 0x4:
+            av -= 29
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x300e0000 != 0x0:
+                raise r.fail_at(av + 30, 'Dynamic_SEReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_8_Exponent = (c >> 20) - 128
+            sg = ((c >> 16) & 1)
+            u = ((c >> 8) & 255)
+            if u > 127:
+                u2 = c & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
+                    u2 = c
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            else:
+                av += 8
+            f_8_Value = -u - 1 if sg else u
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
+            if c >= 0x2:
+                raise r.fail_at(av + 3, 'Dynamic_SEReqControlModeType[6]', 'expected EE of Value, EE')
+            ob8_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob8_.Exponent = f_8_Exponent
+            ob8_.Value = f_8_Value
+            f_EVMinimumV2XEnergyRequest = ob8_
+            s = 8
+        elif c < 0x6:
+            s = -1
+        else:
+            ec = (c >> 1) & 0x3
+            raise r.fail_at(av + 1, 'Dynamic_SEReqControlModeType[6]', f'event code {ec}, expected SE(EVMaximumV2XEnergyRequest), SE(EVMinimumV2XEnergyRequest), EE')
+    else:
         av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
@@ -4387,7 +4469,14 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader, c: int) 
         ob6_.Exponent = f_6_Exponent
         ob6_.Value = f_6_Value
         f_EVMaximumV2XEnergyRequest = ob6_
-        if c < 0x2000000:
+        if c >= 0x2000000:
+            if c < 0x4000000:
+                av += 24
+                s = -1
+            else:
+                ec = (c >> 25) & 0x3
+                raise r.fail_at(av + 25, 'Dynamic_SEReqControlModeType[7]', f'event code {ec}, expected SE(EVMinimumV2XEnergyRequest), EE')
+        else:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Dynamic_SEReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_7_Exponent = (c >> 15) - 128
@@ -4427,64 +4516,12 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader, c: int) 
             ob7_.Value = f_7_Value
             f_EVMinimumV2XEnergyRequest = ob7_
             s = 8
-        elif c < 0x4000000:
-            av += 24
-            s = -1
-        else:
-            ec = (c >> 25) & 0x3
-            raise r.fail_at(av + 25, 'Dynamic_SEReqControlModeType[7]', f'event code {ec}, expected SE(EVMinimumV2XEnergyRequest), EE')
-    elif c < 0x4:
-        av -= 29
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c & 0x300e0000 != 0x0:
-            raise r.fail_at(av + 30, 'Dynamic_SEReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_8_Exponent = (c >> 20) - 128
-        sg = ((c >> 16) & 1)
-        u = ((c >> 8) & 255)
-        if u > 127:
-            u2 = c & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                c = (win >> av) & 0xff
-                u2 = c
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        else:
-            av += 8
-        f_8_Value = -u - 1 if sg else u
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c >= 0x2:
-            raise r.fail_at(av + 3, 'Dynamic_SEReqControlModeType[6]', 'expected EE of Value, EE')
-        ob8_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob8_.Exponent = f_8_Exponent
-        ob8_.Value = f_8_Value
-        f_EVMinimumV2XEnergyRequest = ob8_
-        s = 8
-    elif c < 0x6:
-        s = -1
+    if s != 8:
+        av += 1
     else:
-        ec = (c >> 1) & 0x3
-        raise r.fail_at(av + 1, 'Dynamic_SEReqControlModeType[6]', f'event code {ec}, expected SE(EVMaximumV2XEnergyRequest), SE(EVMinimumV2XEnergyRequest), EE')
-    if s == 8:
         if c & 0x1 != 0x0:
             raise r.fail_at(av + 1, 'Dynamic_SEReqControlModeType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso20_common_messages_Dynamic_SEReqControlModeType)
     ob.DepartureTime = f_DepartureTime
@@ -4848,7 +4885,66 @@ def _d_iso20_common_messages_Dynamic_SEResControlModeType(r: BitReader, c: int) 
     f_AbsolutePriceSchedule: _iso20_common_messages.AbsolutePriceScheduleType | None = None
     f_PriceLevelSchedule: _iso20_common_messages.PriceLevelScheduleType | None = None
     s = 0
-    if c < 0x2000000:
+    if c >= 0x2000000:
+        if c < 0x4000000:
+            try:
+                f_MinimumSOC = _Tf00db23f[(c >> 16) & 0x1ff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x1010000 != 0x0:
+                    raise r.fail_at(av + 25, 'Dynamic_SEResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC') from None
+                f_MinimumSOC = ((c >> 17) & 127)
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 2
+        elif c < 0x6000000:
+            try:
+                f_TargetSOC = _Tf00db23f[(c >> 16) & 0x1ff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x1010000 != 0x0:
+                    raise r.fail_at(av + 25, 'Dynamic_SEResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC') from None
+                f_TargetSOC = ((c >> 17) & 127)
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 3
+        elif c < 0x8000000:
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            r.avail = av
+            f_AbsolutePriceSchedule = _d_iso20_common_messages_AbsolutePriceScheduleType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 4
+        elif c < 0xa000000:
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            r.avail = av
+            f_PriceLevelSchedule = _d_iso20_common_messages_PriceLevelScheduleType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 4
+        elif c < 0xc000000:
+            av -= 3
+            s = -1
+        else:
+            ec = (c >> 25) & 0x7
+            raise r.fail_at(av + 25, 'Dynamic_SEResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AbsolutePriceSchedule), SE(PriceLevelSchedule), EE')
+    else:
         if c >= 0x1000000:
             raise r.fail_at(av + 25, 'Dynamic_SEResControlModeType[0]', 'expected CH of DepartureTime')
         u = (c >> 16)
@@ -4881,7 +4977,58 @@ def _d_iso20_common_messages_Dynamic_SEResControlModeType(r: BitReader, c: int) 
         c &= 0xff
         if c >= 0x80:
             raise r.fail_at(av + 8, 'Dynamic_SEResControlModeType[0]', 'expected EE of DepartureTime')
-        if c < 0x10:
+        if c >= 0x10:
+            if c < 0x20:
+                av -= 26
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+                try:
+                    f_TargetSOC = _Tf00db23f[c >> 21]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x20200000 != 0x0:
+                        raise r.fail_at(av + 30, 'Dynamic_SEResControlModeType[1]', 'expected CH of TargetSOC, EE of TargetSOC') from None
+                    f_TargetSOC = (c >> 22)
+                av -= 7
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 3
+            elif c < 0x30:
+                av -= 24
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                r.avail = av
+                f_AbsolutePriceSchedule = _d_iso20_common_messages_AbsolutePriceScheduleType(r, c)
+                win = r.win
+                av = r.avail
+                av -= 28
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 4
+            elif c < 0x40:
+                av -= 24
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                r.avail = av
+                f_PriceLevelSchedule = _d_iso20_common_messages_PriceLevelScheduleType(r, c)
+                win = r.win
+                av = r.avail
+                av -= 28
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 4
+            elif c < 0x50:
+                av -= 24
+                s = -1
+            else:
+                ec = (c >> 4) & 0x7
+                raise r.fail_at(av + 4, 'Dynamic_SEResControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(AbsolutePriceSchedule), SE(PriceLevelSchedule), EE')
+        else:
             av -= 26
             if av < 0:
                 win, av = r.refill(av, 30)
@@ -4897,115 +5044,9 @@ def _d_iso20_common_messages_Dynamic_SEResControlModeType(r: BitReader, c: int) 
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 2
-        elif c < 0x20:
-            av -= 26
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-            try:
-                f_TargetSOC = _Tf00db23f[c >> 21]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x20200000 != 0x0:
-                    raise r.fail_at(av + 30, 'Dynamic_SEResControlModeType[1]', 'expected CH of TargetSOC, EE of TargetSOC') from None
-                f_TargetSOC = (c >> 22)
-            av -= 7
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 3
-        elif c < 0x30:
-            av -= 24
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            r.avail = av
-            f_AbsolutePriceSchedule = _d_iso20_common_messages_AbsolutePriceScheduleType(r, c)
-            win = r.win
-            av = r.avail
-            av -= 28
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 4
-        elif c < 0x40:
-            av -= 24
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            r.avail = av
-            f_PriceLevelSchedule = _d_iso20_common_messages_PriceLevelScheduleType(r, c)
-            win = r.win
-            av = r.avail
-            av -= 28
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 4
-        elif c < 0x50:
-            av -= 24
-            s = -1
-        else:
-            ec = (c >> 4) & 0x7
-            raise r.fail_at(av + 4, 'Dynamic_SEResControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(AbsolutePriceSchedule), SE(PriceLevelSchedule), EE')
-    elif c < 0x4000000:
-        try:
-            f_MinimumSOC = _Tf00db23f[(c >> 16) & 0x1ff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x1010000 != 0x0:
-                raise r.fail_at(av + 25, 'Dynamic_SEResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC') from None
-            f_MinimumSOC = ((c >> 17) & 127)
-        av -= 12
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 2
-    elif c < 0x6000000:
-        try:
-            f_TargetSOC = _Tf00db23f[(c >> 16) & 0x1ff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x1010000 != 0x0:
-                raise r.fail_at(av + 25, 'Dynamic_SEResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC') from None
-            f_TargetSOC = ((c >> 17) & 127)
-        av -= 12
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 3
-    elif c < 0x8000000:
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        r.avail = av
-        f_AbsolutePriceSchedule = _d_iso20_common_messages_AbsolutePriceScheduleType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 28
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 4
-    elif c < 0xa000000:
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        r.avail = av
-        f_PriceLevelSchedule = _d_iso20_common_messages_PriceLevelScheduleType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 28
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 4
-    elif c < 0xc000000:
-        av -= 3
-        s = -1
+    if s != 2:
+        pass
     else:
-        ec = (c >> 25) & 0x7
-        raise r.fail_at(av + 25, 'Dynamic_SEResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AbsolutePriceSchedule), SE(PriceLevelSchedule), EE')
-    if s == 2:
         c &= 0xfffffff
         if c < 0x2000000:
             try:
@@ -5019,7 +5060,28 @@ def _d_iso20_common_messages_Dynamic_SEResControlModeType(r: BitReader, c: int) 
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 3
-        elif c < 0x4000000:
+        elif c >= 0x4000000:
+            if c < 0x6000000:
+                av -= 3
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                r.avail = av
+                f_PriceLevelSchedule = _d_iso20_common_messages_PriceLevelScheduleType(r, c)
+                win = r.win
+                av = r.avail
+                av -= 28
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 4
+            elif c < 0x8000000:
+                av -= 3
+                s = -1
+            else:
+                ec = (c >> 25) & 0x7
+                raise r.fail_at(av + 25, 'Dynamic_SEResControlModeType[2]', f'event code {ec}, expected SE(TargetSOC), SE(AbsolutePriceSchedule), SE(PriceLevelSchedule), EE')
+        else:
             av -= 3
             if av < 0:
                 win, av = r.refill(av, 28)
@@ -5033,29 +5095,32 @@ def _d_iso20_common_messages_Dynamic_SEResControlModeType(r: BitReader, c: int) 
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif c < 0x6000000:
-            av -= 3
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            r.avail = av
-            f_PriceLevelSchedule = _d_iso20_common_messages_PriceLevelScheduleType(r, c)
-            win = r.win
-            av = r.avail
-            av -= 28
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 4
-        elif c < 0x8000000:
-            av -= 3
-            s = -1
-        else:
-            ec = (c >> 25) & 0x7
-            raise r.fail_at(av + 25, 'Dynamic_SEResControlModeType[2]', f'event code {ec}, expected SE(TargetSOC), SE(AbsolutePriceSchedule), SE(PriceLevelSchedule), EE')
-    if s == 3:
+    if s != 3:
+        pass
+    else:
         c &= 0xfffffff
-        if c < 0x4000000:
+        if c >= 0x4000000:
+            if c < 0x8000000:
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                r.avail = av
+                f_PriceLevelSchedule = _d_iso20_common_messages_PriceLevelScheduleType(r, c)
+                win = r.win
+                av = r.avail
+                av -= 28
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 4
+            elif c < 0xc000000:
+                av -= 2
+                s = -1
+            else:
+                ec = (c >> 26) & 0x3
+                raise r.fail_at(av + 26, 'Dynamic_SEResControlModeType[3]', f'event code {ec}, expected SE(AbsolutePriceSchedule), SE(PriceLevelSchedule), EE')
+        else:
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 28)
@@ -5069,33 +5134,13 @@ def _d_iso20_common_messages_Dynamic_SEResControlModeType(r: BitReader, c: int) 
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif c < 0x8000000:
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            r.avail = av
-            f_PriceLevelSchedule = _d_iso20_common_messages_PriceLevelScheduleType(r, c)
-            win = r.win
-            av = r.avail
-            av -= 28
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 4
-        elif c < 0xc000000:
-            av -= 2
-            s = -1
-        else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 26, 'Dynamic_SEResControlModeType[3]', f'event code {ec}, expected SE(AbsolutePriceSchedule), SE(PriceLevelSchedule), EE')
-    if s == 4:
+    if s != 4:
+        av += 28
+    else:
         av += 27
         if c & 0x8000000 != 0x0:
             raise r.fail_at(av + 1, 'Dynamic_SEResControlModeType', 'expected EE')
         s = -1
-    else:
-        av += 28
     r.avail = av
     ob = _new(_K_iso20_common_messages_Dynamic_SEResControlModeType)
     ob.DepartureTime = f_DepartureTime
@@ -5376,7 +5421,15 @@ def _d_iso20_common_messages_EMAIDListType(r: BitReader, c: int) -> _iso20_commo
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-        if c < 0x200:
+        if c >= 0x200:
+            if c < 0x400:
+                av += 9
+                s = -1
+                break
+            else:
+                ec = (c >> 9) & 0x3
+                raise r.fail_at(av + 9, 'EMAIDListType[1]', f'event code {ec}, expected SE(EMAID), EE')
+        else:
             if c >= 0x100:
                 raise r.fail_at(av + 9, 'EMAIDListType[1]', 'expected CH of EMAID')
             u = c
@@ -5413,23 +5466,16 @@ def _d_iso20_common_messages_EMAIDListType(r: BitReader, c: int) -> _iso20_commo
             if n == 7:
                 s = 8
                 break
-        elif c < 0x400:
-            av += 9
-            s = -1
-            break
-        else:
-            ec = (c >> 9) & 0x3
-            raise r.fail_at(av + 9, 'EMAIDListType[1]', f'event code {ec}, expected SE(EMAID), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
-    if s == 8:
+    if s != 8:
+        av += 1
+    else:
         if c:
             raise r.fail_at(av + 1, 'EMAIDListType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso20_common_messages_EMAIDListType)
     ob.EMAID = f_EMAID
@@ -5971,7 +6017,15 @@ def _d_iso20_common_messages_EVPowerProfileEntryListType(r: BitReader, c: int) -
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c < 0x10000000:
+        if c >= 0x10000000:
+            if c < 0x20000000:
+                av += 28
+                s = -1
+                break
+            else:
+                ec = (c >> 28) & 0x3
+                raise r.fail_at(av + 28, 'EVPowerProfileEntryListType[1]', f'event code {ec}, expected SE(EVPowerProfileEntry), EE')
+        else:
             r.avail = av
             f_EVPowerProfileEntry.append(_d_iso20_common_messages_PowerScheduleEntryType(r, c))
             win = r.win
@@ -5980,23 +6034,16 @@ def _d_iso20_common_messages_EVPowerProfileEntryListType(r: BitReader, c: int) -
             if n == 2047:
                 s = 2048
                 break
-        elif c < 0x20000000:
-            av += 28
-            s = -1
-            break
-        else:
-            ec = (c >> 28) & 0x3
-            raise r.fail_at(av + 28, 'EVPowerProfileEntryListType[1]', f'event code {ec}, expected SE(EVPowerProfileEntry), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
-    if s == 2048:
+    if s != 2048:
+        av += 1
+    else:
         if c:
             raise r.fail_at(av + 1, 'EVPowerProfileEntryListType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso20_common_messages_EVPowerProfileEntryListType)
     ob.EVPowerProfileEntry = f_EVPowerProfileEntry
@@ -6101,7 +6148,10 @@ def _d_iso20_common_messages_EVPowerProfileType(r: BitReader, c: int) -> _iso20_
         if av < 0:
             win, av = r.refill(av, 29)
         c = (win >> av) & 0x1fffffff
-    elif c < 0x100:
+    elif c >= 0x100:
+        ec = (c >> 7) & 0x3
+        raise r.fail_at(av + 7, 'EVPowerProfileType[1]', f'event code {ec}, expected SE(Dynamic_EVPPTControlMode), SE(Scheduled_EVPPTControlMode)')
+    else:
         av -= 23
         if av < 0:
             win, av = r.refill(av, 30)
@@ -6139,7 +6189,16 @@ def _d_iso20_common_messages_EVPowerProfileType(r: BitReader, c: int) -> _iso20_
         c &= 0xfff
         if c >= 0x800:
             raise r.fail_at(av + 12, 'EVPowerProfileType[1]', 'expected EE of SelectedScheduleTupleID')
-        if c < 0x200:
+        if c >= 0x200:
+            if c < 0x400:
+                av -= 20
+                if av < 0:
+                    win, av = r.refill(av, 29)
+                c = (win >> av) & 0x1fffffff
+            else:
+                ec = (c >> 9) & 0x3
+                raise r.fail_at(av + 9, 'Scheduled_EVPPTControlModeType[1]', f'event code {ec}, expected SE(PowerToleranceAcceptance), EE')
+        else:
             try:
                 f_2_PowerToleranceAcceptance = _T9d0ae6d0[c >> 5]
             except KeyError:  # not a valid pattern: say why
@@ -6150,21 +6209,10 @@ def _d_iso20_common_messages_EVPowerProfileType(r: BitReader, c: int) -> _iso20_
             if av < 0:
                 win, av = r.refill(av, 29)
             c = (win >> av) & 0x1fffffff
-        elif c < 0x400:
-            av -= 20
-            if av < 0:
-                win, av = r.refill(av, 29)
-            c = (win >> av) & 0x1fffffff
-        else:
-            ec = (c >> 9) & 0x3
-            raise r.fail_at(av + 9, 'Scheduled_EVPPTControlModeType[1]', f'event code {ec}, expected SE(PowerToleranceAcceptance), EE')
         ob2_ = _new(_K_iso20_common_messages_Scheduled_EVPPTControlModeType)
         ob2_.SelectedScheduleTupleID = f_2_SelectedScheduleTupleID
         ob2_.PowerToleranceAcceptance = f_2_PowerToleranceAcceptance
         f_Scheduled_EVPPTControlMode = ob2_
-    else:
-        ec = (c >> 7) & 0x3
-        raise r.fail_at(av + 7, 'EVPowerProfileType[1]', f'event code {ec}, expected SE(Dynamic_EVPPTControlMode), SE(Scheduled_EVPPTControlMode)')
     if c >= 0x10000000:
         raise r.fail_at(av + 29, 'EVPowerProfileType', 'expected SE(EVPowerProfileEntries)')
     r.avail = av
@@ -6334,7 +6382,15 @@ def _d_iso20_common_messages_EVPowerScheduleEntryListType(r: BitReader, c: int) 
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c < 0x10000000:
+        if c >= 0x10000000:
+            if c < 0x20000000:
+                av += 28
+                s = -1
+                break
+            else:
+                ec = (c >> 28) & 0x3
+                raise r.fail_at(av + 28, 'EVPowerScheduleEntryListType[1]', f'event code {ec}, expected SE(EVPowerScheduleEntry), EE')
+        else:
             if c >= 0x4000000:
                 raise r.fail_at(av + 28, 'EVPowerScheduleEntryListType[1]', 'expected SE(Duration), CH of Duration')
             u = (c >> 18)
@@ -6415,23 +6471,16 @@ def _d_iso20_common_messages_EVPowerScheduleEntryListType(r: BitReader, c: int) 
             if n == 1023:
                 s = 1024
                 break
-        elif c < 0x20000000:
-            av += 28
-            s = -1
-            break
-        else:
-            ec = (c >> 28) & 0x3
-            raise r.fail_at(av + 28, 'EVPowerScheduleEntryListType[1]', f'event code {ec}, expected SE(EVPowerScheduleEntry), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
-    if s == 1024:
+    if s != 1024:
+        av += 1
+    else:
         if c:
             raise r.fail_at(av + 1, 'EVPowerScheduleEntryListType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso20_common_messages_EVPowerScheduleEntryListType)
     ob.EVPowerScheduleEntry = f_EVPowerScheduleEntry
@@ -6859,7 +6908,15 @@ def _d_iso20_common_messages_EVPriceRuleStackListType(r: BitReader, c: int) -> _
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c < 0x10000000:
+        if c >= 0x10000000:
+            if c < 0x20000000:
+                av += 28
+                s = -1
+                break
+            else:
+                ec = (c >> 28) & 0x3
+                raise r.fail_at(av + 28, 'EVPriceRuleStackListType[1]', f'event code {ec}, expected SE(EVPriceRuleStack), EE')
+        else:
             r.avail = av
             f_EVPriceRuleStack.append(_d_iso20_common_messages_EVPriceRuleStackType(r, c))
             win = r.win
@@ -6868,23 +6925,16 @@ def _d_iso20_common_messages_EVPriceRuleStackListType(r: BitReader, c: int) -> _
             if n == 1023:
                 s = 1024
                 break
-        elif c < 0x20000000:
-            av += 28
-            s = -1
-            break
-        else:
-            ec = (c >> 28) & 0x3
-            raise r.fail_at(av + 28, 'EVPriceRuleStackListType[1]', f'event code {ec}, expected SE(EVPriceRuleStack), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
-    if s == 1024:
+    if s != 1024:
+        av += 1
+    else:
         if c:
             raise r.fail_at(av + 1, 'EVPriceRuleStackListType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso20_common_messages_EVPriceRuleStackListType)
     ob.EVPriceRuleStack = f_EVPriceRuleStack
@@ -7071,7 +7121,15 @@ def _d_iso20_common_messages_EVPriceRuleStackType(r: BitReader, c: int) -> _iso2
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c < 0x10000000:
+        if c >= 0x10000000:
+            if c < 0x20000000:
+                av += 28
+                s = -1
+                break
+            else:
+                ec = (c >> 28) & 0x3
+                raise r.fail_at(av + 28, 'EVPriceRuleStackType[2]', f'event code {ec}, expected SE(EVPriceRule), EE')
+        else:
             if c & 0xe01c000 != 0x0:
                 raise r.fail_at(av + 28, 'EVPriceRuleStackType[2]', 'expected SE(EnergyFee), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_5_Exponent = (c >> 17) - 128
@@ -7159,23 +7217,16 @@ def _d_iso20_common_messages_EVPriceRuleStackType(r: BitReader, c: int) -> _iso2
             if n == 7:
                 s = 9
                 break
-        elif c < 0x20000000:
-            av += 28
-            s = -1
-            break
-        else:
-            ec = (c >> 28) & 0x3
-            raise r.fail_at(av + 28, 'EVPriceRuleStackType[2]', f'event code {ec}, expected SE(EVPriceRule), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
-    if s == 9:
+    if s != 9:
+        av += 1
+    else:
         if c:
             raise r.fail_at(av + 1, 'EVPriceRuleStackType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso20_common_messages_EVPriceRuleStackType)
     ob.Duration = f_Duration
@@ -7609,7 +7660,16 @@ def _d_iso20_common_messages_MeteringConfirmationReqType(r: BitReader, c: int) -
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'MeteringConfirmationReqType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -7624,14 +7684,6 @@ def _d_iso20_common_messages_MeteringConfirmationReqType(r: BitReader, c: int) -
         c = (win >> av) & 0x7ff
         if c >= 0x400:
             raise r.fail_at(av + 11, 'MessageHeaderType[2]', 'expected EE')
-    elif c < 0x200:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c >= 0x100:
         raise r.fail_at(av + 10, 'MeteringConfirmationReqType', 'expected SE(SignedMeteringData), AT(Id)')
     u = c
@@ -7710,7 +7762,56 @@ def _d_iso20_common_messages_MeteringConfirmationReqType(r: BitReader, c: int) -
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c < 0x10000000:
+    if c >= 0x10000000:
+        if c < 0x20000000:
+            av += 25
+            if c >= 0x18000000:
+                raise r.fail_at(av + 3, 'SignedMeteringDataType[3]', 'expected EE')
+            ob5_ = _new(_K_iso20_common_messages_Dynamic_SMDTControlModeType)
+            f_2_Dynamic_SMDTControlMode = ob5_
+            c >>= 25
+        elif c < 0x30000000:
+            av += 6
+            if c >= 0x24000000:
+                raise r.fail_at(av + 22, 'SignedMeteringDataType[3]', 'expected SE(SelectedScheduleTupleID), CH of SelectedScheduleTupleID')
+            u = ((c >> 18) & 255)
+            if u > 127:
+                u2 = (c >> 10) & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 4
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 4
+                        if av < 0:
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
+                    c <<= 6
+            else:
+                av += 8
+                c >>= 8
+            f_6_SelectedScheduleTupleID = u
+            if c & 0x300 != 0x0:
+                raise r.fail_at(av + 4, 'SignedMeteringDataType[3]', 'expected EE of SelectedScheduleTupleID, EE')
+            ob6_ = _new(_K_iso20_common_messages_Scheduled_SMDTControlModeType)
+            ob6_.SelectedScheduleTupleID = f_6_SelectedScheduleTupleID
+            f_2_Scheduled_SMDTControlMode = ob6_
+            c >>= 6
+        else:
+            ec = (c >> 28) & 0x3
+            raise r.fail_at(av + 28, 'SignedMeteringDataType[3]', f'event code {ec}, expected SE(Receipt), SE(Dynamic_SMDTControlMode), SE(Scheduled_SMDTControlMode)')
+    else:
         r.avail = av
         f_2_Receipt = _d_iso20_common_types_ReceiptType(r, c)
         win = r.win
@@ -7726,7 +7827,10 @@ def _d_iso20_common_messages_MeteringConfirmationReqType(r: BitReader, c: int) -
             ob3_ = _new(_K_iso20_common_messages_Dynamic_SMDTControlModeType)
             f_2_Dynamic_SMDTControlMode = ob3_
             c >>= 11
-        elif c < 0x8000:
+        elif c >= 0x8000:
+            ec = (c >> 14) & 0x3
+            raise r.fail_at(av + 14, 'SignedMeteringDataType[4]', f'event code {ec}, expected SE(Dynamic_SMDTControlMode), SE(Scheduled_SMDTControlMode)')
+        else:
             if c >= 0x5000:
                 raise r.fail_at(av + 14, 'SignedMeteringDataType[4]', 'expected SE(SelectedScheduleTupleID), CH of SelectedScheduleTupleID')
             u = ((c >> 4) & 255)
@@ -7762,57 +7866,6 @@ def _d_iso20_common_messages_MeteringConfirmationReqType(r: BitReader, c: int) -
             ob4_ = _new(_K_iso20_common_messages_Scheduled_SMDTControlModeType)
             ob4_.SelectedScheduleTupleID = f_4_SelectedScheduleTupleID
             f_2_Scheduled_SMDTControlMode = ob4_
-        else:
-            ec = (c >> 14) & 0x3
-            raise r.fail_at(av + 14, 'SignedMeteringDataType[4]', f'event code {ec}, expected SE(Dynamic_SMDTControlMode), SE(Scheduled_SMDTControlMode)')
-    elif c < 0x20000000:
-        av += 25
-        if c >= 0x18000000:
-            raise r.fail_at(av + 3, 'SignedMeteringDataType[3]', 'expected EE')
-        ob5_ = _new(_K_iso20_common_messages_Dynamic_SMDTControlModeType)
-        f_2_Dynamic_SMDTControlMode = ob5_
-        c >>= 25
-    elif c < 0x30000000:
-        av += 6
-        if c >= 0x24000000:
-            raise r.fail_at(av + 22, 'SignedMeteringDataType[3]', 'expected SE(SelectedScheduleTupleID), CH of SelectedScheduleTupleID')
-        u = ((c >> 18) & 255)
-        if u > 127:
-            u2 = (c >> 10) & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
-                u2 = c >> 4
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 4
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 4
-                    if av < 0:
-                        win, av = r.refill(av, 4)
-                    c = (win >> av) & 0xf
-                c <<= 6
-        else:
-            av += 8
-            c >>= 8
-        f_6_SelectedScheduleTupleID = u
-        if c & 0x300 != 0x0:
-            raise r.fail_at(av + 4, 'SignedMeteringDataType[3]', 'expected EE of SelectedScheduleTupleID, EE')
-        ob6_ = _new(_K_iso20_common_messages_Scheduled_SMDTControlModeType)
-        ob6_.SelectedScheduleTupleID = f_6_SelectedScheduleTupleID
-        f_2_Scheduled_SMDTControlMode = ob6_
-        c >>= 6
-    else:
-        ec = (c >> 28) & 0x3
-        raise r.fail_at(av + 28, 'SignedMeteringDataType[3]', f'event code {ec}, expected SE(Receipt), SE(Dynamic_SMDTControlMode), SE(Scheduled_SMDTControlMode)')
     if c & 0x3 != 0x0:
         raise r.fail_at(av + 2, 'MeteringConfirmationReqType', 'expected EE, EE')
     ob2_ = _new(_K_iso20_common_messages_SignedMeteringDataType)
@@ -7925,7 +7978,16 @@ def _d_iso20_common_messages_MeteringConfirmationResType(r: BitReader, c: int) -
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'MeteringConfirmationResType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -7940,14 +8002,6 @@ def _d_iso20_common_messages_MeteringConfirmationResType(r: BitReader, c: int) -
         c = (win >> av) & 0x7ff
         if c >= 0x400:
             raise r.fail_at(av + 11, 'MessageHeaderType[2]', 'expected EE')
-    elif c < 0x200:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
         f_ResponseCode = _T5d15a1ca[c]
     except KeyError:  # not a valid pattern: say why
@@ -7996,7 +8050,246 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader, c: int) -> _iso2
     f_OverstayPowerThreshold: _iso20_common_types.RationalNumberType | None = None
     f_OverstayRule: list[_iso20_common_messages.OverstayRuleType] = []
     s = 0
-    if c < 0x4000000:
+    if c >= 0x4000000:
+        if c < 0x8000000:
+            if c & 0x300e000 != 0x0:
+                raise r.fail_at(av + 26, 'OverstayRuleListType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_4_Exponent = ((c >> 16) & 255) - 128
+            sg = ((c >> 12) & 1)
+            u = ((c >> 4) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 4
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 4
+                        if av < 0:
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
+            f_4_Value = -u - 1 if sg else u
+            if c & 0xc != 0x0:
+                raise r.fail_at(av + 4, 'OverstayRuleListType[0]', 'expected EE of Value, EE')
+            ob4_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob4_.Exponent = f_4_Exponent
+            ob4_.Value = f_4_Value
+            f_OverstayPowerThreshold = ob4_
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 2
+        elif c < 0xc000000:
+            f_5_OverstayRuleDescription: str | None = None
+            if c >= 0x9000000:
+                if c < 0xa000000:
+                    if c >= 0x9800000:
+                        raise r.fail_at(av + 24, 'OverstayRuleType[0]', 'expected CH of StartTime')
+                    u = ((c >> 15) & 255)
+                    if u > 127:
+                        u2 = (c >> 7) & 0xFF
+                        if u2 < 128:
+                            u += _U2[u2]
+                        else:
+                            u = (u & 0x7F) | (u2 & 0x7F) << 7
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 15)
+                            c = (win >> av) & 0x7fff
+                            u2 = c >> 7
+                            u |= (u2 & 0x7F) << 14
+                            if u2 > 127:
+                                av += 7
+                                r.avail = av
+                                u = r.uint_more(u, 21)
+                                win = r.win
+                                av = r.avail
+                                av -= 7
+                                if av < 0:
+                                    win, av = r.refill(av, 7)
+                                c = (win >> av) & 0x7f
+                    else:
+                        av += 8
+                        c >>= 8
+                    f_5_StartTime = u
+                    if c & 0x40 != 0x0:
+                        raise r.fail_at(av + 7, 'OverstayRuleType[0]', 'expected EE of StartTime')
+                    av -= 24
+                    if av < 0:
+                        win, av = r.refill(av, 30)
+                    c = (win >> av) & 0x3fffffff
+                else:
+                    ec = (c >> 24) & 0x3
+                    raise r.fail_at(av + 24, 'OverstayRuleType[0]', f'event code {ec}, expected SE(OverstayRuleDescription), SE(StartTime)')
+            else:
+                av += 15
+                if c >= 0x8800000:
+                    raise r.fail_at(av + 9, 'OverstayRuleType[0]', 'expected CH of OverstayRuleDescription')
+                u = ((c >> 15) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                r.avail = av
+                f_5_OverstayRuleDescription = r.string_of(u, 160)
+                win = r.win
+                av = r.avail
+                av -= 30
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+                if c >= 0x8000000:
+                    raise r.fail_at(av + 30, 'OverstayRuleType[0]', 'expected EE of OverstayRuleDescription, SE(StartTime), CH of StartTime')
+                u = (c >> 19)
+                if u > 127:
+                    u2 = (c >> 11) & 0xFF
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 19)
+                        c = (win >> av) & 0x7ffff
+                        u2 = c >> 11
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 11
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 11
+                            if av < 0:
+                                win, av = r.refill(av, 11)
+                            c = (win >> av) & 0x7ff
+                else:
+                    av += 8
+                    c >>= 8
+                f_5_StartTime = u
+                if c & 0x400 != 0x0:
+                    raise r.fail_at(av + 11, 'OverstayRuleType[0]', 'expected EE of StartTime')
+                av -= 20
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+            if c & 0x38070000 != 0x0:
+                raise r.fail_at(av + 30, 'OverstayRuleListType[0]', 'expected SE(OverstayFee), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_6_Exponent = (c >> 19) - 128
+            sg = ((c >> 15) & 1)
+            u = ((c >> 7) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 15)
+                c = (win >> av) & 0x7fff
+                u2 = c >> 7
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 15)
+                    c = (win >> av) & 0x7fff
+                    u2 = c >> 7
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 7
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 7
+                        if av < 0:
+                            win, av = r.refill(av, 7)
+                        c = (win >> av) & 0x7f
+            f_6_Value = -u - 1 if sg else u
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c >= 0x4000000:
+                raise r.fail_at(av + 30, 'OverstayRuleListType[0]', 'expected EE of Value, EE, SE(OverstayFeePeriod), CH of OverstayFeePeriod')
+            u = (c >> 18)
+            ob6_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob6_.Exponent = f_6_Exponent
+            ob6_.Value = f_6_Value
+            f_5_OverstayFee = ob6_
+            if u > 127:
+                u2 = (c >> 10) & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 18)
+                    c = (win >> av) & 0x3ffff
+                    u2 = c >> 10
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 10
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 10
+                        if av < 0:
+                            win, av = r.refill(av, 10)
+                        c = (win >> av) & 0x3ff
+            else:
+                av += 8
+                c >>= 8
+            f_5_OverstayFeePeriod = u
+            if c & 0x300 != 0x0:
+                raise r.fail_at(av + 10, 'OverstayRuleListType[0]', 'expected EE of OverstayFeePeriod, EE')
+            ob5_ = _new(_K_iso20_common_messages_OverstayRuleType)
+            ob5_.OverstayRuleDescription = f_5_OverstayRuleDescription
+            ob5_.StartTime = f_5_StartTime
+            ob5_.OverstayFee = f_5_OverstayFee
+            ob5_.OverstayFeePeriod = f_5_OverstayFeePeriod
+            f_OverstayRule.append(ob5_)
+            av -= 20
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 3
+        else:
+            ec = (c >> 26) & 0x3
+            raise r.fail_at(av + 26, 'OverstayRuleListType[0]', f'event code {ec}, expected SE(OverstayTimeThreshold), SE(OverstayPowerThreshold), SE(OverstayRule)')
+    else:
         if c >= 0x2000000:
             raise r.fail_at(av + 26, 'OverstayRuleListType[0]', 'expected CH of OverstayTimeThreshold')
         u = (c >> 17)
@@ -8070,9 +8363,56 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader, c: int) -> _iso2
             ob1_.Value = f_1_Value
             f_OverstayPowerThreshold = ob1_
             s = 2
-        elif c < 0x80:
+        elif c >= 0x80:
+            ec = (c >> 6) & 0x3
+            raise r.fail_at(av + 6, 'OverstayRuleListType[1]', f'event code {ec}, expected SE(OverstayPowerThreshold), SE(OverstayRule)')
+        else:
             f_2_OverstayRuleDescription: str | None = None
-            if c < 0x50:
+            if c >= 0x50:
+                if c < 0x60:
+                    av -= 26
+                    if av < 0:
+                        win, av = r.refill(av, 30)
+                    c = (win >> av) & 0x3fffffff
+                    if c >= 0x20000000:
+                        raise r.fail_at(av + 30, 'OverstayRuleType[0]', 'expected CH of StartTime')
+                    u = (c >> 21)
+                    if u > 127:
+                        u2 = (c >> 13) & 0xFF
+                        if u2 < 128:
+                            u += _U2[u2]
+                        else:
+                            u = (u & 0x7F) | (u2 & 0x7F) << 7
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 21)
+                            c = (win >> av) & 0x1fffff
+                            u2 = c >> 13
+                            u |= (u2 & 0x7F) << 14
+                            if u2 > 127:
+                                av += 13
+                                r.avail = av
+                                u = r.uint_more(u, 21)
+                                win = r.win
+                                av = r.avail
+                                av -= 13
+                                if av < 0:
+                                    win, av = r.refill(av, 13)
+                                c = (win >> av) & 0x1fff
+                    else:
+                        av += 8
+                        c >>= 8
+                    f_2_StartTime = u
+                    if c & 0x1000 != 0x0:
+                        raise r.fail_at(av + 13, 'OverstayRuleType[0]', 'expected EE of StartTime')
+                    av -= 18
+                    if av < 0:
+                        win, av = r.refill(av, 30)
+                    c = (win >> av) & 0x3fffffff
+                else:
+                    ec = (c >> 4) & 0x3
+                    raise r.fail_at(av + 4, 'OverstayRuleType[0]', f'event code {ec}, expected SE(OverstayRuleDescription), SE(StartTime)')
+            else:
                 av -= 5
                 if av < 0:
                     win, av = r.refill(av, 9)
@@ -8142,49 +8482,6 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader, c: int) -> _iso2
                 if av < 0:
                     win, av = r.refill(av, 30)
                 c = (win >> av) & 0x3fffffff
-            elif c < 0x60:
-                av -= 26
-                if av < 0:
-                    win, av = r.refill(av, 30)
-                c = (win >> av) & 0x3fffffff
-                if c >= 0x20000000:
-                    raise r.fail_at(av + 30, 'OverstayRuleType[0]', 'expected CH of StartTime')
-                u = (c >> 21)
-                if u > 127:
-                    u2 = (c >> 13) & 0xFF
-                    if u2 < 128:
-                        u += _U2[u2]
-                    else:
-                        u = (u & 0x7F) | (u2 & 0x7F) << 7
-                        av -= 8
-                        if av < 0:
-                            win, av = r.refill(av, 21)
-                        c = (win >> av) & 0x1fffff
-                        u2 = c >> 13
-                        u |= (u2 & 0x7F) << 14
-                        if u2 > 127:
-                            av += 13
-                            r.avail = av
-                            u = r.uint_more(u, 21)
-                            win = r.win
-                            av = r.avail
-                            av -= 13
-                            if av < 0:
-                                win, av = r.refill(av, 13)
-                            c = (win >> av) & 0x1fff
-                else:
-                    av += 8
-                    c >>= 8
-                f_2_StartTime = u
-                if c & 0x1000 != 0x0:
-                    raise r.fail_at(av + 13, 'OverstayRuleType[0]', 'expected EE of StartTime')
-                av -= 18
-                if av < 0:
-                    win, av = r.refill(av, 30)
-                c = (win >> av) & 0x3fffffff
-            else:
-                ec = (c >> 4) & 0x3
-                raise r.fail_at(av + 4, 'OverstayRuleType[0]', f'event code {ec}, expected SE(OverstayRuleDescription), SE(StartTime)')
             if c & 0x38070000 != 0x0:
                 raise r.fail_at(av + 30, 'OverstayRuleListType[1]', 'expected SE(OverstayFee), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_3_Exponent = (c >> 19) - 128
@@ -8267,251 +8564,53 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 3
-        else:
-            ec = (c >> 6) & 0x3
-            raise r.fail_at(av + 6, 'OverstayRuleListType[1]', f'event code {ec}, expected SE(OverstayPowerThreshold), SE(OverstayRule)')
-    elif c < 0x8000000:
-        if c & 0x300e000 != 0x0:
-            raise r.fail_at(av + 26, 'OverstayRuleListType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_4_Exponent = ((c >> 16) & 255) - 128
-        sg = ((c >> 12) & 1)
-        u = ((c >> 4) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
-            u2 = c >> 4
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
-                u2 = c >> 4
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 4
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 4
-                    if av < 0:
-                        win, av = r.refill(av, 4)
-                    c = (win >> av) & 0xf
-        f_4_Value = -u - 1 if sg else u
-        if c & 0xc != 0x0:
-            raise r.fail_at(av + 4, 'OverstayRuleListType[0]', 'expected EE of Value, EE')
-        ob4_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob4_.Exponent = f_4_Exponent
-        ob4_.Value = f_4_Value
-        f_OverstayPowerThreshold = ob4_
-        av -= 26
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 2
-    elif c < 0xc000000:
-        f_5_OverstayRuleDescription: str | None = None
-        if c < 0x9000000:
-            av += 15
-            if c >= 0x8800000:
-                raise r.fail_at(av + 9, 'OverstayRuleType[0]', 'expected CH of OverstayRuleDescription')
-            u = ((c >> 15) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-            r.avail = av
-            f_5_OverstayRuleDescription = r.string_of(u, 160)
-            win = r.win
-            av = r.avail
-            av -= 30
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-            if c >= 0x8000000:
-                raise r.fail_at(av + 30, 'OverstayRuleType[0]', 'expected EE of OverstayRuleDescription, SE(StartTime), CH of StartTime')
-            u = (c >> 19)
-            if u > 127:
-                u2 = (c >> 11) & 0xFF
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 19)
-                    c = (win >> av) & 0x7ffff
-                    u2 = c >> 11
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 11
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 11
-                        if av < 0:
-                            win, av = r.refill(av, 11)
-                        c = (win >> av) & 0x7ff
-            else:
-                av += 8
-                c >>= 8
-            f_5_StartTime = u
-            if c & 0x400 != 0x0:
-                raise r.fail_at(av + 11, 'OverstayRuleType[0]', 'expected EE of StartTime')
-            av -= 20
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-        elif c < 0xa000000:
-            if c >= 0x9800000:
-                raise r.fail_at(av + 24, 'OverstayRuleType[0]', 'expected CH of StartTime')
-            u = ((c >> 15) & 255)
-            if u > 127:
-                u2 = (c >> 7) & 0xFF
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 15)
-                    c = (win >> av) & 0x7fff
-                    u2 = c >> 7
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 7
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 7
-                        if av < 0:
-                            win, av = r.refill(av, 7)
-                        c = (win >> av) & 0x7f
-            else:
-                av += 8
-                c >>= 8
-            f_5_StartTime = u
-            if c & 0x40 != 0x0:
-                raise r.fail_at(av + 7, 'OverstayRuleType[0]', 'expected EE of StartTime')
-            av -= 24
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-        else:
-            ec = (c >> 24) & 0x3
-            raise r.fail_at(av + 24, 'OverstayRuleType[0]', f'event code {ec}, expected SE(OverstayRuleDescription), SE(StartTime)')
-        if c & 0x38070000 != 0x0:
-            raise r.fail_at(av + 30, 'OverstayRuleListType[0]', 'expected SE(OverstayFee), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_6_Exponent = (c >> 19) - 128
-        sg = ((c >> 15) & 1)
-        u = ((c >> 7) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 15)
-            c = (win >> av) & 0x7fff
-            u2 = c >> 7
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 15)
-                c = (win >> av) & 0x7fff
-                u2 = c >> 7
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 7
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 7
-                    if av < 0:
-                        win, av = r.refill(av, 7)
-                    c = (win >> av) & 0x7f
-        f_6_Value = -u - 1 if sg else u
-        av -= 23
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c >= 0x4000000:
-            raise r.fail_at(av + 30, 'OverstayRuleListType[0]', 'expected EE of Value, EE, SE(OverstayFeePeriod), CH of OverstayFeePeriod')
-        u = (c >> 18)
-        ob6_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob6_.Exponent = f_6_Exponent
-        ob6_.Value = f_6_Value
-        f_5_OverstayFee = ob6_
-        if u > 127:
-            u2 = (c >> 10) & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 18)
-                c = (win >> av) & 0x3ffff
-                u2 = c >> 10
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 10
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 10
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-        else:
-            av += 8
-            c >>= 8
-        f_5_OverstayFeePeriod = u
-        if c & 0x300 != 0x0:
-            raise r.fail_at(av + 10, 'OverstayRuleListType[0]', 'expected EE of OverstayFeePeriod, EE')
-        ob5_ = _new(_K_iso20_common_messages_OverstayRuleType)
-        ob5_.OverstayRuleDescription = f_5_OverstayRuleDescription
-        ob5_.StartTime = f_5_StartTime
-        ob5_.OverstayFee = f_5_OverstayFee
-        ob5_.OverstayFeePeriod = f_5_OverstayFeePeriod
-        f_OverstayRule.append(ob5_)
-        av -= 20
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 3
+    if s != 2:
+        av += 28
     else:
-        ec = (c >> 26) & 0x3
-        raise r.fail_at(av + 26, 'OverstayRuleListType[0]', f'event code {ec}, expected SE(OverstayTimeThreshold), SE(OverstayPowerThreshold), SE(OverstayRule)')
-    if s == 2:
         if c >= 0x8000000:
             raise r.fail_at(av + 28, 'OverstayRuleListType', 'expected SE(OverstayRule)')
         f_7_OverstayRuleDescription: str | None = None
-        if c < 0x2000000:
+        if c >= 0x2000000:
+            if c < 0x4000000:
+                if c >= 0x3000000:
+                    raise r.fail_at(av + 25, 'OverstayRuleType[0]', 'expected CH of StartTime')
+                u = ((c >> 16) & 255)
+                if u > 127:
+                    u2 = (c >> 8) & 0xFF
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 16)
+                        c = (win >> av) & 0xffff
+                        u2 = c >> 8
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 8
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 8)
+                            c = (win >> av) & 0xff
+                else:
+                    av += 8
+                    c >>= 8
+                f_7_StartTime = u
+                if c & 0x80 != 0x0:
+                    raise r.fail_at(av + 8, 'OverstayRuleType[0]', 'expected EE of StartTime')
+                av -= 23
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+            else:
+                ec = (c >> 25) & 0x3
+                raise r.fail_at(av + 25, 'OverstayRuleType[0]', f'event code {ec}, expected SE(OverstayRuleDescription), SE(StartTime)')
+        else:
             av += 16
             if c >= 0x1000000:
                 raise r.fail_at(av + 9, 'OverstayRuleType[0]', 'expected CH of OverstayRuleDescription')
@@ -8578,45 +8677,6 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader, c: int) -> _iso2
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-        elif c < 0x4000000:
-            if c >= 0x3000000:
-                raise r.fail_at(av + 25, 'OverstayRuleType[0]', 'expected CH of StartTime')
-            u = ((c >> 16) & 255)
-            if u > 127:
-                u2 = (c >> 8) & 0xFF
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 16)
-                    c = (win >> av) & 0xffff
-                    u2 = c >> 8
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 8
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 8
-                        if av < 0:
-                            win, av = r.refill(av, 8)
-                        c = (win >> av) & 0xff
-            else:
-                av += 8
-                c >>= 8
-            f_7_StartTime = u
-            if c & 0x80 != 0x0:
-                raise r.fail_at(av + 8, 'OverstayRuleType[0]', 'expected EE of StartTime')
-            av -= 23
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-        else:
-            ec = (c >> 25) & 0x3
-            raise r.fail_at(av + 25, 'OverstayRuleType[0]', f'event code {ec}, expected SE(OverstayRuleDescription), SE(StartTime)')
         if c & 0x38070000 != 0x0:
             raise r.fail_at(av + 30, 'OverstayRuleListType', 'expected SE(OverstayFee), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_8_Exponent = (c >> 19) - 128
@@ -8695,17 +8755,63 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader, c: int) -> _iso2
         ob7_.OverstayFeePeriod = f_7_OverstayFeePeriod
         f_OverstayRule.append(ob7_)
         s = 3
-    else:
-        av += 28
     n = 0
     while True:
         av -= 30
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c < 0x10000000:
+        if c >= 0x10000000:
+            if c < 0x20000000:
+                av += 28
+                s = -1
+                break
+            else:
+                ec = (c >> 28) & 0x3
+                raise r.fail_at(av + 28, 'OverstayRuleListType[3]', f'event code {ec}, expected SE(OverstayRule), EE')
+        else:
             f_9_OverstayRuleDescription: str | None = None
-            if c < 0x4000000:
+            if c >= 0x4000000:
+                if c < 0x8000000:
+                    if c >= 0x6000000:
+                        raise r.fail_at(av + 26, 'OverstayRuleType[0]', 'expected CH of StartTime')
+                    u = ((c >> 17) & 255)
+                    if u > 127:
+                        u2 = (c >> 9) & 0xFF
+                        if u2 < 128:
+                            u += _U2[u2]
+                        else:
+                            u = (u & 0x7F) | (u2 & 0x7F) << 7
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 17)
+                            c = (win >> av) & 0x1ffff
+                            u2 = c >> 9
+                            u |= (u2 & 0x7F) << 14
+                            if u2 > 127:
+                                av += 9
+                                r.avail = av
+                                u = r.uint_more(u, 21)
+                                win = r.win
+                                av = r.avail
+                                av -= 9
+                                if av < 0:
+                                    win, av = r.refill(av, 9)
+                                c = (win >> av) & 0x1ff
+                    else:
+                        av += 8
+                        c >>= 8
+                    f_9_StartTime = u
+                    if c & 0x100 != 0x0:
+                        raise r.fail_at(av + 9, 'OverstayRuleType[0]', 'expected EE of StartTime')
+                    av -= 22
+                    if av < 0:
+                        win, av = r.refill(av, 30)
+                    c = (win >> av) & 0x3fffffff
+                else:
+                    ec = (c >> 26) & 0x3
+                    raise r.fail_at(av + 26, 'OverstayRuleType[0]', f'event code {ec}, expected SE(OverstayRuleDescription), SE(StartTime)')
+            else:
                 av += 17
                 if c >= 0x2000000:
                     raise r.fail_at(av + 9, 'OverstayRuleType[0]', 'expected CH of OverstayRuleDescription')
@@ -8772,45 +8878,6 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader, c: int) -> _iso2
                 if av < 0:
                     win, av = r.refill(av, 30)
                 c = (win >> av) & 0x3fffffff
-            elif c < 0x8000000:
-                if c >= 0x6000000:
-                    raise r.fail_at(av + 26, 'OverstayRuleType[0]', 'expected CH of StartTime')
-                u = ((c >> 17) & 255)
-                if u > 127:
-                    u2 = (c >> 9) & 0xFF
-                    if u2 < 128:
-                        u += _U2[u2]
-                    else:
-                        u = (u & 0x7F) | (u2 & 0x7F) << 7
-                        av -= 8
-                        if av < 0:
-                            win, av = r.refill(av, 17)
-                        c = (win >> av) & 0x1ffff
-                        u2 = c >> 9
-                        u |= (u2 & 0x7F) << 14
-                        if u2 > 127:
-                            av += 9
-                            r.avail = av
-                            u = r.uint_more(u, 21)
-                            win = r.win
-                            av = r.avail
-                            av -= 9
-                            if av < 0:
-                                win, av = r.refill(av, 9)
-                            c = (win >> av) & 0x1ff
-                else:
-                    av += 8
-                    c >>= 8
-                f_9_StartTime = u
-                if c & 0x100 != 0x0:
-                    raise r.fail_at(av + 9, 'OverstayRuleType[0]', 'expected EE of StartTime')
-                av -= 22
-                if av < 0:
-                    win, av = r.refill(av, 30)
-                c = (win >> av) & 0x3fffffff
-            else:
-                ec = (c >> 26) & 0x3
-                raise r.fail_at(av + 26, 'OverstayRuleType[0]', f'event code {ec}, expected SE(OverstayRuleDescription), SE(StartTime)')
             if c & 0x38070000 != 0x0:
                 raise r.fail_at(av + 30, 'OverstayRuleListType[3]', 'expected SE(OverstayFee), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_10_Exponent = (c >> 19) - 128
@@ -8892,23 +8959,16 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader, c: int) -> _iso2
             if n == 4:
                 s = 7
                 break
-        elif c < 0x20000000:
-            av += 28
-            s = -1
-            break
-        else:
-            ec = (c >> 28) & 0x3
-            raise r.fail_at(av + 28, 'OverstayRuleListType[3]', f'event code {ec}, expected SE(OverstayRule), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
-    if s == 7:
+    if s != 7:
+        av += 1
+    else:
         if c:
             raise r.fail_at(av + 1, 'OverstayRuleListType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso20_common_messages_OverstayRuleListType)
     ob.OverstayTimeThreshold = f_OverstayTimeThreshold
@@ -9093,7 +9153,47 @@ def _d_iso20_common_messages_OverstayRuleType(r: BitReader, c: int) -> _iso20_co
     f_StartTime: int
     f_OverstayFee: _iso20_common_types.RationalNumberType
     f_OverstayFeePeriod: int
-    if c < 0x4000000:
+    if c >= 0x4000000:
+        if c < 0x8000000:
+            if c >= 0x6000000:
+                raise r.fail_at(av + 26, 'OverstayRuleType[0]', 'expected CH of StartTime')
+            u = ((c >> 17) & 255)
+            if u > 127:
+                u2 = (c >> 9) & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 17)
+                    c = (win >> av) & 0x1ffff
+                    u2 = c >> 9
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 9
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 9
+                        if av < 0:
+                            win, av = r.refill(av, 9)
+                        c = (win >> av) & 0x1ff
+            else:
+                av += 8
+                c >>= 8
+            f_StartTime = u
+            if c & 0x100 != 0x0:
+                raise r.fail_at(av + 9, 'OverstayRuleType[0]', 'expected EE of StartTime')
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        else:
+            ec = (c >> 26) & 0x3
+            raise r.fail_at(av + 26, 'OverstayRuleType[0]', f'event code {ec}, expected SE(OverstayRuleDescription), SE(StartTime)')
+    else:
         av += 17
         if c >= 0x2000000:
             raise r.fail_at(av + 9, 'OverstayRuleType[0]', 'expected CH of OverstayRuleDescription')
@@ -9160,45 +9260,6 @@ def _d_iso20_common_messages_OverstayRuleType(r: BitReader, c: int) -> _iso20_co
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif c < 0x8000000:
-        if c >= 0x6000000:
-            raise r.fail_at(av + 26, 'OverstayRuleType[0]', 'expected CH of StartTime')
-        u = ((c >> 17) & 255)
-        if u > 127:
-            u2 = (c >> 9) & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 17)
-                c = (win >> av) & 0x1ffff
-                u2 = c >> 9
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 9
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 9
-                    if av < 0:
-                        win, av = r.refill(av, 9)
-                    c = (win >> av) & 0x1ff
-        else:
-            av += 8
-            c >>= 8
-        f_StartTime = u
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'OverstayRuleType[0]', 'expected EE of StartTime')
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        ec = (c >> 26) & 0x3
-        raise r.fail_at(av + 26, 'OverstayRuleType[0]', f'event code {ec}, expected SE(OverstayRuleDescription), SE(StartTime)')
     if c & 0x38070000 != 0x0:
         raise r.fail_at(av + 30, 'OverstayRuleType', 'expected SE(OverstayFee), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_1_Exponent = (c >> 19) - 128
@@ -9508,7 +9569,123 @@ def _d_iso20_common_messages_ParameterSetType(r: BitReader, c: int) -> _iso20_co
                 raise r.fail_at(av + 11, 'ParameterType[1]', 'expected CH of byteValue, EE of byteValue') from None
             f_1_byteValue = ((c >> 16) & 255) - 128
         c >>= 14
-    elif c < 0x6000000:
+    elif c >= 0x6000000:
+        if c < 0x8000000:
+            av += 5
+            try:
+                sg = _T071cdf68[(c >> 23) & 0x3]
+            except KeyError:  # not a valid pattern: say why
+                if c >= 0x7000000:
+                    raise r.fail_at(av + 20, 'ParameterType[1]', 'expected CH of intValue') from None
+                sg = ((c >> 23) & 1)
+            u = ((c >> 15) & 255)
+            if u > 127:
+                u2 = (c >> 7) & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 2
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
+                    c <<= 5
+            else:
+                av += 8
+                c >>= 8
+            f_1_intValue = -u - 1 if sg else u
+            if c & 0x40 != 0x0:
+                raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of intValue')
+            c >>= 5
+        elif c < 0xa000000:
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'ParameterType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_2_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 3
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 3
+                        if av < 0:
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
+            f_2_Value = -u - 1 if sg else u
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'ParameterType[1]', 'expected EE of Value, EE')
+            ob2_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob2_.Exponent = f_2_Exponent
+            ob2_.Value = f_2_Value
+            f_1_rationalNumber = ob2_
+        elif c < 0xc000000:
+            av += 16
+            if c >= 0xb000000:
+                raise r.fail_at(av + 9, 'ParameterType[1]', 'expected CH of finiteString')
+            u = ((c >> 16) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_1_finiteString = r.string_of(u, 80)
+            win = r.win
+            av = r.avail
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c >= 0x2:
+                raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of finiteString')
+        else:
+            ec = (c >> 25) & 0x7
+            raise r.fail_at(av + 25, 'ParameterType[1]', f'event code {ec}, expected SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(rationalNumber), SE(finiteString)')
+    else:
         av += 5
         try:
             sg = _T071cdf68[(c >> 23) & 0x3]
@@ -9547,121 +9724,6 @@ def _d_iso20_common_messages_ParameterSetType(r: BitReader, c: int) -> _iso20_co
         if c & 0x40 != 0x0:
             raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of shortValue')
         c >>= 5
-    elif c < 0x8000000:
-        av += 5
-        try:
-            sg = _T071cdf68[(c >> 23) & 0x3]
-        except KeyError:  # not a valid pattern: say why
-            if c >= 0x7000000:
-                raise r.fail_at(av + 20, 'ParameterType[1]', 'expected CH of intValue') from None
-            sg = ((c >> 23) & 1)
-        u = ((c >> 15) & 255)
-        if u > 127:
-            u2 = (c >> 7) & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 2
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 2
-                    if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
-                c <<= 5
-        else:
-            av += 8
-            c >>= 8
-        f_1_intValue = -u - 1 if sg else u
-        if c & 0x40 != 0x0:
-            raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of intValue')
-        c >>= 5
-    elif c < 0xa000000:
-        if c & 0x1807000 != 0x0:
-            raise r.fail_at(av + 25, 'ParameterType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_2_Exponent = ((c >> 15) & 255) - 128
-        sg = ((c >> 11) & 1)
-        u = ((c >> 3) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 3
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 3
-                    if av < 0:
-                        win, av = r.refill(av, 3)
-                    c = (win >> av) & 0x7
-        f_2_Value = -u - 1 if sg else u
-        if c & 0x6 != 0x0:
-            raise r.fail_at(av + 3, 'ParameterType[1]', 'expected EE of Value, EE')
-        ob2_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob2_.Exponent = f_2_Exponent
-        ob2_.Value = f_2_Value
-        f_1_rationalNumber = ob2_
-    elif c < 0xc000000:
-        av += 16
-        if c >= 0xb000000:
-            raise r.fail_at(av + 9, 'ParameterType[1]', 'expected CH of finiteString')
-        u = ((c >> 16) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_1_finiteString = r.string_of(u, 80)
-        win = r.win
-        av = r.avail
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c >= 0x2:
-            raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of finiteString')
-    else:
-        ec = (c >> 25) & 0x7
-        raise r.fail_at(av + 25, 'ParameterType[1]', f'event code {ec}, expected SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(rationalNumber), SE(finiteString)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'ParameterSetType', 'expected EE')
     ob1_ = _new(_K_iso20_common_messages_ParameterType)
@@ -9680,7 +9742,15 @@ def _d_iso20_common_messages_ParameterSetType(r: BitReader, c: int) -> _iso20_co
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-        if c < 0x200:
+        if c >= 0x200:
+            if c < 0x400:
+                av += 9
+                s = -1
+                break
+            else:
+                ec = (c >> 9) & 0x3
+                raise r.fail_at(av + 9, 'ParameterSetType[2]', f'event code {ec}, expected SE(Parameter), EE')
+        else:
             if c >= 0x100:
                 raise r.fail_at(av + 9, 'ParameterSetType[2]', 'expected AT(Name)')
             u = c
@@ -9735,7 +9805,123 @@ def _d_iso20_common_messages_ParameterSetType(r: BitReader, c: int) -> _iso20_co
                         raise r.fail_at(av + 11, 'ParameterType[1]', 'expected CH of byteValue, EE of byteValue') from None
                     f_3_byteValue = ((c >> 16) & 255) - 128
                 c >>= 14
-            elif c < 0x6000000:
+            elif c >= 0x6000000:
+                if c < 0x8000000:
+                    av += 5
+                    try:
+                        sg = _T071cdf68[(c >> 23) & 0x3]
+                    except KeyError:  # not a valid pattern: say why
+                        if c >= 0x7000000:
+                            raise r.fail_at(av + 20, 'ParameterType[1]', 'expected CH of intValue') from None
+                        sg = ((c >> 23) & 1)
+                    u = ((c >> 15) & 255)
+                    if u > 127:
+                        u2 = (c >> 7) & 0xFF
+                        if u2 < 128:
+                            u += _U2[u2]
+                        else:
+                            u = (u & 0x7F) | (u2 & 0x7F) << 7
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 10)
+                            c = (win >> av) & 0x3ff
+                            u2 = c >> 2
+                            u |= (u2 & 0x7F) << 14
+                            if u2 > 127:
+                                av += 2
+                                r.avail = av
+                                u = r.uint_more(u, 21)
+                                win = r.win
+                                av = r.avail
+                                av -= 2
+                                if av < 0:
+                                    win, av = r.refill(av, 2)
+                                c = (win >> av) & 0x3
+                            c <<= 5
+                    else:
+                        av += 8
+                        c >>= 8
+                    f_3_intValue = -u - 1 if sg else u
+                    if c & 0x40 != 0x0:
+                        raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of intValue')
+                    c >>= 5
+                elif c < 0xa000000:
+                    if c & 0x1807000 != 0x0:
+                        raise r.fail_at(av + 25, 'ParameterType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                    f_4_Exponent = ((c >> 15) & 255) - 128
+                    sg = ((c >> 11) & 1)
+                    u = ((c >> 3) & 255)
+                    if u > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 11)
+                        c = (win >> av) & 0x7ff
+                        u2 = c >> 3
+                        if u2 < 128:
+                            u += _U2[u2]
+                        else:
+                            u = (u & 0x7F) | (u2 & 0x7F) << 7
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 11)
+                            c = (win >> av) & 0x7ff
+                            u2 = c >> 3
+                            u |= (u2 & 0x7F) << 14
+                            if u2 > 127:
+                                av += 3
+                                r.avail = av
+                                u = r.uint_more(u, 21)
+                                win = r.win
+                                av = r.avail
+                                av -= 3
+                                if av < 0:
+                                    win, av = r.refill(av, 3)
+                                c = (win >> av) & 0x7
+                    f_4_Value = -u - 1 if sg else u
+                    if c & 0x6 != 0x0:
+                        raise r.fail_at(av + 3, 'ParameterType[1]', 'expected EE of Value, EE')
+                    ob4_ = _new(_K_iso20_common_types_RationalNumberType)
+                    ob4_.Exponent = f_4_Exponent
+                    ob4_.Value = f_4_Value
+                    f_3_rationalNumber = ob4_
+                elif c < 0xc000000:
+                    av += 16
+                    if c >= 0xb000000:
+                        raise r.fail_at(av + 9, 'ParameterType[1]', 'expected CH of finiteString')
+                    u = ((c >> 16) & 255)
+                    if u > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        if u2 < 128:
+                            u += _U2[u2]
+                        else:
+                            u = (u & 0x7F) | (u2 & 0x7F) << 7
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 8)
+                            u2 = (win >> av) & 0xff
+                            u |= (u2 & 0x7F) << 14
+                            if u2 > 127:
+                                r.avail = av
+                                u = r.uint_more(u, 21)
+                                win = r.win
+                                av = r.avail
+                    r.avail = av
+                    f_3_finiteString = r.string_of(u, 80)
+                    win = r.win
+                    av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
+                    if c >= 0x2:
+                        raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of finiteString')
+                else:
+                    ec = (c >> 25) & 0x7
+                    raise r.fail_at(av + 25, 'ParameterType[1]', f'event code {ec}, expected SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(rationalNumber), SE(finiteString)')
+            else:
                 av += 5
                 try:
                     sg = _T071cdf68[(c >> 23) & 0x3]
@@ -9774,121 +9960,6 @@ def _d_iso20_common_messages_ParameterSetType(r: BitReader, c: int) -> _iso20_co
                 if c & 0x40 != 0x0:
                     raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of shortValue')
                 c >>= 5
-            elif c < 0x8000000:
-                av += 5
-                try:
-                    sg = _T071cdf68[(c >> 23) & 0x3]
-                except KeyError:  # not a valid pattern: say why
-                    if c >= 0x7000000:
-                        raise r.fail_at(av + 20, 'ParameterType[1]', 'expected CH of intValue') from None
-                    sg = ((c >> 23) & 1)
-                u = ((c >> 15) & 255)
-                if u > 127:
-                    u2 = (c >> 7) & 0xFF
-                    if u2 < 128:
-                        u += _U2[u2]
-                    else:
-                        u = (u & 0x7F) | (u2 & 0x7F) << 7
-                        av -= 8
-                        if av < 0:
-                            win, av = r.refill(av, 10)
-                        c = (win >> av) & 0x3ff
-                        u2 = c >> 2
-                        u |= (u2 & 0x7F) << 14
-                        if u2 > 127:
-                            av += 2
-                            r.avail = av
-                            u = r.uint_more(u, 21)
-                            win = r.win
-                            av = r.avail
-                            av -= 2
-                            if av < 0:
-                                win, av = r.refill(av, 2)
-                            c = (win >> av) & 0x3
-                        c <<= 5
-                else:
-                    av += 8
-                    c >>= 8
-                f_3_intValue = -u - 1 if sg else u
-                if c & 0x40 != 0x0:
-                    raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of intValue')
-                c >>= 5
-            elif c < 0xa000000:
-                if c & 0x1807000 != 0x0:
-                    raise r.fail_at(av + 25, 'ParameterType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-                f_4_Exponent = ((c >> 15) & 255) - 128
-                sg = ((c >> 11) & 1)
-                u = ((c >> 3) & 255)
-                if u > 127:
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
-                    if u2 < 128:
-                        u += _U2[u2]
-                    else:
-                        u = (u & 0x7F) | (u2 & 0x7F) << 7
-                        av -= 8
-                        if av < 0:
-                            win, av = r.refill(av, 11)
-                        c = (win >> av) & 0x7ff
-                        u2 = c >> 3
-                        u |= (u2 & 0x7F) << 14
-                        if u2 > 127:
-                            av += 3
-                            r.avail = av
-                            u = r.uint_more(u, 21)
-                            win = r.win
-                            av = r.avail
-                            av -= 3
-                            if av < 0:
-                                win, av = r.refill(av, 3)
-                            c = (win >> av) & 0x7
-                f_4_Value = -u - 1 if sg else u
-                if c & 0x6 != 0x0:
-                    raise r.fail_at(av + 3, 'ParameterType[1]', 'expected EE of Value, EE')
-                ob4_ = _new(_K_iso20_common_types_RationalNumberType)
-                ob4_.Exponent = f_4_Exponent
-                ob4_.Value = f_4_Value
-                f_3_rationalNumber = ob4_
-            elif c < 0xc000000:
-                av += 16
-                if c >= 0xb000000:
-                    raise r.fail_at(av + 9, 'ParameterType[1]', 'expected CH of finiteString')
-                u = ((c >> 16) & 255)
-                if u > 127:
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
-                    if u2 < 128:
-                        u += _U2[u2]
-                    else:
-                        u = (u & 0x7F) | (u2 & 0x7F) << 7
-                        av -= 8
-                        if av < 0:
-                            win, av = r.refill(av, 8)
-                        u2 = (win >> av) & 0xff
-                        u |= (u2 & 0x7F) << 14
-                        if u2 > 127:
-                            r.avail = av
-                            u = r.uint_more(u, 21)
-                            win = r.win
-                            av = r.avail
-                r.avail = av
-                f_3_finiteString = r.string_of(u, 80)
-                win = r.win
-                av = r.avail
-                av -= 2
-                if av < 0:
-                    win, av = r.refill(av, 2)
-                c = (win >> av) & 0x3
-                if c >= 0x2:
-                    raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of finiteString')
-            else:
-                ec = (c >> 25) & 0x7
-                raise r.fail_at(av + 25, 'ParameterType[1]', f'event code {ec}, expected SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(rationalNumber), SE(finiteString)')
             if c & 0x1 != 0x0:
                 raise r.fail_at(av + 1, 'ParameterSetType[2]', 'expected EE')
             ob3_ = _new(_K_iso20_common_messages_ParameterType)
@@ -9904,23 +9975,16 @@ def _d_iso20_common_messages_ParameterSetType(r: BitReader, c: int) -> _iso20_co
             if n == 31:
                 s = 33
                 break
-        elif c < 0x400:
-            av += 9
-            s = -1
-            break
-        else:
-            ec = (c >> 9) & 0x3
-            raise r.fail_at(av + 9, 'ParameterSetType[2]', f'event code {ec}, expected SE(Parameter), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
-    if s == 33:
+    if s != 33:
+        av += 1
+    else:
         if c:
             raise r.fail_at(av + 1, 'ParameterSetType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso20_common_messages_ParameterSetType)
     ob.ParameterSetID = f_ParameterSetID
@@ -10062,7 +10126,123 @@ def _d_iso20_common_messages_ParameterType(r: BitReader, c: int) -> _iso20_commo
                 raise r.fail_at(av + 11, 'ParameterType[1]', 'expected CH of byteValue, EE of byteValue') from None
             f_byteValue = ((c >> 16) & 255) - 128
         c >>= 14
-    elif c < 0x6000000:
+    elif c >= 0x6000000:
+        if c < 0x8000000:
+            av += 5
+            try:
+                sg = _T071cdf68[(c >> 23) & 0x3]
+            except KeyError:  # not a valid pattern: say why
+                if c >= 0x7000000:
+                    raise r.fail_at(av + 20, 'ParameterType[1]', 'expected CH of intValue') from None
+                sg = ((c >> 23) & 1)
+            u = ((c >> 15) & 255)
+            if u > 127:
+                u2 = (c >> 7) & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 2
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
+                    c <<= 5
+            else:
+                av += 8
+                c >>= 8
+            f_intValue = -u - 1 if sg else u
+            if c & 0x40 != 0x0:
+                raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of intValue')
+            c >>= 5
+        elif c < 0xa000000:
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'ParameterType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_1_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 3
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 3
+                        if av < 0:
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
+            f_1_Value = -u - 1 if sg else u
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'ParameterType[1]', 'expected EE of Value, EE')
+            ob1_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob1_.Exponent = f_1_Exponent
+            ob1_.Value = f_1_Value
+            f_rationalNumber = ob1_
+        elif c < 0xc000000:
+            av += 16
+            if c >= 0xb000000:
+                raise r.fail_at(av + 9, 'ParameterType[1]', 'expected CH of finiteString')
+            u = ((c >> 16) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_finiteString = r.string_of(u, 80)
+            win = r.win
+            av = r.avail
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c >= 0x2:
+                raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of finiteString')
+        else:
+            ec = (c >> 25) & 0x7
+            raise r.fail_at(av + 25, 'ParameterType[1]', f'event code {ec}, expected SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(rationalNumber), SE(finiteString)')
+    else:
         av += 5
         try:
             sg = _T071cdf68[(c >> 23) & 0x3]
@@ -10101,121 +10281,6 @@ def _d_iso20_common_messages_ParameterType(r: BitReader, c: int) -> _iso20_commo
         if c & 0x40 != 0x0:
             raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of shortValue')
         c >>= 5
-    elif c < 0x8000000:
-        av += 5
-        try:
-            sg = _T071cdf68[(c >> 23) & 0x3]
-        except KeyError:  # not a valid pattern: say why
-            if c >= 0x7000000:
-                raise r.fail_at(av + 20, 'ParameterType[1]', 'expected CH of intValue') from None
-            sg = ((c >> 23) & 1)
-        u = ((c >> 15) & 255)
-        if u > 127:
-            u2 = (c >> 7) & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 2
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 2
-                    if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
-                c <<= 5
-        else:
-            av += 8
-            c >>= 8
-        f_intValue = -u - 1 if sg else u
-        if c & 0x40 != 0x0:
-            raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of intValue')
-        c >>= 5
-    elif c < 0xa000000:
-        if c & 0x1807000 != 0x0:
-            raise r.fail_at(av + 25, 'ParameterType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_1_Exponent = ((c >> 15) & 255) - 128
-        sg = ((c >> 11) & 1)
-        u = ((c >> 3) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 3
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 3
-                    if av < 0:
-                        win, av = r.refill(av, 3)
-                    c = (win >> av) & 0x7
-        f_1_Value = -u - 1 if sg else u
-        if c & 0x6 != 0x0:
-            raise r.fail_at(av + 3, 'ParameterType[1]', 'expected EE of Value, EE')
-        ob1_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob1_.Exponent = f_1_Exponent
-        ob1_.Value = f_1_Value
-        f_rationalNumber = ob1_
-    elif c < 0xc000000:
-        av += 16
-        if c >= 0xb000000:
-            raise r.fail_at(av + 9, 'ParameterType[1]', 'expected CH of finiteString')
-        u = ((c >> 16) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_finiteString = r.string_of(u, 80)
-        win = r.win
-        av = r.avail
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c >= 0x2:
-            raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of finiteString')
-    else:
-        ec = (c >> 25) & 0x7
-        raise r.fail_at(av + 25, 'ParameterType[1]', f'event code {ec}, expected SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(rationalNumber), SE(finiteString)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'ParameterType', 'expected EE')
     r.avail = av
@@ -10514,7 +10579,14 @@ def _d_iso20_common_messages_PnC_AReqAuthorizationModeType(r: BitReader, c: int)
     c = (win >> av) & 0xfff
     if c >= 0x800:
         raise r.fail_at(av + 12, 'PnC_AReqAuthorizationModeType', 'expected EE of Certificate')
-    if c < 0x200:
+    if c >= 0x200:
+        if c < 0x400:
+            av += 7
+            c >>= 7
+        else:
+            ec = (c >> 9) & 0x3
+            raise r.fail_at(av + 9, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
+    else:
         if c >= 0x100:
             raise r.fail_at(av + 9, 'SubCertificatesType[1]', 'expected CH of Certificate')
         u = c
@@ -10547,7 +10619,14 @@ def _d_iso20_common_messages_PnC_AReqAuthorizationModeType(r: BitReader, c: int)
         c = (win >> av) & 0xfff
         if c >= 0x800:
             raise r.fail_at(av + 12, 'SubCertificatesType[1]', 'expected EE of Certificate')
-        if c < 0x200:
+        if c >= 0x200:
+            if c < 0x400:
+                av += 7
+                c >>= 7
+            else:
+                ec = (c >> 9) & 0x3
+                raise r.fail_at(av + 9, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
+        else:
             if c >= 0x100:
                 raise r.fail_at(av + 9, 'SubCertificatesType[2]', 'expected CH of Certificate')
             u = c
@@ -10580,18 +10659,6 @@ def _d_iso20_common_messages_PnC_AReqAuthorizationModeType(r: BitReader, c: int)
             c = (win >> av) & 0xf
             if c >= 0x4:
                 raise r.fail_at(av + 4, 'SubCertificatesType[2]', 'expected EE of Certificate, EE')
-        elif c < 0x400:
-            av += 7
-            c >>= 7
-        else:
-            ec = (c >> 9) & 0x3
-            raise r.fail_at(av + 9, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
-    elif c < 0x400:
-        av += 7
-        c >>= 7
-    else:
-        ec = (c >> 9) & 0x3
-        raise r.fail_at(av + 9, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
     if c & 0x3 != 0x0:
         raise r.fail_at(av + 2, 'PnC_AReqAuthorizationModeType', 'expected EE, EE')
     ob2_ = _new(_K_iso20_common_messages_SubCertificatesType)
@@ -10698,7 +10765,13 @@ def _d_iso20_common_messages_PnC_ASResAuthorizationModeType(r: BitReader, c: int
     c = (win >> av) & 0x1fff
     if c >= 0x1000:
         raise r.fail_at(av + 13, 'PnC_ASResAuthorizationModeType', 'expected EE of GenChallenge')
-    if c < 0x400:
+    if c >= 0x400:
+        if c < 0x800:
+            av += 10
+        else:
+            ec = (c >> 10) & 0x3
+            raise r.fail_at(av + 10, 'PnC_ASResAuthorizationModeType[1]', f'event code {ec}, expected SE(SupportedProviders), EE')
+    else:
         r.avail = av
         f_SupportedProviders = _d_iso20_common_messages_SupportedProvidersListType(r, c)
         win = r.win
@@ -10709,11 +10782,6 @@ def _d_iso20_common_messages_PnC_ASResAuthorizationModeType(r: BitReader, c: int
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'PnC_ASResAuthorizationModeType[1]', 'expected EE')
-    elif c < 0x800:
-        av += 10
-    else:
-        ec = (c >> 10) & 0x3
-        raise r.fail_at(av + 10, 'PnC_ASResAuthorizationModeType[1]', f'event code {ec}, expected SE(SupportedProviders), EE')
     r.avail = av
     ob = _new(_K_iso20_common_messages_PnC_ASResAuthorizationModeType)
     ob.GenChallenge = f_GenChallenge
@@ -10833,7 +10901,16 @@ def _d_iso20_common_messages_PowerDeliveryReqType(r: BitReader, c: int) -> _iso2
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'PowerDeliveryReqType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -10852,14 +10929,6 @@ def _d_iso20_common_messages_PowerDeliveryReqType(r: BitReader, c: int) -> _iso2
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif c < 0x200:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
         f_EVProcessing, f_ChargeProgress, ec = _Te5e07054[c >> 18]
     except KeyError:  # not a valid pattern: say why
@@ -10879,7 +10948,22 @@ def _d_iso20_common_messages_PowerDeliveryReqType(r: BitReader, c: int) -> _iso2
     s = 1
     s = 2
     s = 3
-    if ec == 0:
+    if ec == 1:
+        av += 14
+        try:
+            f_BPT_ChannelSelection = _Tbfbb93a8[(c >> 15) & 0x7]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x28000 != 0x0:
+                raise r.fail_at(av + 4, 'PowerDeliveryReqType[3]', 'expected CH of BPT_ChannelSelection, EE of BPT_ChannelSelection') from None
+            f_BPT_ChannelSelection = _E_iso20_common_messages_channelSelectionType[((c >> 16) & 1)]
+        c >>= 14
+        s = 5
+    elif ec == 2:
+        av += 17
+        s = -1
+    elif ec != 0:
+        raise r.fail_at(av + 18, 'PowerDeliveryReqType[3]', f'event code {ec}, expected SE(EVPowerProfile), SE(BPT_ChannelSelection), EE')
+    else:
         if c & 0x30000 != 0x0:
             raise r.fail_at(av + 18, 'PowerDeliveryReqType[3]', 'expected SE(TimeAnchor), CH of TimeAnchor')
         u = ((c >> 8) & 255)
@@ -10920,7 +11004,10 @@ def _d_iso20_common_messages_PowerDeliveryReqType(r: BitReader, c: int) -> _iso2
             if av < 0:
                 win, av = r.refill(av, 29)
             c = (win >> av) & 0x1fffffff
-        elif c < 0x10000000:
+        elif c >= 0x10000000:
+            ec = (c >> 27) & 0x3
+            raise r.fail_at(av + 27, 'EVPowerProfileType[1]', f'event code {ec}, expected SE(Dynamic_EVPPTControlMode), SE(Scheduled_EVPPTControlMode)')
+        else:
             if c >= 0xa000000:
                 raise r.fail_at(av + 27, 'EVPowerProfileType[1]', 'expected SE(SelectedScheduleTupleID), CH of SelectedScheduleTupleID')
             u = ((c >> 17) & 255)
@@ -10954,7 +11041,16 @@ def _d_iso20_common_messages_PowerDeliveryReqType(r: BitReader, c: int) -> _iso2
             c &= 0x1ff
             if c >= 0x100:
                 raise r.fail_at(av + 9, 'EVPowerProfileType[1]', 'expected EE of SelectedScheduleTupleID')
-            if c < 0x40:
+            if c >= 0x40:
+                if c < 0x80:
+                    av -= 23
+                    if av < 0:
+                        win, av = r.refill(av, 29)
+                    c = (win >> av) & 0x1fffffff
+                else:
+                    ec = (c >> 6) & 0x3
+                    raise r.fail_at(av + 6, 'Scheduled_EVPPTControlModeType[1]', f'event code {ec}, expected SE(PowerToleranceAcceptance), EE')
+            else:
                 try:
                     f_4_PowerToleranceAcceptance = _T9d0ae6d0[c >> 2]
                 except KeyError:  # not a valid pattern: say why
@@ -10965,21 +11061,10 @@ def _d_iso20_common_messages_PowerDeliveryReqType(r: BitReader, c: int) -> _iso2
                 if av < 0:
                     win, av = r.refill(av, 29)
                 c = (win >> av) & 0x1fffffff
-            elif c < 0x80:
-                av -= 23
-                if av < 0:
-                    win, av = r.refill(av, 29)
-                c = (win >> av) & 0x1fffffff
-            else:
-                ec = (c >> 6) & 0x3
-                raise r.fail_at(av + 6, 'Scheduled_EVPPTControlModeType[1]', f'event code {ec}, expected SE(PowerToleranceAcceptance), EE')
             ob4_ = _new(_K_iso20_common_messages_Scheduled_EVPPTControlModeType)
             ob4_.SelectedScheduleTupleID = f_4_SelectedScheduleTupleID
             ob4_.PowerToleranceAcceptance = f_4_PowerToleranceAcceptance
             f_2_Scheduled_EVPPTControlMode = ob4_
-        else:
-            ec = (c >> 27) & 0x3
-            raise r.fail_at(av + 27, 'EVPowerProfileType[1]', f'event code {ec}, expected SE(Dynamic_EVPPTControlMode), SE(Scheduled_EVPPTControlMode)')
         if c >= 0x10000000:
             raise r.fail_at(av + 29, 'PowerDeliveryReqType[3]', 'expected SE(EVPowerProfileEntries)')
         r.avail = av
@@ -10998,7 +11083,14 @@ def _d_iso20_common_messages_PowerDeliveryReqType(r: BitReader, c: int) -> _iso2
         ob2_.Scheduled_EVPPTControlMode = f_2_Scheduled_EVPPTControlMode
         ob2_.EVPowerProfileEntries = f_2_EVPowerProfileEntries
         f_EVPowerProfile = ob2_
-        if c < 0x10:
+        if c >= 0x10:
+            if c < 0x20:
+                av += 3
+                s = -1
+            else:
+                ec = (c >> 4) & 0x3
+                raise r.fail_at(av + 4, 'PowerDeliveryReqType[4]', f'event code {ec}, expected SE(BPT_ChannelSelection), EE')
+        else:
             try:
                 f_BPT_ChannelSelection = _Tbfbb93a8[c >> 1]
             except KeyError:  # not a valid pattern: say why
@@ -11006,33 +11098,12 @@ def _d_iso20_common_messages_PowerDeliveryReqType(r: BitReader, c: int) -> _iso2
                     raise r.fail_at(av + 4, 'PowerDeliveryReqType[4]', 'expected CH of BPT_ChannelSelection, EE of BPT_ChannelSelection') from None
                 f_BPT_ChannelSelection = _E_iso20_common_messages_channelSelectionType[(c >> 2)]
             s = 5
-        elif c < 0x20:
-            av += 3
-            s = -1
-        else:
-            ec = (c >> 4) & 0x3
-            raise r.fail_at(av + 4, 'PowerDeliveryReqType[4]', f'event code {ec}, expected SE(BPT_ChannelSelection), EE')
-    elif ec == 1:
-        av += 14
-        try:
-            f_BPT_ChannelSelection = _Tbfbb93a8[(c >> 15) & 0x7]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x28000 != 0x0:
-                raise r.fail_at(av + 4, 'PowerDeliveryReqType[3]', 'expected CH of BPT_ChannelSelection, EE of BPT_ChannelSelection') from None
-            f_BPT_ChannelSelection = _E_iso20_common_messages_channelSelectionType[((c >> 16) & 1)]
-        c >>= 14
-        s = 5
-    elif ec == 2:
-        av += 17
-        s = -1
+    if s != 5:
+        av += 1
     else:
-        raise r.fail_at(av + 18, 'PowerDeliveryReqType[3]', f'event code {ec}, expected SE(EVPowerProfile), SE(BPT_ChannelSelection), EE')
-    if s == 5:
         if c & 0x1 != 0x0:
             raise r.fail_at(av + 1, 'PowerDeliveryReqType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso20_common_messages_PowerDeliveryReqType)
     ob.Header = f_Header
@@ -11169,7 +11240,16 @@ def _d_iso20_common_messages_PowerDeliveryResType(r: BitReader, c: int) -> _iso2
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'PowerDeliveryResType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -11188,14 +11268,6 @@ def _d_iso20_common_messages_PowerDeliveryResType(r: BitReader, c: int) -> _iso2
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif c < 0x200:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
         f_ResponseCode, ec = _T9208fcde[c >> 19]
     except KeyError:  # not a valid pattern: say why
@@ -11211,7 +11283,11 @@ def _d_iso20_common_messages_PowerDeliveryResType(r: BitReader, c: int) -> _iso2
     ob1_.TimeStamp = f_1_TimeStamp
     ob1_.Signature = f_1_Signature
     f_Header = ob1_
-    if ec == 0:
+    if ec == 1:
+        av += 19
+    elif ec != 0:
+        raise r.fail_at(av + 19, 'PowerDeliveryResType[2]', f'event code {ec}, expected SE(EVSEStatus), EE')
+    else:
         if c & 0x60000 != 0x0:
             raise r.fail_at(av + 19, 'PowerDeliveryResType[2]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
         u = ((c >> 9) & 255)
@@ -11258,10 +11334,6 @@ def _d_iso20_common_messages_PowerDeliveryResType(r: BitReader, c: int) -> _iso2
         ob2_.NotificationMaxDelay = f_2_NotificationMaxDelay
         ob2_.EVSENotification = f_2_EVSENotification
         f_EVSEStatus = ob2_
-    elif ec == 1:
-        av += 19
-    else:
-        raise r.fail_at(av + 19, 'PowerDeliveryResType[2]', f'event code {ec}, expected SE(EVSEStatus), EE')
     r.avail = av
     ob = _new(_K_iso20_common_messages_PowerDeliveryResType)
     ob.Header = f_Header
@@ -11354,7 +11426,15 @@ def _d_iso20_common_messages_PowerScheduleEntryListType(r: BitReader, c: int) ->
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c < 0x10000000:
+        if c >= 0x10000000:
+            if c < 0x20000000:
+                av += 28
+                s = -1
+                break
+            else:
+                ec = (c >> 28) & 0x3
+                raise r.fail_at(av + 28, 'PowerScheduleEntryListType[1]', f'event code {ec}, expected SE(PowerScheduleEntry), EE')
+        else:
             r.avail = av
             f_PowerScheduleEntry.append(_d_iso20_common_messages_PowerScheduleEntryType(r, c))
             win = r.win
@@ -11363,23 +11443,16 @@ def _d_iso20_common_messages_PowerScheduleEntryListType(r: BitReader, c: int) ->
             if n == 1023:
                 s = 1024
                 break
-        elif c < 0x20000000:
-            av += 28
-            s = -1
-            break
-        else:
-            ec = (c >> 28) & 0x3
-            raise r.fail_at(av + 28, 'PowerScheduleEntryListType[1]', f'event code {ec}, expected SE(PowerScheduleEntry), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
-    if s == 1024:
+    if s != 1024:
+        av += 1
+    else:
         if c:
             raise r.fail_at(av + 1, 'PowerScheduleEntryListType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso20_common_messages_PowerScheduleEntryListType)
     ob.PowerScheduleEntry = f_PowerScheduleEntry
@@ -11518,7 +11591,55 @@ def _d_iso20_common_messages_PowerScheduleEntryType(r: BitReader, c: int) -> _is
     ob1_.Value = f_1_Value
     f_Power = ob1_
     s = 2
-    if c < 0x4:
+    if c >= 0x4:
+        if c < 0x8:
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x300e0000 != 0x0:
+                raise r.fail_at(av + 30, 'PowerScheduleEntryType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_4_Exponent = (c >> 20) - 128
+            sg = ((c >> 16) & 1)
+            u = ((c >> 8) & 255)
+            if u > 127:
+                u2 = c & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
+                    u2 = c
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            else:
+                av += 8
+            f_4_Value = -u - 1 if sg else u
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
+            if c >= 0x2:
+                raise r.fail_at(av + 3, 'PowerScheduleEntryType[2]', 'expected EE of Value, EE')
+            ob4_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob4_.Exponent = f_4_Exponent
+            ob4_.Value = f_4_Value
+            f_Power_L3 = ob4_
+            s = 4
+        elif c < 0xc:
+            av += 1
+            s = -1
+        else:
+            ec = (c >> 2) & 0x3
+            raise r.fail_at(av + 2, 'PowerScheduleEntryType[2]', f'event code {ec}, expected SE(Power_L2), SE(Power_L3), EE')
+    else:
         av -= 28
         if av < 0:
             win, av = r.refill(av, 30)
@@ -11558,7 +11679,14 @@ def _d_iso20_common_messages_PowerScheduleEntryType(r: BitReader, c: int) -> _is
         ob2_.Exponent = f_2_Exponent
         ob2_.Value = f_2_Value
         f_Power_L2 = ob2_
-        if c < 0x2000000:
+        if c >= 0x2000000:
+            if c < 0x4000000:
+                av += 24
+                s = -1
+            else:
+                ec = (c >> 25) & 0x3
+                raise r.fail_at(av + 25, 'PowerScheduleEntryType[3]', f'event code {ec}, expected SE(Power_L3), EE')
+        else:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'PowerScheduleEntryType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_3_Exponent = (c >> 15) - 128
@@ -11598,65 +11726,12 @@ def _d_iso20_common_messages_PowerScheduleEntryType(r: BitReader, c: int) -> _is
             ob3_.Value = f_3_Value
             f_Power_L3 = ob3_
             s = 4
-        elif c < 0x4000000:
-            av += 24
-            s = -1
-        else:
-            ec = (c >> 25) & 0x3
-            raise r.fail_at(av + 25, 'PowerScheduleEntryType[3]', f'event code {ec}, expected SE(Power_L3), EE')
-    elif c < 0x8:
-        av -= 28
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c & 0x300e0000 != 0x0:
-            raise r.fail_at(av + 30, 'PowerScheduleEntryType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_4_Exponent = (c >> 20) - 128
-        sg = ((c >> 16) & 1)
-        u = ((c >> 8) & 255)
-        if u > 127:
-            u2 = c & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                c = (win >> av) & 0xff
-                u2 = c
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        else:
-            av += 8
-        f_4_Value = -u - 1 if sg else u
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c >= 0x2:
-            raise r.fail_at(av + 3, 'PowerScheduleEntryType[2]', 'expected EE of Value, EE')
-        ob4_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob4_.Exponent = f_4_Exponent
-        ob4_.Value = f_4_Value
-        f_Power_L3 = ob4_
-        s = 4
-    elif c < 0xc:
+    if s != 4:
         av += 1
-        s = -1
     else:
-        ec = (c >> 2) & 0x3
-        raise r.fail_at(av + 2, 'PowerScheduleEntryType[2]', f'event code {ec}, expected SE(Power_L2), SE(Power_L3), EE')
-    if s == 4:
         if c & 0x1 != 0x0:
             raise r.fail_at(av + 1, 'PowerScheduleEntryType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso20_common_messages_PowerScheduleEntryType)
     ob.Duration = f_Duration
@@ -11886,7 +11961,66 @@ def _d_iso20_common_messages_PowerScheduleType(r: BitReader, c: int) -> _iso20_c
     if c >= 0x200:
         raise r.fail_at(av + 10, 'PowerScheduleType', 'expected EE of TimeAnchor')
     s = 1
-    if c < 0x80:
+    if c >= 0x80:
+        if c < 0x100:
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x300e0000 != 0x0:
+                raise r.fail_at(av + 30, 'PowerScheduleType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_3_Exponent = (c >> 20) - 128
+            sg = ((c >> 16) & 1)
+            u = ((c >> 8) & 255)
+            if u > 127:
+                u2 = c & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
+                    u2 = c
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            else:
+                av += 8
+            f_3_Value = -u - 1 if sg else u
+            av -= 30
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c >= 0x10000000:
+                raise r.fail_at(av + 30, 'PowerScheduleType[1]', 'expected EE of Value, EE')
+            ob3_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob3_.Exponent = f_3_Exponent
+            ob3_.Value = f_3_Value
+            f_PowerTolerance = ob3_
+            s = 3
+        elif c < 0x180:
+            av -= 21
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            r.avail = av
+            f_PowerScheduleEntries = _d_iso20_common_messages_PowerScheduleEntryListType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 4
+        else:
+            ec = (c >> 7) & 0x3
+            raise r.fail_at(av + 7, 'PowerScheduleType[1]', f'event code {ec}, expected SE(AvailableEnergy), SE(PowerTolerance), SE(PowerScheduleEntries)')
+    else:
         av -= 23
         if av < 0:
             win, av = r.refill(av, 30)
@@ -11926,7 +12060,25 @@ def _d_iso20_common_messages_PowerScheduleType(r: BitReader, c: int) -> _iso20_c
         ob1_.Exponent = f_1_Exponent
         ob1_.Value = f_1_Value
         f_AvailableEnergy = ob1_
-        if c < 0x4000000:
+        if c >= 0x4000000:
+            if c < 0x8000000:
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                r.avail = av
+                f_PowerScheduleEntries = _d_iso20_common_messages_PowerScheduleEntryListType(r, c)
+                win = r.win
+                av = r.avail
+                av -= 28
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 4
+            else:
+                ec = (c >> 26) & 0x3
+                raise r.fail_at(av + 26, 'PowerScheduleType[2]', f'event code {ec}, expected SE(PowerTolerance), SE(PowerScheduleEntries)')
+        else:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'PowerScheduleType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_2_Exponent = (c >> 16) - 128
@@ -11970,82 +12122,10 @@ def _d_iso20_common_messages_PowerScheduleType(r: BitReader, c: int) -> _iso20_c
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 3
-        elif c < 0x8000000:
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            r.avail = av
-            f_PowerScheduleEntries = _d_iso20_common_messages_PowerScheduleEntryListType(r, c)
-            win = r.win
-            av = r.avail
-            av -= 28
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 4
-        else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 26, 'PowerScheduleType[2]', f'event code {ec}, expected SE(PowerTolerance), SE(PowerScheduleEntries)')
-    elif c < 0x100:
-        av -= 23
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c & 0x300e0000 != 0x0:
-            raise r.fail_at(av + 30, 'PowerScheduleType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_3_Exponent = (c >> 20) - 128
-        sg = ((c >> 16) & 1)
-        u = ((c >> 8) & 255)
-        if u > 127:
-            u2 = c & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                c = (win >> av) & 0xff
-                u2 = c
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        else:
-            av += 8
-        f_3_Value = -u - 1 if sg else u
-        av -= 30
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c >= 0x10000000:
-            raise r.fail_at(av + 30, 'PowerScheduleType[1]', 'expected EE of Value, EE')
-        ob3_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob3_.Exponent = f_3_Exponent
-        ob3_.Value = f_3_Value
-        f_PowerTolerance = ob3_
-        s = 3
-    elif c < 0x180:
-        av -= 21
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        r.avail = av
-        f_PowerScheduleEntries = _d_iso20_common_messages_PowerScheduleEntryListType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 28
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 4
+    if s != 3:
+        av += 27
+        c >>= 27
     else:
-        ec = (c >> 7) & 0x3
-        raise r.fail_at(av + 7, 'PowerScheduleType[1]', f'event code {ec}, expected SE(AvailableEnergy), SE(PowerTolerance), SE(PowerScheduleEntries)')
-    if s == 3:
         if c >= 0x8000000:
             raise r.fail_at(av + 28, 'PowerScheduleType', 'expected SE(PowerScheduleEntries)')
         av -= 1
@@ -12061,9 +12141,6 @@ def _d_iso20_common_messages_PowerScheduleType(r: BitReader, c: int) -> _iso20_c
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
-    else:
-        av += 27
-        c >>= 27
     if c:
         raise r.fail_at(av + 1, 'PowerScheduleType', 'expected EE')
     s = -1
@@ -12302,7 +12379,15 @@ def _d_iso20_common_messages_PriceLevelScheduleEntryListType(r: BitReader, c: in
         if av < 0:
             win, av = r.refill(av, 25)
         c = (win >> av) & 0x1ffffff
-        if c < 0x800000:
+        if c >= 0x800000:
+            if c < 0x1000000:
+                av += 23
+                s = -1
+                break
+            else:
+                ec = (c >> 23) & 0x3
+                raise r.fail_at(av + 23, 'PriceLevelScheduleEntryListType[1]', f'event code {ec}, expected SE(PriceLevelScheduleEntry), EE')
+        else:
             if c >= 0x200000:
                 raise r.fail_at(av + 23, 'PriceLevelScheduleEntryListType[1]', 'expected SE(Duration), CH of Duration')
             u = (c >> 13)
@@ -12350,23 +12435,16 @@ def _d_iso20_common_messages_PriceLevelScheduleEntryListType(r: BitReader, c: in
             if n == 1023:
                 s = 1024
                 break
-        elif c < 0x1000000:
-            av += 23
-            s = -1
-            break
-        else:
-            ec = (c >> 23) & 0x3
-            raise r.fail_at(av + 23, 'PriceLevelScheduleEntryListType[1]', f'event code {ec}, expected SE(PriceLevelScheduleEntry), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
-    if s == 1024:
+    if s != 1024:
+        av += 1
+    else:
         if c:
             raise r.fail_at(av + 1, 'PriceLevelScheduleEntryListType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso20_common_messages_PriceLevelScheduleEntryListType)
     ob.PriceLevelScheduleEntry = f_PriceLevelScheduleEntry
@@ -12572,7 +12650,47 @@ def _d_iso20_common_messages_PriceLevelScheduleType(r: BitReader, c: int) -> _is
     f_PriceScheduleDescription: str | None = None
     f_NumberOfPriceLevels: int
     f_PriceLevelScheduleEntries: _iso20_common_messages.PriceLevelScheduleEntryListType
-    if c < 0x4000000:
+    if c >= 0x4000000:
+        if c < 0x8000000:
+            if c >= 0x6000000:
+                raise r.fail_at(av + 26, 'PriceLevelScheduleType[0]', 'expected CH of TimeAnchor')
+            u = ((c >> 17) & 255)
+            if u > 127:
+                u2 = (c >> 9) & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 17)
+                    c = (win >> av) & 0x1ffff
+                    u2 = c >> 9
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 9
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 9
+                        if av < 0:
+                            win, av = r.refill(av, 9)
+                        c = (win >> av) & 0x1ff
+            else:
+                av += 8
+                c >>= 8
+            f_TimeAnchor = u
+            if c & 0x100 != 0x0:
+                raise r.fail_at(av + 9, 'PriceLevelScheduleType[0]', 'expected EE of TimeAnchor')
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        else:
+            ec = (c >> 26) & 0x3
+            raise r.fail_at(av + 26, 'PriceLevelScheduleType[0]', f'event code {ec}, expected AT(Id), SE(TimeAnchor)')
+    else:
         av += 18
         u = (c >> 18)
         if u > 127:
@@ -12637,45 +12755,6 @@ def _d_iso20_common_messages_PriceLevelScheduleType(r: BitReader, c: int) -> _is
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif c < 0x8000000:
-        if c >= 0x6000000:
-            raise r.fail_at(av + 26, 'PriceLevelScheduleType[0]', 'expected CH of TimeAnchor')
-        u = ((c >> 17) & 255)
-        if u > 127:
-            u2 = (c >> 9) & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 17)
-                c = (win >> av) & 0x1ffff
-                u2 = c >> 9
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 9
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 9
-                    if av < 0:
-                        win, av = r.refill(av, 9)
-                    c = (win >> av) & 0x1ff
-        else:
-            av += 8
-            c >>= 8
-        f_TimeAnchor = u
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'PriceLevelScheduleType[0]', 'expected EE of TimeAnchor')
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        ec = (c >> 26) & 0x3
-        raise r.fail_at(av + 26, 'PriceLevelScheduleType[0]', f'event code {ec}, expected AT(Id), SE(TimeAnchor)')
     if c >= 0x10000000:
         raise r.fail_at(av + 30, 'PriceLevelScheduleType', 'expected SE(PriceScheduleID), CH of PriceScheduleID')
     u = (c >> 20)
@@ -12708,7 +12787,26 @@ def _d_iso20_common_messages_PriceLevelScheduleType(r: BitReader, c: int) -> _is
     c &= 0xfff
     if c >= 0x800:
         raise r.fail_at(av + 12, 'PriceLevelScheduleType', 'expected EE of PriceScheduleID')
-    if c < 0x200:
+    if c >= 0x200:
+        if c < 0x400:
+            av -= 21
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            try:
+                f_NumberOfPriceLevels = _T3924a0e8[c >> 20]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x20100000 != 0x0:
+                    raise r.fail_at(av + 30, 'PriceLevelScheduleType[3]', 'expected CH of NumberOfPriceLevels, EE of NumberOfPriceLevels') from None
+                f_NumberOfPriceLevels = (c >> 21)
+            av -= 5
+            if av < 0:
+                win, av = r.refill(av, 25)
+            c = (win >> av) & 0x1ffffff
+        else:
+            ec = (c >> 9) & 0x3
+            raise r.fail_at(av + 9, 'PriceLevelScheduleType[3]', f'event code {ec}, expected SE(PriceScheduleDescription), SE(NumberOfPriceLevels)')
+    else:
         if c >= 0x100:
             raise r.fail_at(av + 9, 'PriceLevelScheduleType[3]', 'expected CH of PriceScheduleDescription')
         u = c
@@ -12749,24 +12847,6 @@ def _d_iso20_common_messages_PriceLevelScheduleType(r: BitReader, c: int) -> _is
         if av < 0:
             win, av = r.refill(av, 25)
         c = (win >> av) & 0x1ffffff
-    elif c < 0x400:
-        av -= 21
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        try:
-            f_NumberOfPriceLevels = _T3924a0e8[c >> 20]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x20100000 != 0x0:
-                raise r.fail_at(av + 30, 'PriceLevelScheduleType[3]', 'expected CH of NumberOfPriceLevels, EE of NumberOfPriceLevels') from None
-            f_NumberOfPriceLevels = (c >> 21)
-        av -= 5
-        if av < 0:
-            win, av = r.refill(av, 25)
-        c = (win >> av) & 0x1ffffff
-    else:
-        ec = (c >> 9) & 0x3
-        raise r.fail_at(av + 9, 'PriceLevelScheduleType[3]', f'event code {ec}, expected SE(PriceScheduleDescription), SE(NumberOfPriceLevels)')
     if c >= 0x1000000:
         raise r.fail_at(av + 25, 'PriceLevelScheduleType', 'expected SE(PriceLevelScheduleEntries)')
     r.avail = av
@@ -12955,7 +13035,15 @@ def _d_iso20_common_messages_PriceRuleStackListType(r: BitReader, c: int) -> _is
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c < 0x10000000:
+        if c >= 0x10000000:
+            if c < 0x20000000:
+                av += 28
+                s = -1
+                break
+            else:
+                ec = (c >> 28) & 0x3
+                raise r.fail_at(av + 28, 'PriceRuleStackListType[1]', f'event code {ec}, expected SE(PriceRuleStack), EE')
+        else:
             r.avail = av
             f_PriceRuleStack.append(_d_iso20_common_messages_PriceRuleStackType(r, c))
             win = r.win
@@ -12964,23 +13052,16 @@ def _d_iso20_common_messages_PriceRuleStackListType(r: BitReader, c: int) -> _is
             if n == 1023:
                 s = 1024
                 break
-        elif c < 0x20000000:
-            av += 28
-            s = -1
-            break
-        else:
-            ec = (c >> 28) & 0x3
-            raise r.fail_at(av + 28, 'PriceRuleStackListType[1]', f'event code {ec}, expected SE(PriceRuleStack), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
-    if s == 1024:
+    if s != 1024:
+        av += 1
+    else:
         if c:
             raise r.fail_at(av + 1, 'PriceRuleStackListType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso20_common_messages_PriceRuleStackListType)
     ob.PriceRuleStack = f_PriceRuleStack
@@ -13090,7 +13171,15 @@ def _d_iso20_common_messages_PriceRuleStackType(r: BitReader, c: int) -> _iso20_
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c < 0x10000000:
+        if c >= 0x10000000:
+            if c < 0x20000000:
+                av += 28
+                s = -1
+                break
+            else:
+                ec = (c >> 28) & 0x3
+                raise r.fail_at(av + 28, 'PriceRuleStackType[2]', f'event code {ec}, expected SE(PriceRule), EE')
+        else:
             r.avail = av
             f_PriceRule.append(_d_iso20_common_messages_PriceRuleType(r, c))
             win = r.win
@@ -13099,23 +13188,16 @@ def _d_iso20_common_messages_PriceRuleStackType(r: BitReader, c: int) -> _iso20_
             if n == 7:
                 s = 9
                 break
-        elif c < 0x20000000:
-            av += 28
-            s = -1
-            break
-        else:
-            ec = (c >> 28) & 0x3
-            raise r.fail_at(av + 28, 'PriceRuleStackType[2]', f'event code {ec}, expected SE(PriceRule), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
-    if s == 9:
+    if s != 9:
+        av += 1
+    else:
         if c:
             raise r.fail_at(av + 1, 'PriceRuleStackType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso20_common_messages_PriceRuleStackType)
     ob.Duration = f_Duration
@@ -13249,7 +13331,150 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader, c: int) -> _iso20_commo
     ob1_.Value = f_1_Value
     f_EnergyFee = ob1_
     s = 1
-    if c < 0x1:
+    if c >= 0x1:
+        if c < 0x2:
+            av -= 30
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c >= 0x20000000:
+                raise r.fail_at(av + 30, 'PriceRuleType[1]', 'expected CH of ParkingFeePeriod')
+            u = (c >> 21)
+            if u > 127:
+                u2 = (c >> 13) & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 21)
+                    c = (win >> av) & 0x1fffff
+                    u2 = c >> 13
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 13
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 13
+                        if av < 0:
+                            win, av = r.refill(av, 13)
+                        c = (win >> av) & 0x1fff
+            else:
+                av += 8
+                c >>= 8
+            f_ParkingFeePeriod = u
+            if c & 0x1000 != 0x0:
+                raise r.fail_at(av + 13, 'PriceRuleType[1]', 'expected EE of ParkingFeePeriod')
+            av -= 16
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 3
+        elif c < 0x3:
+            av -= 30
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c >= 0x20000000:
+                raise r.fail_at(av + 30, 'PriceRuleType[1]', 'expected CH of CarbonDioxideEmission')
+            u = (c >> 21)
+            if u > 127:
+                u2 = (c >> 13) & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 21)
+                    c = (win >> av) & 0x1fffff
+                    u2 = c >> 13
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 13
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 13
+                        if av < 0:
+                            win, av = r.refill(av, 13)
+                        c = (win >> av) & 0x1fff
+            else:
+                av += 8
+                c >>= 8
+            f_CarbonDioxideEmission = u
+            if c & 0x1000 != 0x0:
+                raise r.fail_at(av + 13, 'PriceRuleType[1]', 'expected EE of CarbonDioxideEmission')
+            av -= 16
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 4
+        elif c < 0x4:
+            av -= 30
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            try:
+                f_RenewableGenerationPercentage = _T3924a0e8[c >> 20]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x20100000 != 0x0:
+                    raise r.fail_at(av + 30, 'PriceRuleType[1]', 'expected CH of RenewableGenerationPercentage, EE of RenewableGenerationPercentage') from None
+                f_RenewableGenerationPercentage = (c >> 21)
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 5
+        elif c < 0x5:
+            av -= 30
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x300e0000 != 0x0:
+                raise r.fail_at(av + 30, 'PriceRuleType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_4_Exponent = (c >> 20) - 128
+            sg = ((c >> 16) & 1)
+            u = ((c >> 8) & 255)
+            if u > 127:
+                u2 = c & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
+                    u2 = c
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            else:
+                av += 8
+            f_4_Value = -u - 1 if sg else u
+            av -= 30
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c >= 0x10000000:
+                raise r.fail_at(av + 30, 'PriceRuleType[1]', 'expected EE of Value, EE')
+            ob4_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob4_.Exponent = f_4_Exponent
+            ob4_.Value = f_4_Value
+            f_PowerRangeStart = ob4_
+            s = 6
+        else:
+            ec = (c >> 0) & 0x7
+            raise r.fail_at(av, 'PriceRuleType[1]', f'event code {ec}, expected SE(ParkingFee), SE(ParkingFeePeriod), SE(CarbonDioxideEmission), SE(RenewableGenerationPercentage), SE(PowerRangeStart)')
+    else:
         av -= 30
         if av < 0:
             win, av = r.refill(av, 30)
@@ -13375,7 +13600,10 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader, c: int) -> _iso20_commo
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        elif c < 0x8000000:
+        elif c >= 0x8000000:
+            ec = (c >> 25) & 0x7
+            raise r.fail_at(av + 25, 'PriceRuleType[2]', f'event code {ec}, expected SE(ParkingFeePeriod), SE(CarbonDioxideEmission), SE(RenewableGenerationPercentage), SE(PowerRangeStart)')
+        else:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'PriceRuleType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_3_Exponent = ((c >> 15) & 255) - 128
@@ -13419,152 +13647,9 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader, c: int) -> _iso20_commo
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        else:
-            ec = (c >> 25) & 0x7
-            raise r.fail_at(av + 25, 'PriceRuleType[2]', f'event code {ec}, expected SE(ParkingFeePeriod), SE(CarbonDioxideEmission), SE(RenewableGenerationPercentage), SE(PowerRangeStart)')
-    elif c < 0x2:
-        av -= 30
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c >= 0x20000000:
-            raise r.fail_at(av + 30, 'PriceRuleType[1]', 'expected CH of ParkingFeePeriod')
-        u = (c >> 21)
-        if u > 127:
-            u2 = (c >> 13) & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 21)
-                c = (win >> av) & 0x1fffff
-                u2 = c >> 13
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 13
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 13
-                    if av < 0:
-                        win, av = r.refill(av, 13)
-                    c = (win >> av) & 0x1fff
-        else:
-            av += 8
-            c >>= 8
-        f_ParkingFeePeriod = u
-        if c & 0x1000 != 0x0:
-            raise r.fail_at(av + 13, 'PriceRuleType[1]', 'expected EE of ParkingFeePeriod')
-        av -= 16
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 3
-    elif c < 0x3:
-        av -= 30
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c >= 0x20000000:
-            raise r.fail_at(av + 30, 'PriceRuleType[1]', 'expected CH of CarbonDioxideEmission')
-        u = (c >> 21)
-        if u > 127:
-            u2 = (c >> 13) & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 21)
-                c = (win >> av) & 0x1fffff
-                u2 = c >> 13
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 13
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 13
-                    if av < 0:
-                        win, av = r.refill(av, 13)
-                    c = (win >> av) & 0x1fff
-        else:
-            av += 8
-            c >>= 8
-        f_CarbonDioxideEmission = u
-        if c & 0x1000 != 0x0:
-            raise r.fail_at(av + 13, 'PriceRuleType[1]', 'expected EE of CarbonDioxideEmission')
-        av -= 16
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 4
-    elif c < 0x4:
-        av -= 30
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        try:
-            f_RenewableGenerationPercentage = _T3924a0e8[c >> 20]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x20100000 != 0x0:
-                raise r.fail_at(av + 30, 'PriceRuleType[1]', 'expected CH of RenewableGenerationPercentage, EE of RenewableGenerationPercentage') from None
-            f_RenewableGenerationPercentage = (c >> 21)
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 5
-    elif c < 0x5:
-        av -= 30
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c & 0x300e0000 != 0x0:
-            raise r.fail_at(av + 30, 'PriceRuleType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_4_Exponent = (c >> 20) - 128
-        sg = ((c >> 16) & 1)
-        u = ((c >> 8) & 255)
-        if u > 127:
-            u2 = c & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                c = (win >> av) & 0xff
-                u2 = c
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        else:
-            av += 8
-        f_4_Value = -u - 1 if sg else u
-        av -= 30
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c >= 0x10000000:
-            raise r.fail_at(av + 30, 'PriceRuleType[1]', 'expected EE of Value, EE')
-        ob4_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob4_.Exponent = f_4_Exponent
-        ob4_.Value = f_4_Value
-        f_PowerRangeStart = ob4_
-        s = 6
+    if s != 3:
+        pass
     else:
-        ec = (c >> 0) & 0x7
-        raise r.fail_at(av, 'PriceRuleType[1]', f'event code {ec}, expected SE(ParkingFee), SE(ParkingFeePeriod), SE(CarbonDioxideEmission), SE(RenewableGenerationPercentage), SE(PowerRangeStart)')
-    if s == 3:
         if c < 0x4000000:
             if c >= 0x2000000:
                 raise r.fail_at(av + 26, 'PriceRuleType[3]', 'expected CH of CarbonDioxideEmission')
@@ -13614,7 +13699,10 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader, c: int) -> _iso20_commo
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        elif c < 0xc000000:
+        elif c >= 0xc000000:
+            ec = (c >> 26) & 0x3
+            raise r.fail_at(av + 26, 'PriceRuleType[3]', f'event code {ec}, expected SE(CarbonDioxideEmission), SE(RenewableGenerationPercentage), SE(PowerRangeStart)')
+        else:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'PriceRuleType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_5_Exponent = ((c >> 16) & 255) - 128
@@ -13658,10 +13746,9 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader, c: int) -> _iso20_commo
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 26, 'PriceRuleType[3]', f'event code {ec}, expected SE(CarbonDioxideEmission), SE(RenewableGenerationPercentage), SE(PowerRangeStart)')
-    if s == 4:
+    if s != 4:
+        pass
+    else:
         if c < 0x4000000:
             try:
                 f_RenewableGenerationPercentage = _T3924a0e8[c >> 16]
@@ -13674,7 +13761,10 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader, c: int) -> _iso20_commo
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        elif c < 0x8000000:
+        elif c >= 0x8000000:
+            ec = (c >> 26) & 0x3
+            raise r.fail_at(av + 26, 'PriceRuleType[4]', f'event code {ec}, expected SE(RenewableGenerationPercentage), SE(PowerRangeStart)')
+        else:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'PriceRuleType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_6_Exponent = ((c >> 16) & 255) - 128
@@ -13718,10 +13808,10 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader, c: int) -> _iso20_commo
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 26, 'PriceRuleType[4]', f'event code {ec}, expected SE(RenewableGenerationPercentage), SE(PowerRangeStart)')
-    if s == 5:
+    if s != 5:
+        av += 27
+        c >>= 27
+    else:
         if c & 0xe01c000 != 0x0:
             raise r.fail_at(av + 28, 'PriceRuleType', 'expected SE(PowerRangeStart), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_7_Exponent = (c >> 17) - 128
@@ -13763,9 +13853,6 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader, c: int) -> _iso20_commo
         f_PowerRangeStart = ob7_
         s = 6
         c >>= 2
-    else:
-        av += 27
-        c >>= 27
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'PriceRuleType', 'expected EE')
     s = -1
@@ -14261,7 +14348,13 @@ def _d_iso20_common_messages_PriceScheduleType(r: BitReader, c: int) -> _iso20_c
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'PriceScheduleType', 'expected EE of PriceScheduleID')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av += 8
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'PriceScheduleType[2]', f'event code {ec}, expected SE(PriceScheduleDescription), EE')
+    else:
         av -= 1
         if av < 0:
             win, av = r.refill(av, 9)
@@ -14298,11 +14391,6 @@ def _d_iso20_common_messages_PriceScheduleType(r: BitReader, c: int) -> _iso20_c
         c = (win >> av) & 0x3
         if c:
             raise r.fail_at(av + 2, 'PriceScheduleType[2]', 'expected EE of PriceScheduleDescription, EE')
-    elif c < 0x200:
-        av += 8
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'PriceScheduleType[2]', f'event code {ec}, expected SE(PriceScheduleDescription), EE')
     r.avail = av
     ob = _new(_K_iso20_common_messages_PriceScheduleType)
     ob.TimeAnchor = f_TimeAnchor
@@ -14461,7 +14549,16 @@ def _d_iso20_common_messages_ScheduleExchangeReqType(r: BitReader, c: int) -> _i
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'ScheduleExchangeReqType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -14480,24 +14577,33 @@ def _d_iso20_common_messages_ScheduleExchangeReqType(r: BitReader, c: int) -> _i
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif c < 0x200:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0x30020000 != 0x0:
         raise r.fail_at(av + 30, 'ScheduleExchangeReqType', 'expected SE(MaximumSupportingPoints), CH of MaximumSupportingPoints, EE of MaximumSupportingPoints')
     f_MaximumSupportingPoints = (c >> 18) + 12
-    ec = ((c >> 15) & 3)
+    c &= 0x1ffff
     ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
     ob1_.Signature = f_1_Signature
     f_Header = ob1_
-    if ec == 0:
+    if c >= 0x8000:
+        if c < 0x10000:
+            av -= 13
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            r.avail = av
+            f_Scheduled_SEReqControlMode = _d_iso20_common_messages_Scheduled_SEReqControlModeType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+        else:
+            ec = (c >> 15) & 0x3
+            raise r.fail_at(av + 15, 'ScheduleExchangeReqType[2]', f'event code {ec}, expected SE(Dynamic_SEReqControlMode), SE(Scheduled_SEReqControlMode)')
+    else:
         av -= 13
         if av < 0:
             win, av = r.refill(av, 28)
@@ -14510,21 +14616,6 @@ def _d_iso20_common_messages_ScheduleExchangeReqType(r: BitReader, c: int) -> _i
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
-    elif ec == 1:
-        av -= 13
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        r.avail = av
-        f_Scheduled_SEReqControlMode = _d_iso20_common_messages_Scheduled_SEReqControlModeType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-    else:
-        raise r.fail_at(av + 15, 'ScheduleExchangeReqType[2]', f'event code {ec}, expected SE(Dynamic_SEReqControlMode), SE(Scheduled_SEReqControlMode)')
     if c:
         raise r.fail_at(av + 1, 'ScheduleExchangeReqType', 'expected EE')
     r.avail = av
@@ -14653,7 +14744,16 @@ def _d_iso20_common_messages_ScheduleExchangeResType(r: BitReader, c: int) -> _i
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'ScheduleExchangeResType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -14672,14 +14772,6 @@ def _d_iso20_common_messages_ScheduleExchangeResType(r: BitReader, c: int) -> _i
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif c < 0x200:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0x30390000 != 0x0:
         raise r.fail_at(av + 30, 'ScheduleExchangeResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing')
     iv = (c >> 22)
@@ -14690,19 +14782,273 @@ def _d_iso20_common_messages_ScheduleExchangeResType(r: BitReader, c: int) -> _i
     if iv >= 3:
         raise r.fail_at(av + 14, 'ScheduleExchangeResType.EVSEProcessing', f'enumeration index {iv}')
     f_EVSEProcessing = _E_iso20_common_types_processingType[iv]
-    ec = ((c >> 14) & 3)
+    c &= 0xffff
     ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
     ob1_.Signature = f_1_Signature
     f_Header = ob1_
-    if ec == 0:
+    if c >= 0x4000:
+        if c < 0x8000:
+            av -= 14
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            r.avail = av
+            f_Dynamic_SEResControlMode = _d_iso20_common_messages_Dynamic_SEResControlModeType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+        elif c < 0xc000:
+            f_6_ScheduleTuple: list[_iso20_common_messages.ScheduleTupleType] = []
+            if c >= 0x8800:
+                raise r.fail_at(av + 14, 'ScheduleExchangeResType[3]', 'expected SE(ScheduleTuple), SE(ScheduleTupleID), CH of ScheduleTupleID')
+            u = ((c >> 3) & 255)
+            f_7_DischargingSchedule: _iso20_common_messages.ChargingScheduleType | None = None
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 3
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 3
+                        if av < 0:
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
+            f_7_ScheduleTupleID = u
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'ScheduleExchangeResType[3]', 'expected EE of ScheduleTupleID, SE(ChargingSchedule)')
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            r.avail = av
+            f_7_ChargingSchedule = _d_iso20_common_messages_ChargingScheduleType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 30
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c >= 0x10000000:
+                if c < 0x20000000:
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 30)
+                    c = (win >> av) & 0x3fffffff
+                else:
+                    ec = (c >> 28) & 0x3
+                    raise r.fail_at(av + 28, 'ScheduleTupleType[2]', f'event code {ec}, expected SE(DischargingSchedule), EE')
+            else:
+                r.avail = av
+                f_7_DischargingSchedule = _d_iso20_common_messages_ChargingScheduleType(r, c)
+                win = r.win
+                av = r.avail
+                av -= 30
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+                if c >= 0x20000000:
+                    raise r.fail_at(av + 30, 'ScheduleTupleType[2]', 'expected EE')
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+            ob7_ = _new(_K_iso20_common_messages_ScheduleTupleType)
+            ob7_.ScheduleTupleID = f_7_ScheduleTupleID
+            ob7_.ChargingSchedule = f_7_ChargingSchedule
+            ob7_.DischargingSchedule = f_7_DischargingSchedule
+            f_6_ScheduleTuple.append(ob7_)
+            if c >= 0x10000000:
+                if c < 0x20000000:
+                    av += 27
+                    c >>= 27
+                else:
+                    ec = (c >> 28) & 0x3
+                    raise r.fail_at(av + 28, 'Scheduled_SEResControlModeType[1]', f'event code {ec}, expected SE(ScheduleTuple), EE')
+            else:
+                if c >= 0x4000000:
+                    raise r.fail_at(av + 28, 'Scheduled_SEResControlModeType[1]', 'expected SE(ScheduleTupleID), CH of ScheduleTupleID')
+                u = (c >> 18)
+                f_8_DischargingSchedule: _iso20_common_messages.ChargingScheduleType | None = None
+                if u > 127:
+                    u2 = (c >> 10) & 0xFF
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 18)
+                        c = (win >> av) & 0x3ffff
+                        u2 = c >> 10
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 10
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 10
+                            if av < 0:
+                                win, av = r.refill(av, 10)
+                            c = (win >> av) & 0x3ff
+                else:
+                    av += 8
+                    c >>= 8
+                f_8_ScheduleTupleID = u
+                if c & 0x300 != 0x0:
+                    raise r.fail_at(av + 10, 'Scheduled_SEResControlModeType[1]', 'expected EE of ScheduleTupleID, SE(ChargingSchedule)')
+                av -= 20
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                r.avail = av
+                f_8_ChargingSchedule = _d_iso20_common_messages_ChargingScheduleType(r, c)
+                win = r.win
+                av = r.avail
+                av -= 30
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+                if c >= 0x10000000:
+                    if c < 0x20000000:
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 30)
+                        c = (win >> av) & 0x3fffffff
+                    else:
+                        ec = (c >> 28) & 0x3
+                        raise r.fail_at(av + 28, 'ScheduleTupleType[2]', f'event code {ec}, expected SE(DischargingSchedule), EE')
+                else:
+                    r.avail = av
+                    f_8_DischargingSchedule = _d_iso20_common_messages_ChargingScheduleType(r, c)
+                    win = r.win
+                    av = r.avail
+                    av -= 30
+                    if av < 0:
+                        win, av = r.refill(av, 30)
+                    c = (win >> av) & 0x3fffffff
+                    if c >= 0x20000000:
+                        raise r.fail_at(av + 30, 'ScheduleTupleType[2]', 'expected EE')
+                    av -= 1
+                    if av < 0:
+                        win, av = r.refill(av, 30)
+                    c = (win >> av) & 0x3fffffff
+                ob8_ = _new(_K_iso20_common_messages_ScheduleTupleType)
+                ob8_.ScheduleTupleID = f_8_ScheduleTupleID
+                ob8_.ChargingSchedule = f_8_ChargingSchedule
+                ob8_.DischargingSchedule = f_8_DischargingSchedule
+                f_6_ScheduleTuple.append(ob8_)
+                if c >= 0x10000000:
+                    if c < 0x20000000:
+                        av += 27
+                        c >>= 27
+                    else:
+                        ec = (c >> 28) & 0x3
+                        raise r.fail_at(av + 28, 'Scheduled_SEResControlModeType[2]', f'event code {ec}, expected SE(ScheduleTuple), EE')
+                else:
+                    if c >= 0x4000000:
+                        raise r.fail_at(av + 28, 'Scheduled_SEResControlModeType[2]', 'expected SE(ScheduleTupleID), CH of ScheduleTupleID')
+                    u = (c >> 18)
+                    f_9_DischargingSchedule: _iso20_common_messages.ChargingScheduleType | None = None
+                    if u > 127:
+                        u2 = (c >> 10) & 0xFF
+                        if u2 < 128:
+                            u += _U2[u2]
+                        else:
+                            u = (u & 0x7F) | (u2 & 0x7F) << 7
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 18)
+                            c = (win >> av) & 0x3ffff
+                            u2 = c >> 10
+                            u |= (u2 & 0x7F) << 14
+                            if u2 > 127:
+                                av += 10
+                                r.avail = av
+                                u = r.uint_more(u, 21)
+                                win = r.win
+                                av = r.avail
+                                av -= 10
+                                if av < 0:
+                                    win, av = r.refill(av, 10)
+                                c = (win >> av) & 0x3ff
+                    else:
+                        av += 8
+                        c >>= 8
+                    f_9_ScheduleTupleID = u
+                    if c & 0x300 != 0x0:
+                        raise r.fail_at(av + 10, 'Scheduled_SEResControlModeType[2]', 'expected EE of ScheduleTupleID, SE(ChargingSchedule)')
+                    av -= 20
+                    if av < 0:
+                        win, av = r.refill(av, 28)
+                    c = (win >> av) & 0xfffffff
+                    r.avail = av
+                    f_9_ChargingSchedule = _d_iso20_common_messages_ChargingScheduleType(r, c)
+                    win = r.win
+                    av = r.avail
+                    av -= 30
+                    if av < 0:
+                        win, av = r.refill(av, 30)
+                    c = (win >> av) & 0x3fffffff
+                    if c >= 0x10000000:
+                        if c < 0x20000000:
+                            av += 26
+                            c >>= 26
+                        else:
+                            ec = (c >> 28) & 0x3
+                            raise r.fail_at(av + 28, 'ScheduleTupleType[2]', f'event code {ec}, expected SE(DischargingSchedule), EE')
+                    else:
+                        r.avail = av
+                        f_9_DischargingSchedule = _d_iso20_common_messages_ChargingScheduleType(r, c)
+                        win = r.win
+                        av = r.avail
+                        av -= 3
+                        if av < 0:
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
+                        if c >= 0x4:
+                            raise r.fail_at(av + 3, 'ScheduleTupleType[2]', 'expected EE')
+                    if c & 0x2 != 0x0:
+                        raise r.fail_at(av + 2, 'Scheduled_SEResControlModeType[2]', 'expected EE')
+                    ob9_ = _new(_K_iso20_common_messages_ScheduleTupleType)
+                    ob9_.ScheduleTupleID = f_9_ScheduleTupleID
+                    ob9_.ChargingSchedule = f_9_ChargingSchedule
+                    ob9_.DischargingSchedule = f_9_DischargingSchedule
+                    f_6_ScheduleTuple.append(ob9_)
+            ob6_ = _new(_K_iso20_common_messages_Scheduled_SEResControlModeType)
+            ob6_.ScheduleTuple = f_6_ScheduleTuple
+            f_Scheduled_SEResControlMode = ob6_
+        else:
+            ec = (c >> 14) & 0x3
+            raise r.fail_at(av + 14, 'ScheduleExchangeResType[3]', f'event code {ec}, expected SE(GoToPause), SE(Dynamic_SEResControlMode), SE(Scheduled_SEResControlMode)')
+    else:
         try:
-            f_GoToPause, ec = _T20cd5b1a[(c >> 9) & 0x1f]
+            f_GoToPause, ec = _T20cd5b1a[c >> 9]
         except KeyError:  # not a valid pattern: say why
             if c & 0x2800 != 0x0:
                 raise r.fail_at(av + 14, 'ScheduleExchangeResType[3]', 'expected CH of GoToPause, EE of GoToPause') from None
-            f_GoToPause = ((c >> 12) & 1) == 1
+            f_GoToPause = (c >> 12) == 1
             ec = ((c >> 9) & 3)
         if ec == 0:
             av -= 19
@@ -14717,7 +15063,9 @@ def _d_iso20_common_messages_ScheduleExchangeResType(r: BitReader, c: int) -> _i
             if av < 0:
                 win, av = r.refill(av, 1)
             c = (win >> av) & 0x1
-        elif ec == 1:
+        elif ec != 1:
+            raise r.fail_at(av + 9, 'ScheduleExchangeResType[4]', f'event code {ec}, expected SE(Dynamic_SEResControlMode), SE(Scheduled_SEResControlMode)')
+        else:
             f_2_ScheduleTuple: list[_iso20_common_messages.ScheduleTupleType] = []
             av -= 21
             if av < 0:
@@ -14767,7 +15115,16 @@ def _d_iso20_common_messages_ScheduleExchangeResType(r: BitReader, c: int) -> _i
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c < 0x10000000:
+            if c >= 0x10000000:
+                if c < 0x20000000:
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 30)
+                    c = (win >> av) & 0x3fffffff
+                else:
+                    ec = (c >> 28) & 0x3
+                    raise r.fail_at(av + 28, 'ScheduleTupleType[2]', f'event code {ec}, expected SE(DischargingSchedule), EE')
+            else:
                 r.avail = av
                 f_3_DischargingSchedule = _d_iso20_common_messages_ChargingScheduleType(r, c)
                 win = r.win
@@ -14782,20 +15139,19 @@ def _d_iso20_common_messages_ScheduleExchangeResType(r: BitReader, c: int) -> _i
                 if av < 0:
                     win, av = r.refill(av, 30)
                 c = (win >> av) & 0x3fffffff
-            elif c < 0x20000000:
-                av -= 2
-                if av < 0:
-                    win, av = r.refill(av, 30)
-                c = (win >> av) & 0x3fffffff
-            else:
-                ec = (c >> 28) & 0x3
-                raise r.fail_at(av + 28, 'ScheduleTupleType[2]', f'event code {ec}, expected SE(DischargingSchedule), EE')
             ob3_ = _new(_K_iso20_common_messages_ScheduleTupleType)
             ob3_.ScheduleTupleID = f_3_ScheduleTupleID
             ob3_.ChargingSchedule = f_3_ChargingSchedule
             ob3_.DischargingSchedule = f_3_DischargingSchedule
             f_2_ScheduleTuple.append(ob3_)
-            if c < 0x10000000:
+            if c >= 0x10000000:
+                if c < 0x20000000:
+                    av += 27
+                    c >>= 27
+                else:
+                    ec = (c >> 28) & 0x3
+                    raise r.fail_at(av + 28, 'Scheduled_SEResControlModeType[1]', f'event code {ec}, expected SE(ScheduleTuple), EE')
+            else:
                 if c >= 0x4000000:
                     raise r.fail_at(av + 28, 'Scheduled_SEResControlModeType[1]', 'expected SE(ScheduleTupleID), CH of ScheduleTupleID')
                 u = (c >> 18)
@@ -14840,7 +15196,16 @@ def _d_iso20_common_messages_ScheduleExchangeResType(r: BitReader, c: int) -> _i
                 if av < 0:
                     win, av = r.refill(av, 30)
                 c = (win >> av) & 0x3fffffff
-                if c < 0x10000000:
+                if c >= 0x10000000:
+                    if c < 0x20000000:
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 30)
+                        c = (win >> av) & 0x3fffffff
+                    else:
+                        ec = (c >> 28) & 0x3
+                        raise r.fail_at(av + 28, 'ScheduleTupleType[2]', f'event code {ec}, expected SE(DischargingSchedule), EE')
+                else:
                     r.avail = av
                     f_4_DischargingSchedule = _d_iso20_common_messages_ChargingScheduleType(r, c)
                     win = r.win
@@ -14855,20 +15220,19 @@ def _d_iso20_common_messages_ScheduleExchangeResType(r: BitReader, c: int) -> _i
                     if av < 0:
                         win, av = r.refill(av, 30)
                     c = (win >> av) & 0x3fffffff
-                elif c < 0x20000000:
-                    av -= 2
-                    if av < 0:
-                        win, av = r.refill(av, 30)
-                    c = (win >> av) & 0x3fffffff
-                else:
-                    ec = (c >> 28) & 0x3
-                    raise r.fail_at(av + 28, 'ScheduleTupleType[2]', f'event code {ec}, expected SE(DischargingSchedule), EE')
                 ob4_ = _new(_K_iso20_common_messages_ScheduleTupleType)
                 ob4_.ScheduleTupleID = f_4_ScheduleTupleID
                 ob4_.ChargingSchedule = f_4_ChargingSchedule
                 ob4_.DischargingSchedule = f_4_DischargingSchedule
                 f_2_ScheduleTuple.append(ob4_)
-                if c < 0x10000000:
+                if c >= 0x10000000:
+                    if c < 0x20000000:
+                        av += 27
+                        c >>= 27
+                    else:
+                        ec = (c >> 28) & 0x3
+                        raise r.fail_at(av + 28, 'Scheduled_SEResControlModeType[2]', f'event code {ec}, expected SE(ScheduleTuple), EE')
+                else:
                     if c >= 0x4000000:
                         raise r.fail_at(av + 28, 'Scheduled_SEResControlModeType[2]', 'expected SE(ScheduleTupleID), CH of ScheduleTupleID')
                     u = (c >> 18)
@@ -14913,7 +15277,14 @@ def _d_iso20_common_messages_ScheduleExchangeResType(r: BitReader, c: int) -> _i
                     if av < 0:
                         win, av = r.refill(av, 30)
                     c = (win >> av) & 0x3fffffff
-                    if c < 0x10000000:
+                    if c >= 0x10000000:
+                        if c < 0x20000000:
+                            av += 26
+                            c >>= 26
+                        else:
+                            ec = (c >> 28) & 0x3
+                            raise r.fail_at(av + 28, 'ScheduleTupleType[2]', f'event code {ec}, expected SE(DischargingSchedule), EE')
+                    else:
                         r.avail = av
                         f_5_DischargingSchedule = _d_iso20_common_messages_ChargingScheduleType(r, c)
                         win = r.win
@@ -14924,12 +15295,6 @@ def _d_iso20_common_messages_ScheduleExchangeResType(r: BitReader, c: int) -> _i
                         c = (win >> av) & 0x7
                         if c >= 0x4:
                             raise r.fail_at(av + 3, 'ScheduleTupleType[2]', 'expected EE')
-                    elif c < 0x20000000:
-                        av += 26
-                        c >>= 26
-                    else:
-                        ec = (c >> 28) & 0x3
-                        raise r.fail_at(av + 28, 'ScheduleTupleType[2]', f'event code {ec}, expected SE(DischargingSchedule), EE')
                     if c & 0x2 != 0x0:
                         raise r.fail_at(av + 2, 'Scheduled_SEResControlModeType[2]', 'expected EE')
                     ob5_ = _new(_K_iso20_common_messages_ScheduleTupleType)
@@ -14937,270 +15302,9 @@ def _d_iso20_common_messages_ScheduleExchangeResType(r: BitReader, c: int) -> _i
                     ob5_.ChargingSchedule = f_5_ChargingSchedule
                     ob5_.DischargingSchedule = f_5_DischargingSchedule
                     f_2_ScheduleTuple.append(ob5_)
-                elif c < 0x20000000:
-                    av += 27
-                    c >>= 27
-                else:
-                    ec = (c >> 28) & 0x3
-                    raise r.fail_at(av + 28, 'Scheduled_SEResControlModeType[2]', f'event code {ec}, expected SE(ScheduleTuple), EE')
-            elif c < 0x20000000:
-                av += 27
-                c >>= 27
-            else:
-                ec = (c >> 28) & 0x3
-                raise r.fail_at(av + 28, 'Scheduled_SEResControlModeType[1]', f'event code {ec}, expected SE(ScheduleTuple), EE')
             ob2_ = _new(_K_iso20_common_messages_Scheduled_SEResControlModeType)
             ob2_.ScheduleTuple = f_2_ScheduleTuple
             f_Scheduled_SEResControlMode = ob2_
-        else:
-            raise r.fail_at(av + 9, 'ScheduleExchangeResType[4]', f'event code {ec}, expected SE(Dynamic_SEResControlMode), SE(Scheduled_SEResControlMode)')
-    elif ec == 1:
-        av -= 14
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        r.avail = av
-        f_Dynamic_SEResControlMode = _d_iso20_common_messages_Dynamic_SEResControlModeType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-    elif ec == 2:
-        f_6_ScheduleTuple: list[_iso20_common_messages.ScheduleTupleType] = []
-        if c & 0x3800 != 0x0:
-            raise r.fail_at(av + 14, 'ScheduleExchangeResType[3]', 'expected SE(ScheduleTuple), SE(ScheduleTupleID), CH of ScheduleTupleID')
-        u = ((c >> 3) & 255)
-        f_7_DischargingSchedule: _iso20_common_messages.ChargingScheduleType | None = None
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 3
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 3
-                    if av < 0:
-                        win, av = r.refill(av, 3)
-                    c = (win >> av) & 0x7
-        f_7_ScheduleTupleID = u
-        if c & 0x6 != 0x0:
-            raise r.fail_at(av + 3, 'ScheduleExchangeResType[3]', 'expected EE of ScheduleTupleID, SE(ChargingSchedule)')
-        av -= 27
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        r.avail = av
-        f_7_ChargingSchedule = _d_iso20_common_messages_ChargingScheduleType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 30
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c < 0x10000000:
-            r.avail = av
-            f_7_DischargingSchedule = _d_iso20_common_messages_ChargingScheduleType(r, c)
-            win = r.win
-            av = r.avail
-            av -= 30
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-            if c >= 0x20000000:
-                raise r.fail_at(av + 30, 'ScheduleTupleType[2]', 'expected EE')
-            av -= 1
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-        elif c < 0x20000000:
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-        else:
-            ec = (c >> 28) & 0x3
-            raise r.fail_at(av + 28, 'ScheduleTupleType[2]', f'event code {ec}, expected SE(DischargingSchedule), EE')
-        ob7_ = _new(_K_iso20_common_messages_ScheduleTupleType)
-        ob7_.ScheduleTupleID = f_7_ScheduleTupleID
-        ob7_.ChargingSchedule = f_7_ChargingSchedule
-        ob7_.DischargingSchedule = f_7_DischargingSchedule
-        f_6_ScheduleTuple.append(ob7_)
-        if c < 0x10000000:
-            if c >= 0x4000000:
-                raise r.fail_at(av + 28, 'Scheduled_SEResControlModeType[1]', 'expected SE(ScheduleTupleID), CH of ScheduleTupleID')
-            u = (c >> 18)
-            f_8_DischargingSchedule: _iso20_common_messages.ChargingScheduleType | None = None
-            if u > 127:
-                u2 = (c >> 10) & 0xFF
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 18)
-                    c = (win >> av) & 0x3ffff
-                    u2 = c >> 10
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 10
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 10
-                        if av < 0:
-                            win, av = r.refill(av, 10)
-                        c = (win >> av) & 0x3ff
-            else:
-                av += 8
-                c >>= 8
-            f_8_ScheduleTupleID = u
-            if c & 0x300 != 0x0:
-                raise r.fail_at(av + 10, 'Scheduled_SEResControlModeType[1]', 'expected EE of ScheduleTupleID, SE(ChargingSchedule)')
-            av -= 20
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            r.avail = av
-            f_8_ChargingSchedule = _d_iso20_common_messages_ChargingScheduleType(r, c)
-            win = r.win
-            av = r.avail
-            av -= 30
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-            if c < 0x10000000:
-                r.avail = av
-                f_8_DischargingSchedule = _d_iso20_common_messages_ChargingScheduleType(r, c)
-                win = r.win
-                av = r.avail
-                av -= 30
-                if av < 0:
-                    win, av = r.refill(av, 30)
-                c = (win >> av) & 0x3fffffff
-                if c >= 0x20000000:
-                    raise r.fail_at(av + 30, 'ScheduleTupleType[2]', 'expected EE')
-                av -= 1
-                if av < 0:
-                    win, av = r.refill(av, 30)
-                c = (win >> av) & 0x3fffffff
-            elif c < 0x20000000:
-                av -= 2
-                if av < 0:
-                    win, av = r.refill(av, 30)
-                c = (win >> av) & 0x3fffffff
-            else:
-                ec = (c >> 28) & 0x3
-                raise r.fail_at(av + 28, 'ScheduleTupleType[2]', f'event code {ec}, expected SE(DischargingSchedule), EE')
-            ob8_ = _new(_K_iso20_common_messages_ScheduleTupleType)
-            ob8_.ScheduleTupleID = f_8_ScheduleTupleID
-            ob8_.ChargingSchedule = f_8_ChargingSchedule
-            ob8_.DischargingSchedule = f_8_DischargingSchedule
-            f_6_ScheduleTuple.append(ob8_)
-            if c < 0x10000000:
-                if c >= 0x4000000:
-                    raise r.fail_at(av + 28, 'Scheduled_SEResControlModeType[2]', 'expected SE(ScheduleTupleID), CH of ScheduleTupleID')
-                u = (c >> 18)
-                f_9_DischargingSchedule: _iso20_common_messages.ChargingScheduleType | None = None
-                if u > 127:
-                    u2 = (c >> 10) & 0xFF
-                    if u2 < 128:
-                        u += _U2[u2]
-                    else:
-                        u = (u & 0x7F) | (u2 & 0x7F) << 7
-                        av -= 8
-                        if av < 0:
-                            win, av = r.refill(av, 18)
-                        c = (win >> av) & 0x3ffff
-                        u2 = c >> 10
-                        u |= (u2 & 0x7F) << 14
-                        if u2 > 127:
-                            av += 10
-                            r.avail = av
-                            u = r.uint_more(u, 21)
-                            win = r.win
-                            av = r.avail
-                            av -= 10
-                            if av < 0:
-                                win, av = r.refill(av, 10)
-                            c = (win >> av) & 0x3ff
-                else:
-                    av += 8
-                    c >>= 8
-                f_9_ScheduleTupleID = u
-                if c & 0x300 != 0x0:
-                    raise r.fail_at(av + 10, 'Scheduled_SEResControlModeType[2]', 'expected EE of ScheduleTupleID, SE(ChargingSchedule)')
-                av -= 20
-                if av < 0:
-                    win, av = r.refill(av, 28)
-                c = (win >> av) & 0xfffffff
-                r.avail = av
-                f_9_ChargingSchedule = _d_iso20_common_messages_ChargingScheduleType(r, c)
-                win = r.win
-                av = r.avail
-                av -= 30
-                if av < 0:
-                    win, av = r.refill(av, 30)
-                c = (win >> av) & 0x3fffffff
-                if c < 0x10000000:
-                    r.avail = av
-                    f_9_DischargingSchedule = _d_iso20_common_messages_ChargingScheduleType(r, c)
-                    win = r.win
-                    av = r.avail
-                    av -= 3
-                    if av < 0:
-                        win, av = r.refill(av, 3)
-                    c = (win >> av) & 0x7
-                    if c >= 0x4:
-                        raise r.fail_at(av + 3, 'ScheduleTupleType[2]', 'expected EE')
-                elif c < 0x20000000:
-                    av += 26
-                    c >>= 26
-                else:
-                    ec = (c >> 28) & 0x3
-                    raise r.fail_at(av + 28, 'ScheduleTupleType[2]', f'event code {ec}, expected SE(DischargingSchedule), EE')
-                if c & 0x2 != 0x0:
-                    raise r.fail_at(av + 2, 'Scheduled_SEResControlModeType[2]', 'expected EE')
-                ob9_ = _new(_K_iso20_common_messages_ScheduleTupleType)
-                ob9_.ScheduleTupleID = f_9_ScheduleTupleID
-                ob9_.ChargingSchedule = f_9_ChargingSchedule
-                ob9_.DischargingSchedule = f_9_DischargingSchedule
-                f_6_ScheduleTuple.append(ob9_)
-            elif c < 0x20000000:
-                av += 27
-                c >>= 27
-            else:
-                ec = (c >> 28) & 0x3
-                raise r.fail_at(av + 28, 'Scheduled_SEResControlModeType[2]', f'event code {ec}, expected SE(ScheduleTuple), EE')
-        elif c < 0x20000000:
-            av += 27
-            c >>= 27
-        else:
-            ec = (c >> 28) & 0x3
-            raise r.fail_at(av + 28, 'Scheduled_SEResControlModeType[1]', f'event code {ec}, expected SE(ScheduleTuple), EE')
-        ob6_ = _new(_K_iso20_common_messages_Scheduled_SEResControlModeType)
-        ob6_.ScheduleTuple = f_6_ScheduleTuple
-        f_Scheduled_SEResControlMode = ob6_
-    else:
-        raise r.fail_at(av + 14, 'ScheduleExchangeResType[3]', f'event code {ec}, expected SE(GoToPause), SE(Dynamic_SEResControlMode), SE(Scheduled_SEResControlMode)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'ScheduleExchangeResType', 'expected EE')
     r.avail = av
@@ -15341,7 +15445,13 @@ def _d_iso20_common_messages_ScheduleTupleType(r: BitReader, c: int) -> _iso20_c
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c < 0x10000000:
+    if c >= 0x10000000:
+        if c < 0x20000000:
+            av += 28
+        else:
+            ec = (c >> 28) & 0x3
+            raise r.fail_at(av + 28, 'ScheduleTupleType[2]', f'event code {ec}, expected SE(DischargingSchedule), EE')
+    else:
         r.avail = av
         f_DischargingSchedule = _d_iso20_common_messages_ChargingScheduleType(r, c)
         win = r.win
@@ -15352,11 +15462,6 @@ def _d_iso20_common_messages_ScheduleTupleType(r: BitReader, c: int) -> _iso20_c
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'ScheduleTupleType[2]', 'expected EE')
-    elif c < 0x20000000:
-        av += 28
-    else:
-        ec = (c >> 28) & 0x3
-        raise r.fail_at(av + 28, 'ScheduleTupleType[2]', f'event code {ec}, expected SE(DischargingSchedule), EE')
     r.avail = av
     ob = _new(_K_iso20_common_messages_ScheduleTupleType)
     ob.ScheduleTupleID = f_ScheduleTupleID
@@ -15463,18 +15568,19 @@ def _d_iso20_common_messages_Scheduled_EVPPTControlModeType(r: BitReader, c: int
     c &= 0x7f
     if c >= 0x40:
         raise r.fail_at(av + 7, 'Scheduled_EVPPTControlModeType', 'expected EE of SelectedScheduleTupleID')
-    if c < 0x10:
+    if c >= 0x10:
+        if c < 0x20:
+            av += 4
+        else:
+            ec = (c >> 4) & 0x3
+            raise r.fail_at(av + 4, 'Scheduled_EVPPTControlModeType[1]', f'event code {ec}, expected SE(PowerToleranceAcceptance), EE')
+    else:
         try:
             f_PowerToleranceAcceptance = _T9d0ae6d0[c]
         except KeyError:  # not a valid pattern: say why
             if c & 0xb != 0x0:
                 raise r.fail_at(av + 4, 'Scheduled_EVPPTControlModeType[1]', 'expected CH of PowerToleranceAcceptance, EE of PowerToleranceAcceptance, EE') from None
             f_PowerToleranceAcceptance = _E_iso20_common_messages_powerToleranceAcceptanceType[(c >> 2)]
-    elif c < 0x20:
-        av += 4
-    else:
-        ec = (c >> 4) & 0x3
-        raise r.fail_at(av + 4, 'Scheduled_EVPPTControlModeType[1]', f'event code {ec}, expected SE(PowerToleranceAcceptance), EE')
     r.avail = av
     ob = _new(_K_iso20_common_messages_Scheduled_EVPPTControlModeType)
     ob.SelectedScheduleTupleID = f_SelectedScheduleTupleID
@@ -15538,7 +15644,310 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader, c: int
     f_EVMinimumEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     f_EVEnergyOffer: _iso20_common_messages.EVEnergyOfferType | None = None
     s = 0
-    if c < 0x2000000:
+    if c >= 0x2000000:
+        if c < 0x4000000:
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'Scheduled_SEReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_7_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 3
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 3
+                        if av < 0:
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
+            f_7_Value = -u - 1 if sg else u
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'Scheduled_SEReqControlModeType[0]', 'expected EE of Value, EE')
+            ob7_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob7_.Exponent = f_7_Exponent
+            ob7_.Value = f_7_Value
+            f_EVTargetEnergyRequest = ob7_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 2
+        elif c < 0x6000000:
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'Scheduled_SEReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_8_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 3
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 3
+                        if av < 0:
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
+            f_8_Value = -u - 1 if sg else u
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'Scheduled_SEReqControlModeType[0]', 'expected EE of Value, EE')
+            ob8_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob8_.Exponent = f_8_Exponent
+            ob8_.Value = f_8_Value
+            f_EVMaximumEnergyRequest = ob8_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 3
+        elif c < 0x8000000:
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'Scheduled_SEReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_9_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 3
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 3
+                        if av < 0:
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
+            f_9_Value = -u - 1 if sg else u
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'Scheduled_SEReqControlModeType[0]', 'expected EE of Value, EE')
+            ob9_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob9_.Exponent = f_9_Exponent
+            ob9_.Value = f_9_Value
+            f_EVMinimumEnergyRequest = ob9_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 4
+        elif c < 0xa000000:
+            if c >= 0x8400000:
+                raise r.fail_at(av + 25, 'Scheduled_SEReqControlModeType[0]', 'expected SE(EVPowerSchedule), SE(TimeAnchor), CH of TimeAnchor')
+            u = ((c >> 14) & 255)
+            if u > 127:
+                u2 = (c >> 6) & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 14)
+                    c = (win >> av) & 0x3fff
+                    u2 = c >> 6
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 6
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 6
+                        if av < 0:
+                            win, av = r.refill(av, 6)
+                        c = (win >> av) & 0x3f
+            else:
+                av += 8
+                c >>= 8
+            f_11_TimeAnchor = u
+            if c & 0x30 != 0x0:
+                raise r.fail_at(av + 6, 'Scheduled_SEReqControlModeType[0]', 'expected EE of TimeAnchor, SE(EVPowerScheduleEntries)')
+            av -= 24
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            r.avail = av
+            f_11_EVPowerScheduleEntries = _d_iso20_common_messages_EVPowerScheduleEntryListType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 30
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c >= 0x4000000:
+                raise r.fail_at(av + 30, 'Scheduled_SEReqControlModeType[0]', 'expected EE, SE(EVAbsolutePriceSchedule), SE(TimeAnchor), CH of TimeAnchor')
+            u = (c >> 18)
+            ob11_ = _new(_K_iso20_common_messages_EVPowerScheduleType)
+            ob11_.TimeAnchor = f_11_TimeAnchor
+            ob11_.EVPowerScheduleEntries = f_11_EVPowerScheduleEntries
+            f_10_EVPowerSchedule = ob11_
+            if u > 127:
+                u2 = (c >> 10) & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 18)
+                    c = (win >> av) & 0x3ffff
+                    u2 = c >> 10
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 10
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 10
+                        if av < 0:
+                            win, av = r.refill(av, 10)
+                        c = (win >> av) & 0x3ff
+            else:
+                av += 8
+                c >>= 8
+            f_12_TimeAnchor = u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            if c >= 0x100:
+                raise r.fail_at(av + 11, 'Scheduled_SEReqControlModeType[0]', 'expected EE of TimeAnchor, SE(Currency), CH of Currency')
+            u = c
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_12_Currency = r.string_of(u, 3)
+            win = r.win
+            av = r.avail
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            if c >= 0x100:
+                raise r.fail_at(av + 11, 'Scheduled_SEReqControlModeType[0]', 'expected EE of Currency, SE(PriceAlgorithm), CH of PriceAlgorithm')
+            u = c
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_12_PriceAlgorithm = r.string_of(u, 255)
+            win = r.win
+            av = r.avail
+            av -= 30
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c >= 0x10000000:
+                raise r.fail_at(av + 30, 'Scheduled_SEReqControlModeType[0]', 'expected EE of PriceAlgorithm, SE(EVPriceRuleStacks)')
+            r.avail = av
+            f_12_EVPriceRuleStacks = _d_iso20_common_messages_EVPriceRuleStackListType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 30
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c >= 0x10000000:
+                raise r.fail_at(av + 30, 'Scheduled_SEReqControlModeType[0]', 'expected EE, EE')
+            ob12_ = _new(_K_iso20_common_messages_EVAbsolutePriceScheduleType)
+            ob12_.TimeAnchor = f_12_TimeAnchor
+            ob12_.Currency = f_12_Currency
+            ob12_.PriceAlgorithm = f_12_PriceAlgorithm
+            ob12_.EVPriceRuleStacks = f_12_EVPriceRuleStacks
+            f_10_EVAbsolutePriceSchedule = ob12_
+            ob10_ = _new(_K_iso20_common_messages_EVEnergyOfferType)
+            ob10_.EVPowerSchedule = f_10_EVPowerSchedule
+            ob10_.EVAbsolutePriceSchedule = f_10_EVAbsolutePriceSchedule
+            f_EVEnergyOffer = ob10_
+            s = 5
+        elif c < 0xc000000:
+            av -= 3
+            s = -1
+        else:
+            ec = (c >> 25) & 0x7
+            raise r.fail_at(av + 25, 'Scheduled_SEReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVEnergyOffer), EE')
+    else:
         if c >= 0x1000000:
             raise r.fail_at(av + 25, 'Scheduled_SEReqControlModeType[0]', 'expected CH of DepartureTime')
         u = (c >> 16)
@@ -15694,7 +16103,14 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader, c: int
             ob3_.Value = f_3_Value
             f_EVMinimumEnergyRequest = ob3_
             s = 4
-        elif c < 0x40:
+        elif c >= 0x40:
+            if c < 0x50:
+                av -= 24
+                s = -1
+            else:
+                ec = (c >> 4) & 0x7
+                raise r.fail_at(av + 4, 'Scheduled_SEReqControlModeType[1]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVEnergyOffer), EE')
+        else:
             av -= 26
             if av < 0:
                 win, av = r.refill(av, 30)
@@ -15862,315 +16278,9 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader, c: int
             ob4_.EVAbsolutePriceSchedule = f_4_EVAbsolutePriceSchedule
             f_EVEnergyOffer = ob4_
             s = 5
-        elif c < 0x50:
-            av -= 24
-            s = -1
-        else:
-            ec = (c >> 4) & 0x7
-            raise r.fail_at(av + 4, 'Scheduled_SEReqControlModeType[1]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVEnergyOffer), EE')
-    elif c < 0x4000000:
-        if c & 0x1807000 != 0x0:
-            raise r.fail_at(av + 25, 'Scheduled_SEReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_7_Exponent = ((c >> 15) & 255) - 128
-        sg = ((c >> 11) & 1)
-        u = ((c >> 3) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 3
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 3
-                    if av < 0:
-                        win, av = r.refill(av, 3)
-                    c = (win >> av) & 0x7
-        f_7_Value = -u - 1 if sg else u
-        if c & 0x6 != 0x0:
-            raise r.fail_at(av + 3, 'Scheduled_SEReqControlModeType[0]', 'expected EE of Value, EE')
-        ob7_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob7_.Exponent = f_7_Exponent
-        ob7_.Value = f_7_Value
-        f_EVTargetEnergyRequest = ob7_
-        av -= 27
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 2
-    elif c < 0x6000000:
-        if c & 0x1807000 != 0x0:
-            raise r.fail_at(av + 25, 'Scheduled_SEReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_8_Exponent = ((c >> 15) & 255) - 128
-        sg = ((c >> 11) & 1)
-        u = ((c >> 3) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 3
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 3
-                    if av < 0:
-                        win, av = r.refill(av, 3)
-                    c = (win >> av) & 0x7
-        f_8_Value = -u - 1 if sg else u
-        if c & 0x6 != 0x0:
-            raise r.fail_at(av + 3, 'Scheduled_SEReqControlModeType[0]', 'expected EE of Value, EE')
-        ob8_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob8_.Exponent = f_8_Exponent
-        ob8_.Value = f_8_Value
-        f_EVMaximumEnergyRequest = ob8_
-        av -= 27
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 3
-    elif c < 0x8000000:
-        if c & 0x1807000 != 0x0:
-            raise r.fail_at(av + 25, 'Scheduled_SEReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_9_Exponent = ((c >> 15) & 255) - 128
-        sg = ((c >> 11) & 1)
-        u = ((c >> 3) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 3
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 3
-                    if av < 0:
-                        win, av = r.refill(av, 3)
-                    c = (win >> av) & 0x7
-        f_9_Value = -u - 1 if sg else u
-        if c & 0x6 != 0x0:
-            raise r.fail_at(av + 3, 'Scheduled_SEReqControlModeType[0]', 'expected EE of Value, EE')
-        ob9_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob9_.Exponent = f_9_Exponent
-        ob9_.Value = f_9_Value
-        f_EVMinimumEnergyRequest = ob9_
-        av -= 27
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 4
-    elif c < 0xa000000:
-        if c >= 0x8400000:
-            raise r.fail_at(av + 25, 'Scheduled_SEReqControlModeType[0]', 'expected SE(EVPowerSchedule), SE(TimeAnchor), CH of TimeAnchor')
-        u = ((c >> 14) & 255)
-        if u > 127:
-            u2 = (c >> 6) & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 14)
-                c = (win >> av) & 0x3fff
-                u2 = c >> 6
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 6
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 6
-                    if av < 0:
-                        win, av = r.refill(av, 6)
-                    c = (win >> av) & 0x3f
-        else:
-            av += 8
-            c >>= 8
-        f_11_TimeAnchor = u
-        if c & 0x30 != 0x0:
-            raise r.fail_at(av + 6, 'Scheduled_SEReqControlModeType[0]', 'expected EE of TimeAnchor, SE(EVPowerScheduleEntries)')
-        av -= 24
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        r.avail = av
-        f_11_EVPowerScheduleEntries = _d_iso20_common_messages_EVPowerScheduleEntryListType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 30
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c >= 0x4000000:
-            raise r.fail_at(av + 30, 'Scheduled_SEReqControlModeType[0]', 'expected EE, SE(EVAbsolutePriceSchedule), SE(TimeAnchor), CH of TimeAnchor')
-        u = (c >> 18)
-        ob11_ = _new(_K_iso20_common_messages_EVPowerScheduleType)
-        ob11_.TimeAnchor = f_11_TimeAnchor
-        ob11_.EVPowerScheduleEntries = f_11_EVPowerScheduleEntries
-        f_10_EVPowerSchedule = ob11_
-        if u > 127:
-            u2 = (c >> 10) & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 18)
-                c = (win >> av) & 0x3ffff
-                u2 = c >> 10
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 10
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 10
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-        else:
-            av += 8
-            c >>= 8
-        f_12_TimeAnchor = u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        if c >= 0x100:
-            raise r.fail_at(av + 11, 'Scheduled_SEReqControlModeType[0]', 'expected EE of TimeAnchor, SE(Currency), CH of Currency')
-        u = c
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_12_Currency = r.string_of(u, 3)
-        win = r.win
-        av = r.avail
-        av -= 11
-        if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        if c >= 0x100:
-            raise r.fail_at(av + 11, 'Scheduled_SEReqControlModeType[0]', 'expected EE of Currency, SE(PriceAlgorithm), CH of PriceAlgorithm')
-        u = c
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_12_PriceAlgorithm = r.string_of(u, 255)
-        win = r.win
-        av = r.avail
-        av -= 30
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c >= 0x10000000:
-            raise r.fail_at(av + 30, 'Scheduled_SEReqControlModeType[0]', 'expected EE of PriceAlgorithm, SE(EVPriceRuleStacks)')
-        r.avail = av
-        f_12_EVPriceRuleStacks = _d_iso20_common_messages_EVPriceRuleStackListType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 30
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c >= 0x10000000:
-            raise r.fail_at(av + 30, 'Scheduled_SEReqControlModeType[0]', 'expected EE, EE')
-        ob12_ = _new(_K_iso20_common_messages_EVAbsolutePriceScheduleType)
-        ob12_.TimeAnchor = f_12_TimeAnchor
-        ob12_.Currency = f_12_Currency
-        ob12_.PriceAlgorithm = f_12_PriceAlgorithm
-        ob12_.EVPriceRuleStacks = f_12_EVPriceRuleStacks
-        f_10_EVAbsolutePriceSchedule = ob12_
-        ob10_ = _new(_K_iso20_common_messages_EVEnergyOfferType)
-        ob10_.EVPowerSchedule = f_10_EVPowerSchedule
-        ob10_.EVAbsolutePriceSchedule = f_10_EVAbsolutePriceSchedule
-        f_EVEnergyOffer = ob10_
-        s = 5
-    elif c < 0xc000000:
-        av -= 3
-        s = -1
+    if s != 2:
+        pass
     else:
-        ec = (c >> 25) & 0x7
-        raise r.fail_at(av + 25, 'Scheduled_SEReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVEnergyOffer), EE')
-    if s == 2:
         c &= 0xfffffff
         if c < 0x2000000:
             if c & 0x1807000 != 0x0:
@@ -16260,7 +16370,14 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader, c: int
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif c < 0x6000000:
+        elif c >= 0x6000000:
+            if c < 0x8000000:
+                av -= 3
+                s = -1
+            else:
+                ec = (c >> 25) & 0x7
+                raise r.fail_at(av + 25, 'Scheduled_SEReqControlModeType[2]', f'event code {ec}, expected SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVEnergyOffer), EE')
+        else:
             if c >= 0x4400000:
                 raise r.fail_at(av + 25, 'Scheduled_SEReqControlModeType[2]', 'expected SE(EVPowerSchedule), SE(TimeAnchor), CH of TimeAnchor')
             u = ((c >> 14) & 255)
@@ -16424,13 +16541,9 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader, c: int
             ob15_.EVAbsolutePriceSchedule = f_15_EVAbsolutePriceSchedule
             f_EVEnergyOffer = ob15_
             s = 5
-        elif c < 0x8000000:
-            av -= 3
-            s = -1
-        else:
-            ec = (c >> 25) & 0x7
-            raise r.fail_at(av + 25, 'Scheduled_SEReqControlModeType[2]', f'event code {ec}, expected SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVEnergyOffer), EE')
-    if s == 3:
+    if s != 3:
+        pass
+    else:
         c &= 0xfffffff
         if c < 0x4000000:
             if c & 0x300e000 != 0x0:
@@ -16476,7 +16589,14 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader, c: int
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif c < 0x8000000:
+        elif c >= 0x8000000:
+            if c < 0xc000000:
+                av -= 2
+                s = -1
+            else:
+                ec = (c >> 26) & 0x3
+                raise r.fail_at(av + 26, 'Scheduled_SEReqControlModeType[3]', f'event code {ec}, expected SE(EVMinimumEnergyRequest), SE(EVEnergyOffer), EE')
+        else:
             if c >= 0x4800000:
                 raise r.fail_at(av + 26, 'Scheduled_SEReqControlModeType[3]', 'expected SE(EVPowerSchedule), SE(TimeAnchor), CH of TimeAnchor')
             u = ((c >> 15) & 255)
@@ -16640,15 +16760,18 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader, c: int
             ob19_.EVAbsolutePriceSchedule = f_19_EVAbsolutePriceSchedule
             f_EVEnergyOffer = ob19_
             s = 5
-        elif c < 0xc000000:
-            av -= 2
-            s = -1
-        else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 26, 'Scheduled_SEReqControlModeType[3]', f'event code {ec}, expected SE(EVMinimumEnergyRequest), SE(EVEnergyOffer), EE')
-    if s == 4:
+    if s != 4:
+        pass
+    else:
         c &= 0xfffffff
-        if c < 0x4000000:
+        if c >= 0x4000000:
+            if c < 0x8000000:
+                av -= 2
+                s = -1
+            else:
+                ec = (c >> 26) & 0x3
+                raise r.fail_at(av + 26, 'Scheduled_SEReqControlModeType[4]', f'event code {ec}, expected SE(EVEnergyOffer), EE')
+        else:
             if c >= 0x800000:
                 raise r.fail_at(av + 26, 'Scheduled_SEReqControlModeType[4]', 'expected SE(EVPowerSchedule), SE(TimeAnchor), CH of TimeAnchor')
             u = (c >> 15)
@@ -16812,19 +16935,13 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader, c: int
             ob22_.EVAbsolutePriceSchedule = f_22_EVAbsolutePriceSchedule
             f_EVEnergyOffer = ob22_
             s = 5
-        elif c < 0x8000000:
-            av -= 2
-            s = -1
-        else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 26, 'Scheduled_SEReqControlModeType[4]', f'event code {ec}, expected SE(EVEnergyOffer), EE')
-    if s == 5:
+    if s != 5:
+        av += 28
+    else:
         av += 27
         if c & 0x8000000 != 0x0:
             raise r.fail_at(av + 1, 'Scheduled_SEReqControlModeType', 'expected EE')
         s = -1
-    else:
-        av += 28
     r.avail = av
     ob = _new(_K_iso20_common_messages_Scheduled_SEReqControlModeType)
     ob.DepartureTime = f_DepartureTime
@@ -17727,7 +17844,16 @@ def _d_iso20_common_messages_Scheduled_SEResControlModeType(r: BitReader, c: int
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c < 0x10000000:
+    if c >= 0x10000000:
+        if c < 0x20000000:
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        else:
+            ec = (c >> 28) & 0x3
+            raise r.fail_at(av + 28, 'ScheduleTupleType[2]', f'event code {ec}, expected SE(DischargingSchedule), EE')
+    else:
         r.avail = av
         f_1_DischargingSchedule = _d_iso20_common_messages_ChargingScheduleType(r, c)
         win = r.win
@@ -17742,20 +17868,18 @@ def _d_iso20_common_messages_Scheduled_SEResControlModeType(r: BitReader, c: int
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif c < 0x20000000:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        ec = (c >> 28) & 0x3
-        raise r.fail_at(av + 28, 'ScheduleTupleType[2]', f'event code {ec}, expected SE(DischargingSchedule), EE')
     ob1_ = _new(_K_iso20_common_messages_ScheduleTupleType)
     ob1_.ScheduleTupleID = f_1_ScheduleTupleID
     ob1_.ChargingSchedule = f_1_ChargingSchedule
     ob1_.DischargingSchedule = f_1_DischargingSchedule
     f_ScheduleTuple.append(ob1_)
-    if c < 0x10000000:
+    if c >= 0x10000000:
+        if c < 0x20000000:
+            av += 28
+        else:
+            ec = (c >> 28) & 0x3
+            raise r.fail_at(av + 28, 'Scheduled_SEResControlModeType[1]', f'event code {ec}, expected SE(ScheduleTuple), EE')
+    else:
         if c >= 0x4000000:
             raise r.fail_at(av + 28, 'Scheduled_SEResControlModeType[1]', 'expected SE(ScheduleTupleID), CH of ScheduleTupleID')
         u = (c >> 18)
@@ -17800,7 +17924,16 @@ def _d_iso20_common_messages_Scheduled_SEResControlModeType(r: BitReader, c: int
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c < 0x10000000:
+        if c >= 0x10000000:
+            if c < 0x20000000:
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+            else:
+                ec = (c >> 28) & 0x3
+                raise r.fail_at(av + 28, 'ScheduleTupleType[2]', f'event code {ec}, expected SE(DischargingSchedule), EE')
+        else:
             r.avail = av
             f_2_DischargingSchedule = _d_iso20_common_messages_ChargingScheduleType(r, c)
             win = r.win
@@ -17815,20 +17948,18 @@ def _d_iso20_common_messages_Scheduled_SEResControlModeType(r: BitReader, c: int
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-        elif c < 0x20000000:
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-        else:
-            ec = (c >> 28) & 0x3
-            raise r.fail_at(av + 28, 'ScheduleTupleType[2]', f'event code {ec}, expected SE(DischargingSchedule), EE')
         ob2_ = _new(_K_iso20_common_messages_ScheduleTupleType)
         ob2_.ScheduleTupleID = f_2_ScheduleTupleID
         ob2_.ChargingSchedule = f_2_ChargingSchedule
         ob2_.DischargingSchedule = f_2_DischargingSchedule
         f_ScheduleTuple.append(ob2_)
-        if c < 0x10000000:
+        if c >= 0x10000000:
+            if c < 0x20000000:
+                av += 28
+            else:
+                ec = (c >> 28) & 0x3
+                raise r.fail_at(av + 28, 'Scheduled_SEResControlModeType[2]', f'event code {ec}, expected SE(ScheduleTuple), EE')
+        else:
             if c >= 0x4000000:
                 raise r.fail_at(av + 28, 'Scheduled_SEResControlModeType[2]', 'expected SE(ScheduleTupleID), CH of ScheduleTupleID')
             u = (c >> 18)
@@ -17873,7 +18004,14 @@ def _d_iso20_common_messages_Scheduled_SEResControlModeType(r: BitReader, c: int
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c < 0x10000000:
+            if c >= 0x10000000:
+                if c < 0x20000000:
+                    av += 27
+                    c >>= 27
+                else:
+                    ec = (c >> 28) & 0x3
+                    raise r.fail_at(av + 28, 'ScheduleTupleType[2]', f'event code {ec}, expected SE(DischargingSchedule), EE')
+            else:
                 r.avail = av
                 f_3_DischargingSchedule = _d_iso20_common_messages_ChargingScheduleType(r, c)
                 win = r.win
@@ -17884,12 +18022,6 @@ def _d_iso20_common_messages_Scheduled_SEResControlModeType(r: BitReader, c: int
                 c = (win >> av) & 0x3
                 if c >= 0x2:
                     raise r.fail_at(av + 2, 'ScheduleTupleType[2]', 'expected EE')
-            elif c < 0x20000000:
-                av += 27
-                c >>= 27
-            else:
-                ec = (c >> 28) & 0x3
-                raise r.fail_at(av + 28, 'ScheduleTupleType[2]', f'event code {ec}, expected SE(DischargingSchedule), EE')
             if c & 0x1 != 0x0:
                 raise r.fail_at(av + 1, 'Scheduled_SEResControlModeType[2]', 'expected EE')
             ob3_ = _new(_K_iso20_common_messages_ScheduleTupleType)
@@ -17897,16 +18029,6 @@ def _d_iso20_common_messages_Scheduled_SEResControlModeType(r: BitReader, c: int
             ob3_.ChargingSchedule = f_3_ChargingSchedule
             ob3_.DischargingSchedule = f_3_DischargingSchedule
             f_ScheduleTuple.append(ob3_)
-        elif c < 0x20000000:
-            av += 28
-        else:
-            ec = (c >> 28) & 0x3
-            raise r.fail_at(av + 28, 'Scheduled_SEResControlModeType[2]', f'event code {ec}, expected SE(ScheduleTuple), EE')
-    elif c < 0x20000000:
-        av += 28
-    else:
-        ec = (c >> 28) & 0x3
-        raise r.fail_at(av + 28, 'Scheduled_SEResControlModeType[1]', f'event code {ec}, expected SE(ScheduleTuple), EE')
     r.avail = av
     ob = _new(_K_iso20_common_messages_Scheduled_SEResControlModeType)
     ob.ScheduleTuple = f_ScheduleTuple
@@ -18127,7 +18249,15 @@ def _d_iso20_common_messages_SelectedServiceListType(r: BitReader, c: int) -> _i
         if av < 0:
             win, av = r.refill(av, 25)
         c = (win >> av) & 0x1ffffff
-        if c < 0x800000:
+        if c >= 0x800000:
+            if c < 0x1000000:
+                av += 23
+                s = -1
+                break
+            else:
+                ec = (c >> 23) & 0x3
+                raise r.fail_at(av + 23, 'SelectedServiceListType[1]', f'event code {ec}, expected SE(SelectedService), EE')
+        else:
             if c >= 0x200000:
                 raise r.fail_at(av + 23, 'SelectedServiceListType[1]', 'expected SE(ServiceID), CH of ServiceID')
             u = (c >> 13)
@@ -18200,23 +18330,16 @@ def _d_iso20_common_messages_SelectedServiceListType(r: BitReader, c: int) -> _i
             if n == 15:
                 s = 16
                 break
-        elif c < 0x1000000:
-            av += 23
-            s = -1
-            break
-        else:
-            ec = (c >> 23) & 0x3
-            raise r.fail_at(av + 23, 'SelectedServiceListType[1]', f'event code {ec}, expected SE(SelectedService), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
-    if s == 16:
+    if s != 16:
+        av += 1
+    else:
         if c:
             raise r.fail_at(av + 1, 'SelectedServiceListType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso20_common_messages_SelectedServiceListType)
     ob.SelectedService = f_SelectedService
@@ -18560,7 +18683,16 @@ def _d_iso20_common_messages_ServiceDetailReqType(r: BitReader, c: int) -> _iso2
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'ServiceDetailReqType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 4
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -18575,14 +18707,6 @@ def _d_iso20_common_messages_ServiceDetailReqType(r: BitReader, c: int) -> _iso2
         c = (win >> av) & 0x1fff
         if c >= 0x1000:
             raise r.fail_at(av + 13, 'MessageHeaderType[2]', 'expected EE')
-    elif c < 0x200:
-        av -= 4
-        if av < 0:
-            win, av = r.refill(av, 12)
-        c = (win >> av) & 0xfff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c >= 0x400:
         raise r.fail_at(av + 12, 'ServiceDetailReqType', 'expected SE(ServiceID), CH of ServiceID')
     u = (c >> 2)
@@ -18738,7 +18862,16 @@ def _d_iso20_common_messages_ServiceDetailResType(r: BitReader, c: int) -> _iso2
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'ServiceDetailResType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -18757,14 +18890,6 @@ def _d_iso20_common_messages_ServiceDetailResType(r: BitReader, c: int) -> _iso2
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif c < 0x200:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
         f_ResponseCode = _T7c5f5777[c >> 19]
     except KeyError:  # not a valid pattern: say why
@@ -18951,7 +19076,16 @@ def _d_iso20_common_messages_ServiceDiscoveryReqType(r: BitReader, c: int) -> _i
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'ServiceDiscoveryReqType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 5
+            if av < 0:
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -18966,20 +19100,18 @@ def _d_iso20_common_messages_ServiceDiscoveryReqType(r: BitReader, c: int) -> _i
         c = (win >> av) & 0x3fff
         if c >= 0x2000:
             raise r.fail_at(av + 14, 'MessageHeaderType[2]', 'expected EE')
-    elif c < 0x200:
-        av -= 5
-        if av < 0:
-            win, av = r.refill(av, 13)
-        c = (win >> av) & 0x1fff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
     ob1_.Signature = f_1_Signature
     f_Header = ob1_
-    if c < 0x800:
+    if c >= 0x800:
+        if c < 0x1000:
+            av += 11
+        else:
+            ec = (c >> 11) & 0x3
+            raise r.fail_at(av + 11, 'ServiceDiscoveryReqType[1]', f'event code {ec}, expected SE(SupportedServiceIDs), EE')
+    else:
         r.avail = av
         f_SupportedServiceIDs = _d_iso20_common_messages_ServiceIDListType(r, c)
         win = r.win
@@ -18990,11 +19122,6 @@ def _d_iso20_common_messages_ServiceDiscoveryReqType(r: BitReader, c: int) -> _i
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'ServiceDiscoveryReqType[1]', 'expected EE')
-    elif c < 0x1000:
-        av += 11
-    else:
-        ec = (c >> 11) & 0x3
-        raise r.fail_at(av + 11, 'ServiceDiscoveryReqType[1]', f'event code {ec}, expected SE(SupportedServiceIDs), EE')
     r.avail = av
     ob = _new(_K_iso20_common_messages_ServiceDiscoveryReqType)
     ob.Header = f_Header
@@ -19109,7 +19236,16 @@ def _d_iso20_common_messages_ServiceDiscoveryResType(r: BitReader, c: int) -> _i
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'ServiceDiscoveryResType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -19128,14 +19264,6 @@ def _d_iso20_common_messages_ServiceDiscoveryResType(r: BitReader, c: int) -> _i
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif c < 0x200:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
         f_ResponseCode, f_ServiceRenegotiationSupported = _Tf7a260cd[c >> 16]
     except KeyError:  # not a valid pattern: say why
@@ -19163,7 +19291,13 @@ def _d_iso20_common_messages_ServiceDiscoveryResType(r: BitReader, c: int) -> _i
     if av < 0:
         win, av = r.refill(av, 19)
     c = (win >> av) & 0x7ffff
-    if c < 0x20000:
+    if c >= 0x20000:
+        if c < 0x40000:
+            av += 17
+        else:
+            ec = (c >> 17) & 0x3
+            raise r.fail_at(av + 17, 'ServiceDiscoveryResType[4]', f'event code {ec}, expected SE(VASList), EE')
+    else:
         r.avail = av
         f_VASList = _d_iso20_common_messages_ServiceListType(r, c)
         win = r.win
@@ -19174,11 +19308,6 @@ def _d_iso20_common_messages_ServiceDiscoveryResType(r: BitReader, c: int) -> _i
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'ServiceDiscoveryResType[4]', 'expected EE')
-    elif c < 0x40000:
-        av += 17
-    else:
-        ec = (c >> 17) & 0x3
-        raise r.fail_at(av + 17, 'ServiceDiscoveryResType[4]', f'event code {ec}, expected SE(VASList), EE')
     r.avail = av
     ob = _new(_K_iso20_common_messages_ServiceDiscoveryResType)
     ob.Header = f_Header
@@ -19285,7 +19414,15 @@ def _d_iso20_common_messages_ServiceIDListType(r: BitReader, c: int) -> _iso20_c
         if av < 0:
             win, av = r.refill(av, 12)
         c = (win >> av) & 0xfff
-        if c < 0x400:
+        if c >= 0x400:
+            if c < 0x800:
+                av += 10
+                s = -1
+                break
+            else:
+                ec = (c >> 10) & 0x3
+                raise r.fail_at(av + 10, 'ServiceIDListType[1]', f'event code {ec}, expected SE(ServiceID), EE')
+        else:
             if c >= 0x200:
                 raise r.fail_at(av + 10, 'ServiceIDListType[1]', 'expected CH of ServiceID')
             u = (c >> 1)
@@ -19322,23 +19459,16 @@ def _d_iso20_common_messages_ServiceIDListType(r: BitReader, c: int) -> _iso20_c
             if n == 15:
                 s = 16
                 break
-        elif c < 0x800:
-            av += 10
-            s = -1
-            break
-        else:
-            ec = (c >> 10) & 0x3
-            raise r.fail_at(av + 10, 'ServiceIDListType[1]', f'event code {ec}, expected SE(ServiceID), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
-    if s == 16:
+    if s != 16:
+        av += 1
+    else:
         if c:
             raise r.fail_at(av + 1, 'ServiceIDListType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso20_common_messages_ServiceIDListType)
     ob.ServiceID = f_ServiceID
@@ -19477,7 +19607,15 @@ def _d_iso20_common_messages_ServiceListType(r: BitReader, c: int) -> _iso20_com
         if av < 0:
             win, av = r.refill(av, 18)
         c = (win >> av) & 0x3ffff
-        if c < 0x10000:
+        if c >= 0x10000:
+            if c < 0x20000:
+                av += 16
+                s = -1
+                break
+            else:
+                ec = (c >> 16) & 0x3
+                raise r.fail_at(av + 16, 'ServiceListType[1]', f'event code {ec}, expected SE(Service), EE')
+        else:
             if c >= 0x4000:
                 raise r.fail_at(av + 16, 'ServiceListType[1]', 'expected SE(ServiceID), CH of ServiceID')
             u = (c >> 6)
@@ -19522,23 +19660,16 @@ def _d_iso20_common_messages_ServiceListType(r: BitReader, c: int) -> _iso20_com
             if n == 7:
                 s = 8
                 break
-        elif c < 0x20000:
-            av += 16
-            s = -1
-            break
-        else:
-            ec = (c >> 16) & 0x3
-            raise r.fail_at(av + 16, 'ServiceListType[1]', f'event code {ec}, expected SE(Service), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
-    if s == 8:
+    if s != 8:
+        av += 1
+    else:
         if c:
             raise r.fail_at(av + 1, 'ServiceListType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso20_common_messages_ServiceListType)
     ob.Service = f_Service
@@ -19659,7 +19790,15 @@ def _d_iso20_common_messages_ServiceParameterListType(r: BitReader, c: int) -> _
         if av < 0:
             win, av = r.refill(av, 23)
         c = (win >> av) & 0x7fffff
-        if c < 0x200000:
+        if c >= 0x200000:
+            if c < 0x400000:
+                av += 21
+                s = -1
+                break
+            else:
+                ec = (c >> 21) & 0x3
+                raise r.fail_at(av + 21, 'ServiceParameterListType[1]', f'event code {ec}, expected SE(ParameterSet), EE')
+        else:
             r.avail = av
             f_ParameterSet.append(_d_iso20_common_messages_ParameterSetType(r, c))
             win = r.win
@@ -19668,23 +19807,16 @@ def _d_iso20_common_messages_ServiceParameterListType(r: BitReader, c: int) -> _
             if n == 31:
                 s = 32
                 break
-        elif c < 0x400000:
-            av += 21
-            s = -1
-            break
-        else:
-            ec = (c >> 21) & 0x3
-            raise r.fail_at(av + 21, 'ServiceParameterListType[1]', f'event code {ec}, expected SE(ParameterSet), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
-    if s == 32:
+    if s != 32:
+        av += 1
+    else:
         if c:
             raise r.fail_at(av + 1, 'ServiceParameterListType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso20_common_messages_ServiceParameterListType)
     ob.ParameterSet = f_ParameterSet
@@ -19810,7 +19942,16 @@ def _d_iso20_common_messages_ServiceSelectionReqType(r: BitReader, c: int) -> _i
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'ServiceSelectionReqType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -19829,14 +19970,6 @@ def _d_iso20_common_messages_ServiceSelectionReqType(r: BitReader, c: int) -> _i
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif c < 0x200:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c >= 0x8000000:
         raise r.fail_at(av + 30, 'ServiceSelectionReqType', 'expected SE(SelectedEnergyTransferService), SE(ServiceID), CH of ServiceID')
     u = (c >> 19)
@@ -19904,7 +20037,13 @@ def _d_iso20_common_messages_ServiceSelectionReqType(r: BitReader, c: int) -> _i
     ob2_.ServiceID = f_2_ServiceID
     ob2_.ParameterSetID = f_2_ParameterSetID
     f_SelectedEnergyTransferService = ob2_
-    if c < 0x1000000:
+    if c >= 0x1000000:
+        if c < 0x2000000:
+            av += 24
+        else:
+            ec = (c >> 24) & 0x3
+            raise r.fail_at(av + 24, 'ServiceSelectionReqType[2]', f'event code {ec}, expected SE(SelectedVASList), EE')
+    else:
         r.avail = av
         f_SelectedVASList = _d_iso20_common_messages_SelectedServiceListType(r, c)
         win = r.win
@@ -19915,11 +20054,6 @@ def _d_iso20_common_messages_ServiceSelectionReqType(r: BitReader, c: int) -> _i
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'ServiceSelectionReqType[2]', 'expected EE')
-    elif c < 0x2000000:
-        av += 24
-    else:
-        ec = (c >> 24) & 0x3
-        raise r.fail_at(av + 24, 'ServiceSelectionReqType[2]', f'event code {ec}, expected SE(SelectedVASList), EE')
     r.avail = av
     ob = _new(_K_iso20_common_messages_ServiceSelectionReqType)
     ob.Header = f_Header
@@ -20084,7 +20218,16 @@ def _d_iso20_common_messages_ServiceSelectionResType(r: BitReader, c: int) -> _i
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'ServiceSelectionResType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -20099,14 +20242,6 @@ def _d_iso20_common_messages_ServiceSelectionResType(r: BitReader, c: int) -> _i
         c = (win >> av) & 0x7ff
         if c >= 0x400:
             raise r.fail_at(av + 11, 'MessageHeaderType[2]', 'expected EE')
-    elif c < 0x200:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
         f_ResponseCode = _T5d15a1ca[c]
     except KeyError:  # not a valid pattern: say why
@@ -20298,7 +20433,16 @@ def _d_iso20_common_messages_SessionSetupReqType(r: BitReader, c: int) -> _iso20
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'SessionSetupReqType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -20313,14 +20457,6 @@ def _d_iso20_common_messages_SessionSetupReqType(r: BitReader, c: int) -> _iso20
         c = (win >> av) & 0x7ff
         if c >= 0x400:
             raise r.fail_at(av + 11, 'MessageHeaderType[2]', 'expected EE')
-    elif c < 0x200:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c >= 0x100:
         raise r.fail_at(av + 10, 'SessionSetupReqType', 'expected SE(EVCCID), CH of EVCCID')
     u = c
@@ -20463,7 +20599,16 @@ def _d_iso20_common_messages_SessionSetupResType(r: BitReader, c: int) -> _iso20
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'SessionSetupResType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 19)
+            c = (win >> av) & 0x7ffff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -20478,14 +20623,6 @@ def _d_iso20_common_messages_SessionSetupResType(r: BitReader, c: int) -> _iso20
         c = (win >> av) & 0xfffff
         if c >= 0x80000:
             raise r.fail_at(av + 20, 'MessageHeaderType[2]', 'expected EE')
-    elif c < 0x200:
-        av -= 11
-        if av < 0:
-            win, av = r.refill(av, 19)
-        c = (win >> av) & 0x7ffff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
         f_ResponseCode = _T7c5f5777[c >> 8]
     except KeyError:  # not a valid pattern: say why
@@ -20640,7 +20777,16 @@ def _d_iso20_common_messages_SessionStopReqType(r: BitReader, c: int) -> _iso20_
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'SessionStopReqType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 16)
+            c = (win >> av) & 0xffff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -20655,14 +20801,6 @@ def _d_iso20_common_messages_SessionStopReqType(r: BitReader, c: int) -> _iso20_
         c = (win >> av) & 0x1ffff
         if c >= 0x10000:
             raise r.fail_at(av + 17, 'MessageHeaderType[2]', 'expected EE')
-    elif c < 0x200:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 16)
-        c = (win >> av) & 0xffff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
         f_ChargingSession, ec = _T5d1d16e7[c >> 9]
     except KeyError:  # not a valid pattern: say why
@@ -20680,80 +20818,7 @@ def _d_iso20_common_messages_SessionStopReqType(r: BitReader, c: int) -> _iso20_
     f_Header = ob1_
     s = 1
     s = 2
-    if ec == 0:
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'SessionStopReqType[2]', 'expected CH of EVTerminationCode')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_EVTerminationCode = r.string_of(u, 80)
-        win = r.win
-        av = r.avail
-        av -= 12
-        if av < 0:
-            win, av = r.refill(av, 12)
-        c = (win >> av) & 0xfff
-        if c >= 0x800:
-            raise r.fail_at(av + 12, 'SessionStopReqType[2]', 'expected EE of EVTerminationCode')
-        if c < 0x200:
-            if c >= 0x100:
-                raise r.fail_at(av + 9, 'SessionStopReqType[3]', 'expected CH of EVTerminationExplanation')
-            u = c
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-            r.avail = av
-            f_EVTerminationExplanation = r.string_of(u, 160)
-            win = r.win
-            av = r.avail
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c >= 0x2:
-                raise r.fail_at(av + 2, 'SessionStopReqType[3]', 'expected EE of EVTerminationExplanation')
-            s = 4
-        elif c < 0x400:
-            av += 8
-            s = -1
-        else:
-            ec = (c >> 9) & 0x3
-            raise r.fail_at(av + 9, 'SessionStopReqType[3]', f'event code {ec}, expected SE(EVTerminationExplanation), EE')
-    elif ec == 1:
+    if ec == 1:
         if c & 0x100 != 0x0:
             raise r.fail_at(av + 9, 'SessionStopReqType[2]', 'expected CH of EVTerminationExplanation')
         u = (c & 255)
@@ -20790,14 +20855,88 @@ def _d_iso20_common_messages_SessionStopReqType(r: BitReader, c: int) -> _iso20_
     elif ec == 2:
         av += 8
         s = -1
-    else:
+    elif ec != 0:
         raise r.fail_at(av + 9, 'SessionStopReqType[2]', f'event code {ec}, expected SE(EVTerminationCode), SE(EVTerminationExplanation), EE')
-    if s == 4:
+    else:
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'SessionStopReqType[2]', 'expected CH of EVTerminationCode')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_EVTerminationCode = r.string_of(u, 80)
+        win = r.win
+        av = r.avail
+        av -= 12
+        if av < 0:
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
+        if c >= 0x800:
+            raise r.fail_at(av + 12, 'SessionStopReqType[2]', 'expected EE of EVTerminationCode')
+        if c >= 0x200:
+            if c < 0x400:
+                av += 8
+                s = -1
+            else:
+                ec = (c >> 9) & 0x3
+                raise r.fail_at(av + 9, 'SessionStopReqType[3]', f'event code {ec}, expected SE(EVTerminationExplanation), EE')
+        else:
+            if c >= 0x100:
+                raise r.fail_at(av + 9, 'SessionStopReqType[3]', 'expected CH of EVTerminationExplanation')
+            u = c
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_EVTerminationExplanation = r.string_of(u, 160)
+            win = r.win
+            av = r.avail
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c >= 0x2:
+                raise r.fail_at(av + 2, 'SessionStopReqType[3]', 'expected EE of EVTerminationExplanation')
+            s = 4
+    if s != 4:
+        av += 1
+    else:
         if c & 0x1 != 0x0:
             raise r.fail_at(av + 1, 'SessionStopReqType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso20_common_messages_SessionStopReqType)
     ob.Header = f_Header
@@ -20951,7 +21090,16 @@ def _d_iso20_common_messages_SessionStopResType(r: BitReader, c: int) -> _iso20_
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'SessionStopResType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -20966,14 +21114,6 @@ def _d_iso20_common_messages_SessionStopResType(r: BitReader, c: int) -> _iso20_
         c = (win >> av) & 0x7ff
         if c >= 0x400:
             raise r.fail_at(av + 11, 'MessageHeaderType[2]', 'expected EE')
-    elif c < 0x200:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
         f_ResponseCode = _T5d15a1ca[c]
     except KeyError:  # not a valid pattern: say why
@@ -21083,7 +21223,13 @@ def _d_iso20_common_messages_SignedCertificateChainType(r: BitReader, c: int) ->
     c = (win >> av) & 0x1fff
     if c >= 0x1000:
         raise r.fail_at(av + 13, 'SignedCertificateChainType', 'expected EE of Certificate')
-    if c < 0x400:
+    if c >= 0x400:
+        if c < 0x800:
+            av += 10
+        else:
+            ec = (c >> 10) & 0x3
+            raise r.fail_at(av + 10, 'SignedCertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
+    else:
         f_1_Certificate: list[bytes] = []
         if c >= 0x100:
             raise r.fail_at(av + 10, 'SignedCertificateChainType[2]', 'expected SE(Certificate), CH of Certificate')
@@ -21117,7 +21263,14 @@ def _d_iso20_common_messages_SignedCertificateChainType(r: BitReader, c: int) ->
         c = (win >> av) & 0xfff
         if c >= 0x800:
             raise r.fail_at(av + 12, 'SignedCertificateChainType[2]', 'expected EE of Certificate')
-        if c < 0x200:
+        if c >= 0x200:
+            if c < 0x400:
+                av += 8
+                c >>= 8
+            else:
+                ec = (c >> 9) & 0x3
+                raise r.fail_at(av + 9, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
+        else:
             if c >= 0x100:
                 raise r.fail_at(av + 9, 'SubCertificatesType[1]', 'expected CH of Certificate')
             u = c
@@ -21150,7 +21303,14 @@ def _d_iso20_common_messages_SignedCertificateChainType(r: BitReader, c: int) ->
             c = (win >> av) & 0xfff
             if c >= 0x800:
                 raise r.fail_at(av + 12, 'SubCertificatesType[1]', 'expected EE of Certificate')
-            if c < 0x200:
+            if c >= 0x200:
+                if c < 0x400:
+                    av += 8
+                    c >>= 8
+                else:
+                    ec = (c >> 9) & 0x3
+                    raise r.fail_at(av + 9, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
+            else:
                 if c >= 0x100:
                     raise r.fail_at(av + 9, 'SubCertificatesType[2]', 'expected CH of Certificate')
                 u = c
@@ -21183,28 +21343,11 @@ def _d_iso20_common_messages_SignedCertificateChainType(r: BitReader, c: int) ->
                 c = (win >> av) & 0x7
                 if c >= 0x2:
                     raise r.fail_at(av + 3, 'SubCertificatesType[2]', 'expected EE of Certificate, EE')
-            elif c < 0x400:
-                av += 8
-                c >>= 8
-            else:
-                ec = (c >> 9) & 0x3
-                raise r.fail_at(av + 9, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
-        elif c < 0x400:
-            av += 8
-            c >>= 8
-        else:
-            ec = (c >> 9) & 0x3
-            raise r.fail_at(av + 9, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
         if c & 0x1 != 0x0:
             raise r.fail_at(av + 1, 'SignedCertificateChainType[2]', 'expected EE')
         ob1_ = _new(_K_iso20_common_messages_SubCertificatesType)
         ob1_.Certificate = f_1_Certificate
         f_SubCertificates = ob1_
-    elif c < 0x800:
-        av += 10
-    else:
-        ec = (c >> 10) & 0x3
-        raise r.fail_at(av + 10, 'SignedCertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
     r.avail = av
     ob = _new(_K_iso20_common_messages_SignedCertificateChainType)
     ob.Id = f_Id
@@ -21368,7 +21511,13 @@ def _d_iso20_common_messages_SignedInstallationDataType(r: BitReader, c: int) ->
     c = (win >> av) & 0x3ffff
     if c >= 0x20000:
         raise r.fail_at(av + 18, 'SignedInstallationDataType', 'expected EE of Certificate')
-    if c < 0x8000:
+    if c >= 0x8000:
+        if c < 0x10000:
+            pass
+        else:
+            ec = (c >> 15) & 0x3
+            raise r.fail_at(av + 15, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
+    else:
         av += 6
         if c >= 0x4000:
             raise r.fail_at(av + 9, 'SubCertificatesType[1]', 'expected CH of Certificate')
@@ -21402,7 +21551,13 @@ def _d_iso20_common_messages_SignedInstallationDataType(r: BitReader, c: int) ->
         c = (win >> av) & 0x3ffff
         if c >= 0x20000:
             raise r.fail_at(av + 18, 'SubCertificatesType[1]', 'expected EE of Certificate')
-        if c < 0x8000:
+        if c >= 0x8000:
+            if c < 0x10000:
+                pass
+            else:
+                ec = (c >> 15) & 0x3
+                raise r.fail_at(av + 15, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
+        else:
             av += 6
             if c >= 0x4000:
                 raise r.fail_at(av + 9, 'SubCertificatesType[2]', 'expected CH of Certificate')
@@ -21436,16 +21591,6 @@ def _d_iso20_common_messages_SignedInstallationDataType(r: BitReader, c: int) ->
             c = (win >> av) & 0x1ffff
             if c >= 0x8000:
                 raise r.fail_at(av + 17, 'SubCertificatesType[2]', 'expected EE of Certificate, EE')
-        elif c < 0x10000:
-            pass
-        else:
-            ec = (c >> 15) & 0x3
-            raise r.fail_at(av + 15, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
-    elif c < 0x10000:
-        pass
-    else:
-        ec = (c >> 15) & 0x3
-        raise r.fail_at(av + 15, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
     try:
         f_ECDHCurve = _T0dc54207[(c >> 8) & 0x7f]
     except KeyError:  # not a valid pattern: say why
@@ -21489,7 +21634,77 @@ def _d_iso20_common_messages_SignedInstallationDataType(r: BitReader, c: int) ->
     c = (win >> av) & 0xfff
     if c >= 0x800:
         raise r.fail_at(av + 12, 'SignedInstallationDataType', 'expected EE of DHPublicKey')
-    if c < 0x200:
+    if c >= 0x200:
+        if c < 0x400:
+            if c >= 0x300:
+                raise r.fail_at(av + 9, 'SignedInstallationDataType[4]', 'expected CH of X448_EncryptedPrivateKey')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_X448_EncryptedPrivateKey = r.binary_of(u, 84)
+            win = r.win
+            av = r.avail
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c >= 0x2:
+                raise r.fail_at(av + 2, 'SignedInstallationDataType[4]', 'expected EE of X448_EncryptedPrivateKey')
+        elif c < 0x600:
+            if c >= 0x500:
+                raise r.fail_at(av + 9, 'SignedInstallationDataType[4]', 'expected CH of TPM_EncryptedPrivateKey')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_TPM_EncryptedPrivateKey = r.binary_of(u, 206)
+            win = r.win
+            av = r.avail
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c >= 0x2:
+                raise r.fail_at(av + 2, 'SignedInstallationDataType[4]', 'expected EE of TPM_EncryptedPrivateKey')
+        else:
+            ec = (c >> 9) & 0x3
+            raise r.fail_at(av + 9, 'SignedInstallationDataType[4]', f'event code {ec}, expected SE(SECP521_EncryptedPrivateKey), SE(X448_EncryptedPrivateKey), SE(TPM_EncryptedPrivateKey)')
+    else:
         if c >= 0x100:
             raise r.fail_at(av + 9, 'SignedInstallationDataType[4]', 'expected CH of SECP521_EncryptedPrivateKey')
         u = c
@@ -21522,75 +21737,6 @@ def _d_iso20_common_messages_SignedInstallationDataType(r: BitReader, c: int) ->
         c = (win >> av) & 0x3
         if c >= 0x2:
             raise r.fail_at(av + 2, 'SignedInstallationDataType[4]', 'expected EE of SECP521_EncryptedPrivateKey')
-    elif c < 0x400:
-        if c >= 0x300:
-            raise r.fail_at(av + 9, 'SignedInstallationDataType[4]', 'expected CH of X448_EncryptedPrivateKey')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_X448_EncryptedPrivateKey = r.binary_of(u, 84)
-        win = r.win
-        av = r.avail
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c >= 0x2:
-            raise r.fail_at(av + 2, 'SignedInstallationDataType[4]', 'expected EE of X448_EncryptedPrivateKey')
-    elif c < 0x600:
-        if c >= 0x500:
-            raise r.fail_at(av + 9, 'SignedInstallationDataType[4]', 'expected CH of TPM_EncryptedPrivateKey')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_TPM_EncryptedPrivateKey = r.binary_of(u, 206)
-        win = r.win
-        av = r.avail
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c >= 0x2:
-            raise r.fail_at(av + 2, 'SignedInstallationDataType[4]', 'expected EE of TPM_EncryptedPrivateKey')
-    else:
-        ec = (c >> 9) & 0x3
-        raise r.fail_at(av + 9, 'SignedInstallationDataType[4]', f'event code {ec}, expected SE(SECP521_EncryptedPrivateKey), SE(X448_EncryptedPrivateKey), SE(TPM_EncryptedPrivateKey)')
     if c:
         raise r.fail_at(av + 1, 'SignedInstallationDataType', 'expected EE')
     r.avail = av
@@ -21784,7 +21930,56 @@ def _d_iso20_common_messages_SignedMeteringDataType(r: BitReader, c: int) -> _is
     if av < 0:
         win, av = r.refill(av, 30)
     c = (win >> av) & 0x3fffffff
-    if c < 0x10000000:
+    if c >= 0x10000000:
+        if c < 0x20000000:
+            av += 26
+            if c >= 0x18000000:
+                raise r.fail_at(av + 2, 'SignedMeteringDataType[3]', 'expected EE')
+            ob3_ = _new(_K_iso20_common_messages_Dynamic_SMDTControlModeType)
+            f_Dynamic_SMDTControlMode = ob3_
+            c >>= 26
+        elif c < 0x30000000:
+            av += 7
+            if c >= 0x24000000:
+                raise r.fail_at(av + 21, 'SignedMeteringDataType[3]', 'expected SE(SelectedScheduleTupleID), CH of SelectedScheduleTupleID')
+            u = ((c >> 18) & 255)
+            if u > 127:
+                u2 = (c >> 10) & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 3
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 3
+                        if av < 0:
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
+                    c <<= 7
+            else:
+                av += 8
+                c >>= 8
+            f_4_SelectedScheduleTupleID = u
+            if c & 0x300 != 0x0:
+                raise r.fail_at(av + 3, 'SignedMeteringDataType[3]', 'expected EE of SelectedScheduleTupleID, EE')
+            ob4_ = _new(_K_iso20_common_messages_Scheduled_SMDTControlModeType)
+            ob4_.SelectedScheduleTupleID = f_4_SelectedScheduleTupleID
+            f_Scheduled_SMDTControlMode = ob4_
+            c >>= 7
+        else:
+            ec = (c >> 28) & 0x3
+            raise r.fail_at(av + 28, 'SignedMeteringDataType[3]', f'event code {ec}, expected SE(Receipt), SE(Dynamic_SMDTControlMode), SE(Scheduled_SMDTControlMode)')
+    else:
         r.avail = av
         f_Receipt = _d_iso20_common_types_ReceiptType(r, c)
         win = r.win
@@ -21800,7 +21995,10 @@ def _d_iso20_common_messages_SignedMeteringDataType(r: BitReader, c: int) -> _is
             ob1_ = _new(_K_iso20_common_messages_Dynamic_SMDTControlModeType)
             f_Dynamic_SMDTControlMode = ob1_
             c >>= 11
-        elif c < 0x4000:
+        elif c >= 0x4000:
+            ec = (c >> 13) & 0x3
+            raise r.fail_at(av + 13, 'SignedMeteringDataType[4]', f'event code {ec}, expected SE(Dynamic_SMDTControlMode), SE(Scheduled_SMDTControlMode)')
+        else:
             if c >= 0x2800:
                 raise r.fail_at(av + 13, 'SignedMeteringDataType[4]', 'expected SE(SelectedScheduleTupleID), CH of SelectedScheduleTupleID')
             u = ((c >> 3) & 255)
@@ -21836,57 +22034,6 @@ def _d_iso20_common_messages_SignedMeteringDataType(r: BitReader, c: int) -> _is
             ob2_ = _new(_K_iso20_common_messages_Scheduled_SMDTControlModeType)
             ob2_.SelectedScheduleTupleID = f_2_SelectedScheduleTupleID
             f_Scheduled_SMDTControlMode = ob2_
-        else:
-            ec = (c >> 13) & 0x3
-            raise r.fail_at(av + 13, 'SignedMeteringDataType[4]', f'event code {ec}, expected SE(Dynamic_SMDTControlMode), SE(Scheduled_SMDTControlMode)')
-    elif c < 0x20000000:
-        av += 26
-        if c >= 0x18000000:
-            raise r.fail_at(av + 2, 'SignedMeteringDataType[3]', 'expected EE')
-        ob3_ = _new(_K_iso20_common_messages_Dynamic_SMDTControlModeType)
-        f_Dynamic_SMDTControlMode = ob3_
-        c >>= 26
-    elif c < 0x30000000:
-        av += 7
-        if c >= 0x24000000:
-            raise r.fail_at(av + 21, 'SignedMeteringDataType[3]', 'expected SE(SelectedScheduleTupleID), CH of SelectedScheduleTupleID')
-        u = ((c >> 18) & 255)
-        if u > 127:
-            u2 = (c >> 10) & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 3
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 3
-                    if av < 0:
-                        win, av = r.refill(av, 3)
-                    c = (win >> av) & 0x7
-                c <<= 7
-        else:
-            av += 8
-            c >>= 8
-        f_4_SelectedScheduleTupleID = u
-        if c & 0x300 != 0x0:
-            raise r.fail_at(av + 3, 'SignedMeteringDataType[3]', 'expected EE of SelectedScheduleTupleID, EE')
-        ob4_ = _new(_K_iso20_common_messages_Scheduled_SMDTControlModeType)
-        ob4_.SelectedScheduleTupleID = f_4_SelectedScheduleTupleID
-        f_Scheduled_SMDTControlMode = ob4_
-        c >>= 7
-    else:
-        ec = (c >> 28) & 0x3
-        raise r.fail_at(av + 28, 'SignedMeteringDataType[3]', f'event code {ec}, expected SE(Receipt), SE(Dynamic_SMDTControlMode), SE(Scheduled_SMDTControlMode)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'SignedMeteringDataType', 'expected EE')
     r.avail = av
@@ -22065,7 +22212,13 @@ def _d_iso20_common_messages_SubCertificatesType(r: BitReader, c: int) -> _iso20
     c = (win >> av) & 0xfff
     if c >= 0x800:
         raise r.fail_at(av + 12, 'SubCertificatesType', 'expected EE of Certificate')
-    if c < 0x200:
+    if c >= 0x200:
+        if c < 0x400:
+            av += 9
+        else:
+            ec = (c >> 9) & 0x3
+            raise r.fail_at(av + 9, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
+    else:
         if c >= 0x100:
             raise r.fail_at(av + 9, 'SubCertificatesType[1]', 'expected CH of Certificate')
         u = c
@@ -22098,7 +22251,13 @@ def _d_iso20_common_messages_SubCertificatesType(r: BitReader, c: int) -> _iso20
         c = (win >> av) & 0xfff
         if c >= 0x800:
             raise r.fail_at(av + 12, 'SubCertificatesType[1]', 'expected EE of Certificate')
-        if c < 0x200:
+        if c >= 0x200:
+            if c < 0x400:
+                av += 9
+            else:
+                ec = (c >> 9) & 0x3
+                raise r.fail_at(av + 9, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
+        else:
             if c >= 0x100:
                 raise r.fail_at(av + 9, 'SubCertificatesType[2]', 'expected CH of Certificate')
             u = c
@@ -22131,16 +22290,6 @@ def _d_iso20_common_messages_SubCertificatesType(r: BitReader, c: int) -> _iso20
             c = (win >> av) & 0x3
             if c:
                 raise r.fail_at(av + 2, 'SubCertificatesType[2]', 'expected EE of Certificate, EE')
-        elif c < 0x400:
-            av += 9
-        else:
-            ec = (c >> 9) & 0x3
-            raise r.fail_at(av + 9, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
-    elif c < 0x400:
-        av += 9
-    else:
-        ec = (c >> 9) & 0x3
-        raise r.fail_at(av + 9, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
     r.avail = av
     ob = _new(_K_iso20_common_messages_SubCertificatesType)
     ob.Certificate = f_Certificate
@@ -22263,7 +22412,15 @@ def _d_iso20_common_messages_SupportedProvidersListType(r: BitReader, c: int) ->
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-        if c < 0x200:
+        if c >= 0x200:
+            if c < 0x400:
+                av += 9
+                s = -1
+                break
+            else:
+                ec = (c >> 9) & 0x3
+                raise r.fail_at(av + 9, 'SupportedProvidersListType[1]', f'event code {ec}, expected SE(ProviderID), EE')
+        else:
             if c >= 0x100:
                 raise r.fail_at(av + 9, 'SupportedProvidersListType[1]', 'expected CH of ProviderID')
             u = c
@@ -22300,23 +22457,16 @@ def _d_iso20_common_messages_SupportedProvidersListType(r: BitReader, c: int) ->
             if n == 127:
                 s = 128
                 break
-        elif c < 0x400:
-            av += 9
-            s = -1
-            break
-        else:
-            ec = (c >> 9) & 0x3
-            raise r.fail_at(av + 9, 'SupportedProvidersListType[1]', f'event code {ec}, expected SE(ProviderID), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
-    if s == 128:
+    if s != 128:
+        av += 1
+    else:
         if c:
             raise r.fail_at(av + 1, 'SupportedProvidersListType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso20_common_messages_SupportedProvidersListType)
     ob.ProviderID = f_ProviderID
@@ -22534,7 +22684,15 @@ def _d_iso20_common_messages_TaxRuleListType(r: BitReader, c: int) -> _iso20_com
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c < 0x10000000:
+        if c >= 0x10000000:
+            if c < 0x20000000:
+                av += 28
+                s = -1
+                break
+            else:
+                ec = (c >> 28) & 0x3
+                raise r.fail_at(av + 28, 'TaxRuleListType[1]', f'event code {ec}, expected SE(TaxRule), EE')
+        else:
             r.avail = av
             f_TaxRule.append(_d_iso20_common_messages_TaxRuleType(r, c))
             win = r.win
@@ -22543,23 +22701,16 @@ def _d_iso20_common_messages_TaxRuleListType(r: BitReader, c: int) -> _iso20_com
             if n == 9:
                 s = 10
                 break
-        elif c < 0x20000000:
-            av += 28
-            s = -1
-            break
-        else:
-            ec = (c >> 28) & 0x3
-            raise r.fail_at(av + 28, 'TaxRuleListType[1]', f'event code {ec}, expected SE(TaxRule), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
-    if s == 10:
+    if s != 10:
+        av += 1
+    else:
         if c:
             raise r.fail_at(av + 1, 'TaxRuleListType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso20_common_messages_TaxRuleListType)
     ob.TaxRule = f_TaxRule
@@ -22659,7 +22810,51 @@ def _d_iso20_common_messages_TaxRuleType(r: BitReader, c: int) -> _iso20_common_
     c &= 0x3ff
     if c >= 0x200:
         raise r.fail_at(av + 10, 'TaxRuleType', 'expected EE of TaxRuleID')
-    if c < 0x80:
+    if c >= 0x80:
+        if c < 0x100:
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x300e0000 != 0x0:
+                raise r.fail_at(av + 30, 'TaxRuleType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_2_Exponent = (c >> 20) - 128
+            sg = ((c >> 16) & 1)
+            u = ((c >> 8) & 255)
+            if u > 127:
+                u2 = c & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
+                    u2 = c
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            else:
+                av += 8
+            f_2_Value = -u - 1 if sg else u
+            av -= 24
+            if av < 0:
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
+            if c >= 0x400000:
+                raise r.fail_at(av + 24, 'TaxRuleType[1]', 'expected EE of Value, EE')
+            ob2_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob2_.Exponent = f_2_Exponent
+            ob2_.Value = f_2_Value
+            f_TaxRate = ob2_
+        else:
+            ec = (c >> 7) & 0x3
+            raise r.fail_at(av + 7, 'TaxRuleType[1]', f'event code {ec}, expected SE(TaxRuleName), SE(TaxRate)')
+    else:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 9)
@@ -22736,49 +22931,6 @@ def _d_iso20_common_messages_TaxRuleType(r: BitReader, c: int) -> _iso20_common_
         if av < 0:
             win, av = r.refill(av, 22)
         c = (win >> av) & 0x3fffff
-    elif c < 0x100:
-        av -= 23
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c & 0x300e0000 != 0x0:
-            raise r.fail_at(av + 30, 'TaxRuleType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_2_Exponent = (c >> 20) - 128
-        sg = ((c >> 16) & 1)
-        u = ((c >> 8) & 255)
-        if u > 127:
-            u2 = c & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                c = (win >> av) & 0xff
-                u2 = c
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        else:
-            av += 8
-        f_2_Value = -u - 1 if sg else u
-        av -= 24
-        if av < 0:
-            win, av = r.refill(av, 24)
-        c = (win >> av) & 0xffffff
-        if c >= 0x400000:
-            raise r.fail_at(av + 24, 'TaxRuleType[1]', 'expected EE of Value, EE')
-        ob2_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob2_.Exponent = f_2_Exponent
-        ob2_.Value = f_2_Value
-        f_TaxRate = ob2_
-    else:
-        ec = (c >> 7) & 0x3
-        raise r.fail_at(av + 7, 'TaxRuleType[1]', f'event code {ec}, expected SE(TaxRuleName), SE(TaxRate)')
     if c < 0x100000:
         try:
             f_TaxIncludedInPrice, f_AppliesToEnergyFee = _Ta135abd8[c >> 13]
@@ -22787,7 +22939,10 @@ def _d_iso20_common_messages_TaxRuleType(r: BitReader, c: int) -> _iso20_common_
                 raise r.fail_at(av + 20, 'TaxRuleType[3]', 'expected CH of TaxIncludedInPrice, EE of TaxIncludedInPrice, SE(AppliesToEnergyFee), CH of AppliesToEnergyFee, EE of AppliesToEnergyFee') from None
             f_TaxIncludedInPrice = (c >> 18) == 1
             f_AppliesToEnergyFee = ((c >> 14) & 1) == 1
-    elif c < 0x200000:
+    elif c >= 0x200000:
+        ec = (c >> 20) & 0x3
+        raise r.fail_at(av + 20, 'TaxRuleType[3]', f'event code {ec}, expected SE(TaxIncludedInPrice), SE(AppliesToEnergyFee)')
+    else:
         av += 4
         try:
             f_AppliesToEnergyFee = _Ta870a97b[(c >> 17) & 0x7]
@@ -22796,9 +22951,6 @@ def _d_iso20_common_messages_TaxRuleType(r: BitReader, c: int) -> _iso20_common_
                 raise r.fail_at(av + 16, 'TaxRuleType[3]', 'expected CH of AppliesToEnergyFee, EE of AppliesToEnergyFee') from None
             f_AppliesToEnergyFee = ((c >> 18) & 1) == 1
         c >>= 4
-    else:
-        ec = (c >> 20) & 0x3
-        raise r.fail_at(av + 20, 'TaxRuleType[3]', f'event code {ec}, expected SE(TaxIncludedInPrice), SE(AppliesToEnergyFee)')
     try:
         f_AppliesToParkingFee, f_AppliesToOverstayFee, f_AppliesMinimumMaximumCost = _Te57caaea[c & 0x1fff]
     except KeyError:  # not a valid pattern: say why
@@ -23040,7 +23192,16 @@ def _d_iso20_common_messages_VehicleCheckInReqType(r: BitReader, c: int) -> _iso
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'VehicleCheckInReqType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -23059,14 +23220,6 @@ def _d_iso20_common_messages_VehicleCheckInReqType(r: BitReader, c: int) -> _iso
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif c < 0x200:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
         f_EVCheckInStatus, f_ParkingMethod, ec = _T2aab4db1[c >> 17]
     except KeyError:  # not a valid pattern: say why
@@ -23089,141 +23242,7 @@ def _d_iso20_common_messages_VehicleCheckInReqType(r: BitReader, c: int) -> _iso
     s = 1
     s = 2
     s = 3
-    if ec == 0:
-        try:
-            sg = _T071cdf68[(c >> 15) & 0x3]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x10000 != 0x0:
-                raise r.fail_at(av + 17, 'VehicleCheckInReqType[3]', 'expected CH of VehicleFrame') from None
-            sg = ((c >> 15) & 1)
-        u = ((c >> 7) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 15)
-            c = (win >> av) & 0x7fff
-            u2 = c >> 7
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 15)
-                c = (win >> av) & 0x7fff
-                u2 = c >> 7
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 7
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 7
-                    if av < 0:
-                        win, av = r.refill(av, 7)
-                    c = (win >> av) & 0x7f
-        f_VehicleFrame = -u - 1 if sg else u
-        c &= 0x7f
-        if c >= 0x40:
-            raise r.fail_at(av + 7, 'VehicleCheckInReqType[3]', 'expected EE of VehicleFrame')
-        if c < 0x10:
-            av -= 26
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-            try:
-                sg = _T071cdf68[c >> 28]
-            except KeyError:  # not a valid pattern: say why
-                if c >= 0x20000000:
-                    raise r.fail_at(av + 30, 'VehicleCheckInReqType[4]', 'expected CH of DeviceOffset') from None
-                sg = (c >> 28)
-            u = ((c >> 20) & 255)
-            if u > 127:
-                u2 = (c >> 12) & 0xFF
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 20)
-                    c = (win >> av) & 0xfffff
-                    u2 = c >> 12
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 12
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 12
-                        if av < 0:
-                            win, av = r.refill(av, 12)
-                        c = (win >> av) & 0xfff
-            else:
-                av += 8
-                c >>= 8
-            f_DeviceOffset = -u - 1 if sg else u
-            if c & 0x800 != 0x0:
-                raise r.fail_at(av + 12, 'VehicleCheckInReqType[4]', 'expected EE of DeviceOffset')
-            av -= 3
-            if av < 0:
-                win, av = r.refill(av, 14)
-            c = (win >> av) & 0x3fff
-            s = 5
-        elif c < 0x20:
-            av -= 26
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-            try:
-                sg = _T071cdf68[c >> 28]
-            except KeyError:  # not a valid pattern: say why
-                if c >= 0x20000000:
-                    raise r.fail_at(av + 30, 'VehicleCheckInReqType[4]', 'expected CH of VehicleTravel') from None
-                sg = (c >> 28)
-            u = ((c >> 20) & 255)
-            if u > 127:
-                u2 = (c >> 12) & 0xFF
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 20)
-                    c = (win >> av) & 0xfffff
-                    u2 = c >> 12
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 12
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 12
-                        if av < 0:
-                            win, av = r.refill(av, 12)
-                        c = (win >> av) & 0xfff
-            else:
-                av += 8
-                c >>= 8
-            f_VehicleTravel = -u - 1 if sg else u
-            if c & 0x800 != 0x0:
-                raise r.fail_at(av + 12, 'VehicleCheckInReqType[4]', 'expected EE of VehicleTravel')
-            av -= 3
-            if av < 0:
-                win, av = r.refill(av, 14)
-            c = (win >> av) & 0x3fff
-            s = 6
-        elif c < 0x30:
-            av -= 10
-            s = -1
-        else:
-            ec = (c >> 4) & 0x3
-            raise r.fail_at(av + 4, 'VehicleCheckInReqType[4]', f'event code {ec}, expected SE(DeviceOffset), SE(VehicleTravel), EE')
-    elif ec == 1:
+    if ec == 1:
         try:
             sg = _T071cdf68[(c >> 15) & 0x3]
         except KeyError:  # not a valid pattern: say why
@@ -23310,11 +23329,155 @@ def _d_iso20_common_messages_VehicleCheckInReqType(r: BitReader, c: int) -> _iso
     elif ec == 3:
         av += 3
         s = -1
-    else:
+    elif ec != 0:
         raise r.fail_at(av + 17, 'VehicleCheckInReqType[3]', f'event code {ec}, expected SE(VehicleFrame), SE(DeviceOffset), SE(VehicleTravel), EE')
-    if s == 5:
+    else:
+        try:
+            sg = _T071cdf68[(c >> 15) & 0x3]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x10000 != 0x0:
+                raise r.fail_at(av + 17, 'VehicleCheckInReqType[3]', 'expected CH of VehicleFrame') from None
+            sg = ((c >> 15) & 1)
+        u = ((c >> 7) & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 15)
+            c = (win >> av) & 0x7fff
+            u2 = c >> 7
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 15)
+                c = (win >> av) & 0x7fff
+                u2 = c >> 7
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    av += 7
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+                    av -= 7
+                    if av < 0:
+                        win, av = r.refill(av, 7)
+                    c = (win >> av) & 0x7f
+        f_VehicleFrame = -u - 1 if sg else u
+        c &= 0x7f
+        if c >= 0x40:
+            raise r.fail_at(av + 7, 'VehicleCheckInReqType[3]', 'expected EE of VehicleFrame')
+        if c >= 0x10:
+            if c < 0x20:
+                av -= 26
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+                try:
+                    sg = _T071cdf68[c >> 28]
+                except KeyError:  # not a valid pattern: say why
+                    if c >= 0x20000000:
+                        raise r.fail_at(av + 30, 'VehicleCheckInReqType[4]', 'expected CH of VehicleTravel') from None
+                    sg = (c >> 28)
+                u = ((c >> 20) & 255)
+                if u > 127:
+                    u2 = (c >> 12) & 0xFF
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 20)
+                        c = (win >> av) & 0xfffff
+                        u2 = c >> 12
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 12
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 12
+                            if av < 0:
+                                win, av = r.refill(av, 12)
+                            c = (win >> av) & 0xfff
+                else:
+                    av += 8
+                    c >>= 8
+                f_VehicleTravel = -u - 1 if sg else u
+                if c & 0x800 != 0x0:
+                    raise r.fail_at(av + 12, 'VehicleCheckInReqType[4]', 'expected EE of VehicleTravel')
+                av -= 3
+                if av < 0:
+                    win, av = r.refill(av, 14)
+                c = (win >> av) & 0x3fff
+                s = 6
+            elif c < 0x30:
+                av -= 10
+                s = -1
+            else:
+                ec = (c >> 4) & 0x3
+                raise r.fail_at(av + 4, 'VehicleCheckInReqType[4]', f'event code {ec}, expected SE(DeviceOffset), SE(VehicleTravel), EE')
+        else:
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            try:
+                sg = _T071cdf68[c >> 28]
+            except KeyError:  # not a valid pattern: say why
+                if c >= 0x20000000:
+                    raise r.fail_at(av + 30, 'VehicleCheckInReqType[4]', 'expected CH of DeviceOffset') from None
+                sg = (c >> 28)
+            u = ((c >> 20) & 255)
+            if u > 127:
+                u2 = (c >> 12) & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 20)
+                    c = (win >> av) & 0xfffff
+                    u2 = c >> 12
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 12
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 12
+                        if av < 0:
+                            win, av = r.refill(av, 12)
+                        c = (win >> av) & 0xfff
+            else:
+                av += 8
+                c >>= 8
+            f_DeviceOffset = -u - 1 if sg else u
+            if c & 0x800 != 0x0:
+                raise r.fail_at(av + 12, 'VehicleCheckInReqType[4]', 'expected EE of DeviceOffset')
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 14)
+            c = (win >> av) & 0x3fff
+            s = 5
+    if s != 5:
+        pass
+    else:
         c &= 0x3fff
-        if c < 0x1000:
+        if c >= 0x1000:
+            if c < 0x2000:
+                av -= 2
+                s = -1
+            else:
+                ec = (c >> 12) & 0x3
+                raise r.fail_at(av + 12, 'VehicleCheckInReqType[5]', f'event code {ec}, expected SE(VehicleTravel), EE')
+        else:
             try:
                 sg = _T071cdf68[c >> 10]
             except KeyError:  # not a valid pattern: say why
@@ -23356,19 +23519,13 @@ def _d_iso20_common_messages_VehicleCheckInReqType(r: BitReader, c: int) -> _iso
                 win, av = r.refill(av, 14)
             c = (win >> av) & 0x3fff
             s = 6
-        elif c < 0x2000:
-            av -= 2
-            s = -1
-        else:
-            ec = (c >> 12) & 0x3
-            raise r.fail_at(av + 12, 'VehicleCheckInReqType[5]', f'event code {ec}, expected SE(VehicleTravel), EE')
-    if s == 6:
+    if s != 6:
+        av += 14
+    else:
         av += 13
         if c & 0x2000 != 0x0:
             raise r.fail_at(av + 1, 'VehicleCheckInReqType', 'expected EE')
         s = -1
-    else:
-        av += 14
     r.avail = av
     ob = _new(_K_iso20_common_messages_VehicleCheckInReqType)
     ob.Header = f_Header
@@ -23647,7 +23804,16 @@ def _d_iso20_common_messages_VehicleCheckInResType(r: BitReader, c: int) -> _iso
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'VehicleCheckInResType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -23666,21 +23832,13 @@ def _d_iso20_common_messages_VehicleCheckInResType(r: BitReader, c: int) -> _iso
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif c < 0x200:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0x30200000 != 0x0:
         raise r.fail_at(av + 30, 'VehicleCheckInResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
     iv = (c >> 22)
     if iv >= 40:
         raise r.fail_at(av + 18, 'VehicleCheckInResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    ec = ((c >> 18) & 7)
+    c &= 0x1fffff
     ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
@@ -23688,13 +23846,90 @@ def _d_iso20_common_messages_VehicleCheckInResType(r: BitReader, c: int) -> _iso
     f_Header = ob1_
     s = 1
     s = 2
-    if ec == 0:
+    if c >= 0x40000:
+        if c < 0x80000:
+            try:
+                sg = _T071cdf68[(c >> 16) & 0x3]
+            except KeyError:  # not a valid pattern: say why
+                if c >= 0x60000:
+                    raise r.fail_at(av + 18, 'VehicleCheckInResType[2]', 'expected CH of DeviceLocation') from None
+                sg = ((c >> 16) & 1)
+            u = ((c >> 8) & 255)
+            if u > 127:
+                u2 = c & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
+                    u2 = c
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            else:
+                av += 8
+            f_DeviceLocation = -u - 1 if sg else u
+            av -= 15
+            if av < 0:
+                win, av = r.refill(av, 15)
+            c = (win >> av) & 0x7fff
+            if c >= 0x4000:
+                raise r.fail_at(av + 15, 'VehicleCheckInResType[2]', 'expected EE of DeviceLocation')
+            s = 4
+        elif c < 0xc0000:
+            try:
+                sg = _T071cdf68[(c >> 16) & 0x3]
+            except KeyError:  # not a valid pattern: say why
+                if c >= 0xa0000:
+                    raise r.fail_at(av + 18, 'VehicleCheckInResType[2]', 'expected CH of TargetDistance') from None
+                sg = ((c >> 16) & 1)
+            u = ((c >> 8) & 255)
+            if u > 127:
+                u2 = c & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
+                    u2 = c
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            else:
+                av += 8
+            f_TargetDistance = -u - 1 if sg else u
+            av -= 15
+            if av < 0:
+                win, av = r.refill(av, 15)
+            c = (win >> av) & 0x7fff
+            if c >= 0x4000:
+                raise r.fail_at(av + 15, 'VehicleCheckInResType[2]', 'expected EE of TargetDistance')
+            s = 5
+        elif c < 0x100000:
+            av += 4
+            s = -1
+        else:
+            ec = (c >> 18) & 0x7
+            raise r.fail_at(av + 18, 'VehicleCheckInResType[2]', f'event code {ec}, expected SE(ParkingSpace), SE(DeviceLocation), SE(TargetDistance), EE')
+    else:
         try:
-            sg = _T071cdf68[(c >> 16) & 0x3]
+            sg = _T071cdf68[c >> 16]
         except KeyError:  # not a valid pattern: say why
-            if c & 0x20000 != 0x0:
+            if c >= 0x20000:
                 raise r.fail_at(av + 18, 'VehicleCheckInResType[2]', 'expected CH of ParkingSpace') from None
-            sg = ((c >> 16) & 1)
+            sg = (c >> 16)
         u = ((c >> 8) & 255)
         if u > 127:
             u2 = c & 0xFF
@@ -23722,7 +23957,55 @@ def _d_iso20_common_messages_VehicleCheckInResType(r: BitReader, c: int) -> _iso
         c = (win >> av) & 0xfffffff
         if c >= 0x8000000:
             raise r.fail_at(av + 28, 'VehicleCheckInResType[2]', 'expected EE of ParkingSpace')
-        if c < 0x2000000:
+        if c >= 0x2000000:
+            if c < 0x4000000:
+                try:
+                    sg = _T071cdf68[(c >> 23) & 0x3]
+                except KeyError:  # not a valid pattern: say why
+                    if c >= 0x3000000:
+                        raise r.fail_at(av + 25, 'VehicleCheckInResType[3]', 'expected CH of TargetDistance') from None
+                    sg = ((c >> 23) & 1)
+                u = ((c >> 15) & 255)
+                if u > 127:
+                    u2 = (c >> 7) & 0xFF
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 15)
+                        c = (win >> av) & 0x7fff
+                        u2 = c >> 7
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 7
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 7
+                            if av < 0:
+                                win, av = r.refill(av, 7)
+                            c = (win >> av) & 0x7f
+                else:
+                    av += 8
+                    c >>= 8
+                f_TargetDistance = -u - 1 if sg else u
+                if c & 0x40 != 0x0:
+                    raise r.fail_at(av + 7, 'VehicleCheckInResType[3]', 'expected EE of TargetDistance')
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 14)
+                c = (win >> av) & 0x3fff
+                s = 5
+            elif c < 0x6000000:
+                av += 11
+                s = -1
+            else:
+                ec = (c >> 25) & 0x3
+                raise r.fail_at(av + 25, 'VehicleCheckInResType[3]', f'event code {ec}, expected SE(DeviceLocation), SE(TargetDistance), EE')
+        else:
             try:
                 sg = _T071cdf68[c >> 23]
             except KeyError:  # not a valid pattern: say why
@@ -23763,131 +24046,18 @@ def _d_iso20_common_messages_VehicleCheckInResType(r: BitReader, c: int) -> _iso
                 win, av = r.refill(av, 14)
             c = (win >> av) & 0x3fff
             s = 4
-        elif c < 0x4000000:
-            try:
-                sg = _T071cdf68[(c >> 23) & 0x3]
-            except KeyError:  # not a valid pattern: say why
-                if c >= 0x3000000:
-                    raise r.fail_at(av + 25, 'VehicleCheckInResType[3]', 'expected CH of TargetDistance') from None
-                sg = ((c >> 23) & 1)
-            u = ((c >> 15) & 255)
-            if u > 127:
-                u2 = (c >> 7) & 0xFF
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 15)
-                    c = (win >> av) & 0x7fff
-                    u2 = c >> 7
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 7
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 7
-                        if av < 0:
-                            win, av = r.refill(av, 7)
-                        c = (win >> av) & 0x7f
-            else:
-                av += 8
-                c >>= 8
-            f_TargetDistance = -u - 1 if sg else u
-            if c & 0x40 != 0x0:
-                raise r.fail_at(av + 7, 'VehicleCheckInResType[3]', 'expected EE of TargetDistance')
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 14)
-            c = (win >> av) & 0x3fff
-            s = 5
-        elif c < 0x6000000:
-            av += 11
-            s = -1
-        else:
-            ec = (c >> 25) & 0x3
-            raise r.fail_at(av + 25, 'VehicleCheckInResType[3]', f'event code {ec}, expected SE(DeviceLocation), SE(TargetDistance), EE')
-    elif ec == 1:
-        try:
-            sg = _T071cdf68[(c >> 16) & 0x3]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x20000 != 0x0:
-                raise r.fail_at(av + 18, 'VehicleCheckInResType[2]', 'expected CH of DeviceLocation') from None
-            sg = ((c >> 16) & 1)
-        u = ((c >> 8) & 255)
-        if u > 127:
-            u2 = c & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                c = (win >> av) & 0xff
-                u2 = c
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        else:
-            av += 8
-        f_DeviceLocation = -u - 1 if sg else u
-        av -= 15
-        if av < 0:
-            win, av = r.refill(av, 15)
-        c = (win >> av) & 0x7fff
-        if c >= 0x4000:
-            raise r.fail_at(av + 15, 'VehicleCheckInResType[2]', 'expected EE of DeviceLocation')
-        s = 4
-    elif ec == 2:
-        try:
-            sg = _T071cdf68[(c >> 16) & 0x3]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x20000 != 0x0:
-                raise r.fail_at(av + 18, 'VehicleCheckInResType[2]', 'expected CH of TargetDistance') from None
-            sg = ((c >> 16) & 1)
-        u = ((c >> 8) & 255)
-        if u > 127:
-            u2 = c & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                c = (win >> av) & 0xff
-                u2 = c
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        else:
-            av += 8
-        f_TargetDistance = -u - 1 if sg else u
-        av -= 15
-        if av < 0:
-            win, av = r.refill(av, 15)
-        c = (win >> av) & 0x7fff
-        if c >= 0x4000:
-            raise r.fail_at(av + 15, 'VehicleCheckInResType[2]', 'expected EE of TargetDistance')
-        s = 5
-    elif ec == 3:
-        av += 4
-        s = -1
+    if s != 4:
+        pass
     else:
-        raise r.fail_at(av + 18, 'VehicleCheckInResType[2]', f'event code {ec}, expected SE(ParkingSpace), SE(DeviceLocation), SE(TargetDistance), EE')
-    if s == 4:
         c &= 0x3fff
-        if c < 0x1000:
+        if c >= 0x1000:
+            if c < 0x2000:
+                av -= 2
+                s = -1
+            else:
+                ec = (c >> 12) & 0x3
+                raise r.fail_at(av + 12, 'VehicleCheckInResType[4]', f'event code {ec}, expected SE(TargetDistance), EE')
+        else:
             try:
                 sg = _T071cdf68[c >> 10]
             except KeyError:  # not a valid pattern: say why
@@ -23929,19 +24099,13 @@ def _d_iso20_common_messages_VehicleCheckInResType(r: BitReader, c: int) -> _iso
                 win, av = r.refill(av, 14)
             c = (win >> av) & 0x3fff
             s = 5
-        elif c < 0x2000:
-            av -= 2
-            s = -1
-        else:
-            ec = (c >> 12) & 0x3
-            raise r.fail_at(av + 12, 'VehicleCheckInResType[4]', f'event code {ec}, expected SE(TargetDistance), EE')
-    if s == 5:
+    if s != 5:
+        av += 14
+    else:
         av += 13
         if c & 0x2000 != 0x0:
             raise r.fail_at(av + 1, 'VehicleCheckInResType', 'expected EE')
         s = -1
-    else:
-        av += 14
     r.avail = av
     ob = _new(_K_iso20_common_messages_VehicleCheckInResType)
     ob.Header = f_Header
@@ -24213,7 +24377,16 @@ def _d_iso20_common_messages_VehicleCheckOutReqType(r: BitReader, c: int) -> _is
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'VehicleCheckOutReqType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -24228,14 +24401,6 @@ def _d_iso20_common_messages_VehicleCheckOutReqType(r: BitReader, c: int) -> _is
         c = (win >> av) & 0x3ffff
         if c >= 0x20000:
             raise r.fail_at(av + 18, 'MessageHeaderType[2]', 'expected EE')
-    elif c < 0x200:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 17)
-        c = (win >> av) & 0x1ffff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
         f_EVCheckOutStatus = _Tc0005eb6[c >> 10]
     except KeyError:  # not a valid pattern: say why
@@ -24400,7 +24565,16 @@ def _d_iso20_common_messages_VehicleCheckOutResType(r: BitReader, c: int) -> _is
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'VehicleCheckOutResType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 6
+            if av < 0:
+                win, av = r.refill(av, 14)
+            c = (win >> av) & 0x3fff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -24415,14 +24589,6 @@ def _d_iso20_common_messages_VehicleCheckOutResType(r: BitReader, c: int) -> _is
         c = (win >> av) & 0x7fff
         if c >= 0x4000:
             raise r.fail_at(av + 15, 'MessageHeaderType[2]', 'expected EE')
-    elif c < 0x200:
-        av -= 6
-        if av < 0:
-            win, av = r.refill(av, 14)
-        c = (win >> av) & 0x3fff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
         f_ResponseCode, f_EVSECheckOutStatus = _T3d599f5c[c]
     except KeyError:  # not a valid pattern: say why
@@ -24573,7 +24739,16 @@ def _d_iso20_common_types_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_comm
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'ChargeLoopReqType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -24592,20 +24767,25 @@ def _d_iso20_common_types_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_comm
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif c < 0x200:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
     ob1_.Signature = f_1_Signature
     f_Header = ob1_
-    if c < 0x10000000:
+    if c >= 0x10000000:
+        if c < 0x20000000:
+            av += 24
+            try:
+                f_MeterInfoRequested = _Ta870a97b[(c >> 25) & 0x7]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0xa000000 != 0x0:
+                    raise r.fail_at(av + 4, 'ChargeLoopReqType[1]', 'expected CH of MeterInfoRequested, EE of MeterInfoRequested') from None
+                f_MeterInfoRequested = ((c >> 26) & 1) == 1
+            c >>= 24
+        else:
+            ec = (c >> 28) & 0x3
+            raise r.fail_at(av + 28, 'ChargeLoopReqType[1]', f'event code {ec}, expected SE(DisplayParameters), SE(MeterInfoRequested)')
+    else:
         r.avail = av
         f_DisplayParameters = _d_iso20_common_types_DisplayParametersType(r, c)
         win = r.win
@@ -24620,18 +24800,6 @@ def _d_iso20_common_types_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_comm
             if c & 0x1a != 0x0:
                 raise r.fail_at(av + 5, 'ChargeLoopReqType[1]', 'expected SE(MeterInfoRequested), CH of MeterInfoRequested, EE of MeterInfoRequested') from None
             f_MeterInfoRequested = (c >> 2) == 1
-    elif c < 0x20000000:
-        av += 24
-        try:
-            f_MeterInfoRequested = _Ta870a97b[(c >> 25) & 0x7]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0xa000000 != 0x0:
-                raise r.fail_at(av + 4, 'ChargeLoopReqType[1]', 'expected CH of MeterInfoRequested, EE of MeterInfoRequested') from None
-            f_MeterInfoRequested = ((c >> 26) & 1) == 1
-        c >>= 24
-    else:
-        ec = (c >> 28) & 0x3
-        raise r.fail_at(av + 28, 'ChargeLoopReqType[1]', f'event code {ec}, expected SE(DisplayParameters), SE(MeterInfoRequested)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'ChargeLoopReqType', 'expected EE')
     r.avail = av
@@ -24757,7 +24925,16 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader, c: int) -> _iso20_comm
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'ChargeLoopResType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -24776,21 +24953,13 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader, c: int) -> _iso20_comm
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif c < 0x200:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0x30200000 != 0x0:
         raise r.fail_at(av + 30, 'ChargeLoopResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
     iv = (c >> 22)
     if iv >= 40:
         raise r.fail_at(av + 18, 'ChargeLoopResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    ec = ((c >> 18) & 7)
+    c &= 0x1fffff
     ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
@@ -24798,10 +24967,44 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader, c: int) -> _iso20_comm
     f_Header = ob1_
     s = 1
     s = 2
-    if ec == 0:
-        if c & 0x30000 != 0x0:
+    if c >= 0x40000:
+        if c < 0x80000:
+            av += 8
+            c >>= 8
+            c &= 0x3ff
+            r.avail = av
+            f_MeterInfo = _d_iso20_common_types_MeterInfoType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 4
+        elif c < 0xc0000:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            r.avail = av
+            f_Receipt = _d_iso20_common_types_ReceiptType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 5
+        elif c < 0x100000:
+            av -= 10
+            s = -1
+        else:
+            ec = (c >> 18) & 0x7
+            raise r.fail_at(av + 18, 'ChargeLoopResType[2]', f'event code {ec}, expected SE(EVSEStatus), SE(MeterInfo), SE(Receipt), EE')
+    else:
+        if c >= 0x10000:
             raise r.fail_at(av + 18, 'ChargeLoopResType[2]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-        u = ((c >> 8) & 255)
+        u = (c >> 8)
         if u > 127:
             u2 = c & 0xFF
             if u2 < 128:
@@ -24853,60 +25056,37 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader, c: int) -> _iso20_comm
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif ec == 1:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            r.avail = av
-            f_Receipt = _d_iso20_common_types_ReceiptType(r, c)
-            win = r.win
-            av = r.avail
-            av -= 28
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 5
         elif ec == 2:
             av -= 8
             s = -1
-        else:
+        elif ec != 1:
             raise r.fail_at(av + 20, 'ChargeLoopResType[3]', f'event code {ec}, expected SE(MeterInfo), SE(Receipt), EE')
-    elif ec == 1:
-        av += 8
-        c >>= 8
-        c &= 0x3ff
-        r.avail = av
-        f_MeterInfo = _d_iso20_common_types_MeterInfoType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 28
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 4
-    elif ec == 2:
-        av -= 10
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        r.avail = av
-        f_Receipt = _d_iso20_common_types_ReceiptType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 28
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 5
-    elif ec == 3:
-        av -= 10
-        s = -1
+        else:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            r.avail = av
+            f_Receipt = _d_iso20_common_types_ReceiptType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 5
+    if s != 4:
+        pass
     else:
-        raise r.fail_at(av + 18, 'ChargeLoopResType[2]', f'event code {ec}, expected SE(EVSEStatus), SE(MeterInfo), SE(Receipt), EE')
-    if s == 4:
         c &= 0xfffffff
-        if c < 0x4000000:
+        if c >= 0x4000000:
+            if c < 0x8000000:
+                av -= 2
+                s = -1
+            else:
+                ec = (c >> 26) & 0x3
+                raise r.fail_at(av + 26, 'ChargeLoopResType[4]', f'event code {ec}, expected SE(Receipt), EE')
+        else:
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 28)
@@ -24920,19 +25100,13 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader, c: int) -> _iso20_comm
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        elif c < 0x8000000:
-            av -= 2
-            s = -1
-        else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 26, 'ChargeLoopResType[4]', f'event code {ec}, expected SE(Receipt), EE')
-    if s == 5:
+    if s != 5:
+        av += 28
+    else:
         av += 27
         if c & 0x8000000 != 0x0:
             raise r.fail_at(av + 1, 'ChargeLoopResType', 'expected EE')
         s = -1
-    else:
-        av += 28
     r.avail = av
     ob = _new(_K_iso20_common_types_ChargeLoopResType)
     ob.Header = f_Header
@@ -25127,7 +25301,14 @@ def _d_iso20_common_types_ChargeParameterDiscoveryReqType(r: BitReader, c: int) 
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'ChargeParameterDiscoveryReqType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av += 7
+            c >>= 7
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -25142,12 +25323,6 @@ def _d_iso20_common_types_ChargeParameterDiscoveryReqType(r: BitReader, c: int) 
         c = (win >> av) & 0x3
         if c >= 0x2:
             raise r.fail_at(av + 2, 'MessageHeaderType[2]', 'expected EE')
-    elif c < 0x200:
-        av += 7
-        c >>= 7
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType', 'expected EE')
     ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
@@ -25247,7 +25422,16 @@ def _d_iso20_common_types_ChargeParameterDiscoveryResType(r: BitReader, c: int) 
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'ChargeParameterDiscoveryResType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -25262,14 +25446,6 @@ def _d_iso20_common_types_ChargeParameterDiscoveryResType(r: BitReader, c: int) 
         c = (win >> av) & 0x7ff
         if c >= 0x400:
             raise r.fail_at(av + 11, 'MessageHeaderType[2]', 'expected EE')
-    elif c < 0x200:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
         f_ResponseCode = _T5d15a1ca[c]
     except KeyError:  # not a valid pattern: say why
@@ -25634,24 +25810,246 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
     f_BatteryEnergyCapacity: _iso20_common_types.RationalNumberType | None = None
     f_InletHot: bool | None = None
     s = 0
-    if c < 0x1000000:
+    if c >= 0x1000000:
+        if c < 0x2000000:
+            try:
+                f_MinimumSOC = _Tf00db23f[(c >> 15) & 0x1ff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x808000 != 0x0:
+                    raise r.fail_at(av + 24, 'DisplayParametersType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC') from None
+                f_MinimumSOC = ((c >> 16) & 127)
+            av -= 13
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 2
+        elif c < 0x3000000:
+            try:
+                f_TargetSOC = _Tf00db23f[(c >> 15) & 0x1ff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x808000 != 0x0:
+                    raise r.fail_at(av + 24, 'DisplayParametersType[0]', 'expected CH of TargetSOC, EE of TargetSOC') from None
+                f_TargetSOC = ((c >> 16) & 127)
+            av -= 13
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 3
+        elif c < 0x4000000:
+            try:
+                f_MaximumSOC = _Tf00db23f[(c >> 15) & 0x1ff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x808000 != 0x0:
+                    raise r.fail_at(av + 24, 'DisplayParametersType[0]', 'expected CH of MaximumSOC, EE of MaximumSOC') from None
+                f_MaximumSOC = ((c >> 16) & 127)
+            av -= 13
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 4
+        elif c < 0x5000000:
+            if c >= 0x4800000:
+                raise r.fail_at(av + 24, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMinimumSOC')
+            u = ((c >> 15) & 255)
+            if u > 127:
+                u2 = (c >> 7) & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 15)
+                    c = (win >> av) & 0x7fff
+                    u2 = c >> 7
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 7
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 7
+                        if av < 0:
+                            win, av = r.refill(av, 7)
+                        c = (win >> av) & 0x7f
+            else:
+                av += 8
+                c >>= 8
+            f_RemainingTimeToMinimumSOC = u
+            if c & 0x40 != 0x0:
+                raise r.fail_at(av + 7, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMinimumSOC')
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 5
+        elif c < 0x6000000:
+            if c >= 0x5800000:
+                raise r.fail_at(av + 24, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToTargetSOC')
+            u = ((c >> 15) & 255)
+            if u > 127:
+                u2 = (c >> 7) & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 15)
+                    c = (win >> av) & 0x7fff
+                    u2 = c >> 7
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 7
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 7
+                        if av < 0:
+                            win, av = r.refill(av, 7)
+                        c = (win >> av) & 0x7f
+            else:
+                av += 8
+                c >>= 8
+            f_RemainingTimeToTargetSOC = u
+            if c & 0x40 != 0x0:
+                raise r.fail_at(av + 7, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToTargetSOC')
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 6
+        elif c < 0x7000000:
+            if c >= 0x6800000:
+                raise r.fail_at(av + 24, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMaximumSOC')
+            u = ((c >> 15) & 255)
+            if u > 127:
+                u2 = (c >> 7) & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 15)
+                    c = (win >> av) & 0x7fff
+                    u2 = c >> 7
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 7
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 7
+                        if av < 0:
+                            win, av = r.refill(av, 7)
+                        c = (win >> av) & 0x7f
+            else:
+                av += 8
+                c >>= 8
+            f_RemainingTimeToMaximumSOC = u
+            if c & 0x40 != 0x0:
+                raise r.fail_at(av + 7, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMaximumSOC')
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 7
+        elif c < 0x8000000:
+            try:
+                f_ChargingComplete = _Ta870a97b[(c >> 21) & 0x7]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0xa00000 != 0x0:
+                    raise r.fail_at(av + 24, 'DisplayParametersType[0]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
+                f_ChargingComplete = ((c >> 22) & 1) == 1
+            av -= 7
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 8
+        elif c < 0x9000000:
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'DisplayParametersType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_2_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 2
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
+            f_2_Value = -u - 1 if sg else u
+            if c & 0x3 != 0x0:
+                raise r.fail_at(av + 2, 'DisplayParametersType[0]', 'expected EE of Value, EE')
+            ob2_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob2_.Exponent = f_2_Exponent
+            ob2_.Value = f_2_Value
+            f_BatteryEnergyCapacity = ob2_
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 9
+        elif c < 0xa000000:
+            try:
+                f_InletHot = _Ta870a97b[(c >> 21) & 0x7]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0xa00000 != 0x0:
+                    raise r.fail_at(av + 24, 'DisplayParametersType[0]', 'expected CH of InletHot, EE of InletHot') from None
+                f_InletHot = ((c >> 22) & 1) == 1
+            av -= 7
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 10
+        elif c < 0xb000000:
+            av -= 4
+            s = -1
+        else:
+            ec = (c >> 24) & 0xf
+            raise r.fail_at(av + 24, 'DisplayParametersType[0]', f'event code {ec}, expected SE(PresentSOC), SE(MinimumSOC), SE(TargetSOC), SE(MaximumSOC), SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
+    else:
         if c & 0x808000 != 0x0:
             raise r.fail_at(av + 24, 'DisplayParametersType[0]', 'expected CH of PresentSOC, EE of PresentSOC')
         f_PresentSOC = (c >> 16)
-        ec = ((c >> 11) & 15)
-        if ec == 0:
+        c &= 0x7fff
+        if c < 0x800:
             try:
-                f_MinimumSOC = _Tf00db23f[(c >> 2) & 0x1ff]
+                f_MinimumSOC = _Tf00db23f[c >> 2]
             except KeyError:  # not a valid pattern: say why
                 if c & 0x404 != 0x0:
                     raise r.fail_at(av + 11, 'DisplayParametersType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC') from None
-                f_MinimumSOC = ((c >> 3) & 127)
+                f_MinimumSOC = (c >> 3)
             av -= 26
             if av < 0:
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 2
-        elif ec == 1:
+        elif c < 0x1000:
             try:
                 f_TargetSOC = _Tf00db23f[(c >> 2) & 0x1ff]
             except KeyError:  # not a valid pattern: say why
@@ -25663,7 +26061,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 3
-        elif ec == 2:
+        elif c < 0x1800:
             try:
                 f_MaximumSOC = _Tf00db23f[(c >> 2) & 0x1ff]
             except KeyError:  # not a valid pattern: say why
@@ -25675,8 +26073,8 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif ec == 3:
-            if c & 0x400 != 0x0:
+        elif c < 0x2000:
+            if c >= 0x1c00:
                 raise r.fail_at(av + 11, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToMinimumSOC')
             u = ((c >> 2) & 255)
             if u > 127:
@@ -25713,8 +26111,8 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        elif ec == 4:
-            if c & 0x400 != 0x0:
+        elif c < 0x2800:
+            if c >= 0x2400:
                 raise r.fail_at(av + 11, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToTargetSOC')
             u = ((c >> 2) & 255)
             if u > 127:
@@ -25751,8 +26149,8 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        elif ec == 5:
-            if c & 0x400 != 0x0:
+        elif c < 0x3000:
+            if c >= 0x2c00:
                 raise r.fail_at(av + 11, 'DisplayParametersType[1]', 'expected CH of RemainingTimeToMaximumSOC')
             u = ((c >> 2) & 255)
             if u > 127:
@@ -25789,7 +26187,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif ec == 6:
+        elif c < 0x3800:
             try:
                 f_ChargingComplete = _Ta870a97b[(c >> 8) & 0x7]
             except KeyError:  # not a valid pattern: say why
@@ -25801,7 +26199,26 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif ec == 7:
+        elif c >= 0x4000:
+            if c < 0x4800:
+                try:
+                    f_InletHot = _Ta870a97b[(c >> 8) & 0x7]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x500 != 0x0:
+                        raise r.fail_at(av + 11, 'DisplayParametersType[1]', 'expected CH of InletHot, EE of InletHot') from None
+                    f_InletHot = ((c >> 9) & 1) == 1
+                av -= 20
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 10
+            elif c < 0x5000:
+                av -= 17
+                s = -1
+            else:
+                ec = (c >> 11) & 0xf
+                raise r.fail_at(av + 11, 'DisplayParametersType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(MaximumSOC), SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
+        else:
             av -= 19
             if av < 0:
                 win, av = r.refill(av, 30)
@@ -25842,245 +26259,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
             ob1_.Value = f_1_Value
             f_BatteryEnergyCapacity = ob1_
             s = 9
-        elif ec == 8:
-            try:
-                f_InletHot = _Ta870a97b[(c >> 8) & 0x7]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x500 != 0x0:
-                    raise r.fail_at(av + 11, 'DisplayParametersType[1]', 'expected CH of InletHot, EE of InletHot') from None
-                f_InletHot = ((c >> 9) & 1) == 1
-            av -= 20
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 10
-        elif ec == 9:
-            av -= 17
-            s = -1
-        else:
-            raise r.fail_at(av + 11, 'DisplayParametersType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(MaximumSOC), SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
-    elif c < 0x2000000:
-        try:
-            f_MinimumSOC = _Tf00db23f[(c >> 15) & 0x1ff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x808000 != 0x0:
-                raise r.fail_at(av + 24, 'DisplayParametersType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC') from None
-            f_MinimumSOC = ((c >> 16) & 127)
-        av -= 13
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 2
-    elif c < 0x3000000:
-        try:
-            f_TargetSOC = _Tf00db23f[(c >> 15) & 0x1ff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x808000 != 0x0:
-                raise r.fail_at(av + 24, 'DisplayParametersType[0]', 'expected CH of TargetSOC, EE of TargetSOC') from None
-            f_TargetSOC = ((c >> 16) & 127)
-        av -= 13
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 3
-    elif c < 0x4000000:
-        try:
-            f_MaximumSOC = _Tf00db23f[(c >> 15) & 0x1ff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x808000 != 0x0:
-                raise r.fail_at(av + 24, 'DisplayParametersType[0]', 'expected CH of MaximumSOC, EE of MaximumSOC') from None
-            f_MaximumSOC = ((c >> 16) & 127)
-        av -= 13
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 4
-    elif c < 0x5000000:
-        if c >= 0x4800000:
-            raise r.fail_at(av + 24, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMinimumSOC')
-        u = ((c >> 15) & 255)
-        if u > 127:
-            u2 = (c >> 7) & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 15)
-                c = (win >> av) & 0x7fff
-                u2 = c >> 7
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 7
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 7
-                    if av < 0:
-                        win, av = r.refill(av, 7)
-                    c = (win >> av) & 0x7f
-        else:
-            av += 8
-            c >>= 8
-        f_RemainingTimeToMinimumSOC = u
-        if c & 0x40 != 0x0:
-            raise r.fail_at(av + 7, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMinimumSOC')
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 5
-    elif c < 0x6000000:
-        if c >= 0x5800000:
-            raise r.fail_at(av + 24, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToTargetSOC')
-        u = ((c >> 15) & 255)
-        if u > 127:
-            u2 = (c >> 7) & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 15)
-                c = (win >> av) & 0x7fff
-                u2 = c >> 7
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 7
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 7
-                    if av < 0:
-                        win, av = r.refill(av, 7)
-                    c = (win >> av) & 0x7f
-        else:
-            av += 8
-            c >>= 8
-        f_RemainingTimeToTargetSOC = u
-        if c & 0x40 != 0x0:
-            raise r.fail_at(av + 7, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToTargetSOC')
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 6
-    elif c < 0x7000000:
-        if c >= 0x6800000:
-            raise r.fail_at(av + 24, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMaximumSOC')
-        u = ((c >> 15) & 255)
-        if u > 127:
-            u2 = (c >> 7) & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 15)
-                c = (win >> av) & 0x7fff
-                u2 = c >> 7
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 7
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 7
-                    if av < 0:
-                        win, av = r.refill(av, 7)
-                    c = (win >> av) & 0x7f
-        else:
-            av += 8
-            c >>= 8
-        f_RemainingTimeToMaximumSOC = u
-        if c & 0x40 != 0x0:
-            raise r.fail_at(av + 7, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMaximumSOC')
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 7
-    elif c < 0x8000000:
-        try:
-            f_ChargingComplete = _Ta870a97b[(c >> 21) & 0x7]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0xa00000 != 0x0:
-                raise r.fail_at(av + 24, 'DisplayParametersType[0]', 'expected CH of ChargingComplete, EE of ChargingComplete') from None
-            f_ChargingComplete = ((c >> 22) & 1) == 1
-        av -= 7
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 8
-    elif c < 0x9000000:
-        if c & 0xc03800 != 0x0:
-            raise r.fail_at(av + 24, 'DisplayParametersType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_2_Exponent = ((c >> 14) & 255) - 128
-        sg = ((c >> 10) & 1)
-        u = ((c >> 2) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 2
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 2
-                    if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
-        f_2_Value = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'DisplayParametersType[0]', 'expected EE of Value, EE')
-        ob2_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob2_.Exponent = f_2_Exponent
-        ob2_.Value = f_2_Value
-        f_BatteryEnergyCapacity = ob2_
-        av -= 28
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 9
-    elif c < 0xa000000:
-        try:
-            f_InletHot = _Ta870a97b[(c >> 21) & 0x7]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0xa00000 != 0x0:
-                raise r.fail_at(av + 24, 'DisplayParametersType[0]', 'expected CH of InletHot, EE of InletHot') from None
-            f_InletHot = ((c >> 22) & 1) == 1
-        av -= 7
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 10
-    elif c < 0xb000000:
-        av -= 4
-        s = -1
+    if s != 2:
+        pass
     else:
-        ec = (c >> 24) & 0xf
-        raise r.fail_at(av + 24, 'DisplayParametersType[0]', f'event code {ec}, expected SE(PresentSOC), SE(MinimumSOC), SE(TargetSOC), SE(MaximumSOC), SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
-    if s == 2:
         c &= 0xfffffff
         if c < 0x1000000:
             try:
@@ -26229,7 +26410,26 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif c < 0x7000000:
+        elif c >= 0x7000000:
+            if c < 0x8000000:
+                try:
+                    f_InletHot = _Ta870a97b[(c >> 21) & 0x7]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0xa00000 != 0x0:
+                        raise r.fail_at(av + 24, 'DisplayParametersType[2]', 'expected CH of InletHot, EE of InletHot') from None
+                    f_InletHot = ((c >> 22) & 1) == 1
+                av -= 7
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 10
+            elif c < 0x9000000:
+                av -= 4
+                s = -1
+            else:
+                ec = (c >> 24) & 0xf
+                raise r.fail_at(av + 24, 'DisplayParametersType[2]', f'event code {ec}, expected SE(TargetSOC), SE(MaximumSOC), SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
+        else:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'DisplayParametersType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_3_Exponent = ((c >> 14) & 255) - 128
@@ -26273,25 +26473,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif c < 0x8000000:
-            try:
-                f_InletHot = _Ta870a97b[(c >> 21) & 0x7]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0xa00000 != 0x0:
-                    raise r.fail_at(av + 24, 'DisplayParametersType[2]', 'expected CH of InletHot, EE of InletHot') from None
-                f_InletHot = ((c >> 22) & 1) == 1
-            av -= 7
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 10
-        elif c < 0x9000000:
-            av -= 4
-            s = -1
-        else:
-            ec = (c >> 24) & 0xf
-            raise r.fail_at(av + 24, 'DisplayParametersType[2]', f'event code {ec}, expected SE(TargetSOC), SE(MaximumSOC), SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
-    if s == 3:
+    if s != 3:
+        pass
+    else:
         c &= 0xfffffff
         if c < 0x1000000:
             try:
@@ -26428,7 +26612,26 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif c < 0x6000000:
+        elif c >= 0x6000000:
+            if c < 0x7000000:
+                try:
+                    f_InletHot = _Ta870a97b[(c >> 21) & 0x7]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0xa00000 != 0x0:
+                        raise r.fail_at(av + 24, 'DisplayParametersType[3]', 'expected CH of InletHot, EE of InletHot') from None
+                    f_InletHot = ((c >> 22) & 1) == 1
+                av -= 7
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 10
+            elif c < 0x8000000:
+                av -= 4
+                s = -1
+            else:
+                ec = (c >> 24) & 0xf
+                raise r.fail_at(av + 24, 'DisplayParametersType[3]', f'event code {ec}, expected SE(MaximumSOC), SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
+        else:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'DisplayParametersType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_4_Exponent = ((c >> 14) & 255) - 128
@@ -26472,25 +26675,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif c < 0x7000000:
-            try:
-                f_InletHot = _Ta870a97b[(c >> 21) & 0x7]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0xa00000 != 0x0:
-                    raise r.fail_at(av + 24, 'DisplayParametersType[3]', 'expected CH of InletHot, EE of InletHot') from None
-                f_InletHot = ((c >> 22) & 1) == 1
-            av -= 7
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 10
-        elif c < 0x8000000:
-            av -= 4
-            s = -1
-        else:
-            ec = (c >> 24) & 0xf
-            raise r.fail_at(av + 24, 'DisplayParametersType[3]', f'event code {ec}, expected SE(MaximumSOC), SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
-    if s == 4:
+    if s != 4:
+        pass
+    else:
         c &= 0xfffffff
         if c < 0x2000000:
             if c >= 0x1000000:
@@ -26615,7 +26802,26 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif c < 0xa000000:
+        elif c >= 0xa000000:
+            if c < 0xc000000:
+                try:
+                    f_InletHot = _Ta870a97b[(c >> 22) & 0x7]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x1400000 != 0x0:
+                        raise r.fail_at(av + 25, 'DisplayParametersType[4]', 'expected CH of InletHot, EE of InletHot') from None
+                    f_InletHot = ((c >> 23) & 1) == 1
+                av -= 6
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 10
+            elif c < 0xe000000:
+                av -= 3
+                s = -1
+            else:
+                ec = (c >> 25) & 0x7
+                raise r.fail_at(av + 25, 'DisplayParametersType[4]', f'event code {ec}, expected SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
+        else:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'DisplayParametersType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_5_Exponent = ((c >> 15) & 255) - 128
@@ -26659,25 +26865,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif c < 0xc000000:
-            try:
-                f_InletHot = _Ta870a97b[(c >> 22) & 0x7]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x1400000 != 0x0:
-                    raise r.fail_at(av + 25, 'DisplayParametersType[4]', 'expected CH of InletHot, EE of InletHot') from None
-                f_InletHot = ((c >> 23) & 1) == 1
-            av -= 6
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 10
-        elif c < 0xe000000:
-            av -= 3
-            s = -1
-        else:
-            ec = (c >> 25) & 0x7
-            raise r.fail_at(av + 25, 'DisplayParametersType[4]', f'event code {ec}, expected SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
-    if s == 5:
+    if s != 5:
+        pass
+    else:
         c &= 0xfffffff
         if c < 0x2000000:
             if c >= 0x1000000:
@@ -26765,7 +26955,26 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif c < 0x8000000:
+        elif c >= 0x8000000:
+            if c < 0xa000000:
+                try:
+                    f_InletHot = _Ta870a97b[(c >> 22) & 0x7]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x1400000 != 0x0:
+                        raise r.fail_at(av + 25, 'DisplayParametersType[5]', 'expected CH of InletHot, EE of InletHot') from None
+                    f_InletHot = ((c >> 23) & 1) == 1
+                av -= 6
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 10
+            elif c < 0xc000000:
+                av -= 3
+                s = -1
+            else:
+                ec = (c >> 25) & 0x7
+                raise r.fail_at(av + 25, 'DisplayParametersType[5]', f'event code {ec}, expected SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
+        else:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'DisplayParametersType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_6_Exponent = ((c >> 15) & 255) - 128
@@ -26809,25 +27018,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif c < 0xa000000:
-            try:
-                f_InletHot = _Ta870a97b[(c >> 22) & 0x7]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x1400000 != 0x0:
-                    raise r.fail_at(av + 25, 'DisplayParametersType[5]', 'expected CH of InletHot, EE of InletHot') from None
-                f_InletHot = ((c >> 23) & 1) == 1
-            av -= 6
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 10
-        elif c < 0xc000000:
-            av -= 3
-            s = -1
-        else:
-            ec = (c >> 25) & 0x7
-            raise r.fail_at(av + 25, 'DisplayParametersType[5]', f'event code {ec}, expected SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
-    if s == 6:
+    if s != 6:
+        pass
+    else:
         c &= 0xfffffff
         if c < 0x2000000:
             if c >= 0x1000000:
@@ -26878,7 +27071,26 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif c < 0x6000000:
+        elif c >= 0x6000000:
+            if c < 0x8000000:
+                try:
+                    f_InletHot = _Ta870a97b[(c >> 22) & 0x7]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x1400000 != 0x0:
+                        raise r.fail_at(av + 25, 'DisplayParametersType[6]', 'expected CH of InletHot, EE of InletHot') from None
+                    f_InletHot = ((c >> 23) & 1) == 1
+                av -= 6
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 10
+            elif c < 0xa000000:
+                av -= 3
+                s = -1
+            else:
+                ec = (c >> 25) & 0x7
+                raise r.fail_at(av + 25, 'DisplayParametersType[6]', f'event code {ec}, expected SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
+        else:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'DisplayParametersType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_7_Exponent = ((c >> 15) & 255) - 128
@@ -26922,25 +27134,9 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif c < 0x8000000:
-            try:
-                f_InletHot = _Ta870a97b[(c >> 22) & 0x7]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x1400000 != 0x0:
-                    raise r.fail_at(av + 25, 'DisplayParametersType[6]', 'expected CH of InletHot, EE of InletHot') from None
-                f_InletHot = ((c >> 23) & 1) == 1
-            av -= 6
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 10
-        elif c < 0xa000000:
-            av -= 3
-            s = -1
-        else:
-            ec = (c >> 25) & 0x7
-            raise r.fail_at(av + 25, 'DisplayParametersType[6]', f'event code {ec}, expected SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
-    if s == 7:
+    if s != 7:
+        pass
+    else:
         c &= 0xfffffff
         if c < 0x2000000:
             try:
@@ -26954,7 +27150,26 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif c < 0x4000000:
+        elif c >= 0x4000000:
+            if c < 0x6000000:
+                try:
+                    f_InletHot = _Ta870a97b[(c >> 22) & 0x7]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x1400000 != 0x0:
+                        raise r.fail_at(av + 25, 'DisplayParametersType[7]', 'expected CH of InletHot, EE of InletHot') from None
+                    f_InletHot = ((c >> 23) & 1) == 1
+                av -= 6
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 10
+            elif c < 0x8000000:
+                av -= 3
+                s = -1
+            else:
+                ec = (c >> 25) & 0x7
+                raise r.fail_at(av + 25, 'DisplayParametersType[7]', f'event code {ec}, expected SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
+        else:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'DisplayParametersType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_8_Exponent = ((c >> 15) & 255) - 128
@@ -26998,27 +27213,30 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif c < 0x6000000:
-            try:
-                f_InletHot = _Ta870a97b[(c >> 22) & 0x7]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x1400000 != 0x0:
-                    raise r.fail_at(av + 25, 'DisplayParametersType[7]', 'expected CH of InletHot, EE of InletHot') from None
-                f_InletHot = ((c >> 23) & 1) == 1
-            av -= 6
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 10
-        elif c < 0x8000000:
-            av -= 3
-            s = -1
-        else:
-            ec = (c >> 25) & 0x7
-            raise r.fail_at(av + 25, 'DisplayParametersType[7]', f'event code {ec}, expected SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
-    if s == 8:
+    if s != 8:
+        pass
+    else:
         c &= 0xfffffff
-        if c < 0x4000000:
+        if c >= 0x4000000:
+            if c < 0x8000000:
+                try:
+                    f_InletHot = _Ta870a97b[(c >> 23) & 0x7]
+                except KeyError:  # not a valid pattern: say why
+                    if c & 0x2800000 != 0x0:
+                        raise r.fail_at(av + 26, 'DisplayParametersType[8]', 'expected CH of InletHot, EE of InletHot') from None
+                    f_InletHot = ((c >> 24) & 1) == 1
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 10
+            elif c < 0xc000000:
+                av -= 2
+                s = -1
+            else:
+                ec = (c >> 26) & 0x3
+                raise r.fail_at(av + 26, 'DisplayParametersType[8]', f'event code {ec}, expected SE(BatteryEnergyCapacity), SE(InletHot), EE')
+        else:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'DisplayParametersType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_9_Exponent = (c >> 16) - 128
@@ -27062,27 +27280,18 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif c < 0x8000000:
-            try:
-                f_InletHot = _Ta870a97b[(c >> 23) & 0x7]
-            except KeyError:  # not a valid pattern: say why
-                if c & 0x2800000 != 0x0:
-                    raise r.fail_at(av + 26, 'DisplayParametersType[8]', 'expected CH of InletHot, EE of InletHot') from None
-                f_InletHot = ((c >> 24) & 1) == 1
-            av -= 5
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 10
-        elif c < 0xc000000:
-            av -= 2
-            s = -1
-        else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 26, 'DisplayParametersType[8]', f'event code {ec}, expected SE(BatteryEnergyCapacity), SE(InletHot), EE')
-    if s == 9:
+    if s != 9:
+        pass
+    else:
         c &= 0xfffffff
-        if c < 0x4000000:
+        if c >= 0x4000000:
+            if c < 0x8000000:
+                av -= 2
+                s = -1
+            else:
+                ec = (c >> 26) & 0x3
+                raise r.fail_at(av + 26, 'DisplayParametersType[9]', f'event code {ec}, expected SE(InletHot), EE')
+        else:
             try:
                 f_InletHot = _Ta870a97b[c >> 23]
             except KeyError:  # not a valid pattern: say why
@@ -27094,19 +27303,13 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 10
-        elif c < 0x8000000:
-            av -= 2
-            s = -1
-        else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 26, 'DisplayParametersType[9]', f'event code {ec}, expected SE(InletHot), EE')
-    if s == 10:
+    if s != 10:
+        av += 28
+    else:
         av += 27
         if c & 0x8000000 != 0x0:
             raise r.fail_at(av + 1, 'DisplayParametersType', 'expected EE')
         s = -1
-    else:
-        av += 28
     r.avail = av
     ob = _new(_K_iso20_common_types_DisplayParametersType)
     ob.PresentSOC = f_PresentSOC
@@ -28080,7 +28283,54 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader, c: int) -> 
     f_EVTargetEnergyRequest: _iso20_common_types.RationalNumberType
     f_EVMaximumEnergyRequest: _iso20_common_types.RationalNumberType
     f_EVMinimumEnergyRequest: _iso20_common_types.RationalNumberType
-    if c < 0x4000000:
+    if c >= 0x4000000:
+        if c < 0x8000000:
+            if c & 0x300e000 != 0x0:
+                raise r.fail_at(av + 26, 'Dynamic_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_2_Exponent = ((c >> 16) & 255) - 128
+            sg = ((c >> 12) & 1)
+            u = ((c >> 4) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 4
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 4
+                        if av < 0:
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
+            f_2_Value = -u - 1 if sg else u
+            if c & 0xc != 0x0:
+                raise r.fail_at(av + 4, 'Dynamic_CLReqControlModeType[0]', 'expected EE of Value, EE')
+            ob2_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob2_.Exponent = f_2_Exponent
+            ob2_.Value = f_2_Value
+            f_EVTargetEnergyRequest = ob2_
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        else:
+            ec = (c >> 26) & 0x3
+            raise r.fail_at(av + 26, 'Dynamic_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
+    else:
         if c >= 0x2000000:
             raise r.fail_at(av + 26, 'Dynamic_CLReqControlModeType[0]', 'expected CH of DepartureTime')
         u = (c >> 17)
@@ -28156,52 +28406,6 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader, c: int) -> 
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif c < 0x8000000:
-        if c & 0x300e000 != 0x0:
-            raise r.fail_at(av + 26, 'Dynamic_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_2_Exponent = ((c >> 16) & 255) - 128
-        sg = ((c >> 12) & 1)
-        u = ((c >> 4) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
-            u2 = c >> 4
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
-                u2 = c >> 4
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 4
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 4
-                    if av < 0:
-                        win, av = r.refill(av, 4)
-                    c = (win >> av) & 0xf
-        f_2_Value = -u - 1 if sg else u
-        if c & 0xc != 0x0:
-            raise r.fail_at(av + 4, 'Dynamic_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ob2_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob2_.Exponent = f_2_Exponent
-        ob2_.Value = f_2_Value
-        f_EVTargetEnergyRequest = ob2_
-        av -= 28
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        ec = (c >> 26) & 0x3
-        raise r.fail_at(av + 26, 'Dynamic_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
     if c & 0x38070000 != 0x0:
         raise r.fail_at(av + 30, 'Dynamic_CLReqControlModeType', 'expected SE(EVMaximumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_3_Exponent = (c >> 19) - 128
@@ -28469,7 +28673,74 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader, c: int) -> 
     f_TargetSOC: int | None = None
     f_AckMaxDelay: int | None = None
     s = 0
-    if c < 0x2000000:
+    if c >= 0x2000000:
+        if c < 0x4000000:
+            try:
+                f_MinimumSOC = _Tf00db23f[(c >> 16) & 0x1ff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x1010000 != 0x0:
+                    raise r.fail_at(av + 25, 'Dynamic_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC') from None
+                f_MinimumSOC = ((c >> 17) & 127)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 25)
+            c = (win >> av) & 0x1ffffff
+            s = 2
+        elif c < 0x6000000:
+            try:
+                f_TargetSOC = _Tf00db23f[(c >> 16) & 0x1ff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x1010000 != 0x0:
+                    raise r.fail_at(av + 25, 'Dynamic_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC') from None
+                f_TargetSOC = ((c >> 17) & 127)
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 25)
+            c = (win >> av) & 0x1ffffff
+            s = 3
+        elif c < 0x8000000:
+            if c >= 0x7000000:
+                raise r.fail_at(av + 25, 'Dynamic_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
+            u = ((c >> 16) & 255)
+            if u > 127:
+                u2 = (c >> 8) & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 16)
+                    c = (win >> av) & 0xffff
+                    u2 = c >> 8
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 8
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        c = (win >> av) & 0xff
+            else:
+                av += 8
+                c >>= 8
+            f_AckMaxDelay = u
+            if c & 0x80 != 0x0:
+                raise r.fail_at(av + 8, 'Dynamic_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
+            av -= 18
+            if av < 0:
+                win, av = r.refill(av, 25)
+            c = (win >> av) & 0x1ffffff
+            s = 4
+        elif c < 0xa000000:
+            s = -1
+        else:
+            ec = (c >> 25) & 0x7
+            raise r.fail_at(av + 25, 'Dynamic_CLResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), EE')
+    else:
         if c >= 0x1000000:
             raise r.fail_at(av + 25, 'Dynamic_CLResControlModeType[0]', 'expected CH of DepartureTime')
         u = (c >> 16)
@@ -28534,7 +28805,14 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader, c: int) -> 
                 win, av = r.refill(av, 25)
             c = (win >> av) & 0x1ffffff
             s = 3
-        elif c < 0x30:
+        elif c >= 0x30:
+            if c < 0x40:
+                av -= 21
+                s = -1
+            else:
+                ec = (c >> 4) & 0x7
+                raise r.fail_at(av + 4, 'Dynamic_CLResControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), EE')
+        else:
             av -= 26
             if av < 0:
                 win, av = r.refill(av, 30)
@@ -28575,79 +28853,9 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader, c: int) -> 
                 win, av = r.refill(av, 25)
             c = (win >> av) & 0x1ffffff
             s = 4
-        elif c < 0x40:
-            av -= 21
-            s = -1
-        else:
-            ec = (c >> 4) & 0x7
-            raise r.fail_at(av + 4, 'Dynamic_CLResControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), EE')
-    elif c < 0x4000000:
-        try:
-            f_MinimumSOC = _Tf00db23f[(c >> 16) & 0x1ff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x1010000 != 0x0:
-                raise r.fail_at(av + 25, 'Dynamic_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC') from None
-            f_MinimumSOC = ((c >> 17) & 127)
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 25)
-        c = (win >> av) & 0x1ffffff
-        s = 2
-    elif c < 0x6000000:
-        try:
-            f_TargetSOC = _Tf00db23f[(c >> 16) & 0x1ff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x1010000 != 0x0:
-                raise r.fail_at(av + 25, 'Dynamic_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC') from None
-            f_TargetSOC = ((c >> 17) & 127)
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 25)
-        c = (win >> av) & 0x1ffffff
-        s = 3
-    elif c < 0x8000000:
-        if c >= 0x7000000:
-            raise r.fail_at(av + 25, 'Dynamic_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
-        u = ((c >> 16) & 255)
-        if u > 127:
-            u2 = (c >> 8) & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 16)
-                c = (win >> av) & 0xffff
-                u2 = c >> 8
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 8
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    c = (win >> av) & 0xff
-        else:
-            av += 8
-            c >>= 8
-        f_AckMaxDelay = u
-        if c & 0x80 != 0x0:
-            raise r.fail_at(av + 8, 'Dynamic_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
-        av -= 18
-        if av < 0:
-            win, av = r.refill(av, 25)
-        c = (win >> av) & 0x1ffffff
-        s = 4
-    elif c < 0xa000000:
-        s = -1
+    if s != 2:
+        pass
     else:
-        ec = (c >> 25) & 0x7
-        raise r.fail_at(av + 25, 'Dynamic_CLResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), EE')
-    if s == 2:
         c &= 0x1ffffff
         if c < 0x800000:
             try:
@@ -28661,7 +28869,14 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader, c: int) -> 
                 win, av = r.refill(av, 25)
             c = (win >> av) & 0x1ffffff
             s = 3
-        elif c < 0x1000000:
+        elif c >= 0x1000000:
+            if c < 0x1800000:
+                av -= 2
+                s = -1
+            else:
+                ec = (c >> 23) & 0x3
+                raise r.fail_at(av + 23, 'Dynamic_CLResControlModeType[2]', f'event code {ec}, expected SE(TargetSOC), SE(AckMaxDelay), EE')
+        else:
             if c >= 0xc00000:
                 raise r.fail_at(av + 23, 'Dynamic_CLResControlModeType[2]', 'expected CH of AckMaxDelay')
             u = ((c >> 14) & 255)
@@ -28698,15 +28913,18 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader, c: int) -> 
                 win, av = r.refill(av, 25)
             c = (win >> av) & 0x1ffffff
             s = 4
-        elif c < 0x1800000:
-            av -= 2
-            s = -1
-        else:
-            ec = (c >> 23) & 0x3
-            raise r.fail_at(av + 23, 'Dynamic_CLResControlModeType[2]', f'event code {ec}, expected SE(TargetSOC), SE(AckMaxDelay), EE')
-    if s == 3:
+    if s != 3:
+        pass
+    else:
         c &= 0x1ffffff
-        if c < 0x800000:
+        if c >= 0x800000:
+            if c < 0x1000000:
+                av -= 2
+                s = -1
+            else:
+                ec = (c >> 23) & 0x3
+                raise r.fail_at(av + 23, 'Dynamic_CLResControlModeType[3]', f'event code {ec}, expected SE(AckMaxDelay), EE')
+        else:
             if c >= 0x400000:
                 raise r.fail_at(av + 23, 'Dynamic_CLResControlModeType[3]', 'expected CH of AckMaxDelay')
             u = (c >> 14)
@@ -28743,19 +28961,13 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader, c: int) -> 
                 win, av = r.refill(av, 25)
             c = (win >> av) & 0x1ffffff
             s = 4
-        elif c < 0x1000000:
-            av -= 2
-            s = -1
-        else:
-            ec = (c >> 23) & 0x3
-            raise r.fail_at(av + 23, 'Dynamic_CLResControlModeType[3]', f'event code {ec}, expected SE(AckMaxDelay), EE')
-    if s == 4:
+    if s != 4:
+        av += 25
+    else:
         av += 24
         if c & 0x1000000 != 0x0:
             raise r.fail_at(av + 1, 'Dynamic_CLResControlModeType', 'expected EE')
         s = -1
-    else:
-        av += 25
     r.avail = av
     ob = _new(_K_iso20_common_types_Dynamic_CLResControlModeType)
     ob.DepartureTime = f_DepartureTime
@@ -29120,7 +29332,15 @@ def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader, c: int) -> 
         if av < 0:
             win, av = r.refill(av, 12)
         c = (win >> av) & 0xfff
-        if c < 0x400:
+        if c >= 0x400:
+            if c < 0x800:
+                av += 10
+                s = -1
+                break
+            else:
+                ec = (c >> 10) & 0x3
+                raise r.fail_at(av + 10, 'ListOfRootCertificateIDsType[1]', f'event code {ec}, expected SE(RootCertificateID), EE')
+        else:
             if c >= 0x100:
                 raise r.fail_at(av + 10, 'ListOfRootCertificateIDsType[1]', 'expected SE(X509IssuerName), CH of X509IssuerName')
             u = c
@@ -29194,23 +29414,16 @@ def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader, c: int) -> 
             if n == 19:
                 s = 20
                 break
-        elif c < 0x800:
-            av += 10
-            s = -1
-            break
-        else:
-            ec = (c >> 10) & 0x3
-            raise r.fail_at(av + 10, 'ListOfRootCertificateIDsType[1]', f'event code {ec}, expected SE(RootCertificateID), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
-    if s == 20:
+    if s != 20:
+        av += 1
+    else:
         if c:
             raise r.fail_at(av + 1, 'ListOfRootCertificateIDsType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso20_common_types_ListOfRootCertificateIDsType)
     ob.RootCertificateID = f_RootCertificateID
@@ -29395,7 +29608,13 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader, c: int) -> _iso20_comm
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'MessageHeaderType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av += 8
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -29410,11 +29629,6 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader, c: int) -> _iso20_comm
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
-    elif c < 0x200:
-        av += 8
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     r.avail = av
     ob = _new(_K_iso20_common_types_MessageHeaderType)
     ob.SessionID = f_SessionID
@@ -29563,7 +29777,220 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader, c: int) -> _iso20_common_t
     if c >= 0x400:
         raise r.fail_at(av + 11, 'MeterInfoType', 'expected EE of ChargedEnergyReadingWh')
     s = 2
-    if c < 0x80:
+    if c >= 0x80:
+        if c < 0x100:
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c >= 0x20000000:
+                raise r.fail_at(av + 30, 'MeterInfoType[2]', 'expected CH of CapacitiveEnergyReadingVARh')
+            u = (c >> 21)
+            if u > 127:
+                u2 = (c >> 13) & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 21)
+                    c = (win >> av) & 0x1fffff
+                    u2 = c >> 13
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 13
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 13
+                        if av < 0:
+                            win, av = r.refill(av, 13)
+                        c = (win >> av) & 0x1fff
+            else:
+                av += 8
+                c >>= 8
+            f_CapacitiveEnergyReadingVARh = u
+            if c & 0x1000 != 0x0:
+                raise r.fail_at(av + 13, 'MeterInfoType[2]', 'expected EE of CapacitiveEnergyReadingVARh')
+            av -= 16
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 4
+        elif c < 0x180:
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c >= 0x20000000:
+                raise r.fail_at(av + 30, 'MeterInfoType[2]', 'expected CH of BPT_InductiveEnergyReadingVARh')
+            u = (c >> 21)
+            if u > 127:
+                u2 = (c >> 13) & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 21)
+                    c = (win >> av) & 0x1fffff
+                    u2 = c >> 13
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 13
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 13
+                        if av < 0:
+                            win, av = r.refill(av, 13)
+                        c = (win >> av) & 0x1fff
+            else:
+                av += 8
+                c >>= 8
+            f_BPT_InductiveEnergyReadingVARh = u
+            if c & 0x1000 != 0x0:
+                raise r.fail_at(av + 13, 'MeterInfoType[2]', 'expected EE of BPT_InductiveEnergyReadingVARh')
+            av -= 16
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 5
+        elif c < 0x200:
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            if c >= 0x100:
+                raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of MeterSignature')
+            u = c
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_MeterSignature = r.binary_of(u, 64)
+            win = r.win
+            av = r.avail
+            av -= 29
+            if av < 0:
+                win, av = r.refill(av, 29)
+            c = (win >> av) & 0x1fffffff
+            if c >= 0x10000000:
+                raise r.fail_at(av + 29, 'MeterInfoType[2]', 'expected EE of MeterSignature')
+            s = 6
+        elif c < 0x280:
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            try:
+                sg = _T071cdf68[c >> 28]
+            except KeyError:  # not a valid pattern: say why
+                if c >= 0x20000000:
+                    raise r.fail_at(av + 30, 'MeterInfoType[2]', 'expected CH of MeterStatus') from None
+                sg = (c >> 28)
+            u = ((c >> 20) & 255)
+            if u > 127:
+                u2 = (c >> 12) & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 20)
+                    c = (win >> av) & 0xfffff
+                    u2 = c >> 12
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 12
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 12
+                        if av < 0:
+                            win, av = r.refill(av, 12)
+                        c = (win >> av) & 0xfff
+            else:
+                av += 8
+                c >>= 8
+            f_MeterStatus = -u - 1 if sg else u
+            if c & 0x800 != 0x0:
+                raise r.fail_at(av + 12, 'MeterInfoType[2]', 'expected EE of MeterStatus')
+            av -= 17
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 7
+        elif c < 0x300:
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c >= 0x20000000:
+                raise r.fail_at(av + 30, 'MeterInfoType[2]', 'expected CH of MeterTimestamp')
+            u = (c >> 21)
+            if u > 127:
+                u2 = (c >> 13) & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 21)
+                    c = (win >> av) & 0x1fffff
+                    u2 = c >> 13
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 13
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 13
+                        if av < 0:
+                            win, av = r.refill(av, 13)
+                        c = (win >> av) & 0x1fff
+            else:
+                av += 8
+                c >>= 8
+            f_MeterTimestamp = u
+            if c & 0x1000 != 0x0:
+                raise r.fail_at(av + 13, 'MeterInfoType[2]', 'expected EE of MeterTimestamp')
+            av -= 16
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 8
+        elif c < 0x380:
+            av -= 21
+            s = -1
+        else:
+            ec = (c >> 7) & 0x7
+            raise r.fail_at(av + 7, 'MeterInfoType[2]', f'event code {ec}, expected SE(BPT_DischargedEnergyReadingWh), SE(CapacitiveEnergyReadingVARh), SE(BPT_InductiveEnergyReadingVARh), SE(MeterSignature), SE(MeterStatus), SE(MeterTimestamp), EE')
+    else:
         av -= 23
         if av < 0:
             win, av = r.refill(av, 30)
@@ -29696,7 +30123,45 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader, c: int) -> _iso20_common_t
             if c >= 0x10000000:
                 raise r.fail_at(av + 29, 'MeterInfoType[3]', 'expected EE of MeterSignature')
             s = 6
-        elif c < 0x800:
+        elif c >= 0x800:
+            if c < 0xa00:
+                if c >= 0x900:
+                    raise r.fail_at(av + 9, 'MeterInfoType[3]', 'expected CH of MeterTimestamp')
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                f_MeterTimestamp = u
+                av -= 29
+                if av < 0:
+                    win, av = r.refill(av, 29)
+                c = (win >> av) & 0x1fffffff
+                if c >= 0x10000000:
+                    raise r.fail_at(av + 29, 'MeterInfoType[3]', 'expected EE of MeterTimestamp')
+                s = 8
+            elif c < 0xc00:
+                av -= 19
+                s = -1
+            else:
+                ec = (c >> 9) & 0x7
+                raise r.fail_at(av + 9, 'MeterInfoType[3]', f'event code {ec}, expected SE(CapacitiveEnergyReadingVARh), SE(BPT_InductiveEnergyReadingVARh), SE(MeterSignature), SE(MeterStatus), SE(MeterTimestamp), EE')
+        else:
             av -= 21
             if av < 0:
                 win, av = r.refill(av, 30)
@@ -29741,256 +30206,9 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader, c: int) -> _iso20_common_t
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif c < 0xa00:
-            if c >= 0x900:
-                raise r.fail_at(av + 9, 'MeterInfoType[3]', 'expected CH of MeterTimestamp')
-            u = (c & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-            f_MeterTimestamp = u
-            av -= 29
-            if av < 0:
-                win, av = r.refill(av, 29)
-            c = (win >> av) & 0x1fffffff
-            if c >= 0x10000000:
-                raise r.fail_at(av + 29, 'MeterInfoType[3]', 'expected EE of MeterTimestamp')
-            s = 8
-        elif c < 0xc00:
-            av -= 19
-            s = -1
-        else:
-            ec = (c >> 9) & 0x7
-            raise r.fail_at(av + 9, 'MeterInfoType[3]', f'event code {ec}, expected SE(CapacitiveEnergyReadingVARh), SE(BPT_InductiveEnergyReadingVARh), SE(MeterSignature), SE(MeterStatus), SE(MeterTimestamp), EE')
-    elif c < 0x100:
-        av -= 23
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c >= 0x20000000:
-            raise r.fail_at(av + 30, 'MeterInfoType[2]', 'expected CH of CapacitiveEnergyReadingVARh')
-        u = (c >> 21)
-        if u > 127:
-            u2 = (c >> 13) & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 21)
-                c = (win >> av) & 0x1fffff
-                u2 = c >> 13
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 13
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 13
-                    if av < 0:
-                        win, av = r.refill(av, 13)
-                    c = (win >> av) & 0x1fff
-        else:
-            av += 8
-            c >>= 8
-        f_CapacitiveEnergyReadingVARh = u
-        if c & 0x1000 != 0x0:
-            raise r.fail_at(av + 13, 'MeterInfoType[2]', 'expected EE of CapacitiveEnergyReadingVARh')
-        av -= 16
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 4
-    elif c < 0x180:
-        av -= 23
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c >= 0x20000000:
-            raise r.fail_at(av + 30, 'MeterInfoType[2]', 'expected CH of BPT_InductiveEnergyReadingVARh')
-        u = (c >> 21)
-        if u > 127:
-            u2 = (c >> 13) & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 21)
-                c = (win >> av) & 0x1fffff
-                u2 = c >> 13
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 13
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 13
-                    if av < 0:
-                        win, av = r.refill(av, 13)
-                    c = (win >> av) & 0x1fff
-        else:
-            av += 8
-            c >>= 8
-        f_BPT_InductiveEnergyReadingVARh = u
-        if c & 0x1000 != 0x0:
-            raise r.fail_at(av + 13, 'MeterInfoType[2]', 'expected EE of BPT_InductiveEnergyReadingVARh')
-        av -= 16
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 5
-    elif c < 0x200:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c >= 0x100:
-            raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of MeterSignature')
-        u = c
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_MeterSignature = r.binary_of(u, 64)
-        win = r.win
-        av = r.avail
-        av -= 29
-        if av < 0:
-            win, av = r.refill(av, 29)
-        c = (win >> av) & 0x1fffffff
-        if c >= 0x10000000:
-            raise r.fail_at(av + 29, 'MeterInfoType[2]', 'expected EE of MeterSignature')
-        s = 6
-    elif c < 0x280:
-        av -= 23
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        try:
-            sg = _T071cdf68[c >> 28]
-        except KeyError:  # not a valid pattern: say why
-            if c >= 0x20000000:
-                raise r.fail_at(av + 30, 'MeterInfoType[2]', 'expected CH of MeterStatus') from None
-            sg = (c >> 28)
-        u = ((c >> 20) & 255)
-        if u > 127:
-            u2 = (c >> 12) & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 20)
-                c = (win >> av) & 0xfffff
-                u2 = c >> 12
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 12
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 12
-                    if av < 0:
-                        win, av = r.refill(av, 12)
-                    c = (win >> av) & 0xfff
-        else:
-            av += 8
-            c >>= 8
-        f_MeterStatus = -u - 1 if sg else u
-        if c & 0x800 != 0x0:
-            raise r.fail_at(av + 12, 'MeterInfoType[2]', 'expected EE of MeterStatus')
-        av -= 17
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 7
-    elif c < 0x300:
-        av -= 23
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c >= 0x20000000:
-            raise r.fail_at(av + 30, 'MeterInfoType[2]', 'expected CH of MeterTimestamp')
-        u = (c >> 21)
-        if u > 127:
-            u2 = (c >> 13) & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 21)
-                c = (win >> av) & 0x1fffff
-                u2 = c >> 13
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 13
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 13
-                    if av < 0:
-                        win, av = r.refill(av, 13)
-                    c = (win >> av) & 0x1fff
-        else:
-            av += 8
-            c >>= 8
-        f_MeterTimestamp = u
-        if c & 0x1000 != 0x0:
-            raise r.fail_at(av + 13, 'MeterInfoType[2]', 'expected EE of MeterTimestamp')
-        av -= 16
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 8
-    elif c < 0x380:
-        av -= 21
-        s = -1
+    if s != 4:
+        pass
     else:
-        ec = (c >> 7) & 0x7
-        raise r.fail_at(av + 7, 'MeterInfoType[2]', f'event code {ec}, expected SE(BPT_DischargedEnergyReadingWh), SE(CapacitiveEnergyReadingVARh), SE(BPT_InductiveEnergyReadingVARh), SE(MeterSignature), SE(MeterStatus), SE(MeterTimestamp), EE')
-    if s == 4:
         c &= 0xfffffff
         if c < 0x2000000:
             if c >= 0x1000000:
@@ -30064,7 +30282,51 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader, c: int) -> _iso20_common_t
             if c >= 0x10000000:
                 raise r.fail_at(av + 29, 'MeterInfoType[4]', 'expected EE of MeterSignature')
             s = 6
-        elif c < 0x6000000:
+        elif c >= 0x6000000:
+            if c < 0x8000000:
+                if c >= 0x7000000:
+                    raise r.fail_at(av + 25, 'MeterInfoType[4]', 'expected CH of MeterTimestamp')
+                u = ((c >> 16) & 255)
+                if u > 127:
+                    u2 = (c >> 8) & 0xFF
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 16)
+                        c = (win >> av) & 0xffff
+                        u2 = c >> 8
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 8
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 8)
+                            c = (win >> av) & 0xff
+                else:
+                    av += 8
+                    c >>= 8
+                f_MeterTimestamp = u
+                if c & 0x80 != 0x0:
+                    raise r.fail_at(av + 8, 'MeterInfoType[4]', 'expected EE of MeterTimestamp')
+                av -= 21
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 8
+            elif c < 0xa000000:
+                av -= 3
+                s = -1
+            else:
+                ec = (c >> 25) & 0x7
+                raise r.fail_at(av + 25, 'MeterInfoType[4]', f'event code {ec}, expected SE(BPT_InductiveEnergyReadingVARh), SE(MeterSignature), SE(MeterStatus), SE(MeterTimestamp), EE')
+        else:
             try:
                 sg = _T071cdf68[(c >> 23) & 0x3]
             except KeyError:  # not a valid pattern: say why
@@ -30105,50 +30367,9 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader, c: int) -> _iso20_common_t
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif c < 0x8000000:
-            if c >= 0x7000000:
-                raise r.fail_at(av + 25, 'MeterInfoType[4]', 'expected CH of MeterTimestamp')
-            u = ((c >> 16) & 255)
-            if u > 127:
-                u2 = (c >> 8) & 0xFF
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 16)
-                    c = (win >> av) & 0xffff
-                    u2 = c >> 8
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 8
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 8
-                        if av < 0:
-                            win, av = r.refill(av, 8)
-                        c = (win >> av) & 0xff
-            else:
-                av += 8
-                c >>= 8
-            f_MeterTimestamp = u
-            if c & 0x80 != 0x0:
-                raise r.fail_at(av + 8, 'MeterInfoType[4]', 'expected EE of MeterTimestamp')
-            av -= 21
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 8
-        elif c < 0xa000000:
-            av -= 3
-            s = -1
-        else:
-            ec = (c >> 25) & 0x7
-            raise r.fail_at(av + 25, 'MeterInfoType[4]', f'event code {ec}, expected SE(BPT_InductiveEnergyReadingVARh), SE(MeterSignature), SE(MeterStatus), SE(MeterTimestamp), EE')
-    if s == 5:
+    if s != 5:
+        pass
+    else:
         c &= 0xfffffff
         if c < 0x2000000:
             av += 16
@@ -30185,7 +30406,51 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader, c: int) -> _iso20_common_t
             if c >= 0x10000000:
                 raise r.fail_at(av + 29, 'MeterInfoType[5]', 'expected EE of MeterSignature')
             s = 6
-        elif c < 0x4000000:
+        elif c >= 0x4000000:
+            if c < 0x6000000:
+                if c >= 0x5000000:
+                    raise r.fail_at(av + 25, 'MeterInfoType[5]', 'expected CH of MeterTimestamp')
+                u = ((c >> 16) & 255)
+                if u > 127:
+                    u2 = (c >> 8) & 0xFF
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 16)
+                        c = (win >> av) & 0xffff
+                        u2 = c >> 8
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 8
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 8)
+                            c = (win >> av) & 0xff
+                else:
+                    av += 8
+                    c >>= 8
+                f_MeterTimestamp = u
+                if c & 0x80 != 0x0:
+                    raise r.fail_at(av + 8, 'MeterInfoType[5]', 'expected EE of MeterTimestamp')
+                av -= 21
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 8
+            elif c < 0x8000000:
+                av -= 3
+                s = -1
+            else:
+                ec = (c >> 25) & 0x7
+                raise r.fail_at(av + 25, 'MeterInfoType[5]', f'event code {ec}, expected SE(MeterSignature), SE(MeterStatus), SE(MeterTimestamp), EE')
+        else:
             try:
                 sg = _T071cdf68[(c >> 23) & 0x3]
             except KeyError:  # not a valid pattern: say why
@@ -30226,52 +30491,55 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader, c: int) -> _iso20_common_t
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif c < 0x6000000:
-            if c >= 0x5000000:
-                raise r.fail_at(av + 25, 'MeterInfoType[5]', 'expected CH of MeterTimestamp')
-            u = ((c >> 16) & 255)
-            if u > 127:
-                u2 = (c >> 8) & 0xFF
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 16)
-                    c = (win >> av) & 0xffff
-                    u2 = c >> 8
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 8
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
+    if s != 6:
+        pass
+    else:
+        c &= 0xfffffff
+        if c >= 0x4000000:
+            if c < 0x8000000:
+                if c >= 0x6000000:
+                    raise r.fail_at(av + 26, 'MeterInfoType[6]', 'expected CH of MeterTimestamp')
+                u = ((c >> 17) & 255)
+                if u > 127:
+                    u2 = (c >> 9) & 0xFF
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
                         av -= 8
                         if av < 0:
-                            win, av = r.refill(av, 8)
-                        c = (win >> av) & 0xff
+                            win, av = r.refill(av, 17)
+                        c = (win >> av) & 0x1ffff
+                        u2 = c >> 9
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 9
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 9
+                            if av < 0:
+                                win, av = r.refill(av, 9)
+                            c = (win >> av) & 0x1ff
+                else:
+                    av += 8
+                    c >>= 8
+                f_MeterTimestamp = u
+                if c & 0x100 != 0x0:
+                    raise r.fail_at(av + 9, 'MeterInfoType[6]', 'expected EE of MeterTimestamp')
+                av -= 20
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 8
+            elif c < 0xc000000:
+                av -= 2
+                s = -1
             else:
-                av += 8
-                c >>= 8
-            f_MeterTimestamp = u
-            if c & 0x80 != 0x0:
-                raise r.fail_at(av + 8, 'MeterInfoType[5]', 'expected EE of MeterTimestamp')
-            av -= 21
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 8
-        elif c < 0x8000000:
-            av -= 3
-            s = -1
+                ec = (c >> 26) & 0x3
+                raise r.fail_at(av + 26, 'MeterInfoType[6]', f'event code {ec}, expected SE(MeterStatus), SE(MeterTimestamp), EE')
         else:
-            ec = (c >> 25) & 0x7
-            raise r.fail_at(av + 25, 'MeterInfoType[5]', f'event code {ec}, expected SE(MeterSignature), SE(MeterStatus), SE(MeterTimestamp), EE')
-    if s == 6:
-        c &= 0xfffffff
-        if c < 0x4000000:
             try:
                 sg = _T071cdf68[c >> 24]
             except KeyError:  # not a valid pattern: say why
@@ -30312,52 +30580,18 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader, c: int) -> _iso20_common_t
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif c < 0x8000000:
-            if c >= 0x6000000:
-                raise r.fail_at(av + 26, 'MeterInfoType[6]', 'expected CH of MeterTimestamp')
-            u = ((c >> 17) & 255)
-            if u > 127:
-                u2 = (c >> 9) & 0xFF
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 17)
-                    c = (win >> av) & 0x1ffff
-                    u2 = c >> 9
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 9
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 9
-                        if av < 0:
-                            win, av = r.refill(av, 9)
-                        c = (win >> av) & 0x1ff
-            else:
-                av += 8
-                c >>= 8
-            f_MeterTimestamp = u
-            if c & 0x100 != 0x0:
-                raise r.fail_at(av + 9, 'MeterInfoType[6]', 'expected EE of MeterTimestamp')
-            av -= 20
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 8
-        elif c < 0xc000000:
-            av -= 2
-            s = -1
-        else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 26, 'MeterInfoType[6]', f'event code {ec}, expected SE(MeterStatus), SE(MeterTimestamp), EE')
-    if s == 7:
+    if s != 7:
+        pass
+    else:
         c &= 0xfffffff
-        if c < 0x4000000:
+        if c >= 0x4000000:
+            if c < 0x8000000:
+                av -= 2
+                s = -1
+            else:
+                ec = (c >> 26) & 0x3
+                raise r.fail_at(av + 26, 'MeterInfoType[7]', f'event code {ec}, expected SE(MeterTimestamp), EE')
+        else:
             if c >= 0x2000000:
                 raise r.fail_at(av + 26, 'MeterInfoType[7]', 'expected CH of MeterTimestamp')
             u = (c >> 17)
@@ -30394,19 +30628,13 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader, c: int) -> _iso20_common_t
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif c < 0x8000000:
-            av -= 2
-            s = -1
-        else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 26, 'MeterInfoType[7]', f'event code {ec}, expected SE(MeterTimestamp), EE')
-    if s == 8:
+    if s != 8:
+        av += 28
+    else:
         av += 27
         if c & 0x8000000 != 0x0:
             raise r.fail_at(av + 1, 'MeterInfoType', 'expected EE')
         s = -1
-    else:
-        av += 28
     r.avail = av
     ob = _new(_K_iso20_common_types_MeterInfoType)
     ob.MeterID = f_MeterID
@@ -31103,7 +31331,375 @@ def _d_iso20_common_types_ReceiptType(r: BitReader, c: int) -> _iso20_common_typ
     if c >= 0x200:
         raise r.fail_at(av + 10, 'ReceiptType', 'expected EE of TimeAnchor')
     s = 1
-    if c < 0x40:
+    if c >= 0x40:
+        if c < 0x80:
+            av -= 24
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x38070000 != 0x0:
+                raise r.fail_at(av + 30, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_16_Exponent = (c >> 19) - 128
+            sg = ((c >> 15) & 1)
+            u = ((c >> 7) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 15)
+                c = (win >> av) & 0x7fff
+                u2 = c >> 7
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 15)
+                    c = (win >> av) & 0x7fff
+                    u2 = c >> 7
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 7
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 7
+                        if av < 0:
+                            win, av = r.refill(av, 7)
+                        c = (win >> av) & 0x7f
+            f_16_Value = -u - 1 if sg else u
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x3e01c000 != 0x0:
+                raise r.fail_at(av + 30, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_17_Exponent = (c >> 17) - 128
+            sg = ((c >> 13) & 1)
+            u = ((c >> 5) & 255)
+            ob16_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob16_.Exponent = f_16_Exponent
+            ob16_.Value = f_16_Value
+            f_15_Amount = ob16_
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
+                u2 = c >> 5
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 13)
+                    c = (win >> av) & 0x1fff
+                    u2 = c >> 5
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 5
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 5
+                        if av < 0:
+                            win, av = r.refill(av, 5)
+                        c = (win >> av) & 0x1f
+            f_17_Value = -u - 1 if sg else u
+            if c & 0x1c != 0x0:
+                raise r.fail_at(av + 5, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+            ob17_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob17_.Exponent = f_17_Exponent
+            ob17_.Value = f_17_Value
+            f_15_CostPerUnit = ob17_
+            ob15_ = _new(_K_iso20_common_types_DetailedCostType)
+            ob15_.Amount = f_15_Amount
+            ob15_.CostPerUnit = f_15_CostPerUnit
+            f_OccupancyCosts = ob15_
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 3
+        elif c < 0xc0:
+            av -= 24
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x38070000 != 0x0:
+                raise r.fail_at(av + 30, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_19_Exponent = (c >> 19) - 128
+            sg = ((c >> 15) & 1)
+            u = ((c >> 7) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 15)
+                c = (win >> av) & 0x7fff
+                u2 = c >> 7
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 15)
+                    c = (win >> av) & 0x7fff
+                    u2 = c >> 7
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 7
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 7
+                        if av < 0:
+                            win, av = r.refill(av, 7)
+                        c = (win >> av) & 0x7f
+            f_19_Value = -u - 1 if sg else u
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x3e01c000 != 0x0:
+                raise r.fail_at(av + 30, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_20_Exponent = (c >> 17) - 128
+            sg = ((c >> 13) & 1)
+            u = ((c >> 5) & 255)
+            ob19_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob19_.Exponent = f_19_Exponent
+            ob19_.Value = f_19_Value
+            f_18_Amount = ob19_
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
+                u2 = c >> 5
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 13)
+                    c = (win >> av) & 0x1fff
+                    u2 = c >> 5
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 5
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 5
+                        if av < 0:
+                            win, av = r.refill(av, 5)
+                        c = (win >> av) & 0x1f
+            f_20_Value = -u - 1 if sg else u
+            if c & 0x1c != 0x0:
+                raise r.fail_at(av + 5, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+            ob20_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob20_.Exponent = f_20_Exponent
+            ob20_.Value = f_20_Value
+            f_18_CostPerUnit = ob20_
+            ob18_ = _new(_K_iso20_common_types_DetailedCostType)
+            ob18_.Amount = f_18_Amount
+            ob18_.CostPerUnit = f_18_CostPerUnit
+            f_AdditionalServicesCosts = ob18_
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 4
+        elif c < 0x100:
+            av -= 24
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x38070000 != 0x0:
+                raise r.fail_at(av + 30, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_22_Exponent = (c >> 19) - 128
+            sg = ((c >> 15) & 1)
+            u = ((c >> 7) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 15)
+                c = (win >> av) & 0x7fff
+                u2 = c >> 7
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 15)
+                    c = (win >> av) & 0x7fff
+                    u2 = c >> 7
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 7
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 7
+                        if av < 0:
+                            win, av = r.refill(av, 7)
+                        c = (win >> av) & 0x7f
+            f_22_Value = -u - 1 if sg else u
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x3e01c000 != 0x0:
+                raise r.fail_at(av + 30, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_23_Exponent = (c >> 17) - 128
+            sg = ((c >> 13) & 1)
+            u = ((c >> 5) & 255)
+            ob22_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob22_.Exponent = f_22_Exponent
+            ob22_.Value = f_22_Value
+            f_21_Amount = ob22_
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
+                u2 = c >> 5
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 13)
+                    c = (win >> av) & 0x1fff
+                    u2 = c >> 5
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 5
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 5
+                        if av < 0:
+                            win, av = r.refill(av, 5)
+                        c = (win >> av) & 0x1f
+            f_23_Value = -u - 1 if sg else u
+            if c & 0x1c != 0x0:
+                raise r.fail_at(av + 5, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+            ob23_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob23_.Exponent = f_23_Exponent
+            ob23_.Value = f_23_Value
+            f_21_CostPerUnit = ob23_
+            ob21_ = _new(_K_iso20_common_types_DetailedCostType)
+            ob21_.Amount = f_21_Amount
+            ob21_.CostPerUnit = f_21_CostPerUnit
+            f_OverstayCosts = ob21_
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 5
+        elif c < 0x140:
+            av -= 24
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c >= 0x10000000:
+                raise r.fail_at(av + 30, 'ReceiptType[1]', 'expected SE(TaxRuleID), CH of TaxRuleID')
+            u = (c >> 20)
+            if u > 127:
+                u2 = (c >> 12) & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 20)
+                    c = (win >> av) & 0xfffff
+                    u2 = c >> 12
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 12
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 12
+                        if av < 0:
+                            win, av = r.refill(av, 12)
+                        c = (win >> av) & 0xfff
+            else:
+                av += 8
+                c >>= 8
+            f_24_TaxRuleID = u
+            av -= 18
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x3c038000 != 0x0:
+                raise r.fail_at(av + 30, 'ReceiptType[1]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_25_Exponent = (c >> 18) - 128
+            sg = ((c >> 14) & 1)
+            u = ((c >> 6) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 14)
+                c = (win >> av) & 0x3fff
+                u2 = c >> 6
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 14)
+                    c = (win >> av) & 0x3fff
+                    u2 = c >> 6
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 6
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 6
+                        if av < 0:
+                            win, av = r.refill(av, 6)
+                        c = (win >> av) & 0x3f
+            f_25_Value = -u - 1 if sg else u
+            if c & 0x38 != 0x0:
+                raise r.fail_at(av + 6, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+            ob25_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob25_.Exponent = f_25_Exponent
+            ob25_.Value = f_25_Value
+            f_24_Amount = ob25_
+            ob24_ = _new(_K_iso20_common_types_DetailedTaxType)
+            ob24_.TaxRuleID = f_24_TaxRuleID
+            ob24_.Amount = f_24_Amount
+            f_TaxCosts.append(ob24_)
+            av -= 25
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 6
+        elif c < 0x180:
+            av -= 22
+            s = -1
+        else:
+            ec = (c >> 6) & 0x7
+            raise r.fail_at(av + 6, 'ReceiptType[1]', f'event code {ec}, expected SE(EnergyCosts), SE(OccupancyCosts), SE(AdditionalServicesCosts), SE(OverstayCosts), SE(TaxCosts), EE')
+    else:
         av -= 24
         if av < 0:
             win, av = r.refill(av, 30)
@@ -31194,7 +31790,271 @@ def _d_iso20_common_types_ReceiptType(r: BitReader, c: int) -> _iso20_common_typ
         ob1_.Amount = f_1_Amount
         ob1_.CostPerUnit = f_1_CostPerUnit
         f_EnergyCosts = ob1_
-        if c < 0x1000000:
+        if c >= 0x1000000:
+            if c < 0x2000000:
+                if c & 0xe01c00 != 0x0:
+                    raise r.fail_at(av + 24, 'ReceiptType[2]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_8_Exponent = ((c >> 13) & 255) - 128
+                sg = ((c >> 9) & 1)
+                u = ((c >> 1) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
+                    u2 = c >> 1
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 9)
+                        c = (win >> av) & 0x1ff
+                        u2 = c >> 1
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 1
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 1
+                            if av < 0:
+                                win, av = r.refill(av, 1)
+                            c = (win >> av) & 0x1
+                f_8_Value = -u - 1 if sg else u
+                av -= 29
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+                if c & 0x3e01c000 != 0x0:
+                    raise r.fail_at(av + 30, 'ReceiptType[2]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_9_Exponent = (c >> 17) - 128
+                sg = ((c >> 13) & 1)
+                u = ((c >> 5) & 255)
+                ob8_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob8_.Exponent = f_8_Exponent
+                ob8_.Value = f_8_Value
+                f_7_Amount = ob8_
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 13)
+                    c = (win >> av) & 0x1fff
+                    u2 = c >> 5
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 13)
+                        c = (win >> av) & 0x1fff
+                        u2 = c >> 5
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 5
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 5
+                            if av < 0:
+                                win, av = r.refill(av, 5)
+                            c = (win >> av) & 0x1f
+                f_9_Value = -u - 1 if sg else u
+                if c & 0x1c != 0x0:
+                    raise r.fail_at(av + 5, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
+                ob9_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob9_.Exponent = f_9_Exponent
+                ob9_.Value = f_9_Value
+                f_7_CostPerUnit = ob9_
+                ob7_ = _new(_K_iso20_common_types_DetailedCostType)
+                ob7_.Amount = f_7_Amount
+                ob7_.CostPerUnit = f_7_CostPerUnit
+                f_AdditionalServicesCosts = ob7_
+                av -= 26
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 4
+            elif c < 0x3000000:
+                if c & 0xe01c00 != 0x0:
+                    raise r.fail_at(av + 24, 'ReceiptType[2]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_11_Exponent = ((c >> 13) & 255) - 128
+                sg = ((c >> 9) & 1)
+                u = ((c >> 1) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
+                    u2 = c >> 1
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 9)
+                        c = (win >> av) & 0x1ff
+                        u2 = c >> 1
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 1
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 1
+                            if av < 0:
+                                win, av = r.refill(av, 1)
+                            c = (win >> av) & 0x1
+                f_11_Value = -u - 1 if sg else u
+                av -= 29
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+                if c & 0x3e01c000 != 0x0:
+                    raise r.fail_at(av + 30, 'ReceiptType[2]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_12_Exponent = (c >> 17) - 128
+                sg = ((c >> 13) & 1)
+                u = ((c >> 5) & 255)
+                ob11_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob11_.Exponent = f_11_Exponent
+                ob11_.Value = f_11_Value
+                f_10_Amount = ob11_
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 13)
+                    c = (win >> av) & 0x1fff
+                    u2 = c >> 5
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 13)
+                        c = (win >> av) & 0x1fff
+                        u2 = c >> 5
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 5
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 5
+                            if av < 0:
+                                win, av = r.refill(av, 5)
+                            c = (win >> av) & 0x1f
+                f_12_Value = -u - 1 if sg else u
+                if c & 0x1c != 0x0:
+                    raise r.fail_at(av + 5, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
+                ob12_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob12_.Exponent = f_12_Exponent
+                ob12_.Value = f_12_Value
+                f_10_CostPerUnit = ob12_
+                ob10_ = _new(_K_iso20_common_types_DetailedCostType)
+                ob10_.Amount = f_10_Amount
+                ob10_.CostPerUnit = f_10_CostPerUnit
+                f_OverstayCosts = ob10_
+                av -= 26
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 5
+            elif c < 0x4000000:
+                if c >= 0x3400000:
+                    raise r.fail_at(av + 24, 'ReceiptType[2]', 'expected SE(TaxRuleID), CH of TaxRuleID')
+                u = ((c >> 14) & 255)
+                if u > 127:
+                    u2 = (c >> 6) & 0xFF
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 14)
+                        c = (win >> av) & 0x3fff
+                        u2 = c >> 6
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 6
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 6
+                            if av < 0:
+                                win, av = r.refill(av, 6)
+                            c = (win >> av) & 0x3f
+                else:
+                    av += 8
+                    c >>= 8
+                f_13_TaxRuleID = u
+                av -= 24
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+                if c & 0x3c038000 != 0x0:
+                    raise r.fail_at(av + 30, 'ReceiptType[2]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_14_Exponent = (c >> 18) - 128
+                sg = ((c >> 14) & 1)
+                u = ((c >> 6) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 14)
+                    c = (win >> av) & 0x3fff
+                    u2 = c >> 6
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 14)
+                        c = (win >> av) & 0x3fff
+                        u2 = c >> 6
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 6
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 6
+                            if av < 0:
+                                win, av = r.refill(av, 6)
+                            c = (win >> av) & 0x3f
+                f_14_Value = -u - 1 if sg else u
+                if c & 0x38 != 0x0:
+                    raise r.fail_at(av + 6, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
+                ob14_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob14_.Exponent = f_14_Exponent
+                ob14_.Value = f_14_Value
+                f_13_Amount = ob14_
+                ob13_ = _new(_K_iso20_common_types_DetailedTaxType)
+                ob13_.TaxRuleID = f_13_TaxRuleID
+                ob13_.Amount = f_13_Amount
+                f_TaxCosts.append(ob13_)
+                av -= 25
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 6
+            elif c < 0x5000000:
+                av -= 4
+                s = -1
+            else:
+                ec = (c >> 24) & 0x7
+                raise r.fail_at(av + 24, 'ReceiptType[2]', f'event code {ec}, expected SE(OccupancyCosts), SE(AdditionalServicesCosts), SE(OverstayCosts), SE(TaxCosts), EE')
+        else:
             if c & 0xe01c00 != 0x0:
                 raise r.fail_at(av + 24, 'ReceiptType[2]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_5_Exponent = (c >> 13) - 128
@@ -31282,639 +32142,187 @@ def _d_iso20_common_types_ReceiptType(r: BitReader, c: int) -> _iso20_common_typ
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 3
-        elif c < 0x2000000:
-            if c & 0xe01c00 != 0x0:
-                raise r.fail_at(av + 24, 'ReceiptType[2]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_8_Exponent = ((c >> 13) & 255) - 128
-            sg = ((c >> 9) & 1)
-            u = ((c >> 1) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 9)
-                c = (win >> av) & 0x1ff
-                u2 = c >> 1
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 9)
-                    c = (win >> av) & 0x1ff
-                    u2 = c >> 1
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 1
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 1
-                        if av < 0:
-                            win, av = r.refill(av, 1)
-                        c = (win >> av) & 0x1
-            f_8_Value = -u - 1 if sg else u
-            av -= 29
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-            if c & 0x3e01c000 != 0x0:
-                raise r.fail_at(av + 30, 'ReceiptType[2]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_9_Exponent = (c >> 17) - 128
-            sg = ((c >> 13) & 1)
-            u = ((c >> 5) & 255)
-            ob8_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob8_.Exponent = f_8_Exponent
-            ob8_.Value = f_8_Value
-            f_7_Amount = ob8_
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 13)
-                c = (win >> av) & 0x1fff
-                u2 = c >> 5
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 13)
-                    c = (win >> av) & 0x1fff
-                    u2 = c >> 5
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 5
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 5
-                        if av < 0:
-                            win, av = r.refill(av, 5)
-                        c = (win >> av) & 0x1f
-            f_9_Value = -u - 1 if sg else u
-            if c & 0x1c != 0x0:
-                raise r.fail_at(av + 5, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
-            ob9_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob9_.Exponent = f_9_Exponent
-            ob9_.Value = f_9_Value
-            f_7_CostPerUnit = ob9_
-            ob7_ = _new(_K_iso20_common_types_DetailedCostType)
-            ob7_.Amount = f_7_Amount
-            ob7_.CostPerUnit = f_7_CostPerUnit
-            f_AdditionalServicesCosts = ob7_
-            av -= 26
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 4
-        elif c < 0x3000000:
-            if c & 0xe01c00 != 0x0:
-                raise r.fail_at(av + 24, 'ReceiptType[2]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_11_Exponent = ((c >> 13) & 255) - 128
-            sg = ((c >> 9) & 1)
-            u = ((c >> 1) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 9)
-                c = (win >> av) & 0x1ff
-                u2 = c >> 1
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 9)
-                    c = (win >> av) & 0x1ff
-                    u2 = c >> 1
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 1
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 1
-                        if av < 0:
-                            win, av = r.refill(av, 1)
-                        c = (win >> av) & 0x1
-            f_11_Value = -u - 1 if sg else u
-            av -= 29
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-            if c & 0x3e01c000 != 0x0:
-                raise r.fail_at(av + 30, 'ReceiptType[2]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_12_Exponent = (c >> 17) - 128
-            sg = ((c >> 13) & 1)
-            u = ((c >> 5) & 255)
-            ob11_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob11_.Exponent = f_11_Exponent
-            ob11_.Value = f_11_Value
-            f_10_Amount = ob11_
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 13)
-                c = (win >> av) & 0x1fff
-                u2 = c >> 5
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 13)
-                    c = (win >> av) & 0x1fff
-                    u2 = c >> 5
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 5
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 5
-                        if av < 0:
-                            win, av = r.refill(av, 5)
-                        c = (win >> av) & 0x1f
-            f_12_Value = -u - 1 if sg else u
-            if c & 0x1c != 0x0:
-                raise r.fail_at(av + 5, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
-            ob12_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob12_.Exponent = f_12_Exponent
-            ob12_.Value = f_12_Value
-            f_10_CostPerUnit = ob12_
-            ob10_ = _new(_K_iso20_common_types_DetailedCostType)
-            ob10_.Amount = f_10_Amount
-            ob10_.CostPerUnit = f_10_CostPerUnit
-            f_OverstayCosts = ob10_
-            av -= 26
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 5
-        elif c < 0x4000000:
-            if c >= 0x3400000:
-                raise r.fail_at(av + 24, 'ReceiptType[2]', 'expected SE(TaxRuleID), CH of TaxRuleID')
-            u = ((c >> 14) & 255)
-            if u > 127:
-                u2 = (c >> 6) & 0xFF
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 14)
-                    c = (win >> av) & 0x3fff
-                    u2 = c >> 6
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 6
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 6
-                        if av < 0:
-                            win, av = r.refill(av, 6)
-                        c = (win >> av) & 0x3f
-            else:
-                av += 8
-                c >>= 8
-            f_13_TaxRuleID = u
-            av -= 24
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-            if c & 0x3c038000 != 0x0:
-                raise r.fail_at(av + 30, 'ReceiptType[2]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_14_Exponent = (c >> 18) - 128
-            sg = ((c >> 14) & 1)
-            u = ((c >> 6) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 14)
-                c = (win >> av) & 0x3fff
-                u2 = c >> 6
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 14)
-                    c = (win >> av) & 0x3fff
-                    u2 = c >> 6
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 6
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 6
-                        if av < 0:
-                            win, av = r.refill(av, 6)
-                        c = (win >> av) & 0x3f
-            f_14_Value = -u - 1 if sg else u
-            if c & 0x38 != 0x0:
-                raise r.fail_at(av + 6, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
-            ob14_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob14_.Exponent = f_14_Exponent
-            ob14_.Value = f_14_Value
-            f_13_Amount = ob14_
-            ob13_ = _new(_K_iso20_common_types_DetailedTaxType)
-            ob13_.TaxRuleID = f_13_TaxRuleID
-            ob13_.Amount = f_13_Amount
-            f_TaxCosts.append(ob13_)
-            av -= 25
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 6
-        elif c < 0x5000000:
-            av -= 4
-            s = -1
-        else:
-            ec = (c >> 24) & 0x7
-            raise r.fail_at(av + 24, 'ReceiptType[2]', f'event code {ec}, expected SE(OccupancyCosts), SE(AdditionalServicesCosts), SE(OverstayCosts), SE(TaxCosts), EE')
-    elif c < 0x80:
-        av -= 24
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c & 0x38070000 != 0x0:
-            raise r.fail_at(av + 30, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_16_Exponent = (c >> 19) - 128
-        sg = ((c >> 15) & 1)
-        u = ((c >> 7) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 15)
-            c = (win >> av) & 0x7fff
-            u2 = c >> 7
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 15)
-                c = (win >> av) & 0x7fff
-                u2 = c >> 7
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 7
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 7
-                    if av < 0:
-                        win, av = r.refill(av, 7)
-                    c = (win >> av) & 0x7f
-        f_16_Value = -u - 1 if sg else u
-        av -= 23
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c & 0x3e01c000 != 0x0:
-            raise r.fail_at(av + 30, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_17_Exponent = (c >> 17) - 128
-        sg = ((c >> 13) & 1)
-        u = ((c >> 5) & 255)
-        ob16_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob16_.Exponent = f_16_Exponent
-        ob16_.Value = f_16_Value
-        f_15_Amount = ob16_
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 13)
-            c = (win >> av) & 0x1fff
-            u2 = c >> 5
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 13)
-                c = (win >> av) & 0x1fff
-                u2 = c >> 5
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 5
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 5
-                    if av < 0:
-                        win, av = r.refill(av, 5)
-                    c = (win >> av) & 0x1f
-        f_17_Value = -u - 1 if sg else u
-        if c & 0x1c != 0x0:
-            raise r.fail_at(av + 5, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
-        ob17_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob17_.Exponent = f_17_Exponent
-        ob17_.Value = f_17_Value
-        f_15_CostPerUnit = ob17_
-        ob15_ = _new(_K_iso20_common_types_DetailedCostType)
-        ob15_.Amount = f_15_Amount
-        ob15_.CostPerUnit = f_15_CostPerUnit
-        f_OccupancyCosts = ob15_
-        av -= 26
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 3
-    elif c < 0xc0:
-        av -= 24
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c & 0x38070000 != 0x0:
-            raise r.fail_at(av + 30, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_19_Exponent = (c >> 19) - 128
-        sg = ((c >> 15) & 1)
-        u = ((c >> 7) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 15)
-            c = (win >> av) & 0x7fff
-            u2 = c >> 7
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 15)
-                c = (win >> av) & 0x7fff
-                u2 = c >> 7
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 7
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 7
-                    if av < 0:
-                        win, av = r.refill(av, 7)
-                    c = (win >> av) & 0x7f
-        f_19_Value = -u - 1 if sg else u
-        av -= 23
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c & 0x3e01c000 != 0x0:
-            raise r.fail_at(av + 30, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_20_Exponent = (c >> 17) - 128
-        sg = ((c >> 13) & 1)
-        u = ((c >> 5) & 255)
-        ob19_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob19_.Exponent = f_19_Exponent
-        ob19_.Value = f_19_Value
-        f_18_Amount = ob19_
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 13)
-            c = (win >> av) & 0x1fff
-            u2 = c >> 5
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 13)
-                c = (win >> av) & 0x1fff
-                u2 = c >> 5
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 5
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 5
-                    if av < 0:
-                        win, av = r.refill(av, 5)
-                    c = (win >> av) & 0x1f
-        f_20_Value = -u - 1 if sg else u
-        if c & 0x1c != 0x0:
-            raise r.fail_at(av + 5, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
-        ob20_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob20_.Exponent = f_20_Exponent
-        ob20_.Value = f_20_Value
-        f_18_CostPerUnit = ob20_
-        ob18_ = _new(_K_iso20_common_types_DetailedCostType)
-        ob18_.Amount = f_18_Amount
-        ob18_.CostPerUnit = f_18_CostPerUnit
-        f_AdditionalServicesCosts = ob18_
-        av -= 26
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 4
-    elif c < 0x100:
-        av -= 24
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c & 0x38070000 != 0x0:
-            raise r.fail_at(av + 30, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_22_Exponent = (c >> 19) - 128
-        sg = ((c >> 15) & 1)
-        u = ((c >> 7) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 15)
-            c = (win >> av) & 0x7fff
-            u2 = c >> 7
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 15)
-                c = (win >> av) & 0x7fff
-                u2 = c >> 7
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 7
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 7
-                    if av < 0:
-                        win, av = r.refill(av, 7)
-                    c = (win >> av) & 0x7f
-        f_22_Value = -u - 1 if sg else u
-        av -= 23
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c & 0x3e01c000 != 0x0:
-            raise r.fail_at(av + 30, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_23_Exponent = (c >> 17) - 128
-        sg = ((c >> 13) & 1)
-        u = ((c >> 5) & 255)
-        ob22_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob22_.Exponent = f_22_Exponent
-        ob22_.Value = f_22_Value
-        f_21_Amount = ob22_
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 13)
-            c = (win >> av) & 0x1fff
-            u2 = c >> 5
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 13)
-                c = (win >> av) & 0x1fff
-                u2 = c >> 5
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 5
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 5
-                    if av < 0:
-                        win, av = r.refill(av, 5)
-                    c = (win >> av) & 0x1f
-        f_23_Value = -u - 1 if sg else u
-        if c & 0x1c != 0x0:
-            raise r.fail_at(av + 5, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
-        ob23_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob23_.Exponent = f_23_Exponent
-        ob23_.Value = f_23_Value
-        f_21_CostPerUnit = ob23_
-        ob21_ = _new(_K_iso20_common_types_DetailedCostType)
-        ob21_.Amount = f_21_Amount
-        ob21_.CostPerUnit = f_21_CostPerUnit
-        f_OverstayCosts = ob21_
-        av -= 26
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 5
-    elif c < 0x140:
-        av -= 24
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c >= 0x10000000:
-            raise r.fail_at(av + 30, 'ReceiptType[1]', 'expected SE(TaxRuleID), CH of TaxRuleID')
-        u = (c >> 20)
-        if u > 127:
-            u2 = (c >> 12) & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 20)
-                c = (win >> av) & 0xfffff
-                u2 = c >> 12
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 12
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 12
-                    if av < 0:
-                        win, av = r.refill(av, 12)
-                    c = (win >> av) & 0xfff
-        else:
-            av += 8
-            c >>= 8
-        f_24_TaxRuleID = u
-        av -= 18
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c & 0x3c038000 != 0x0:
-            raise r.fail_at(av + 30, 'ReceiptType[1]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_25_Exponent = (c >> 18) - 128
-        sg = ((c >> 14) & 1)
-        u = ((c >> 6) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 14)
-            c = (win >> av) & 0x3fff
-            u2 = c >> 6
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 14)
-                c = (win >> av) & 0x3fff
-                u2 = c >> 6
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 6
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 6
-                    if av < 0:
-                        win, av = r.refill(av, 6)
-                    c = (win >> av) & 0x3f
-        f_25_Value = -u - 1 if sg else u
-        if c & 0x38 != 0x0:
-            raise r.fail_at(av + 6, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
-        ob25_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob25_.Exponent = f_25_Exponent
-        ob25_.Value = f_25_Value
-        f_24_Amount = ob25_
-        ob24_ = _new(_K_iso20_common_types_DetailedTaxType)
-        ob24_.TaxRuleID = f_24_TaxRuleID
-        ob24_.Amount = f_24_Amount
-        f_TaxCosts.append(ob24_)
-        av -= 25
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 6
-    elif c < 0x180:
-        av -= 22
-        s = -1
+    if s != 3:
+        pass
     else:
-        ec = (c >> 6) & 0x7
-        raise r.fail_at(av + 6, 'ReceiptType[1]', f'event code {ec}, expected SE(EnergyCosts), SE(OccupancyCosts), SE(AdditionalServicesCosts), SE(OverstayCosts), SE(TaxCosts), EE')
-    if s == 3:
         c &= 0xfffffff
-        if c < 0x2000000:
+        if c >= 0x2000000:
+            if c < 0x4000000:
+                if c & 0x1c03800 != 0x0:
+                    raise r.fail_at(av + 25, 'ReceiptType[3]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_30_Exponent = ((c >> 14) & 255) - 128
+                sg = ((c >> 10) & 1)
+                u = ((c >> 2) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 10)
+                        c = (win >> av) & 0x3ff
+                        u2 = c >> 2
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 2
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 2
+                            if av < 0:
+                                win, av = r.refill(av, 2)
+                            c = (win >> av) & 0x3
+                f_30_Value = -u - 1 if sg else u
+                av -= 28
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+                if c & 0x3e01c000 != 0x0:
+                    raise r.fail_at(av + 30, 'ReceiptType[3]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_31_Exponent = (c >> 17) - 128
+                sg = ((c >> 13) & 1)
+                u = ((c >> 5) & 255)
+                ob30_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob30_.Exponent = f_30_Exponent
+                ob30_.Value = f_30_Value
+                f_29_Amount = ob30_
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 13)
+                    c = (win >> av) & 0x1fff
+                    u2 = c >> 5
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 13)
+                        c = (win >> av) & 0x1fff
+                        u2 = c >> 5
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 5
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 5
+                            if av < 0:
+                                win, av = r.refill(av, 5)
+                            c = (win >> av) & 0x1f
+                f_31_Value = -u - 1 if sg else u
+                if c & 0x1c != 0x0:
+                    raise r.fail_at(av + 5, 'ReceiptType[3]', 'expected EE of Value, EE, EE')
+                ob31_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob31_.Exponent = f_31_Exponent
+                ob31_.Value = f_31_Value
+                f_29_CostPerUnit = ob31_
+                ob29_ = _new(_K_iso20_common_types_DetailedCostType)
+                ob29_.Amount = f_29_Amount
+                ob29_.CostPerUnit = f_29_CostPerUnit
+                f_OverstayCosts = ob29_
+                av -= 26
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 5
+            elif c < 0x6000000:
+                if c >= 0x4800000:
+                    raise r.fail_at(av + 25, 'ReceiptType[3]', 'expected SE(TaxRuleID), CH of TaxRuleID')
+                u = ((c >> 15) & 255)
+                if u > 127:
+                    u2 = (c >> 7) & 0xFF
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 15)
+                        c = (win >> av) & 0x7fff
+                        u2 = c >> 7
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 7
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 7
+                            if av < 0:
+                                win, av = r.refill(av, 7)
+                            c = (win >> av) & 0x7f
+                else:
+                    av += 8
+                    c >>= 8
+                f_32_TaxRuleID = u
+                av -= 23
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+                if c & 0x3c038000 != 0x0:
+                    raise r.fail_at(av + 30, 'ReceiptType[3]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_33_Exponent = (c >> 18) - 128
+                sg = ((c >> 14) & 1)
+                u = ((c >> 6) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 14)
+                    c = (win >> av) & 0x3fff
+                    u2 = c >> 6
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 14)
+                        c = (win >> av) & 0x3fff
+                        u2 = c >> 6
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 6
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 6
+                            if av < 0:
+                                win, av = r.refill(av, 6)
+                            c = (win >> av) & 0x3f
+                f_33_Value = -u - 1 if sg else u
+                if c & 0x38 != 0x0:
+                    raise r.fail_at(av + 6, 'ReceiptType[3]', 'expected EE of Value, EE, EE')
+                ob33_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob33_.Exponent = f_33_Exponent
+                ob33_.Value = f_33_Value
+                f_32_Amount = ob33_
+                ob32_ = _new(_K_iso20_common_types_DetailedTaxType)
+                ob32_.TaxRuleID = f_32_TaxRuleID
+                ob32_.Amount = f_32_Amount
+                f_TaxCosts.append(ob32_)
+                av -= 25
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 6
+            elif c < 0x8000000:
+                av -= 3
+                s = -1
+            else:
+                ec = (c >> 25) & 0x7
+                raise r.fail_at(av + 25, 'ReceiptType[3]', f'event code {ec}, expected SE(AdditionalServicesCosts), SE(OverstayCosts), SE(TaxCosts), EE')
+        else:
             if c & 0x1c03800 != 0x0:
                 raise r.fail_at(av + 25, 'ReceiptType[3]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_27_Exponent = (c >> 14) - 128
@@ -32002,184 +32410,99 @@ def _d_iso20_common_types_ReceiptType(r: BitReader, c: int) -> _iso20_common_typ
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif c < 0x4000000:
-            if c & 0x1c03800 != 0x0:
-                raise r.fail_at(av + 25, 'ReceiptType[3]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_30_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 2
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 2
+    if s != 4:
+        pass
+    else:
+        c &= 0xfffffff
+        if c >= 0x4000000:
+            if c < 0x8000000:
+                if c >= 0x5000000:
+                    raise r.fail_at(av + 26, 'ReceiptType[4]', 'expected SE(TaxRuleID), CH of TaxRuleID')
+                u = ((c >> 16) & 255)
+                if u > 127:
+                    u2 = (c >> 8) & 0xFF
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
                         if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
-            f_30_Value = -u - 1 if sg else u
-            av -= 28
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-            if c & 0x3e01c000 != 0x0:
-                raise r.fail_at(av + 30, 'ReceiptType[3]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_31_Exponent = (c >> 17) - 128
-            sg = ((c >> 13) & 1)
-            u = ((c >> 5) & 255)
-            ob30_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob30_.Exponent = f_30_Exponent
-            ob30_.Value = f_30_Value
-            f_29_Amount = ob30_
-            if u > 127:
-                av -= 8
+                            win, av = r.refill(av, 16)
+                        c = (win >> av) & 0xffff
+                        u2 = c >> 8
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 8
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 8)
+                            c = (win >> av) & 0xff
+                else:
+                    av += 8
+                    c >>= 8
+                f_37_TaxRuleID = u
+                av -= 22
                 if av < 0:
-                    win, av = r.refill(av, 13)
-                c = (win >> av) & 0x1fff
-                u2 = c >> 5
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 13)
-                    c = (win >> av) & 0x1fff
-                    u2 = c >> 5
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 5
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 5
-                        if av < 0:
-                            win, av = r.refill(av, 5)
-                        c = (win >> av) & 0x1f
-            f_31_Value = -u - 1 if sg else u
-            if c & 0x1c != 0x0:
-                raise r.fail_at(av + 5, 'ReceiptType[3]', 'expected EE of Value, EE, EE')
-            ob31_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob31_.Exponent = f_31_Exponent
-            ob31_.Value = f_31_Value
-            f_29_CostPerUnit = ob31_
-            ob29_ = _new(_K_iso20_common_types_DetailedCostType)
-            ob29_.Amount = f_29_Amount
-            ob29_.CostPerUnit = f_29_CostPerUnit
-            f_OverstayCosts = ob29_
-            av -= 26
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 5
-        elif c < 0x6000000:
-            if c >= 0x4800000:
-                raise r.fail_at(av + 25, 'ReceiptType[3]', 'expected SE(TaxRuleID), CH of TaxRuleID')
-            u = ((c >> 15) & 255)
-            if u > 127:
-                u2 = (c >> 7) & 0xFF
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 15)
-                    c = (win >> av) & 0x7fff
-                    u2 = c >> 7
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 7
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 7
-                        if av < 0:
-                            win, av = r.refill(av, 7)
-                        c = (win >> av) & 0x7f
-            else:
-                av += 8
-                c >>= 8
-            f_32_TaxRuleID = u
-            av -= 23
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-            if c & 0x3c038000 != 0x0:
-                raise r.fail_at(av + 30, 'ReceiptType[3]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_33_Exponent = (c >> 18) - 128
-            sg = ((c >> 14) & 1)
-            u = ((c >> 6) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 14)
-                c = (win >> av) & 0x3fff
-                u2 = c >> 6
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+                if c & 0x3c038000 != 0x0:
+                    raise r.fail_at(av + 30, 'ReceiptType[4]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_38_Exponent = (c >> 18) - 128
+                sg = ((c >> 14) & 1)
+                u = ((c >> 6) & 255)
+                if u > 127:
                     av -= 8
                     if av < 0:
                         win, av = r.refill(av, 14)
                     c = (win >> av) & 0x3fff
                     u2 = c >> 6
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 6
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 6
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
                         if av < 0:
-                            win, av = r.refill(av, 6)
-                        c = (win >> av) & 0x3f
-            f_33_Value = -u - 1 if sg else u
-            if c & 0x38 != 0x0:
-                raise r.fail_at(av + 6, 'ReceiptType[3]', 'expected EE of Value, EE, EE')
-            ob33_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob33_.Exponent = f_33_Exponent
-            ob33_.Value = f_33_Value
-            f_32_Amount = ob33_
-            ob32_ = _new(_K_iso20_common_types_DetailedTaxType)
-            ob32_.TaxRuleID = f_32_TaxRuleID
-            ob32_.Amount = f_32_Amount
-            f_TaxCosts.append(ob32_)
-            av -= 25
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 6
-        elif c < 0x8000000:
-            av -= 3
-            s = -1
+                            win, av = r.refill(av, 14)
+                        c = (win >> av) & 0x3fff
+                        u2 = c >> 6
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 6
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 6
+                            if av < 0:
+                                win, av = r.refill(av, 6)
+                            c = (win >> av) & 0x3f
+                f_38_Value = -u - 1 if sg else u
+                if c & 0x38 != 0x0:
+                    raise r.fail_at(av + 6, 'ReceiptType[4]', 'expected EE of Value, EE, EE')
+                ob38_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob38_.Exponent = f_38_Exponent
+                ob38_.Value = f_38_Value
+                f_37_Amount = ob38_
+                ob37_ = _new(_K_iso20_common_types_DetailedTaxType)
+                ob37_.TaxRuleID = f_37_TaxRuleID
+                ob37_.Amount = f_37_Amount
+                f_TaxCosts.append(ob37_)
+                av -= 25
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 6
+            elif c < 0xc000000:
+                av -= 2
+                s = -1
+            else:
+                ec = (c >> 26) & 0x3
+                raise r.fail_at(av + 26, 'ReceiptType[4]', f'event code {ec}, expected SE(OverstayCosts), SE(TaxCosts), EE')
         else:
-            ec = (c >> 25) & 0x7
-            raise r.fail_at(av + 25, 'ReceiptType[3]', f'event code {ec}, expected SE(AdditionalServicesCosts), SE(OverstayCosts), SE(TaxCosts), EE')
-    if s == 4:
-        c &= 0xfffffff
-        if c < 0x4000000:
             if c & 0x3807000 != 0x0:
                 raise r.fail_at(av + 26, 'ReceiptType[4]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_35_Exponent = (c >> 15) - 128
@@ -32267,96 +32590,18 @@ def _d_iso20_common_types_ReceiptType(r: BitReader, c: int) -> _iso20_common_typ
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        elif c < 0x8000000:
-            if c >= 0x5000000:
-                raise r.fail_at(av + 26, 'ReceiptType[4]', 'expected SE(TaxRuleID), CH of TaxRuleID')
-            u = ((c >> 16) & 255)
-            if u > 127:
-                u2 = (c >> 8) & 0xFF
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 16)
-                    c = (win >> av) & 0xffff
-                    u2 = c >> 8
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 8
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 8
-                        if av < 0:
-                            win, av = r.refill(av, 8)
-                        c = (win >> av) & 0xff
-            else:
-                av += 8
-                c >>= 8
-            f_37_TaxRuleID = u
-            av -= 22
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-            if c & 0x3c038000 != 0x0:
-                raise r.fail_at(av + 30, 'ReceiptType[4]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_38_Exponent = (c >> 18) - 128
-            sg = ((c >> 14) & 1)
-            u = ((c >> 6) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 14)
-                c = (win >> av) & 0x3fff
-                u2 = c >> 6
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 14)
-                    c = (win >> av) & 0x3fff
-                    u2 = c >> 6
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 6
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 6
-                        if av < 0:
-                            win, av = r.refill(av, 6)
-                        c = (win >> av) & 0x3f
-            f_38_Value = -u - 1 if sg else u
-            if c & 0x38 != 0x0:
-                raise r.fail_at(av + 6, 'ReceiptType[4]', 'expected EE of Value, EE, EE')
-            ob38_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob38_.Exponent = f_38_Exponent
-            ob38_.Value = f_38_Value
-            f_37_Amount = ob38_
-            ob37_ = _new(_K_iso20_common_types_DetailedTaxType)
-            ob37_.TaxRuleID = f_37_TaxRuleID
-            ob37_.Amount = f_37_Amount
-            f_TaxCosts.append(ob37_)
-            av -= 25
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 6
-        elif c < 0xc000000:
-            av -= 2
-            s = -1
-        else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 26, 'ReceiptType[4]', f'event code {ec}, expected SE(OverstayCosts), SE(TaxCosts), EE')
-    if s == 5:
+    if s != 5:
+        av += 28
+    else:
         c &= 0xfffffff
-        if c < 0x4000000:
+        if c >= 0x4000000:
+            if c < 0x8000000:
+                av += 26
+                s = -1
+            else:
+                ec = (c >> 26) & 0x3
+                raise r.fail_at(av + 26, 'ReceiptType[5]', f'event code {ec}, expected SE(TaxCosts), EE')
+        else:
             if c >= 0x1000000:
                 raise r.fail_at(av + 26, 'ReceiptType[5]', 'expected SE(TaxRuleID), CH of TaxRuleID')
             u = (c >> 16)
@@ -32434,14 +32679,6 @@ def _d_iso20_common_types_ReceiptType(r: BitReader, c: int) -> _iso20_common_typ
             ob39_.Amount = f_39_Amount
             f_TaxCosts.append(ob39_)
             s = 6
-        elif c < 0x8000000:
-            av += 26
-            s = -1
-        else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 26, 'ReceiptType[5]', f'event code {ec}, expected SE(TaxCosts), EE')
-    else:
-        av += 28
     if s == 6:
         n = 0
         while True:
@@ -32449,7 +32686,15 @@ def _d_iso20_common_types_ReceiptType(r: BitReader, c: int) -> _iso20_common_typ
             if av < 0:
                 win, av = r.refill(av, 30)
             c = (win >> av) & 0x3fffffff
-            if c < 0x10000000:
+            if c >= 0x10000000:
+                if c < 0x20000000:
+                    av += 28
+                    s = -1
+                    break
+                else:
+                    ec = (c >> 28) & 0x3
+                    raise r.fail_at(av + 28, 'ReceiptType[6]', f'event code {ec}, expected SE(TaxCosts), EE')
+            else:
                 if c >= 0x4000000:
                     raise r.fail_at(av + 28, 'ReceiptType[6]', 'expected SE(TaxRuleID), CH of TaxRuleID')
                 u = (c >> 18)
@@ -32530,23 +32775,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader, c: int) -> _iso20_common_typ
                 if n == 9:
                     s = 15
                     break
-            elif c < 0x20000000:
-                av += 28
-                s = -1
-                break
-            else:
-                ec = (c >> 28) & 0x3
-                raise r.fail_at(av + 28, 'ReceiptType[6]', f'event code {ec}, expected SE(TaxCosts), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
-    if s == 15:
+    if s != 15:
+        av += 1
+    else:
         if c:
             raise r.fail_at(av + 1, 'ReceiptType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso20_common_types_ReceiptType)
     ob.TimeAnchor = f_TimeAnchor
@@ -33690,7 +33928,102 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader, c: int) -
     f_EVMaximumEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     f_EVMinimumEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    if c < 0x2000000:
+    if c >= 0x2000000:
+        if c < 0x4000000:
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_4_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 3
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 3
+                        if av < 0:
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
+            f_4_Value = -u - 1 if sg else u
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
+            ob4_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob4_.Exponent = f_4_Exponent
+            ob4_.Value = f_4_Value
+            f_EVMaximumEnergyRequest = ob4_
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 27)
+            c = (win >> av) & 0x7ffffff
+            s = 2
+        elif c < 0x6000000:
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_5_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 3
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 3
+                        if av < 0:
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
+            f_5_Value = -u - 1 if sg else u
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
+            ob5_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob5_.Exponent = f_5_Exponent
+            ob5_.Value = f_5_Value
+            f_EVMinimumEnergyRequest = ob5_
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 27)
+            c = (win >> av) & 0x7ffffff
+            s = 3
+        elif c < 0x8000000:
+            av -= 2
+            s = -1
+        else:
+            ec = (c >> 25) & 0x7
+            raise r.fail_at(av + 25, 'Scheduled_CLReqControlModeType[0]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), EE')
+    else:
         if c & 0x1807000 != 0x0:
             raise r.fail_at(av + 25, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_1_Exponent = (c >> 15) - 128
@@ -33733,7 +34066,58 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader, c: int) -
         ob1_.Exponent = f_1_Exponent
         ob1_.Value = f_1_Value
         f_EVTargetEnergyRequest = ob1_
-        if c < 0x4000000:
+        if c >= 0x4000000:
+            if c < 0x8000000:
+                if c & 0x300e000 != 0x0:
+                    raise r.fail_at(av + 26, 'Scheduled_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_3_Exponent = ((c >> 16) & 255) - 128
+                sg = ((c >> 12) & 1)
+                u = ((c >> 4) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 12)
+                        c = (win >> av) & 0xfff
+                        u2 = c >> 4
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 4
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 4
+                            if av < 0:
+                                win, av = r.refill(av, 4)
+                            c = (win >> av) & 0xf
+                f_3_Value = -u - 1 if sg else u
+                if c & 0xc != 0x0:
+                    raise r.fail_at(av + 4, 'Scheduled_CLReqControlModeType[1]', 'expected EE of Value, EE')
+                ob3_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob3_.Exponent = f_3_Exponent
+                ob3_.Value = f_3_Value
+                f_EVMinimumEnergyRequest = ob3_
+                av -= 25
+                if av < 0:
+                    win, av = r.refill(av, 27)
+                c = (win >> av) & 0x7ffffff
+                s = 3
+            elif c < 0xc000000:
+                av -= 1
+                s = -1
+            else:
+                ec = (c >> 26) & 0x3
+                raise r.fail_at(av + 26, 'Scheduled_CLReqControlModeType[1]', f'event code {ec}, expected SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), EE')
+        else:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'Scheduled_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_2_Exponent = (c >> 16) - 128
@@ -33777,153 +34161,18 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader, c: int) -
                 win, av = r.refill(av, 27)
             c = (win >> av) & 0x7ffffff
             s = 2
-        elif c < 0x8000000:
-            if c & 0x300e000 != 0x0:
-                raise r.fail_at(av + 26, 'Scheduled_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_3_Exponent = ((c >> 16) & 255) - 128
-            sg = ((c >> 12) & 1)
-            u = ((c >> 4) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
-                u2 = c >> 4
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 12)
-                    c = (win >> av) & 0xfff
-                    u2 = c >> 4
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 4
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 4
-                        if av < 0:
-                            win, av = r.refill(av, 4)
-                        c = (win >> av) & 0xf
-            f_3_Value = -u - 1 if sg else u
-            if c & 0xc != 0x0:
-                raise r.fail_at(av + 4, 'Scheduled_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            ob3_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob3_.Exponent = f_3_Exponent
-            ob3_.Value = f_3_Value
-            f_EVMinimumEnergyRequest = ob3_
-            av -= 25
-            if av < 0:
-                win, av = r.refill(av, 27)
-            c = (win >> av) & 0x7ffffff
-            s = 3
-        elif c < 0xc000000:
-            av -= 1
-            s = -1
-        else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 26, 'Scheduled_CLReqControlModeType[1]', f'event code {ec}, expected SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), EE')
-    elif c < 0x4000000:
-        if c & 0x1807000 != 0x0:
-            raise r.fail_at(av + 25, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_4_Exponent = ((c >> 15) & 255) - 128
-        sg = ((c >> 11) & 1)
-        u = ((c >> 3) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 3
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 3
-                    if av < 0:
-                        win, av = r.refill(av, 3)
-                    c = (win >> av) & 0x7
-        f_4_Value = -u - 1 if sg else u
-        if c & 0x6 != 0x0:
-            raise r.fail_at(av + 3, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ob4_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob4_.Exponent = f_4_Exponent
-        ob4_.Value = f_4_Value
-        f_EVMaximumEnergyRequest = ob4_
-        av -= 26
-        if av < 0:
-            win, av = r.refill(av, 27)
-        c = (win >> av) & 0x7ffffff
-        s = 2
-    elif c < 0x6000000:
-        if c & 0x1807000 != 0x0:
-            raise r.fail_at(av + 25, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_5_Exponent = ((c >> 15) & 255) - 128
-        sg = ((c >> 11) & 1)
-        u = ((c >> 3) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 3
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 3
-                    if av < 0:
-                        win, av = r.refill(av, 3)
-                    c = (win >> av) & 0x7
-        f_5_Value = -u - 1 if sg else u
-        if c & 0x6 != 0x0:
-            raise r.fail_at(av + 3, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ob5_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob5_.Exponent = f_5_Exponent
-        ob5_.Value = f_5_Value
-        f_EVMinimumEnergyRequest = ob5_
-        av -= 26
-        if av < 0:
-            win, av = r.refill(av, 27)
-        c = (win >> av) & 0x7ffffff
-        s = 3
-    elif c < 0x8000000:
-        av -= 2
-        s = -1
+    if s != 2:
+        pass
     else:
-        ec = (c >> 25) & 0x7
-        raise r.fail_at(av + 25, 'Scheduled_CLReqControlModeType[0]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), EE')
-    if s == 2:
         c &= 0x7ffffff
-        if c < 0x2000000:
+        if c >= 0x2000000:
+            if c < 0x4000000:
+                av -= 2
+                s = -1
+            else:
+                ec = (c >> 25) & 0x3
+                raise r.fail_at(av + 25, 'Scheduled_CLReqControlModeType[2]', f'event code {ec}, expected SE(EVMinimumEnergyRequest), EE')
+        else:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_6_Exponent = (c >> 15) - 128
@@ -33967,19 +34216,13 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader, c: int) -
                 win, av = r.refill(av, 27)
             c = (win >> av) & 0x7ffffff
             s = 3
-        elif c < 0x4000000:
-            av -= 2
-            s = -1
-        else:
-            ec = (c >> 25) & 0x3
-            raise r.fail_at(av + 25, 'Scheduled_CLReqControlModeType[2]', f'event code {ec}, expected SE(EVMinimumEnergyRequest), EE')
-    if s == 3:
+    if s != 3:
+        av += 27
+    else:
         av += 26
         if c & 0x4000000 != 0x0:
             raise r.fail_at(av + 1, 'Scheduled_CLReqControlModeType', 'expected EE')
         s = -1
-    else:
-        av += 27
     r.avail = av
     ob = _new(_K_iso20_common_types_Scheduled_CLReqControlModeType)
     ob.EVTargetEnergyRequest = f_EVTargetEnergyRequest
@@ -34298,7 +34541,14 @@ def _d_iso20_common_types_V2GMessageType(r: BitReader, c: int) -> _iso20_common_
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'V2GMessageType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av += 7
+            c >>= 7
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -34313,12 +34563,6 @@ def _d_iso20_common_types_V2GMessageType(r: BitReader, c: int) -> _iso20_common_
         c = (win >> av) & 0x3
         if c >= 0x2:
             raise r.fail_at(av + 2, 'MessageHeaderType[2]', 'expected EE')
-    elif c < 0x200:
-        av += 7
-        c >>= 7
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'V2GMessageType', 'expected EE')
     ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
@@ -34417,7 +34661,14 @@ def _d_iso20_common_types_V2GRequestType(r: BitReader, c: int) -> _iso20_common_
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'V2GRequestType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av += 7
+            c >>= 7
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -34432,12 +34683,6 @@ def _d_iso20_common_types_V2GRequestType(r: BitReader, c: int) -> _iso20_common_
         c = (win >> av) & 0x3
         if c >= 0x2:
             raise r.fail_at(av + 2, 'MessageHeaderType[2]', 'expected EE')
-    elif c < 0x200:
-        av += 7
-        c >>= 7
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'V2GRequestType', 'expected EE')
     ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
@@ -34537,7 +34782,16 @@ def _d_iso20_common_types_V2GResponseType(r: BitReader, c: int) -> _iso20_common
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'V2GResponseType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -34552,14 +34806,6 @@ def _d_iso20_common_types_V2GResponseType(r: BitReader, c: int) -> _iso20_common
         c = (win >> av) & 0x7ff
         if c >= 0x400:
             raise r.fail_at(av + 11, 'MessageHeaderType[2]', 'expected EE')
-    elif c < 0x200:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
         f_ResponseCode = _T5d15a1ca[c]
     except KeyError:  # not a valid pattern: say why

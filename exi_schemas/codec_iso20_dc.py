@@ -395,7 +395,55 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _is
     ob6_.Exponent = f_6_Exponent
     ob6_.Value = f_6_Value
     f_EVMinimumVoltage = ob6_
-    if c < 0x2:
+    if c >= 0x2:
+        if c < 0x4:
+            av -= 29
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x300e0000 != 0x0:
+                raise r.fail_at(av + 30, 'BPT_DC_CPDReqEnergyTransferModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_8_Exponent = (c >> 20) - 128
+            sg = ((c >> 16) & 1)
+            u = ((c >> 8) & 255)
+            if u > 127:
+                u2 = c & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
+                    u2 = c
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            else:
+                av += 8
+            f_8_Value = -u - 1 if sg else u
+            av -= 30
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c >= 0x10000000:
+                raise r.fail_at(av + 30, 'BPT_DC_CPDReqEnergyTransferModeType[6]', 'expected EE of Value, EE')
+            ob8_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob8_.Exponent = f_8_Exponent
+            ob8_.Value = f_8_Value
+            f_EVMaximumDischargePower = ob8_
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        else:
+            ec = (c >> 1) & 0x3
+            raise r.fail_at(av + 1, 'BPT_DC_CPDReqEnergyTransferModeType[6]', f'event code {ec}, expected SE(TargetSOC), SE(EVMaximumDischargePower)')
+    else:
         av -= 31
         if av < 0:
             win, av = r.refill(av, 32)
@@ -440,53 +488,6 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _is
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif c < 0x4:
-        av -= 29
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c & 0x300e0000 != 0x0:
-            raise r.fail_at(av + 30, 'BPT_DC_CPDReqEnergyTransferModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_8_Exponent = (c >> 20) - 128
-        sg = ((c >> 16) & 1)
-        u = ((c >> 8) & 255)
-        if u > 127:
-            u2 = c & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                c = (win >> av) & 0xff
-                u2 = c
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        else:
-            av += 8
-        f_8_Value = -u - 1 if sg else u
-        av -= 30
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c >= 0x10000000:
-            raise r.fail_at(av + 30, 'BPT_DC_CPDReqEnergyTransferModeType[6]', 'expected EE of Value, EE')
-        ob8_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob8_.Exponent = f_8_Exponent
-        ob8_.Value = f_8_Value
-        f_EVMaximumDischargePower = ob8_
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        ec = (c >> 1) & 0x3
-        raise r.fail_at(av + 1, 'BPT_DC_CPDReqEnergyTransferModeType[6]', f'event code {ec}, expected SE(TargetSOC), SE(EVMaximumDischargePower)')
     if c & 0x38070000 != 0x0:
         raise r.fail_at(av + 30, 'BPT_DC_CPDReqEnergyTransferModeType', 'expected SE(EVMinimumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_9_Exponent = (c >> 19) - 128
@@ -1254,7 +1255,55 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
     ob6_.Exponent = f_6_Exponent
     ob6_.Value = f_6_Value
     f_EVSEMinimumVoltage = ob6_
-    if c < 0x2:
+    if c >= 0x2:
+        if c < 0x4:
+            av -= 29
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x300e0000 != 0x0:
+                raise r.fail_at(av + 30, 'BPT_DC_CPDResEnergyTransferModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_9_Exponent = (c >> 20) - 128
+            sg = ((c >> 16) & 1)
+            u = ((c >> 8) & 255)
+            if u > 127:
+                u2 = c & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
+                    u2 = c
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            else:
+                av += 8
+            f_9_Value = -u - 1 if sg else u
+            av -= 30
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c >= 0x10000000:
+                raise r.fail_at(av + 30, 'BPT_DC_CPDResEnergyTransferModeType[6]', 'expected EE of Value, EE')
+            ob9_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob9_.Exponent = f_9_Exponent
+            ob9_.Value = f_9_Value
+            f_EVSEMaximumDischargePower = ob9_
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        else:
+            ec = (c >> 1) & 0x3
+            raise r.fail_at(av + 1, 'BPT_DC_CPDResEnergyTransferModeType[6]', f'event code {ec}, expected SE(EVSEPowerRampLimitation), SE(EVSEMaximumDischargePower)')
+    else:
         av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
@@ -1334,53 +1383,6 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _is
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif c < 0x4:
-        av -= 29
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c & 0x300e0000 != 0x0:
-            raise r.fail_at(av + 30, 'BPT_DC_CPDResEnergyTransferModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_9_Exponent = (c >> 20) - 128
-        sg = ((c >> 16) & 1)
-        u = ((c >> 8) & 255)
-        if u > 127:
-            u2 = c & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                c = (win >> av) & 0xff
-                u2 = c
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        else:
-            av += 8
-        f_9_Value = -u - 1 if sg else u
-        av -= 30
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c >= 0x10000000:
-            raise r.fail_at(av + 30, 'BPT_DC_CPDResEnergyTransferModeType[6]', 'expected EE of Value, EE')
-        ob9_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob9_.Exponent = f_9_Exponent
-        ob9_.Value = f_9_Value
-        f_EVSEMaximumDischargePower = ob9_
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        ec = (c >> 1) & 0x3
-        raise r.fail_at(av + 1, 'BPT_DC_CPDResEnergyTransferModeType[6]', f'event code {ec}, expected SE(EVSEPowerRampLimitation), SE(EVSEMaximumDischargePower)')
     if c & 0x38070000 != 0x0:
         raise r.fail_at(av + 30, 'BPT_DC_CPDResEnergyTransferModeType', 'expected SE(EVSEMinimumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_10_Exponent = (c >> 19) - 128
@@ -1939,7 +1941,55 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader, c: int) -> _is
     f_EVMaximumV2XEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     f_EVMinimumV2XEnergyRequest: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    if c < 0x4000000:
+    if c >= 0x4000000:
+        if c < 0x8000000:
+            if c & 0x300e000 != 0x0:
+                raise r.fail_at(av + 26, 'BPT_Dynamic_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_2_Exponent = ((c >> 16) & 255) - 128
+            sg = ((c >> 12) & 1)
+            u = ((c >> 4) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 4
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 4
+                        if av < 0:
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
+            f_2_Value = -u - 1 if sg else u
+            if c & 0xc != 0x0:
+                raise r.fail_at(av + 4, 'BPT_Dynamic_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+            ob2_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob2_.Exponent = f_2_Exponent
+            ob2_.Value = f_2_Value
+            f_EVTargetEnergyRequest = ob2_
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            s = 2
+        else:
+            ec = (c >> 26) & 0x3
+            raise r.fail_at(av + 26, 'BPT_Dynamic_DC_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
+    else:
         if c >= 0x2000000:
             raise r.fail_at(av + 26, 'BPT_Dynamic_DC_CLReqControlModeType[0]', 'expected CH of DepartureTime')
         u = (c >> 17)
@@ -2016,53 +2066,6 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader, c: int) -> _is
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif c < 0x8000000:
-        if c & 0x300e000 != 0x0:
-            raise r.fail_at(av + 26, 'BPT_Dynamic_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_2_Exponent = ((c >> 16) & 255) - 128
-        sg = ((c >> 12) & 1)
-        u = ((c >> 4) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
-            u2 = c >> 4
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
-                u2 = c >> 4
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 4
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 4
-                    if av < 0:
-                        win, av = r.refill(av, 4)
-                    c = (win >> av) & 0xf
-        f_2_Value = -u - 1 if sg else u
-        if c & 0xc != 0x0:
-            raise r.fail_at(av + 4, 'BPT_Dynamic_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ob2_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob2_.Exponent = f_2_Exponent
-        ob2_.Value = f_2_Value
-        f_EVTargetEnergyRequest = ob2_
-        av -= 28
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        s = 2
-    else:
-        ec = (c >> 26) & 0x3
-        raise r.fail_at(av + 26, 'BPT_Dynamic_DC_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
     if c & 0x38070000 != 0x0:
         raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected SE(EVMaximumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_3_Exponent = (c >> 19) - 128
@@ -2472,7 +2475,54 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader, c: int) -> _is
     ob12_.Value = f_12_Value
     f_EVMaximumDischargeCurrent = ob12_
     s = 12
-    if c < 0x2:
+    if c >= 0x2:
+        if c < 0x4:
+            av -= 29
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x300e0000 != 0x0:
+                raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLReqControlModeType[12]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_15_Exponent = (c >> 20) - 128
+            sg = ((c >> 16) & 1)
+            u = ((c >> 8) & 255)
+            if u > 127:
+                u2 = c & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
+                    u2 = c
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            else:
+                av += 8
+            f_15_Value = -u - 1 if sg else u
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
+            if c >= 0x2:
+                raise r.fail_at(av + 3, 'BPT_Dynamic_DC_CLReqControlModeType[12]', 'expected EE of Value, EE')
+            ob15_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob15_.Exponent = f_15_Exponent
+            ob15_.Value = f_15_Value
+            f_EVMinimumV2XEnergyRequest = ob15_
+            s = 14
+        elif c < 0x6:
+            s = -1
+        else:
+            ec = (c >> 1) & 0x3
+            raise r.fail_at(av + 1, 'BPT_Dynamic_DC_CLReqControlModeType[12]', f'event code {ec}, expected SE(EVMaximumV2XEnergyRequest), SE(EVMinimumV2XEnergyRequest), EE')
+    else:
         av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
@@ -2512,7 +2562,14 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader, c: int) -> _is
         ob13_.Exponent = f_13_Exponent
         ob13_.Value = f_13_Value
         f_EVMaximumV2XEnergyRequest = ob13_
-        if c < 0x2000000:
+        if c >= 0x2000000:
+            if c < 0x4000000:
+                av += 24
+                s = -1
+            else:
+                ec = (c >> 25) & 0x3
+                raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLReqControlModeType[13]', f'event code {ec}, expected SE(EVMinimumV2XEnergyRequest), EE')
+        else:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLReqControlModeType[13]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_14_Exponent = (c >> 15) - 128
@@ -2552,64 +2609,12 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader, c: int) -> _is
             ob14_.Value = f_14_Value
             f_EVMinimumV2XEnergyRequest = ob14_
             s = 14
-        elif c < 0x4000000:
-            av += 24
-            s = -1
-        else:
-            ec = (c >> 25) & 0x3
-            raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLReqControlModeType[13]', f'event code {ec}, expected SE(EVMinimumV2XEnergyRequest), EE')
-    elif c < 0x4:
-        av -= 29
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c & 0x300e0000 != 0x0:
-            raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLReqControlModeType[12]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_15_Exponent = (c >> 20) - 128
-        sg = ((c >> 16) & 1)
-        u = ((c >> 8) & 255)
-        if u > 127:
-            u2 = c & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                c = (win >> av) & 0xff
-                u2 = c
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        else:
-            av += 8
-        f_15_Value = -u - 1 if sg else u
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c >= 0x2:
-            raise r.fail_at(av + 3, 'BPT_Dynamic_DC_CLReqControlModeType[12]', 'expected EE of Value, EE')
-        ob15_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob15_.Exponent = f_15_Exponent
-        ob15_.Value = f_15_Value
-        f_EVMinimumV2XEnergyRequest = ob15_
-        s = 14
-    elif c < 0x6:
-        s = -1
+    if s != 14:
+        av += 1
     else:
-        ec = (c >> 1) & 0x3
-        raise r.fail_at(av + 1, 'BPT_Dynamic_DC_CLReqControlModeType[12]', f'event code {ec}, expected SE(EVMaximumV2XEnergyRequest), SE(EVMinimumV2XEnergyRequest), EE')
-    if s == 14:
         if c & 0x1 != 0x0:
             raise r.fail_at(av + 1, 'BPT_Dynamic_DC_CLReqControlModeType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType)
     ob.DepartureTime = f_DepartureTime
@@ -3184,7 +3189,116 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _is
     f_EVSEMaximumDischargeCurrent: _iso20_common_types.RationalNumberType
     f_EVSEMinimumVoltage: _iso20_common_types.RationalNumberType
     s = 0
-    if c < 0x2000000:
+    if c >= 0x2000000:
+        if c < 0x4000000:
+            try:
+                f_MinimumSOC = _Tf00db23f[(c >> 16) & 0x1ff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x1010000 != 0x0:
+                    raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC') from None
+                f_MinimumSOC = ((c >> 17) & 127)
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 2
+        elif c < 0x6000000:
+            try:
+                f_TargetSOC = _Tf00db23f[(c >> 16) & 0x1ff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x1010000 != 0x0:
+                    raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC') from None
+                f_TargetSOC = ((c >> 17) & 127)
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 3
+        elif c < 0x8000000:
+            if c >= 0x7000000:
+                raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
+            u = ((c >> 16) & 255)
+            if u > 127:
+                u2 = (c >> 8) & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 16)
+                    c = (win >> av) & 0xffff
+                    u2 = c >> 8
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 8
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        c = (win >> av) & 0xff
+            else:
+                av += 8
+                c >>= 8
+            f_AckMaxDelay = u
+            if c & 0x80 != 0x0:
+                raise r.fail_at(av + 8, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
+            av -= 21
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 4
+        elif c < 0xa000000:
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_2_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 3
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 3
+                        if av < 0:
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
+            f_2_Value = -u - 1 if sg else u
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+            ob2_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob2_.Exponent = f_2_Exponent
+            ob2_.Value = f_2_Value
+            f_EVSEMaximumChargePower = ob2_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 5
+        else:
+            ec = (c >> 25) & 0x7
+            raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
+    else:
         if c >= 0x1000000:
             raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected CH of DepartureTime')
         u = (c >> 16)
@@ -3249,7 +3363,52 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _is
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 3
-        elif c < 0x30:
+        elif c >= 0x30:
+            if c < 0x40:
+                av -= 26
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+                if c & 0x300e0000 != 0x0:
+                    raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_1_Exponent = (c >> 20) - 128
+                sg = ((c >> 16) & 1)
+                u = ((c >> 8) & 255)
+                if u > 127:
+                    u2 = c & 0xFF
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        c = (win >> av) & 0xff
+                        u2 = c
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                else:
+                    av += 8
+                f_1_Value = -u - 1 if sg else u
+                av -= 30
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+                if c >= 0x10000000:
+                    raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
+                ob1_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob1_.Exponent = f_1_Exponent
+                ob1_.Value = f_1_Value
+                f_EVSEMaximumChargePower = ob1_
+                s = 5
+            else:
+                ec = (c >> 4) & 0x7
+                raise r.fail_at(av + 4, 'BPT_Dynamic_DC_CLResControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
+        else:
             av -= 26
             if av < 0:
                 win, av = r.refill(av, 30)
@@ -3290,159 +3449,9 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _is
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif c < 0x40:
-            av -= 26
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-            if c & 0x300e0000 != 0x0:
-                raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_1_Exponent = (c >> 20) - 128
-            sg = ((c >> 16) & 1)
-            u = ((c >> 8) & 255)
-            if u > 127:
-                u2 = c & 0xFF
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    c = (win >> av) & 0xff
-                    u2 = c
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-            else:
-                av += 8
-            f_1_Value = -u - 1 if sg else u
-            av -= 30
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-            if c >= 0x10000000:
-                raise r.fail_at(av + 30, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            ob1_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob1_.Exponent = f_1_Exponent
-            ob1_.Value = f_1_Value
-            f_EVSEMaximumChargePower = ob1_
-            s = 5
-        else:
-            ec = (c >> 4) & 0x7
-            raise r.fail_at(av + 4, 'BPT_Dynamic_DC_CLResControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
-    elif c < 0x4000000:
-        try:
-            f_MinimumSOC = _Tf00db23f[(c >> 16) & 0x1ff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x1010000 != 0x0:
-                raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC') from None
-            f_MinimumSOC = ((c >> 17) & 127)
-        av -= 12
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 2
-    elif c < 0x6000000:
-        try:
-            f_TargetSOC = _Tf00db23f[(c >> 16) & 0x1ff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x1010000 != 0x0:
-                raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC') from None
-            f_TargetSOC = ((c >> 17) & 127)
-        av -= 12
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 3
-    elif c < 0x8000000:
-        if c >= 0x7000000:
-            raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
-        u = ((c >> 16) & 255)
-        if u > 127:
-            u2 = (c >> 8) & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 16)
-                c = (win >> av) & 0xffff
-                u2 = c >> 8
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 8
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    c = (win >> av) & 0xff
-        else:
-            av += 8
-            c >>= 8
-        f_AckMaxDelay = u
-        if c & 0x80 != 0x0:
-            raise r.fail_at(av + 8, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
-        av -= 21
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 4
-    elif c < 0xa000000:
-        if c & 0x1807000 != 0x0:
-            raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_2_Exponent = ((c >> 15) & 255) - 128
-        sg = ((c >> 11) & 1)
-        u = ((c >> 3) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 3
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 3
-                    if av < 0:
-                        win, av = r.refill(av, 3)
-                    c = (win >> av) & 0x7
-        f_2_Value = -u - 1 if sg else u
-        if c & 0x6 != 0x0:
-            raise r.fail_at(av + 3, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob2_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob2_.Exponent = f_2_Exponent
-        ob2_.Value = f_2_Value
-        f_EVSEMaximumChargePower = ob2_
-        av -= 27
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 5
+    if s != 2:
+        pass
     else:
-        ec = (c >> 25) & 0x7
-        raise r.fail_at(av + 25, 'BPT_Dynamic_DC_CLResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
-    if s == 2:
         if c < 0x4000000:
             try:
                 f_TargetSOC = _Tf00db23f[c >> 17]
@@ -3492,7 +3501,10 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _is
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif c < 0xc000000:
+        elif c >= 0xc000000:
+            ec = (c >> 26) & 0x3
+            raise r.fail_at(av + 26, 'BPT_Dynamic_DC_CLResControlModeType[2]', f'event code {ec}, expected SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
+        else:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'BPT_Dynamic_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_3_Exponent = ((c >> 16) & 255) - 128
@@ -3536,10 +3548,9 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _is
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 26, 'BPT_Dynamic_DC_CLResControlModeType[2]', f'event code {ec}, expected SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
-    if s == 3:
+    if s != 3:
+        pass
+    else:
         if c < 0x4000000:
             if c >= 0x2000000:
                 raise r.fail_at(av + 26, 'BPT_Dynamic_DC_CLResControlModeType[3]', 'expected CH of AckMaxDelay')
@@ -3577,7 +3588,10 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _is
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif c < 0x8000000:
+        elif c >= 0x8000000:
+            ec = (c >> 26) & 0x3
+            raise r.fail_at(av + 26, 'BPT_Dynamic_DC_CLResControlModeType[3]', f'event code {ec}, expected SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
+        else:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'BPT_Dynamic_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_4_Exponent = ((c >> 16) & 255) - 128
@@ -3621,10 +3635,12 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _is
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 26, 'BPT_Dynamic_DC_CLResControlModeType[3]', f'event code {ec}, expected SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
-    if s == 4:
+    if s != 4:
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+    else:
         if c & 0xe01c000 != 0x0:
             raise r.fail_at(av + 28, 'BPT_Dynamic_DC_CLResControlModeType', 'expected SE(EVSEMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_5_Exponent = (c >> 17) - 128
@@ -3665,11 +3681,6 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _is
         f_EVSEMaximumChargePower = ob5_
         s = 5
         av -= 27
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        av -= 2
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
@@ -4568,7 +4579,143 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
     f_EVMinimumDischargePower: _iso20_common_types.RationalNumberType | None = None
     f_EVMaximumDischargeCurrent: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    if c < 0x2000000:
+    if c >= 0x2000000:
+        if c < 0x4000000:
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_5_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 3
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 3
+                        if av < 0:
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
+            f_5_Value = -u - 1 if sg else u
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+            ob5_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob5_.Exponent = f_5_Exponent
+            ob5_.Value = f_5_Value
+            f_EVMaximumEnergyRequest = ob5_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 2
+        elif c < 0x6000000:
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_6_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 3
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 3
+                        if av < 0:
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
+            f_6_Value = -u - 1 if sg else u
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+            ob6_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob6_.Exponent = f_6_Exponent
+            ob6_.Value = f_6_Value
+            f_EVMinimumEnergyRequest = ob6_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 3
+        elif c < 0x8000000:
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_7_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 3
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 3
+                        if av < 0:
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
+            f_7_Value = -u - 1 if sg else u
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+            ob7_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob7_.Exponent = f_7_Exponent
+            ob7_.Value = f_7_Value
+            f_EVTargetCurrent = ob7_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 4
+        else:
+            ec = (c >> 25) & 0x7
+            raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[0]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
+    else:
         if c & 0x1807000 != 0x0:
             raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_1_Exponent = (c >> 15) - 128
@@ -4611,7 +4758,99 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
         ob1_.Exponent = f_1_Exponent
         ob1_.Value = f_1_Value
         f_EVTargetEnergyRequest = ob1_
-        if c < 0x4000000:
+        if c >= 0x4000000:
+            if c < 0x8000000:
+                if c & 0x300e000 != 0x0:
+                    raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_3_Exponent = ((c >> 16) & 255) - 128
+                sg = ((c >> 12) & 1)
+                u = ((c >> 4) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 12)
+                        c = (win >> av) & 0xfff
+                        u2 = c >> 4
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 4
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 4
+                            if av < 0:
+                                win, av = r.refill(av, 4)
+                            c = (win >> av) & 0xf
+                f_3_Value = -u - 1 if sg else u
+                if c & 0xc != 0x0:
+                    raise r.fail_at(av + 4, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
+                ob3_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob3_.Exponent = f_3_Exponent
+                ob3_.Value = f_3_Value
+                f_EVMinimumEnergyRequest = ob3_
+                av -= 26
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 3
+            elif c < 0xc000000:
+                if c & 0x300e000 != 0x0:
+                    raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_4_Exponent = ((c >> 16) & 255) - 128
+                sg = ((c >> 12) & 1)
+                u = ((c >> 4) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 12)
+                        c = (win >> av) & 0xfff
+                        u2 = c >> 4
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 4
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 4
+                            if av < 0:
+                                win, av = r.refill(av, 4)
+                            c = (win >> av) & 0xf
+                f_4_Value = -u - 1 if sg else u
+                if c & 0xc != 0x0:
+                    raise r.fail_at(av + 4, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
+                ob4_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob4_.Exponent = f_4_Exponent
+                ob4_.Value = f_4_Value
+                f_EVTargetCurrent = ob4_
+                av -= 26
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 4
+            else:
+                ec = (c >> 26) & 0x3
+                raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLReqControlModeType[1]', f'event code {ec}, expected SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
+        else:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_2_Exponent = (c >> 16) - 128
@@ -4655,234 +4894,58 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 2
-        elif c < 0x8000000:
-            if c & 0x300e000 != 0x0:
-                raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_3_Exponent = ((c >> 16) & 255) - 128
-            sg = ((c >> 12) & 1)
-            u = ((c >> 4) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
-                u2 = c >> 4
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 12)
-                    c = (win >> av) & 0xfff
-                    u2 = c >> 4
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 4
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 4
-                        if av < 0:
-                            win, av = r.refill(av, 4)
-                        c = (win >> av) & 0xf
-            f_3_Value = -u - 1 if sg else u
-            if c & 0xc != 0x0:
-                raise r.fail_at(av + 4, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            ob3_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob3_.Exponent = f_3_Exponent
-            ob3_.Value = f_3_Value
-            f_EVMinimumEnergyRequest = ob3_
-            av -= 26
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 3
-        elif c < 0xc000000:
-            if c & 0x300e000 != 0x0:
-                raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_4_Exponent = ((c >> 16) & 255) - 128
-            sg = ((c >> 12) & 1)
-            u = ((c >> 4) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
-                u2 = c >> 4
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 12)
-                    c = (win >> av) & 0xfff
-                    u2 = c >> 4
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 4
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 4
-                        if av < 0:
-                            win, av = r.refill(av, 4)
-                        c = (win >> av) & 0xf
-            f_4_Value = -u - 1 if sg else u
-            if c & 0xc != 0x0:
-                raise r.fail_at(av + 4, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            ob4_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob4_.Exponent = f_4_Exponent
-            ob4_.Value = f_4_Value
-            f_EVTargetCurrent = ob4_
-            av -= 26
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 4
-        else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLReqControlModeType[1]', f'event code {ec}, expected SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
-    elif c < 0x4000000:
-        if c & 0x1807000 != 0x0:
-            raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_5_Exponent = ((c >> 15) & 255) - 128
-        sg = ((c >> 11) & 1)
-        u = ((c >> 3) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 3
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 3
-                    if av < 0:
-                        win, av = r.refill(av, 3)
-                    c = (win >> av) & 0x7
-        f_5_Value = -u - 1 if sg else u
-        if c & 0x6 != 0x0:
-            raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ob5_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob5_.Exponent = f_5_Exponent
-        ob5_.Value = f_5_Value
-        f_EVMaximumEnergyRequest = ob5_
-        av -= 27
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 2
-    elif c < 0x6000000:
-        if c & 0x1807000 != 0x0:
-            raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_6_Exponent = ((c >> 15) & 255) - 128
-        sg = ((c >> 11) & 1)
-        u = ((c >> 3) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 3
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 3
-                    if av < 0:
-                        win, av = r.refill(av, 3)
-                    c = (win >> av) & 0x7
-        f_6_Value = -u - 1 if sg else u
-        if c & 0x6 != 0x0:
-            raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ob6_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob6_.Exponent = f_6_Exponent
-        ob6_.Value = f_6_Value
-        f_EVMinimumEnergyRequest = ob6_
-        av -= 27
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 3
-    elif c < 0x8000000:
-        if c & 0x1807000 != 0x0:
-            raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_7_Exponent = ((c >> 15) & 255) - 128
-        sg = ((c >> 11) & 1)
-        u = ((c >> 3) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 3
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 3
-                    if av < 0:
-                        win, av = r.refill(av, 3)
-                    c = (win >> av) & 0x7
-        f_7_Value = -u - 1 if sg else u
-        if c & 0x6 != 0x0:
-            raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ob7_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob7_.Exponent = f_7_Exponent
-        ob7_.Value = f_7_Value
-        f_EVTargetCurrent = ob7_
-        av -= 27
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 4
+    if s != 2:
+        pass
     else:
-        ec = (c >> 25) & 0x7
-        raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[0]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
-    if s == 2:
-        if c < 0x4000000:
+        if c >= 0x4000000:
+            if c < 0x8000000:
+                if c & 0x300e000 != 0x0:
+                    raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_9_Exponent = ((c >> 16) & 255) - 128
+                sg = ((c >> 12) & 1)
+                u = ((c >> 4) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 12)
+                        c = (win >> av) & 0xfff
+                        u2 = c >> 4
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 4
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 4
+                            if av < 0:
+                                win, av = r.refill(av, 4)
+                            c = (win >> av) & 0xf
+                f_9_Value = -u - 1 if sg else u
+                if c & 0xc != 0x0:
+                    raise r.fail_at(av + 4, 'BPT_Scheduled_DC_CLReqControlModeType[2]', 'expected EE of Value, EE')
+                ob9_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob9_.Exponent = f_9_Exponent
+                ob9_.Value = f_9_Value
+                f_EVTargetCurrent = ob9_
+                av -= 26
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 4
+            else:
+                ec = (c >> 26) & 0x3
+                raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLReqControlModeType[2]', f'event code {ec}, expected SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
+        else:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_8_Exponent = (c >> 16) - 128
@@ -4926,54 +4989,12 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 3
-        elif c < 0x8000000:
-            if c & 0x300e000 != 0x0:
-                raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_9_Exponent = ((c >> 16) & 255) - 128
-            sg = ((c >> 12) & 1)
-            u = ((c >> 4) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
-                u2 = c >> 4
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 12)
-                    c = (win >> av) & 0xfff
-                    u2 = c >> 4
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 4
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 4
-                        if av < 0:
-                            win, av = r.refill(av, 4)
-                        c = (win >> av) & 0xf
-            f_9_Value = -u - 1 if sg else u
-            if c & 0xc != 0x0:
-                raise r.fail_at(av + 4, 'BPT_Scheduled_DC_CLReqControlModeType[2]', 'expected EE of Value, EE')
-            ob9_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob9_.Exponent = f_9_Exponent
-            ob9_.Value = f_9_Value
-            f_EVTargetCurrent = ob9_
-            av -= 26
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 4
-        else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLReqControlModeType[2]', f'event code {ec}, expected SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
-    if s == 3:
+    if s != 3:
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+    else:
         if c & 0xe01c000 != 0x0:
             raise r.fail_at(av + 28, 'BPT_Scheduled_DC_CLReqControlModeType', 'expected SE(EVTargetCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_10_Exponent = (c >> 17) - 128
@@ -5017,11 +5038,6 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    else:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
     if c & 0x38070000 != 0x0:
         raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType', 'expected SE(EVTargetVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_11_Exponent = (c >> 19) - 128
@@ -5062,7 +5078,301 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
     ob11_.Value = f_11_Value
     f_EVTargetVoltage = ob11_
     s = 5
-    if c < 0x2:
+    if c >= 0x2:
+        if c < 0x4:
+            av -= 29
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x300e0000 != 0x0:
+                raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_20_Exponent = (c >> 20) - 128
+            sg = ((c >> 16) & 1)
+            u = ((c >> 8) & 255)
+            if u > 127:
+                u2 = c & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
+                    u2 = c
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            else:
+                av += 8
+            f_20_Value = -u - 1 if sg else u
+            av -= 30
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c >= 0x10000000:
+                raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+            ob20_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob20_.Exponent = f_20_Exponent
+            ob20_.Value = f_20_Value
+            f_EVMinimumChargePower = ob20_
+            s = 7
+        elif c < 0x6:
+            av -= 29
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x300e0000 != 0x0:
+                raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_21_Exponent = (c >> 20) - 128
+            sg = ((c >> 16) & 1)
+            u = ((c >> 8) & 255)
+            if u > 127:
+                u2 = c & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
+                    u2 = c
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            else:
+                av += 8
+            f_21_Value = -u - 1 if sg else u
+            av -= 30
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c >= 0x10000000:
+                raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+            ob21_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob21_.Exponent = f_21_Exponent
+            ob21_.Value = f_21_Value
+            f_EVMaximumChargeCurrent = ob21_
+            s = 8
+        elif c < 0x8:
+            av -= 29
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x300e0000 != 0x0:
+                raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_22_Exponent = (c >> 20) - 128
+            sg = ((c >> 16) & 1)
+            u = ((c >> 8) & 255)
+            if u > 127:
+                u2 = c & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
+                    u2 = c
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            else:
+                av += 8
+            f_22_Value = -u - 1 if sg else u
+            av -= 30
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c >= 0x10000000:
+                raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+            ob22_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob22_.Exponent = f_22_Exponent
+            ob22_.Value = f_22_Value
+            f_EVMaximumVoltage = ob22_
+            s = 9
+        elif c < 0xa:
+            av -= 29
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x300e0000 != 0x0:
+                raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_23_Exponent = (c >> 20) - 128
+            sg = ((c >> 16) & 1)
+            u = ((c >> 8) & 255)
+            if u > 127:
+                u2 = c & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
+                    u2 = c
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            else:
+                av += 8
+            f_23_Value = -u - 1 if sg else u
+            av -= 30
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c >= 0x10000000:
+                raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+            ob23_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob23_.Exponent = f_23_Exponent
+            ob23_.Value = f_23_Value
+            f_EVMinimumVoltage = ob23_
+            s = 10
+        elif c < 0xc:
+            av -= 29
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x300e0000 != 0x0:
+                raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_24_Exponent = (c >> 20) - 128
+            sg = ((c >> 16) & 1)
+            u = ((c >> 8) & 255)
+            if u > 127:
+                u2 = c & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
+                    u2 = c
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            else:
+                av += 8
+            f_24_Value = -u - 1 if sg else u
+            av -= 30
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c >= 0x10000000:
+                raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+            ob24_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob24_.Exponent = f_24_Exponent
+            ob24_.Value = f_24_Value
+            f_EVMaximumDischargePower = ob24_
+            s = 11
+        elif c < 0xe:
+            av -= 29
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x300e0000 != 0x0:
+                raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_25_Exponent = (c >> 20) - 128
+            sg = ((c >> 16) & 1)
+            u = ((c >> 8) & 255)
+            if u > 127:
+                u2 = c & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
+                    u2 = c
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            else:
+                av += 8
+            f_25_Value = -u - 1 if sg else u
+            av -= 30
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c >= 0x10000000:
+                raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+            ob25_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob25_.Exponent = f_25_Exponent
+            ob25_.Value = f_25_Value
+            f_EVMinimumDischargePower = ob25_
+            s = 12
+        elif c < 0x10:
+            av -= 29
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x300e0000 != 0x0:
+                raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_26_Exponent = (c >> 20) - 128
+            sg = ((c >> 16) & 1)
+            u = ((c >> 8) & 255)
+            if u > 127:
+                u2 = c & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
+                    u2 = c
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            else:
+                av += 8
+            f_26_Value = -u - 1 if sg else u
+            av -= 30
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c >= 0x10000000:
+                raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+            ob26_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob26_.Exponent = f_26_Exponent
+            ob26_.Value = f_26_Value
+            f_EVMaximumDischargeCurrent = ob26_
+            s = 13
+        elif c < 0x12:
+            av -= 27
+            s = -1
+        else:
+            ec = (c >> 1) & 0xf
+            raise r.fail_at(av + 1, 'BPT_Scheduled_DC_CLReqControlModeType[5]', f'event code {ec}, expected SE(EVMaximumChargePower), SE(EVMinimumChargePower), SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
+    else:
         av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
@@ -5102,7 +5412,278 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
         ob12_.Exponent = f_12_Exponent
         ob12_.Value = f_12_Value
         f_EVMaximumChargePower = ob12_
-        if c < 0x1000000:
+        if c >= 0x1000000:
+            if c < 0x2000000:
+                if c & 0xc03800 != 0x0:
+                    raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_14_Exponent = ((c >> 14) & 255) - 128
+                sg = ((c >> 10) & 1)
+                u = ((c >> 2) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 10)
+                        c = (win >> av) & 0x3ff
+                        u2 = c >> 2
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 2
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 2
+                            if av < 0:
+                                win, av = r.refill(av, 2)
+                            c = (win >> av) & 0x3
+                f_14_Value = -u - 1 if sg else u
+                if c & 0x3 != 0x0:
+                    raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
+                ob14_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob14_.Exponent = f_14_Exponent
+                ob14_.Value = f_14_Value
+                f_EVMaximumChargeCurrent = ob14_
+                av -= 28
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 8
+            elif c < 0x3000000:
+                if c & 0xc03800 != 0x0:
+                    raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_15_Exponent = ((c >> 14) & 255) - 128
+                sg = ((c >> 10) & 1)
+                u = ((c >> 2) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 10)
+                        c = (win >> av) & 0x3ff
+                        u2 = c >> 2
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 2
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 2
+                            if av < 0:
+                                win, av = r.refill(av, 2)
+                            c = (win >> av) & 0x3
+                f_15_Value = -u - 1 if sg else u
+                if c & 0x3 != 0x0:
+                    raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
+                ob15_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob15_.Exponent = f_15_Exponent
+                ob15_.Value = f_15_Value
+                f_EVMaximumVoltage = ob15_
+                av -= 28
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 9
+            elif c < 0x4000000:
+                if c & 0xc03800 != 0x0:
+                    raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_16_Exponent = ((c >> 14) & 255) - 128
+                sg = ((c >> 10) & 1)
+                u = ((c >> 2) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 10)
+                        c = (win >> av) & 0x3ff
+                        u2 = c >> 2
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 2
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 2
+                            if av < 0:
+                                win, av = r.refill(av, 2)
+                            c = (win >> av) & 0x3
+                f_16_Value = -u - 1 if sg else u
+                if c & 0x3 != 0x0:
+                    raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
+                ob16_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob16_.Exponent = f_16_Exponent
+                ob16_.Value = f_16_Value
+                f_EVMinimumVoltage = ob16_
+                av -= 28
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 10
+            elif c < 0x5000000:
+                if c & 0xc03800 != 0x0:
+                    raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_17_Exponent = ((c >> 14) & 255) - 128
+                sg = ((c >> 10) & 1)
+                u = ((c >> 2) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 10)
+                        c = (win >> av) & 0x3ff
+                        u2 = c >> 2
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 2
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 2
+                            if av < 0:
+                                win, av = r.refill(av, 2)
+                            c = (win >> av) & 0x3
+                f_17_Value = -u - 1 if sg else u
+                if c & 0x3 != 0x0:
+                    raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
+                ob17_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob17_.Exponent = f_17_Exponent
+                ob17_.Value = f_17_Value
+                f_EVMaximumDischargePower = ob17_
+                av -= 28
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 11
+            elif c < 0x6000000:
+                if c & 0xc03800 != 0x0:
+                    raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_18_Exponent = ((c >> 14) & 255) - 128
+                sg = ((c >> 10) & 1)
+                u = ((c >> 2) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 10)
+                        c = (win >> av) & 0x3ff
+                        u2 = c >> 2
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 2
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 2
+                            if av < 0:
+                                win, av = r.refill(av, 2)
+                            c = (win >> av) & 0x3
+                f_18_Value = -u - 1 if sg else u
+                if c & 0x3 != 0x0:
+                    raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
+                ob18_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob18_.Exponent = f_18_Exponent
+                ob18_.Value = f_18_Value
+                f_EVMinimumDischargePower = ob18_
+                av -= 28
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 12
+            elif c < 0x7000000:
+                if c & 0xc03800 != 0x0:
+                    raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_19_Exponent = ((c >> 14) & 255) - 128
+                sg = ((c >> 10) & 1)
+                u = ((c >> 2) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 10)
+                        c = (win >> av) & 0x3ff
+                        u2 = c >> 2
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 2
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 2
+                            if av < 0:
+                                win, av = r.refill(av, 2)
+                            c = (win >> av) & 0x3
+                f_19_Value = -u - 1 if sg else u
+                if c & 0x3 != 0x0:
+                    raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
+                ob19_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob19_.Exponent = f_19_Exponent
+                ob19_.Value = f_19_Value
+                f_EVMaximumDischargeCurrent = ob19_
+                av -= 28
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 13
+            elif c < 0x8000000:
+                av -= 4
+                s = -1
+            else:
+                ec = (c >> 24) & 0xf
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[6]', f'event code {ec}, expected SE(EVMinimumChargePower), SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
+        else:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_13_Exponent = (c >> 14) - 128
@@ -5146,572 +5727,238 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif c < 0x2000000:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_14_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 2
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 2
-                        if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
-            f_14_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            ob14_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob14_.Exponent = f_14_Exponent
-            ob14_.Value = f_14_Value
-            f_EVMaximumChargeCurrent = ob14_
-            av -= 28
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 8
-        elif c < 0x3000000:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_15_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 2
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 2
-                        if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
-            f_15_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            ob15_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob15_.Exponent = f_15_Exponent
-            ob15_.Value = f_15_Value
-            f_EVMaximumVoltage = ob15_
-            av -= 28
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 9
-        elif c < 0x4000000:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_16_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 2
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 2
-                        if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
-            f_16_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            ob16_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob16_.Exponent = f_16_Exponent
-            ob16_.Value = f_16_Value
-            f_EVMinimumVoltage = ob16_
-            av -= 28
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 10
-        elif c < 0x5000000:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_17_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 2
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 2
-                        if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
-            f_17_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            ob17_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob17_.Exponent = f_17_Exponent
-            ob17_.Value = f_17_Value
-            f_EVMaximumDischargePower = ob17_
-            av -= 28
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 11
-        elif c < 0x6000000:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_18_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 2
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 2
-                        if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
-            f_18_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            ob18_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob18_.Exponent = f_18_Exponent
-            ob18_.Value = f_18_Value
-            f_EVMinimumDischargePower = ob18_
-            av -= 28
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 12
-        elif c < 0x7000000:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_19_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 2
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 2
-                        if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
-            f_19_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            ob19_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob19_.Exponent = f_19_Exponent
-            ob19_.Value = f_19_Value
-            f_EVMaximumDischargeCurrent = ob19_
-            av -= 28
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 13
-        elif c < 0x8000000:
-            av -= 4
-            s = -1
-        else:
-            ec = (c >> 24) & 0xf
-            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLReqControlModeType[6]', f'event code {ec}, expected SE(EVMinimumChargePower), SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
-    elif c < 0x4:
-        av -= 29
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c & 0x300e0000 != 0x0:
-            raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_20_Exponent = (c >> 20) - 128
-        sg = ((c >> 16) & 1)
-        u = ((c >> 8) & 255)
-        if u > 127:
-            u2 = c & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                c = (win >> av) & 0xff
-                u2 = c
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        else:
-            av += 8
-        f_20_Value = -u - 1 if sg else u
-        av -= 30
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c >= 0x10000000:
-            raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        ob20_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob20_.Exponent = f_20_Exponent
-        ob20_.Value = f_20_Value
-        f_EVMinimumChargePower = ob20_
-        s = 7
-    elif c < 0x6:
-        av -= 29
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c & 0x300e0000 != 0x0:
-            raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_21_Exponent = (c >> 20) - 128
-        sg = ((c >> 16) & 1)
-        u = ((c >> 8) & 255)
-        if u > 127:
-            u2 = c & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                c = (win >> av) & 0xff
-                u2 = c
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        else:
-            av += 8
-        f_21_Value = -u - 1 if sg else u
-        av -= 30
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c >= 0x10000000:
-            raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        ob21_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob21_.Exponent = f_21_Exponent
-        ob21_.Value = f_21_Value
-        f_EVMaximumChargeCurrent = ob21_
-        s = 8
-    elif c < 0x8:
-        av -= 29
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c & 0x300e0000 != 0x0:
-            raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_22_Exponent = (c >> 20) - 128
-        sg = ((c >> 16) & 1)
-        u = ((c >> 8) & 255)
-        if u > 127:
-            u2 = c & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                c = (win >> av) & 0xff
-                u2 = c
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        else:
-            av += 8
-        f_22_Value = -u - 1 if sg else u
-        av -= 30
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c >= 0x10000000:
-            raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        ob22_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob22_.Exponent = f_22_Exponent
-        ob22_.Value = f_22_Value
-        f_EVMaximumVoltage = ob22_
-        s = 9
-    elif c < 0xa:
-        av -= 29
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c & 0x300e0000 != 0x0:
-            raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_23_Exponent = (c >> 20) - 128
-        sg = ((c >> 16) & 1)
-        u = ((c >> 8) & 255)
-        if u > 127:
-            u2 = c & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                c = (win >> av) & 0xff
-                u2 = c
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        else:
-            av += 8
-        f_23_Value = -u - 1 if sg else u
-        av -= 30
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c >= 0x10000000:
-            raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        ob23_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob23_.Exponent = f_23_Exponent
-        ob23_.Value = f_23_Value
-        f_EVMinimumVoltage = ob23_
-        s = 10
-    elif c < 0xc:
-        av -= 29
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c & 0x300e0000 != 0x0:
-            raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_24_Exponent = (c >> 20) - 128
-        sg = ((c >> 16) & 1)
-        u = ((c >> 8) & 255)
-        if u > 127:
-            u2 = c & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                c = (win >> av) & 0xff
-                u2 = c
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        else:
-            av += 8
-        f_24_Value = -u - 1 if sg else u
-        av -= 30
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c >= 0x10000000:
-            raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        ob24_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob24_.Exponent = f_24_Exponent
-        ob24_.Value = f_24_Value
-        f_EVMaximumDischargePower = ob24_
-        s = 11
-    elif c < 0xe:
-        av -= 29
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c & 0x300e0000 != 0x0:
-            raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_25_Exponent = (c >> 20) - 128
-        sg = ((c >> 16) & 1)
-        u = ((c >> 8) & 255)
-        if u > 127:
-            u2 = c & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                c = (win >> av) & 0xff
-                u2 = c
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        else:
-            av += 8
-        f_25_Value = -u - 1 if sg else u
-        av -= 30
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c >= 0x10000000:
-            raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        ob25_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob25_.Exponent = f_25_Exponent
-        ob25_.Value = f_25_Value
-        f_EVMinimumDischargePower = ob25_
-        s = 12
-    elif c < 0x10:
-        av -= 29
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c & 0x300e0000 != 0x0:
-            raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_26_Exponent = (c >> 20) - 128
-        sg = ((c >> 16) & 1)
-        u = ((c >> 8) & 255)
-        if u > 127:
-            u2 = c & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                c = (win >> av) & 0xff
-                u2 = c
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        else:
-            av += 8
-        f_26_Value = -u - 1 if sg else u
-        av -= 30
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c >= 0x10000000:
-            raise r.fail_at(av + 30, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        ob26_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob26_.Exponent = f_26_Exponent
-        ob26_.Value = f_26_Value
-        f_EVMaximumDischargeCurrent = ob26_
-        s = 13
-    elif c < 0x12:
-        av -= 27
-        s = -1
+    if s != 7:
+        pass
     else:
-        ec = (c >> 1) & 0xf
-        raise r.fail_at(av + 1, 'BPT_Scheduled_DC_CLReqControlModeType[5]', f'event code {ec}, expected SE(EVMaximumChargePower), SE(EVMinimumChargePower), SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
-    if s == 7:
         c &= 0xfffffff
-        if c < 0x2000000:
+        if c >= 0x2000000:
+            if c < 0x4000000:
+                if c & 0x1807000 != 0x0:
+                    raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_28_Exponent = ((c >> 15) & 255) - 128
+                sg = ((c >> 11) & 1)
+                u = ((c >> 3) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 11)
+                        c = (win >> av) & 0x7ff
+                        u2 = c >> 3
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 3
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 3
+                            if av < 0:
+                                win, av = r.refill(av, 3)
+                            c = (win >> av) & 0x7
+                f_28_Value = -u - 1 if sg else u
+                if c & 0x6 != 0x0:
+                    raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
+                ob28_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob28_.Exponent = f_28_Exponent
+                ob28_.Value = f_28_Value
+                f_EVMaximumVoltage = ob28_
+                av -= 27
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 9
+            elif c < 0x6000000:
+                if c & 0x1807000 != 0x0:
+                    raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_29_Exponent = ((c >> 15) & 255) - 128
+                sg = ((c >> 11) & 1)
+                u = ((c >> 3) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 11)
+                        c = (win >> av) & 0x7ff
+                        u2 = c >> 3
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 3
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 3
+                            if av < 0:
+                                win, av = r.refill(av, 3)
+                            c = (win >> av) & 0x7
+                f_29_Value = -u - 1 if sg else u
+                if c & 0x6 != 0x0:
+                    raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
+                ob29_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob29_.Exponent = f_29_Exponent
+                ob29_.Value = f_29_Value
+                f_EVMinimumVoltage = ob29_
+                av -= 27
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 10
+            elif c < 0x8000000:
+                if c & 0x1807000 != 0x0:
+                    raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_30_Exponent = ((c >> 15) & 255) - 128
+                sg = ((c >> 11) & 1)
+                u = ((c >> 3) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 11)
+                        c = (win >> av) & 0x7ff
+                        u2 = c >> 3
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 3
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 3
+                            if av < 0:
+                                win, av = r.refill(av, 3)
+                            c = (win >> av) & 0x7
+                f_30_Value = -u - 1 if sg else u
+                if c & 0x6 != 0x0:
+                    raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
+                ob30_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob30_.Exponent = f_30_Exponent
+                ob30_.Value = f_30_Value
+                f_EVMaximumDischargePower = ob30_
+                av -= 27
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 11
+            elif c < 0xa000000:
+                if c & 0x1807000 != 0x0:
+                    raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_31_Exponent = ((c >> 15) & 255) - 128
+                sg = ((c >> 11) & 1)
+                u = ((c >> 3) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 11)
+                        c = (win >> av) & 0x7ff
+                        u2 = c >> 3
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 3
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 3
+                            if av < 0:
+                                win, av = r.refill(av, 3)
+                            c = (win >> av) & 0x7
+                f_31_Value = -u - 1 if sg else u
+                if c & 0x6 != 0x0:
+                    raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
+                ob31_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob31_.Exponent = f_31_Exponent
+                ob31_.Value = f_31_Value
+                f_EVMinimumDischargePower = ob31_
+                av -= 27
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 12
+            elif c < 0xc000000:
+                if c & 0x1807000 != 0x0:
+                    raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_32_Exponent = ((c >> 15) & 255) - 128
+                sg = ((c >> 11) & 1)
+                u = ((c >> 3) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 11)
+                        c = (win >> av) & 0x7ff
+                        u2 = c >> 3
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 3
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 3
+                            if av < 0:
+                                win, av = r.refill(av, 3)
+                            c = (win >> av) & 0x7
+                f_32_Value = -u - 1 if sg else u
+                if c & 0x6 != 0x0:
+                    raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
+                ob32_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob32_.Exponent = f_32_Exponent
+                ob32_.Value = f_32_Value
+                f_EVMaximumDischargeCurrent = ob32_
+                av -= 27
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 13
+            elif c < 0xe000000:
+                av -= 3
+                s = -1
+            else:
+                ec = (c >> 25) & 0x7
+                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[7]', f'event code {ec}, expected SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
+        else:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_27_Exponent = (c >> 15) - 128
@@ -5755,235 +6002,194 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif c < 0x4000000:
-            if c & 0x1807000 != 0x0:
-                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_28_Exponent = ((c >> 15) & 255) - 128
-            sg = ((c >> 11) & 1)
-            u = ((c >> 3) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 3
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 3
-                        if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
-            f_28_Value = -u - 1 if sg else u
-            if c & 0x6 != 0x0:
-                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
-            ob28_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob28_.Exponent = f_28_Exponent
-            ob28_.Value = f_28_Value
-            f_EVMaximumVoltage = ob28_
-            av -= 27
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 9
-        elif c < 0x6000000:
-            if c & 0x1807000 != 0x0:
-                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_29_Exponent = ((c >> 15) & 255) - 128
-            sg = ((c >> 11) & 1)
-            u = ((c >> 3) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 3
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 3
-                        if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
-            f_29_Value = -u - 1 if sg else u
-            if c & 0x6 != 0x0:
-                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
-            ob29_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob29_.Exponent = f_29_Exponent
-            ob29_.Value = f_29_Value
-            f_EVMinimumVoltage = ob29_
-            av -= 27
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 10
-        elif c < 0x8000000:
-            if c & 0x1807000 != 0x0:
-                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_30_Exponent = ((c >> 15) & 255) - 128
-            sg = ((c >> 11) & 1)
-            u = ((c >> 3) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 3
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 3
-                        if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
-            f_30_Value = -u - 1 if sg else u
-            if c & 0x6 != 0x0:
-                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
-            ob30_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob30_.Exponent = f_30_Exponent
-            ob30_.Value = f_30_Value
-            f_EVMaximumDischargePower = ob30_
-            av -= 27
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 11
-        elif c < 0xa000000:
-            if c & 0x1807000 != 0x0:
-                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_31_Exponent = ((c >> 15) & 255) - 128
-            sg = ((c >> 11) & 1)
-            u = ((c >> 3) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 3
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 3
-                        if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
-            f_31_Value = -u - 1 if sg else u
-            if c & 0x6 != 0x0:
-                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
-            ob31_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob31_.Exponent = f_31_Exponent
-            ob31_.Value = f_31_Value
-            f_EVMinimumDischargePower = ob31_
-            av -= 27
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 12
-        elif c < 0xc000000:
-            if c & 0x1807000 != 0x0:
-                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_32_Exponent = ((c >> 15) & 255) - 128
-            sg = ((c >> 11) & 1)
-            u = ((c >> 3) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 3
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 3
-                        if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
-            f_32_Value = -u - 1 if sg else u
-            if c & 0x6 != 0x0:
-                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
-            ob32_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob32_.Exponent = f_32_Exponent
-            ob32_.Value = f_32_Value
-            f_EVMaximumDischargeCurrent = ob32_
-            av -= 27
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 13
-        elif c < 0xe000000:
-            av -= 3
-            s = -1
-        else:
-            ec = (c >> 25) & 0x7
-            raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[7]', f'event code {ec}, expected SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
-    if s == 8:
+    if s != 8:
+        pass
+    else:
         c &= 0xfffffff
-        if c < 0x2000000:
+        if c >= 0x2000000:
+            if c < 0x4000000:
+                if c & 0x1807000 != 0x0:
+                    raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_34_Exponent = ((c >> 15) & 255) - 128
+                sg = ((c >> 11) & 1)
+                u = ((c >> 3) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 11)
+                        c = (win >> av) & 0x7ff
+                        u2 = c >> 3
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 3
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 3
+                            if av < 0:
+                                win, av = r.refill(av, 3)
+                            c = (win >> av) & 0x7
+                f_34_Value = -u - 1 if sg else u
+                if c & 0x6 != 0x0:
+                    raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
+                ob34_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob34_.Exponent = f_34_Exponent
+                ob34_.Value = f_34_Value
+                f_EVMinimumVoltage = ob34_
+                av -= 27
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 10
+            elif c < 0x6000000:
+                if c & 0x1807000 != 0x0:
+                    raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_35_Exponent = ((c >> 15) & 255) - 128
+                sg = ((c >> 11) & 1)
+                u = ((c >> 3) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 11)
+                        c = (win >> av) & 0x7ff
+                        u2 = c >> 3
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 3
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 3
+                            if av < 0:
+                                win, av = r.refill(av, 3)
+                            c = (win >> av) & 0x7
+                f_35_Value = -u - 1 if sg else u
+                if c & 0x6 != 0x0:
+                    raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
+                ob35_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob35_.Exponent = f_35_Exponent
+                ob35_.Value = f_35_Value
+                f_EVMaximumDischargePower = ob35_
+                av -= 27
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 11
+            elif c < 0x8000000:
+                if c & 0x1807000 != 0x0:
+                    raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_36_Exponent = ((c >> 15) & 255) - 128
+                sg = ((c >> 11) & 1)
+                u = ((c >> 3) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 11)
+                        c = (win >> av) & 0x7ff
+                        u2 = c >> 3
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 3
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 3
+                            if av < 0:
+                                win, av = r.refill(av, 3)
+                            c = (win >> av) & 0x7
+                f_36_Value = -u - 1 if sg else u
+                if c & 0x6 != 0x0:
+                    raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
+                ob36_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob36_.Exponent = f_36_Exponent
+                ob36_.Value = f_36_Value
+                f_EVMinimumDischargePower = ob36_
+                av -= 27
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 12
+            elif c < 0xa000000:
+                if c & 0x1807000 != 0x0:
+                    raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_37_Exponent = ((c >> 15) & 255) - 128
+                sg = ((c >> 11) & 1)
+                u = ((c >> 3) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 11)
+                        c = (win >> av) & 0x7ff
+                        u2 = c >> 3
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 3
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 3
+                            if av < 0:
+                                win, av = r.refill(av, 3)
+                            c = (win >> av) & 0x7
+                f_37_Value = -u - 1 if sg else u
+                if c & 0x6 != 0x0:
+                    raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
+                ob37_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob37_.Exponent = f_37_Exponent
+                ob37_.Value = f_37_Value
+                f_EVMaximumDischargeCurrent = ob37_
+                av -= 27
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 13
+            elif c < 0xc000000:
+                av -= 3
+                s = -1
+            else:
+                ec = (c >> 25) & 0x7
+                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[8]', f'event code {ec}, expected SE(EVMaximumVoltage), SE(EVMinimumVoltage), SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
+        else:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_33_Exponent = (c >> 15) - 128
@@ -6027,191 +6233,150 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif c < 0x4000000:
-            if c & 0x1807000 != 0x0:
-                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_34_Exponent = ((c >> 15) & 255) - 128
-            sg = ((c >> 11) & 1)
-            u = ((c >> 3) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 3
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 3
-                        if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
-            f_34_Value = -u - 1 if sg else u
-            if c & 0x6 != 0x0:
-                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
-            ob34_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob34_.Exponent = f_34_Exponent
-            ob34_.Value = f_34_Value
-            f_EVMinimumVoltage = ob34_
-            av -= 27
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 10
-        elif c < 0x6000000:
-            if c & 0x1807000 != 0x0:
-                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_35_Exponent = ((c >> 15) & 255) - 128
-            sg = ((c >> 11) & 1)
-            u = ((c >> 3) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 3
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 3
-                        if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
-            f_35_Value = -u - 1 if sg else u
-            if c & 0x6 != 0x0:
-                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
-            ob35_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob35_.Exponent = f_35_Exponent
-            ob35_.Value = f_35_Value
-            f_EVMaximumDischargePower = ob35_
-            av -= 27
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 11
-        elif c < 0x8000000:
-            if c & 0x1807000 != 0x0:
-                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_36_Exponent = ((c >> 15) & 255) - 128
-            sg = ((c >> 11) & 1)
-            u = ((c >> 3) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 3
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 3
-                        if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
-            f_36_Value = -u - 1 if sg else u
-            if c & 0x6 != 0x0:
-                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
-            ob36_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob36_.Exponent = f_36_Exponent
-            ob36_.Value = f_36_Value
-            f_EVMinimumDischargePower = ob36_
-            av -= 27
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 12
-        elif c < 0xa000000:
-            if c & 0x1807000 != 0x0:
-                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_37_Exponent = ((c >> 15) & 255) - 128
-            sg = ((c >> 11) & 1)
-            u = ((c >> 3) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 3
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 3
-                        if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
-            f_37_Value = -u - 1 if sg else u
-            if c & 0x6 != 0x0:
-                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
-            ob37_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob37_.Exponent = f_37_Exponent
-            ob37_.Value = f_37_Value
-            f_EVMaximumDischargeCurrent = ob37_
-            av -= 27
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 13
-        elif c < 0xc000000:
-            av -= 3
-            s = -1
-        else:
-            ec = (c >> 25) & 0x7
-            raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[8]', f'event code {ec}, expected SE(EVMaximumVoltage), SE(EVMinimumVoltage), SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
-    if s == 9:
+    if s != 9:
+        pass
+    else:
         c &= 0xfffffff
-        if c < 0x2000000:
+        if c >= 0x2000000:
+            if c < 0x4000000:
+                if c & 0x1807000 != 0x0:
+                    raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_39_Exponent = ((c >> 15) & 255) - 128
+                sg = ((c >> 11) & 1)
+                u = ((c >> 3) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 11)
+                        c = (win >> av) & 0x7ff
+                        u2 = c >> 3
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 3
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 3
+                            if av < 0:
+                                win, av = r.refill(av, 3)
+                            c = (win >> av) & 0x7
+                f_39_Value = -u - 1 if sg else u
+                if c & 0x6 != 0x0:
+                    raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected EE of Value, EE')
+                ob39_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob39_.Exponent = f_39_Exponent
+                ob39_.Value = f_39_Value
+                f_EVMaximumDischargePower = ob39_
+                av -= 27
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 11
+            elif c < 0x6000000:
+                if c & 0x1807000 != 0x0:
+                    raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_40_Exponent = ((c >> 15) & 255) - 128
+                sg = ((c >> 11) & 1)
+                u = ((c >> 3) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 11)
+                        c = (win >> av) & 0x7ff
+                        u2 = c >> 3
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 3
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 3
+                            if av < 0:
+                                win, av = r.refill(av, 3)
+                            c = (win >> av) & 0x7
+                f_40_Value = -u - 1 if sg else u
+                if c & 0x6 != 0x0:
+                    raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected EE of Value, EE')
+                ob40_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob40_.Exponent = f_40_Exponent
+                ob40_.Value = f_40_Value
+                f_EVMinimumDischargePower = ob40_
+                av -= 27
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 12
+            elif c < 0x8000000:
+                if c & 0x1807000 != 0x0:
+                    raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_41_Exponent = ((c >> 15) & 255) - 128
+                sg = ((c >> 11) & 1)
+                u = ((c >> 3) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 11)
+                        c = (win >> av) & 0x7ff
+                        u2 = c >> 3
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 3
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 3
+                            if av < 0:
+                                win, av = r.refill(av, 3)
+                            c = (win >> av) & 0x7
+                f_41_Value = -u - 1 if sg else u
+                if c & 0x6 != 0x0:
+                    raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected EE of Value, EE')
+                ob41_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob41_.Exponent = f_41_Exponent
+                ob41_.Value = f_41_Value
+                f_EVMaximumDischargeCurrent = ob41_
+                av -= 27
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 13
+            elif c < 0xa000000:
+                av -= 3
+                s = -1
+            else:
+                ec = (c >> 25) & 0x7
+                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[9]', f'event code {ec}, expected SE(EVMinimumVoltage), SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
+        else:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_38_Exponent = (c >> 15) - 128
@@ -6255,147 +6420,106 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 10
-        elif c < 0x4000000:
-            if c & 0x1807000 != 0x0:
-                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_39_Exponent = ((c >> 15) & 255) - 128
-            sg = ((c >> 11) & 1)
-            u = ((c >> 3) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 3
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 3
-                        if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
-            f_39_Value = -u - 1 if sg else u
-            if c & 0x6 != 0x0:
-                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected EE of Value, EE')
-            ob39_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob39_.Exponent = f_39_Exponent
-            ob39_.Value = f_39_Value
-            f_EVMaximumDischargePower = ob39_
-            av -= 27
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 11
-        elif c < 0x6000000:
-            if c & 0x1807000 != 0x0:
-                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_40_Exponent = ((c >> 15) & 255) - 128
-            sg = ((c >> 11) & 1)
-            u = ((c >> 3) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 3
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 3
-                        if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
-            f_40_Value = -u - 1 if sg else u
-            if c & 0x6 != 0x0:
-                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected EE of Value, EE')
-            ob40_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob40_.Exponent = f_40_Exponent
-            ob40_.Value = f_40_Value
-            f_EVMinimumDischargePower = ob40_
-            av -= 27
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 12
-        elif c < 0x8000000:
-            if c & 0x1807000 != 0x0:
-                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_41_Exponent = ((c >> 15) & 255) - 128
-            sg = ((c >> 11) & 1)
-            u = ((c >> 3) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 3
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 3
-                        if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
-            f_41_Value = -u - 1 if sg else u
-            if c & 0x6 != 0x0:
-                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[9]', 'expected EE of Value, EE')
-            ob41_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob41_.Exponent = f_41_Exponent
-            ob41_.Value = f_41_Value
-            f_EVMaximumDischargeCurrent = ob41_
-            av -= 27
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 13
-        elif c < 0xa000000:
-            av -= 3
-            s = -1
-        else:
-            ec = (c >> 25) & 0x7
-            raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[9]', f'event code {ec}, expected SE(EVMinimumVoltage), SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
-    if s == 10:
+    if s != 10:
+        pass
+    else:
         c &= 0xfffffff
-        if c < 0x2000000:
+        if c >= 0x2000000:
+            if c < 0x4000000:
+                if c & 0x1807000 != 0x0:
+                    raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_43_Exponent = ((c >> 15) & 255) - 128
+                sg = ((c >> 11) & 1)
+                u = ((c >> 3) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 11)
+                        c = (win >> av) & 0x7ff
+                        u2 = c >> 3
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 3
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 3
+                            if av < 0:
+                                win, av = r.refill(av, 3)
+                            c = (win >> av) & 0x7
+                f_43_Value = -u - 1 if sg else u
+                if c & 0x6 != 0x0:
+                    raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected EE of Value, EE')
+                ob43_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob43_.Exponent = f_43_Exponent
+                ob43_.Value = f_43_Value
+                f_EVMinimumDischargePower = ob43_
+                av -= 27
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 12
+            elif c < 0x6000000:
+                if c & 0x1807000 != 0x0:
+                    raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_44_Exponent = ((c >> 15) & 255) - 128
+                sg = ((c >> 11) & 1)
+                u = ((c >> 3) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 11)
+                        c = (win >> av) & 0x7ff
+                        u2 = c >> 3
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 3
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 3
+                            if av < 0:
+                                win, av = r.refill(av, 3)
+                            c = (win >> av) & 0x7
+                f_44_Value = -u - 1 if sg else u
+                if c & 0x6 != 0x0:
+                    raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected EE of Value, EE')
+                ob44_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob44_.Exponent = f_44_Exponent
+                ob44_.Value = f_44_Value
+                f_EVMaximumDischargeCurrent = ob44_
+                av -= 27
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 13
+            elif c < 0x8000000:
+                av -= 3
+                s = -1
+            else:
+                ec = (c >> 25) & 0x7
+                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[10]', f'event code {ec}, expected SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
+        else:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_42_Exponent = (c >> 15) - 128
@@ -6439,103 +6563,62 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 11
-        elif c < 0x4000000:
-            if c & 0x1807000 != 0x0:
-                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_43_Exponent = ((c >> 15) & 255) - 128
-            sg = ((c >> 11) & 1)
-            u = ((c >> 3) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 3
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 3
-                        if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
-            f_43_Value = -u - 1 if sg else u
-            if c & 0x6 != 0x0:
-                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected EE of Value, EE')
-            ob43_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob43_.Exponent = f_43_Exponent
-            ob43_.Value = f_43_Value
-            f_EVMinimumDischargePower = ob43_
-            av -= 27
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 12
-        elif c < 0x6000000:
-            if c & 0x1807000 != 0x0:
-                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_44_Exponent = ((c >> 15) & 255) - 128
-            sg = ((c >> 11) & 1)
-            u = ((c >> 3) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 3
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 3
-                        if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
-            f_44_Value = -u - 1 if sg else u
-            if c & 0x6 != 0x0:
-                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLReqControlModeType[10]', 'expected EE of Value, EE')
-            ob44_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob44_.Exponent = f_44_Exponent
-            ob44_.Value = f_44_Value
-            f_EVMaximumDischargeCurrent = ob44_
-            av -= 27
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 13
-        elif c < 0x8000000:
-            av -= 3
-            s = -1
-        else:
-            ec = (c >> 25) & 0x7
-            raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLReqControlModeType[10]', f'event code {ec}, expected SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
-    if s == 11:
+    if s != 11:
+        pass
+    else:
         c &= 0xfffffff
-        if c < 0x4000000:
+        if c >= 0x4000000:
+            if c < 0x8000000:
+                if c & 0x300e000 != 0x0:
+                    raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_46_Exponent = ((c >> 16) & 255) - 128
+                sg = ((c >> 12) & 1)
+                u = ((c >> 4) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 12)
+                        c = (win >> av) & 0xfff
+                        u2 = c >> 4
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 4
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 4
+                            if av < 0:
+                                win, av = r.refill(av, 4)
+                            c = (win >> av) & 0xf
+                f_46_Value = -u - 1 if sg else u
+                if c & 0xc != 0x0:
+                    raise r.fail_at(av + 4, 'BPT_Scheduled_DC_CLReqControlModeType[11]', 'expected EE of Value, EE')
+                ob46_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob46_.Exponent = f_46_Exponent
+                ob46_.Value = f_46_Value
+                f_EVMaximumDischargeCurrent = ob46_
+                av -= 26
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 13
+            elif c < 0xc000000:
+                av -= 2
+                s = -1
+            else:
+                ec = (c >> 26) & 0x3
+                raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLReqControlModeType[11]', f'event code {ec}, expected SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
+        else:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_45_Exponent = (c >> 16) - 128
@@ -6579,59 +6662,18 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 12
-        elif c < 0x8000000:
-            if c & 0x300e000 != 0x0:
-                raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_46_Exponent = ((c >> 16) & 255) - 128
-            sg = ((c >> 12) & 1)
-            u = ((c >> 4) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
-                u2 = c >> 4
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 12)
-                    c = (win >> av) & 0xfff
-                    u2 = c >> 4
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 4
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 4
-                        if av < 0:
-                            win, av = r.refill(av, 4)
-                        c = (win >> av) & 0xf
-            f_46_Value = -u - 1 if sg else u
-            if c & 0xc != 0x0:
-                raise r.fail_at(av + 4, 'BPT_Scheduled_DC_CLReqControlModeType[11]', 'expected EE of Value, EE')
-            ob46_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob46_.Exponent = f_46_Exponent
-            ob46_.Value = f_46_Value
-            f_EVMaximumDischargeCurrent = ob46_
-            av -= 26
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 13
-        elif c < 0xc000000:
-            av -= 2
-            s = -1
-        else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLReqControlModeType[11]', f'event code {ec}, expected SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
-    if s == 12:
+    if s != 12:
+        pass
+    else:
         c &= 0xfffffff
-        if c < 0x4000000:
+        if c >= 0x4000000:
+            if c < 0x8000000:
+                av -= 2
+                s = -1
+            else:
+                ec = (c >> 26) & 0x3
+                raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLReqControlModeType[12]', f'event code {ec}, expected SE(EVMaximumDischargeCurrent), EE')
+        else:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLReqControlModeType[12]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_47_Exponent = (c >> 16) - 128
@@ -6675,19 +6717,13 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 13
-        elif c < 0x8000000:
-            av -= 2
-            s = -1
-        else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLReqControlModeType[12]', f'event code {ec}, expected SE(EVMaximumDischargeCurrent), EE')
-    if s == 13:
+    if s != 13:
+        av += 28
+    else:
         av += 27
         if c & 0x8000000 != 0x0:
             raise r.fail_at(av + 1, 'BPT_Scheduled_DC_CLReqControlModeType', 'expected EE')
         s = -1
-    else:
-        av += 28
     r.avail = av
     ob = _new(_K_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType)
     ob.EVTargetEnergyRequest = f_EVTargetEnergyRequest
@@ -8333,7 +8369,322 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _
     f_EVSEMaximumDischargeCurrent: _iso20_common_types.RationalNumberType | None = None
     f_EVSEMinimumVoltage: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    if c < 0x1000000:
+    if c >= 0x1000000:
+        if c < 0x2000000:
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_9_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 2
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
+            f_9_Value = -u - 1 if sg else u
+            if c & 0x3 != 0x0:
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+            ob9_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob9_.Exponent = f_9_Exponent
+            ob9_.Value = f_9_Value
+            f_EVSEMinimumChargePower = ob9_
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 2
+        elif c < 0x3000000:
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_10_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 2
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
+            f_10_Value = -u - 1 if sg else u
+            if c & 0x3 != 0x0:
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+            ob10_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob10_.Exponent = f_10_Exponent
+            ob10_.Value = f_10_Value
+            f_EVSEMaximumChargeCurrent = ob10_
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 3
+        elif c < 0x4000000:
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_11_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 2
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
+            f_11_Value = -u - 1 if sg else u
+            if c & 0x3 != 0x0:
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+            ob11_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob11_.Exponent = f_11_Exponent
+            ob11_.Value = f_11_Value
+            f_EVSEMaximumVoltage = ob11_
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 4
+        elif c < 0x5000000:
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_12_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 2
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
+            f_12_Value = -u - 1 if sg else u
+            if c & 0x3 != 0x0:
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+            ob12_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob12_.Exponent = f_12_Exponent
+            ob12_.Value = f_12_Value
+            f_EVSEMaximumDischargePower = ob12_
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 5
+        elif c < 0x6000000:
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_13_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 2
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
+            f_13_Value = -u - 1 if sg else u
+            if c & 0x3 != 0x0:
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+            ob13_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob13_.Exponent = f_13_Exponent
+            ob13_.Value = f_13_Value
+            f_EVSEMinimumDischargePower = ob13_
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 6
+        elif c < 0x7000000:
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_14_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 2
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
+            f_14_Value = -u - 1 if sg else u
+            if c & 0x3 != 0x0:
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+            ob14_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob14_.Exponent = f_14_Exponent
+            ob14_.Value = f_14_Value
+            f_EVSEMaximumDischargeCurrent = ob14_
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 7
+        elif c < 0x8000000:
+            if c & 0xc03800 != 0x0:
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_15_Exponent = ((c >> 14) & 255) - 128
+            sg = ((c >> 10) & 1)
+            u = ((c >> 2) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                u2 = c >> 2
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 2
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
+            f_15_Value = -u - 1 if sg else u
+            if c & 0x3 != 0x0:
+                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+            ob15_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob15_.Exponent = f_15_Exponent
+            ob15_.Value = f_15_Value
+            f_EVSEMinimumVoltage = ob15_
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 8
+        elif c < 0x9000000:
+            av -= 4
+            s = -1
+        else:
+            ec = (c >> 24) & 0xf
+            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[0]', f'event code {ec}, expected SE(EVSEMaximumChargePower), SE(EVSEMinimumChargePower), SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), SE(EVSEMaximumDischargePower), SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
+    else:
         if c & 0xc03800 != 0x0:
             raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_1_Exponent = (c >> 14) - 128
@@ -8376,7 +8727,278 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _
         ob1_.Exponent = f_1_Exponent
         ob1_.Value = f_1_Value
         f_EVSEMaximumChargePower = ob1_
-        if c < 0x1000000:
+        if c >= 0x1000000:
+            if c < 0x2000000:
+                if c & 0xc03800 != 0x0:
+                    raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_3_Exponent = ((c >> 14) & 255) - 128
+                sg = ((c >> 10) & 1)
+                u = ((c >> 2) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 10)
+                        c = (win >> av) & 0x3ff
+                        u2 = c >> 2
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 2
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 2
+                            if av < 0:
+                                win, av = r.refill(av, 2)
+                            c = (win >> av) & 0x3
+                f_3_Value = -u - 1 if sg else u
+                if c & 0x3 != 0x0:
+                    raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
+                ob3_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob3_.Exponent = f_3_Exponent
+                ob3_.Value = f_3_Value
+                f_EVSEMaximumChargeCurrent = ob3_
+                av -= 28
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 3
+            elif c < 0x3000000:
+                if c & 0xc03800 != 0x0:
+                    raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_4_Exponent = ((c >> 14) & 255) - 128
+                sg = ((c >> 10) & 1)
+                u = ((c >> 2) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 10)
+                        c = (win >> av) & 0x3ff
+                        u2 = c >> 2
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 2
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 2
+                            if av < 0:
+                                win, av = r.refill(av, 2)
+                            c = (win >> av) & 0x3
+                f_4_Value = -u - 1 if sg else u
+                if c & 0x3 != 0x0:
+                    raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
+                ob4_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob4_.Exponent = f_4_Exponent
+                ob4_.Value = f_4_Value
+                f_EVSEMaximumVoltage = ob4_
+                av -= 28
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 4
+            elif c < 0x4000000:
+                if c & 0xc03800 != 0x0:
+                    raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_5_Exponent = ((c >> 14) & 255) - 128
+                sg = ((c >> 10) & 1)
+                u = ((c >> 2) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 10)
+                        c = (win >> av) & 0x3ff
+                        u2 = c >> 2
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 2
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 2
+                            if av < 0:
+                                win, av = r.refill(av, 2)
+                            c = (win >> av) & 0x3
+                f_5_Value = -u - 1 if sg else u
+                if c & 0x3 != 0x0:
+                    raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
+                ob5_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob5_.Exponent = f_5_Exponent
+                ob5_.Value = f_5_Value
+                f_EVSEMaximumDischargePower = ob5_
+                av -= 28
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 5
+            elif c < 0x5000000:
+                if c & 0xc03800 != 0x0:
+                    raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_6_Exponent = ((c >> 14) & 255) - 128
+                sg = ((c >> 10) & 1)
+                u = ((c >> 2) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 10)
+                        c = (win >> av) & 0x3ff
+                        u2 = c >> 2
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 2
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 2
+                            if av < 0:
+                                win, av = r.refill(av, 2)
+                            c = (win >> av) & 0x3
+                f_6_Value = -u - 1 if sg else u
+                if c & 0x3 != 0x0:
+                    raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
+                ob6_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob6_.Exponent = f_6_Exponent
+                ob6_.Value = f_6_Value
+                f_EVSEMinimumDischargePower = ob6_
+                av -= 28
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 6
+            elif c < 0x6000000:
+                if c & 0xc03800 != 0x0:
+                    raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_7_Exponent = ((c >> 14) & 255) - 128
+                sg = ((c >> 10) & 1)
+                u = ((c >> 2) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 10)
+                        c = (win >> av) & 0x3ff
+                        u2 = c >> 2
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 2
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 2
+                            if av < 0:
+                                win, av = r.refill(av, 2)
+                            c = (win >> av) & 0x3
+                f_7_Value = -u - 1 if sg else u
+                if c & 0x3 != 0x0:
+                    raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
+                ob7_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob7_.Exponent = f_7_Exponent
+                ob7_.Value = f_7_Value
+                f_EVSEMaximumDischargeCurrent = ob7_
+                av -= 28
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 7
+            elif c < 0x7000000:
+                if c & 0xc03800 != 0x0:
+                    raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_8_Exponent = ((c >> 14) & 255) - 128
+                sg = ((c >> 10) & 1)
+                u = ((c >> 2) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    u2 = c >> 2
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 10)
+                        c = (win >> av) & 0x3ff
+                        u2 = c >> 2
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 2
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 2
+                            if av < 0:
+                                win, av = r.refill(av, 2)
+                            c = (win >> av) & 0x3
+                f_8_Value = -u - 1 if sg else u
+                if c & 0x3 != 0x0:
+                    raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
+                ob8_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob8_.Exponent = f_8_Exponent
+                ob8_.Value = f_8_Value
+                f_EVSEMinimumVoltage = ob8_
+                av -= 28
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 8
+            elif c < 0x8000000:
+                av -= 4
+                s = -1
+            else:
+                ec = (c >> 24) & 0xf
+                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[1]', f'event code {ec}, expected SE(EVSEMinimumChargePower), SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), SE(EVSEMaximumDischargePower), SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
+        else:
             if c & 0xc03800 != 0x0:
                 raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_2_Exponent = (c >> 14) - 128
@@ -8420,593 +9042,238 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 2
-        elif c < 0x2000000:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_3_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 2
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 2
-                        if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
-            f_3_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            ob3_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob3_.Exponent = f_3_Exponent
-            ob3_.Value = f_3_Value
-            f_EVSEMaximumChargeCurrent = ob3_
-            av -= 28
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 3
-        elif c < 0x3000000:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_4_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 2
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 2
-                        if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
-            f_4_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            ob4_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob4_.Exponent = f_4_Exponent
-            ob4_.Value = f_4_Value
-            f_EVSEMaximumVoltage = ob4_
-            av -= 28
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 4
-        elif c < 0x4000000:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_5_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 2
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 2
-                        if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
-            f_5_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            ob5_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob5_.Exponent = f_5_Exponent
-            ob5_.Value = f_5_Value
-            f_EVSEMaximumDischargePower = ob5_
-            av -= 28
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 5
-        elif c < 0x5000000:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_6_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 2
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 2
-                        if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
-            f_6_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            ob6_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob6_.Exponent = f_6_Exponent
-            ob6_.Value = f_6_Value
-            f_EVSEMinimumDischargePower = ob6_
-            av -= 28
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 6
-        elif c < 0x6000000:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_7_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 2
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 2
-                        if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
-            f_7_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            ob7_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob7_.Exponent = f_7_Exponent
-            ob7_.Value = f_7_Value
-            f_EVSEMaximumDischargeCurrent = ob7_
-            av -= 28
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 7
-        elif c < 0x7000000:
-            if c & 0xc03800 != 0x0:
-                raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_8_Exponent = ((c >> 14) & 255) - 128
-            sg = ((c >> 10) & 1)
-            u = ((c >> 2) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 10)
-                    c = (win >> av) & 0x3ff
-                    u2 = c >> 2
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 2
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 2
-                        if av < 0:
-                            win, av = r.refill(av, 2)
-                        c = (win >> av) & 0x3
-            f_8_Value = -u - 1 if sg else u
-            if c & 0x3 != 0x0:
-                raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            ob8_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob8_.Exponent = f_8_Exponent
-            ob8_.Value = f_8_Value
-            f_EVSEMinimumVoltage = ob8_
-            av -= 28
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 8
-        elif c < 0x8000000:
-            av -= 4
-            s = -1
-        else:
-            ec = (c >> 24) & 0xf
-            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[1]', f'event code {ec}, expected SE(EVSEMinimumChargePower), SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), SE(EVSEMaximumDischargePower), SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
-    elif c < 0x2000000:
-        if c & 0xc03800 != 0x0:
-            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_9_Exponent = ((c >> 14) & 255) - 128
-        sg = ((c >> 10) & 1)
-        u = ((c >> 2) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 2
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 2
-                    if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
-        f_9_Value = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob9_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob9_.Exponent = f_9_Exponent
-        ob9_.Value = f_9_Value
-        f_EVSEMinimumChargePower = ob9_
-        av -= 28
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 2
-    elif c < 0x3000000:
-        if c & 0xc03800 != 0x0:
-            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_10_Exponent = ((c >> 14) & 255) - 128
-        sg = ((c >> 10) & 1)
-        u = ((c >> 2) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 2
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 2
-                    if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
-        f_10_Value = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob10_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob10_.Exponent = f_10_Exponent
-        ob10_.Value = f_10_Value
-        f_EVSEMaximumChargeCurrent = ob10_
-        av -= 28
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 3
-    elif c < 0x4000000:
-        if c & 0xc03800 != 0x0:
-            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_11_Exponent = ((c >> 14) & 255) - 128
-        sg = ((c >> 10) & 1)
-        u = ((c >> 2) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 2
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 2
-                    if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
-        f_11_Value = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob11_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob11_.Exponent = f_11_Exponent
-        ob11_.Value = f_11_Value
-        f_EVSEMaximumVoltage = ob11_
-        av -= 28
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 4
-    elif c < 0x5000000:
-        if c & 0xc03800 != 0x0:
-            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_12_Exponent = ((c >> 14) & 255) - 128
-        sg = ((c >> 10) & 1)
-        u = ((c >> 2) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 2
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 2
-                    if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
-        f_12_Value = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob12_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob12_.Exponent = f_12_Exponent
-        ob12_.Value = f_12_Value
-        f_EVSEMaximumDischargePower = ob12_
-        av -= 28
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 5
-    elif c < 0x6000000:
-        if c & 0xc03800 != 0x0:
-            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_13_Exponent = ((c >> 14) & 255) - 128
-        sg = ((c >> 10) & 1)
-        u = ((c >> 2) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 2
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 2
-                    if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
-        f_13_Value = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob13_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob13_.Exponent = f_13_Exponent
-        ob13_.Value = f_13_Value
-        f_EVSEMinimumDischargePower = ob13_
-        av -= 28
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 6
-    elif c < 0x7000000:
-        if c & 0xc03800 != 0x0:
-            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_14_Exponent = ((c >> 14) & 255) - 128
-        sg = ((c >> 10) & 1)
-        u = ((c >> 2) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 2
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 2
-                    if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
-        f_14_Value = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob14_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob14_.Exponent = f_14_Exponent
-        ob14_.Value = f_14_Value
-        f_EVSEMaximumDischargeCurrent = ob14_
-        av -= 28
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 7
-    elif c < 0x8000000:
-        if c & 0xc03800 != 0x0:
-            raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_15_Exponent = ((c >> 14) & 255) - 128
-        sg = ((c >> 10) & 1)
-        u = ((c >> 2) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 10)
-            c = (win >> av) & 0x3ff
-            u2 = c >> 2
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 10)
-                c = (win >> av) & 0x3ff
-                u2 = c >> 2
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 2
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 2
-                    if av < 0:
-                        win, av = r.refill(av, 2)
-                    c = (win >> av) & 0x3
-        f_15_Value = -u - 1 if sg else u
-        if c & 0x3 != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob15_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob15_.Exponent = f_15_Exponent
-        ob15_.Value = f_15_Value
-        f_EVSEMinimumVoltage = ob15_
-        av -= 28
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 8
-    elif c < 0x9000000:
-        av -= 4
-        s = -1
+    if s != 2:
+        pass
     else:
-        ec = (c >> 24) & 0xf
-        raise r.fail_at(av + 24, 'BPT_Scheduled_DC_CLResControlModeType[0]', f'event code {ec}, expected SE(EVSEMaximumChargePower), SE(EVSEMinimumChargePower), SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), SE(EVSEMaximumDischargePower), SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
-    if s == 2:
         c &= 0xfffffff
-        if c < 0x2000000:
+        if c >= 0x2000000:
+            if c < 0x4000000:
+                if c & 0x1807000 != 0x0:
+                    raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_17_Exponent = ((c >> 15) & 255) - 128
+                sg = ((c >> 11) & 1)
+                u = ((c >> 3) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 11)
+                        c = (win >> av) & 0x7ff
+                        u2 = c >> 3
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 3
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 3
+                            if av < 0:
+                                win, av = r.refill(av, 3)
+                            c = (win >> av) & 0x7
+                f_17_Value = -u - 1 if sg else u
+                if c & 0x6 != 0x0:
+                    raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
+                ob17_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob17_.Exponent = f_17_Exponent
+                ob17_.Value = f_17_Value
+                f_EVSEMaximumVoltage = ob17_
+                av -= 27
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 4
+            elif c < 0x6000000:
+                if c & 0x1807000 != 0x0:
+                    raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_18_Exponent = ((c >> 15) & 255) - 128
+                sg = ((c >> 11) & 1)
+                u = ((c >> 3) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 11)
+                        c = (win >> av) & 0x7ff
+                        u2 = c >> 3
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 3
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 3
+                            if av < 0:
+                                win, av = r.refill(av, 3)
+                            c = (win >> av) & 0x7
+                f_18_Value = -u - 1 if sg else u
+                if c & 0x6 != 0x0:
+                    raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
+                ob18_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob18_.Exponent = f_18_Exponent
+                ob18_.Value = f_18_Value
+                f_EVSEMaximumDischargePower = ob18_
+                av -= 27
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 5
+            elif c < 0x8000000:
+                if c & 0x1807000 != 0x0:
+                    raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_19_Exponent = ((c >> 15) & 255) - 128
+                sg = ((c >> 11) & 1)
+                u = ((c >> 3) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 11)
+                        c = (win >> av) & 0x7ff
+                        u2 = c >> 3
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 3
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 3
+                            if av < 0:
+                                win, av = r.refill(av, 3)
+                            c = (win >> av) & 0x7
+                f_19_Value = -u - 1 if sg else u
+                if c & 0x6 != 0x0:
+                    raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
+                ob19_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob19_.Exponent = f_19_Exponent
+                ob19_.Value = f_19_Value
+                f_EVSEMinimumDischargePower = ob19_
+                av -= 27
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 6
+            elif c < 0xa000000:
+                if c & 0x1807000 != 0x0:
+                    raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_20_Exponent = ((c >> 15) & 255) - 128
+                sg = ((c >> 11) & 1)
+                u = ((c >> 3) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 11)
+                        c = (win >> av) & 0x7ff
+                        u2 = c >> 3
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 3
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 3
+                            if av < 0:
+                                win, av = r.refill(av, 3)
+                            c = (win >> av) & 0x7
+                f_20_Value = -u - 1 if sg else u
+                if c & 0x6 != 0x0:
+                    raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
+                ob20_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob20_.Exponent = f_20_Exponent
+                ob20_.Value = f_20_Value
+                f_EVSEMaximumDischargeCurrent = ob20_
+                av -= 27
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 7
+            elif c < 0xc000000:
+                if c & 0x1807000 != 0x0:
+                    raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_21_Exponent = ((c >> 15) & 255) - 128
+                sg = ((c >> 11) & 1)
+                u = ((c >> 3) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 11)
+                        c = (win >> av) & 0x7ff
+                        u2 = c >> 3
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 3
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 3
+                            if av < 0:
+                                win, av = r.refill(av, 3)
+                            c = (win >> av) & 0x7
+                f_21_Value = -u - 1 if sg else u
+                if c & 0x6 != 0x0:
+                    raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
+                ob21_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob21_.Exponent = f_21_Exponent
+                ob21_.Value = f_21_Value
+                f_EVSEMinimumVoltage = ob21_
+                av -= 27
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 8
+            elif c < 0xe000000:
+                av -= 3
+                s = -1
+            else:
+                ec = (c >> 25) & 0x7
+                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[2]', f'event code {ec}, expected SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), SE(EVSEMaximumDischargePower), SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
+        else:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_16_Exponent = (c >> 15) - 128
@@ -9050,235 +9317,194 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 3
-        elif c < 0x4000000:
-            if c & 0x1807000 != 0x0:
-                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_17_Exponent = ((c >> 15) & 255) - 128
-            sg = ((c >> 11) & 1)
-            u = ((c >> 3) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 3
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 3
-                        if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
-            f_17_Value = -u - 1 if sg else u
-            if c & 0x6 != 0x0:
-                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
-            ob17_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob17_.Exponent = f_17_Exponent
-            ob17_.Value = f_17_Value
-            f_EVSEMaximumVoltage = ob17_
-            av -= 27
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 4
-        elif c < 0x6000000:
-            if c & 0x1807000 != 0x0:
-                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_18_Exponent = ((c >> 15) & 255) - 128
-            sg = ((c >> 11) & 1)
-            u = ((c >> 3) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 3
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 3
-                        if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
-            f_18_Value = -u - 1 if sg else u
-            if c & 0x6 != 0x0:
-                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
-            ob18_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob18_.Exponent = f_18_Exponent
-            ob18_.Value = f_18_Value
-            f_EVSEMaximumDischargePower = ob18_
-            av -= 27
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 5
-        elif c < 0x8000000:
-            if c & 0x1807000 != 0x0:
-                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_19_Exponent = ((c >> 15) & 255) - 128
-            sg = ((c >> 11) & 1)
-            u = ((c >> 3) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 3
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 3
-                        if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
-            f_19_Value = -u - 1 if sg else u
-            if c & 0x6 != 0x0:
-                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
-            ob19_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob19_.Exponent = f_19_Exponent
-            ob19_.Value = f_19_Value
-            f_EVSEMinimumDischargePower = ob19_
-            av -= 27
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 6
-        elif c < 0xa000000:
-            if c & 0x1807000 != 0x0:
-                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_20_Exponent = ((c >> 15) & 255) - 128
-            sg = ((c >> 11) & 1)
-            u = ((c >> 3) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 3
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 3
-                        if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
-            f_20_Value = -u - 1 if sg else u
-            if c & 0x6 != 0x0:
-                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
-            ob20_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob20_.Exponent = f_20_Exponent
-            ob20_.Value = f_20_Value
-            f_EVSEMaximumDischargeCurrent = ob20_
-            av -= 27
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 7
-        elif c < 0xc000000:
-            if c & 0x1807000 != 0x0:
-                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_21_Exponent = ((c >> 15) & 255) - 128
-            sg = ((c >> 11) & 1)
-            u = ((c >> 3) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 3
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 3
-                        if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
-            f_21_Value = -u - 1 if sg else u
-            if c & 0x6 != 0x0:
-                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
-            ob21_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob21_.Exponent = f_21_Exponent
-            ob21_.Value = f_21_Value
-            f_EVSEMinimumVoltage = ob21_
-            av -= 27
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 8
-        elif c < 0xe000000:
-            av -= 3
-            s = -1
-        else:
-            ec = (c >> 25) & 0x7
-            raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[2]', f'event code {ec}, expected SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), SE(EVSEMaximumDischargePower), SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
-    if s == 3:
+    if s != 3:
+        pass
+    else:
         c &= 0xfffffff
-        if c < 0x2000000:
+        if c >= 0x2000000:
+            if c < 0x4000000:
+                if c & 0x1807000 != 0x0:
+                    raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_23_Exponent = ((c >> 15) & 255) - 128
+                sg = ((c >> 11) & 1)
+                u = ((c >> 3) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 11)
+                        c = (win >> av) & 0x7ff
+                        u2 = c >> 3
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 3
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 3
+                            if av < 0:
+                                win, av = r.refill(av, 3)
+                            c = (win >> av) & 0x7
+                f_23_Value = -u - 1 if sg else u
+                if c & 0x6 != 0x0:
+                    raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
+                ob23_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob23_.Exponent = f_23_Exponent
+                ob23_.Value = f_23_Value
+                f_EVSEMaximumDischargePower = ob23_
+                av -= 27
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 5
+            elif c < 0x6000000:
+                if c & 0x1807000 != 0x0:
+                    raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_24_Exponent = ((c >> 15) & 255) - 128
+                sg = ((c >> 11) & 1)
+                u = ((c >> 3) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 11)
+                        c = (win >> av) & 0x7ff
+                        u2 = c >> 3
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 3
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 3
+                            if av < 0:
+                                win, av = r.refill(av, 3)
+                            c = (win >> av) & 0x7
+                f_24_Value = -u - 1 if sg else u
+                if c & 0x6 != 0x0:
+                    raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
+                ob24_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob24_.Exponent = f_24_Exponent
+                ob24_.Value = f_24_Value
+                f_EVSEMinimumDischargePower = ob24_
+                av -= 27
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 6
+            elif c < 0x8000000:
+                if c & 0x1807000 != 0x0:
+                    raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_25_Exponent = ((c >> 15) & 255) - 128
+                sg = ((c >> 11) & 1)
+                u = ((c >> 3) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 11)
+                        c = (win >> av) & 0x7ff
+                        u2 = c >> 3
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 3
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 3
+                            if av < 0:
+                                win, av = r.refill(av, 3)
+                            c = (win >> av) & 0x7
+                f_25_Value = -u - 1 if sg else u
+                if c & 0x6 != 0x0:
+                    raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
+                ob25_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob25_.Exponent = f_25_Exponent
+                ob25_.Value = f_25_Value
+                f_EVSEMaximumDischargeCurrent = ob25_
+                av -= 27
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 7
+            elif c < 0xa000000:
+                if c & 0x1807000 != 0x0:
+                    raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_26_Exponent = ((c >> 15) & 255) - 128
+                sg = ((c >> 11) & 1)
+                u = ((c >> 3) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 11)
+                        c = (win >> av) & 0x7ff
+                        u2 = c >> 3
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 3
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 3
+                            if av < 0:
+                                win, av = r.refill(av, 3)
+                            c = (win >> av) & 0x7
+                f_26_Value = -u - 1 if sg else u
+                if c & 0x6 != 0x0:
+                    raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
+                ob26_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob26_.Exponent = f_26_Exponent
+                ob26_.Value = f_26_Value
+                f_EVSEMinimumVoltage = ob26_
+                av -= 27
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 8
+            elif c < 0xc000000:
+                av -= 3
+                s = -1
+            else:
+                ec = (c >> 25) & 0x7
+                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[3]', f'event code {ec}, expected SE(EVSEMaximumVoltage), SE(EVSEMaximumDischargePower), SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
+        else:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_22_Exponent = (c >> 15) - 128
@@ -9322,191 +9548,150 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif c < 0x4000000:
-            if c & 0x1807000 != 0x0:
-                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_23_Exponent = ((c >> 15) & 255) - 128
-            sg = ((c >> 11) & 1)
-            u = ((c >> 3) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 3
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 3
-                        if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
-            f_23_Value = -u - 1 if sg else u
-            if c & 0x6 != 0x0:
-                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
-            ob23_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob23_.Exponent = f_23_Exponent
-            ob23_.Value = f_23_Value
-            f_EVSEMaximumDischargePower = ob23_
-            av -= 27
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 5
-        elif c < 0x6000000:
-            if c & 0x1807000 != 0x0:
-                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_24_Exponent = ((c >> 15) & 255) - 128
-            sg = ((c >> 11) & 1)
-            u = ((c >> 3) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 3
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 3
-                        if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
-            f_24_Value = -u - 1 if sg else u
-            if c & 0x6 != 0x0:
-                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
-            ob24_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob24_.Exponent = f_24_Exponent
-            ob24_.Value = f_24_Value
-            f_EVSEMinimumDischargePower = ob24_
-            av -= 27
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 6
-        elif c < 0x8000000:
-            if c & 0x1807000 != 0x0:
-                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_25_Exponent = ((c >> 15) & 255) - 128
-            sg = ((c >> 11) & 1)
-            u = ((c >> 3) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 3
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 3
-                        if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
-            f_25_Value = -u - 1 if sg else u
-            if c & 0x6 != 0x0:
-                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
-            ob25_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob25_.Exponent = f_25_Exponent
-            ob25_.Value = f_25_Value
-            f_EVSEMaximumDischargeCurrent = ob25_
-            av -= 27
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 7
-        elif c < 0xa000000:
-            if c & 0x1807000 != 0x0:
-                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_26_Exponent = ((c >> 15) & 255) - 128
-            sg = ((c >> 11) & 1)
-            u = ((c >> 3) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 3
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 3
-                        if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
-            f_26_Value = -u - 1 if sg else u
-            if c & 0x6 != 0x0:
-                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLResControlModeType[3]', 'expected EE of Value, EE')
-            ob26_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob26_.Exponent = f_26_Exponent
-            ob26_.Value = f_26_Value
-            f_EVSEMinimumVoltage = ob26_
-            av -= 27
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 8
-        elif c < 0xc000000:
-            av -= 3
-            s = -1
-        else:
-            ec = (c >> 25) & 0x7
-            raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[3]', f'event code {ec}, expected SE(EVSEMaximumVoltage), SE(EVSEMaximumDischargePower), SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
-    if s == 4:
+    if s != 4:
+        pass
+    else:
         c &= 0xfffffff
-        if c < 0x2000000:
+        if c >= 0x2000000:
+            if c < 0x4000000:
+                if c & 0x1807000 != 0x0:
+                    raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_28_Exponent = ((c >> 15) & 255) - 128
+                sg = ((c >> 11) & 1)
+                u = ((c >> 3) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 11)
+                        c = (win >> av) & 0x7ff
+                        u2 = c >> 3
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 3
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 3
+                            if av < 0:
+                                win, av = r.refill(av, 3)
+                            c = (win >> av) & 0x7
+                f_28_Value = -u - 1 if sg else u
+                if c & 0x6 != 0x0:
+                    raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected EE of Value, EE')
+                ob28_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob28_.Exponent = f_28_Exponent
+                ob28_.Value = f_28_Value
+                f_EVSEMinimumDischargePower = ob28_
+                av -= 27
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 6
+            elif c < 0x6000000:
+                if c & 0x1807000 != 0x0:
+                    raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_29_Exponent = ((c >> 15) & 255) - 128
+                sg = ((c >> 11) & 1)
+                u = ((c >> 3) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 11)
+                        c = (win >> av) & 0x7ff
+                        u2 = c >> 3
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 3
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 3
+                            if av < 0:
+                                win, av = r.refill(av, 3)
+                            c = (win >> av) & 0x7
+                f_29_Value = -u - 1 if sg else u
+                if c & 0x6 != 0x0:
+                    raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected EE of Value, EE')
+                ob29_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob29_.Exponent = f_29_Exponent
+                ob29_.Value = f_29_Value
+                f_EVSEMaximumDischargeCurrent = ob29_
+                av -= 27
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 7
+            elif c < 0x8000000:
+                if c & 0x1807000 != 0x0:
+                    raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_30_Exponent = ((c >> 15) & 255) - 128
+                sg = ((c >> 11) & 1)
+                u = ((c >> 3) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 11)
+                        c = (win >> av) & 0x7ff
+                        u2 = c >> 3
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 3
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 3
+                            if av < 0:
+                                win, av = r.refill(av, 3)
+                            c = (win >> av) & 0x7
+                f_30_Value = -u - 1 if sg else u
+                if c & 0x6 != 0x0:
+                    raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected EE of Value, EE')
+                ob30_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob30_.Exponent = f_30_Exponent
+                ob30_.Value = f_30_Value
+                f_EVSEMinimumVoltage = ob30_
+                av -= 27
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 8
+            elif c < 0xa000000:
+                av -= 3
+                s = -1
+            else:
+                ec = (c >> 25) & 0x7
+                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[4]', f'event code {ec}, expected SE(EVSEMaximumDischargePower), SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
+        else:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_27_Exponent = (c >> 15) - 128
@@ -9550,147 +9735,106 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        elif c < 0x4000000:
-            if c & 0x1807000 != 0x0:
-                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_28_Exponent = ((c >> 15) & 255) - 128
-            sg = ((c >> 11) & 1)
-            u = ((c >> 3) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 3
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 3
-                        if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
-            f_28_Value = -u - 1 if sg else u
-            if c & 0x6 != 0x0:
-                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected EE of Value, EE')
-            ob28_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob28_.Exponent = f_28_Exponent
-            ob28_.Value = f_28_Value
-            f_EVSEMinimumDischargePower = ob28_
-            av -= 27
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 6
-        elif c < 0x6000000:
-            if c & 0x1807000 != 0x0:
-                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_29_Exponent = ((c >> 15) & 255) - 128
-            sg = ((c >> 11) & 1)
-            u = ((c >> 3) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 3
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 3
-                        if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
-            f_29_Value = -u - 1 if sg else u
-            if c & 0x6 != 0x0:
-                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected EE of Value, EE')
-            ob29_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob29_.Exponent = f_29_Exponent
-            ob29_.Value = f_29_Value
-            f_EVSEMaximumDischargeCurrent = ob29_
-            av -= 27
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 7
-        elif c < 0x8000000:
-            if c & 0x1807000 != 0x0:
-                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_30_Exponent = ((c >> 15) & 255) - 128
-            sg = ((c >> 11) & 1)
-            u = ((c >> 3) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 3
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 3
-                        if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
-            f_30_Value = -u - 1 if sg else u
-            if c & 0x6 != 0x0:
-                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLResControlModeType[4]', 'expected EE of Value, EE')
-            ob30_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob30_.Exponent = f_30_Exponent
-            ob30_.Value = f_30_Value
-            f_EVSEMinimumVoltage = ob30_
-            av -= 27
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 8
-        elif c < 0xa000000:
-            av -= 3
-            s = -1
-        else:
-            ec = (c >> 25) & 0x7
-            raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[4]', f'event code {ec}, expected SE(EVSEMaximumDischargePower), SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
-    if s == 5:
+    if s != 5:
+        pass
+    else:
         c &= 0xfffffff
-        if c < 0x2000000:
+        if c >= 0x2000000:
+            if c < 0x4000000:
+                if c & 0x1807000 != 0x0:
+                    raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_32_Exponent = ((c >> 15) & 255) - 128
+                sg = ((c >> 11) & 1)
+                u = ((c >> 3) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 11)
+                        c = (win >> av) & 0x7ff
+                        u2 = c >> 3
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 3
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 3
+                            if av < 0:
+                                win, av = r.refill(av, 3)
+                            c = (win >> av) & 0x7
+                f_32_Value = -u - 1 if sg else u
+                if c & 0x6 != 0x0:
+                    raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected EE of Value, EE')
+                ob32_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob32_.Exponent = f_32_Exponent
+                ob32_.Value = f_32_Value
+                f_EVSEMaximumDischargeCurrent = ob32_
+                av -= 27
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 7
+            elif c < 0x6000000:
+                if c & 0x1807000 != 0x0:
+                    raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_33_Exponent = ((c >> 15) & 255) - 128
+                sg = ((c >> 11) & 1)
+                u = ((c >> 3) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 11)
+                        c = (win >> av) & 0x7ff
+                        u2 = c >> 3
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 3
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 3
+                            if av < 0:
+                                win, av = r.refill(av, 3)
+                            c = (win >> av) & 0x7
+                f_33_Value = -u - 1 if sg else u
+                if c & 0x6 != 0x0:
+                    raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected EE of Value, EE')
+                ob33_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob33_.Exponent = f_33_Exponent
+                ob33_.Value = f_33_Value
+                f_EVSEMinimumVoltage = ob33_
+                av -= 27
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 8
+            elif c < 0x8000000:
+                av -= 3
+                s = -1
+            else:
+                ec = (c >> 25) & 0x7
+                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[5]', f'event code {ec}, expected SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
+        else:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_31_Exponent = (c >> 15) - 128
@@ -9734,103 +9878,62 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        elif c < 0x4000000:
-            if c & 0x1807000 != 0x0:
-                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_32_Exponent = ((c >> 15) & 255) - 128
-            sg = ((c >> 11) & 1)
-            u = ((c >> 3) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 3
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 3
-                        if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
-            f_32_Value = -u - 1 if sg else u
-            if c & 0x6 != 0x0:
-                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected EE of Value, EE')
-            ob32_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob32_.Exponent = f_32_Exponent
-            ob32_.Value = f_32_Value
-            f_EVSEMaximumDischargeCurrent = ob32_
-            av -= 27
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 7
-        elif c < 0x6000000:
-            if c & 0x1807000 != 0x0:
-                raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_33_Exponent = ((c >> 15) & 255) - 128
-            sg = ((c >> 11) & 1)
-            u = ((c >> 3) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 3
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 3
-                        if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
-            f_33_Value = -u - 1 if sg else u
-            if c & 0x6 != 0x0:
-                raise r.fail_at(av + 3, 'BPT_Scheduled_DC_CLResControlModeType[5]', 'expected EE of Value, EE')
-            ob33_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob33_.Exponent = f_33_Exponent
-            ob33_.Value = f_33_Value
-            f_EVSEMinimumVoltage = ob33_
-            av -= 27
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 8
-        elif c < 0x8000000:
-            av -= 3
-            s = -1
-        else:
-            ec = (c >> 25) & 0x7
-            raise r.fail_at(av + 25, 'BPT_Scheduled_DC_CLResControlModeType[5]', f'event code {ec}, expected SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
-    if s == 6:
+    if s != 6:
+        pass
+    else:
         c &= 0xfffffff
-        if c < 0x4000000:
+        if c >= 0x4000000:
+            if c < 0x8000000:
+                if c & 0x300e000 != 0x0:
+                    raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLResControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_35_Exponent = ((c >> 16) & 255) - 128
+                sg = ((c >> 12) & 1)
+                u = ((c >> 4) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 12)
+                        c = (win >> av) & 0xfff
+                        u2 = c >> 4
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 4
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 4
+                            if av < 0:
+                                win, av = r.refill(av, 4)
+                            c = (win >> av) & 0xf
+                f_35_Value = -u - 1 if sg else u
+                if c & 0xc != 0x0:
+                    raise r.fail_at(av + 4, 'BPT_Scheduled_DC_CLResControlModeType[6]', 'expected EE of Value, EE')
+                ob35_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob35_.Exponent = f_35_Exponent
+                ob35_.Value = f_35_Value
+                f_EVSEMinimumVoltage = ob35_
+                av -= 26
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 8
+            elif c < 0xc000000:
+                av -= 2
+                s = -1
+            else:
+                ec = (c >> 26) & 0x3
+                raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLResControlModeType[6]', f'event code {ec}, expected SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
+        else:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLResControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_34_Exponent = (c >> 16) - 128
@@ -9874,59 +9977,18 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif c < 0x8000000:
-            if c & 0x300e000 != 0x0:
-                raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLResControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_35_Exponent = ((c >> 16) & 255) - 128
-            sg = ((c >> 12) & 1)
-            u = ((c >> 4) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
-                u2 = c >> 4
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 12)
-                    c = (win >> av) & 0xfff
-                    u2 = c >> 4
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 4
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 4
-                        if av < 0:
-                            win, av = r.refill(av, 4)
-                        c = (win >> av) & 0xf
-            f_35_Value = -u - 1 if sg else u
-            if c & 0xc != 0x0:
-                raise r.fail_at(av + 4, 'BPT_Scheduled_DC_CLResControlModeType[6]', 'expected EE of Value, EE')
-            ob35_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob35_.Exponent = f_35_Exponent
-            ob35_.Value = f_35_Value
-            f_EVSEMinimumVoltage = ob35_
-            av -= 26
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 8
-        elif c < 0xc000000:
-            av -= 2
-            s = -1
-        else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLResControlModeType[6]', f'event code {ec}, expected SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
-    if s == 7:
+    if s != 7:
+        pass
+    else:
         c &= 0xfffffff
-        if c < 0x4000000:
+        if c >= 0x4000000:
+            if c < 0x8000000:
+                av -= 2
+                s = -1
+            else:
+                ec = (c >> 26) & 0x3
+                raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLResControlModeType[7]', f'event code {ec}, expected SE(EVSEMinimumVoltage), EE')
+        else:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLResControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_36_Exponent = (c >> 16) - 128
@@ -9970,19 +10032,13 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif c < 0x8000000:
-            av -= 2
-            s = -1
-        else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 26, 'BPT_Scheduled_DC_CLResControlModeType[7]', f'event code {ec}, expected SE(EVSEMinimumVoltage), EE')
-    if s == 8:
+    if s != 8:
+        av += 28
+    else:
         av += 27
         if c & 0x8000000 != 0x0:
             raise r.fail_at(av + 1, 'BPT_Scheduled_DC_CLResControlModeType', 'expected EE')
         s = -1
-    else:
-        av += 28
     r.avail = av
     ob = _new(_K_iso20_dc_BPT_Scheduled_DC_CLResControlModeType)
     ob.EVSEMaximumChargePower = f_EVSEMaximumChargePower
@@ -11485,7 +11541,13 @@ def _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
     ob6_.Exponent = f_6_Exponent
     ob6_.Value = f_6_Value
     f_EVMinimumVoltage = ob6_
-    if c < 0x2:
+    if c >= 0x2:
+        if c < 0x4:
+            av += 1
+        else:
+            ec = (c >> 1) & 0x3
+            raise r.fail_at(av + 1, 'DC_CPDReqEnergyTransferModeType[6]', f'event code {ec}, expected SE(TargetSOC), EE')
+    else:
         av -= 9
         if av < 0:
             win, av = r.refill(av, 10)
@@ -11496,11 +11558,6 @@ def _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
             if c & 0x203 != 0x0:
                 raise r.fail_at(av + 10, 'DC_CPDReqEnergyTransferModeType[6]', 'expected CH of TargetSOC, EE of TargetSOC, EE') from None
             f_TargetSOC = (c >> 2)
-    elif c < 0x4:
-        av += 1
-    else:
-        ec = (c >> 1) & 0x3
-        raise r.fail_at(av + 1, 'DC_CPDReqEnergyTransferModeType[6]', f'event code {ec}, expected SE(TargetSOC), EE')
     r.avail = av
     ob = _new(_K_iso20_dc_DC_CPDReqEnergyTransferModeType)
     ob.EVMaximumChargePower = f_EVMaximumChargePower
@@ -11980,7 +12037,13 @@ def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
     ob6_.Exponent = f_6_Exponent
     ob6_.Value = f_6_Value
     f_EVSEMinimumVoltage = ob6_
-    if c < 0x2:
+    if c >= 0x2:
+        if c < 0x4:
+            av += 1
+        else:
+            ec = (c >> 1) & 0x3
+            raise r.fail_at(av + 1, 'DC_CPDResEnergyTransferModeType[6]', f'event code {ec}, expected SE(EVSEPowerRampLimitation), EE')
+    else:
         av -= 29
         if av < 0:
             win, av = r.refill(av, 30)
@@ -12020,11 +12083,6 @@ def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader, c: int) -> _iso20_
         ob7_.Exponent = f_7_Exponent
         ob7_.Value = f_7_Value
         f_EVSEPowerRampLimitation = ob7_
-    elif c < 0x4:
-        av += 1
-    else:
-        ec = (c >> 1) & 0x3
-        raise r.fail_at(av + 1, 'DC_CPDResEnergyTransferModeType[6]', f'event code {ec}, expected SE(EVSEPowerRampLimitation), EE')
     r.avail = av
     ob = _new(_K_iso20_dc_DC_CPDResEnergyTransferModeType)
     ob.EVSEMaximumChargePower = f_EVSEMaximumChargePower
@@ -12348,7 +12406,14 @@ def _d_iso20_dc_DC_CableCheckReqType(r: BitReader, c: int) -> _iso20_dc.DC_Cable
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'DC_CableCheckReqType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av += 7
+            c >>= 7
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -12363,12 +12428,6 @@ def _d_iso20_dc_DC_CableCheckReqType(r: BitReader, c: int) -> _iso20_dc.DC_Cable
         c = (win >> av) & 0x3
         if c >= 0x2:
             raise r.fail_at(av + 2, 'MessageHeaderType[2]', 'expected EE')
-    elif c < 0x200:
-        av += 7
-        c >>= 7
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'DC_CableCheckReqType', 'expected EE')
     ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
@@ -12469,7 +12528,16 @@ def _d_iso20_dc_DC_CableCheckResType(r: BitReader, c: int) -> _iso20_dc.DC_Cable
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'DC_CableCheckResType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 7
+            if av < 0:
+                win, av = r.refill(av, 15)
+            c = (win >> av) & 0x7fff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -12484,14 +12552,6 @@ def _d_iso20_dc_DC_CableCheckResType(r: BitReader, c: int) -> _iso20_dc.DC_Cable
         c = (win >> av) & 0xffff
         if c >= 0x8000:
             raise r.fail_at(av + 16, 'MessageHeaderType[2]', 'expected EE')
-    elif c < 0x200:
-        av -= 7
-        if av < 0:
-            win, av = r.refill(av, 15)
-        c = (win >> av) & 0x7fff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
         f_ResponseCode, f_EVSEProcessing = _T416167d0[c]
     except KeyError:  # not a valid pattern: say why
@@ -12615,7 +12675,16 @@ def _d_iso20_dc_DC_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_dc.DC_Charg
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'DC_ChargeLoopReqType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -12634,20 +12703,27 @@ def _d_iso20_dc_DC_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_dc.DC_Charg
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif c < 0x200:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
     ob1_.Signature = f_1_Signature
     f_Header = ob1_
-    if c < 0x10000000:
+    if c >= 0x10000000:
+        if c < 0x20000000:
+            try:
+                f_MeterInfoRequested = _Ta870a97b[(c >> 25) & 0x7]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0xa000000 != 0x0:
+                    raise r.fail_at(av + 28, 'DC_ChargeLoopReqType[1]', 'expected CH of MeterInfoRequested, EE of MeterInfoRequested') from None
+                f_MeterInfoRequested = ((c >> 26) & 1) == 1
+            av -= 5
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        else:
+            ec = (c >> 28) & 0x3
+            raise r.fail_at(av + 28, 'DC_ChargeLoopReqType[1]', f'event code {ec}, expected SE(DisplayParameters), SE(MeterInfoRequested)')
+    else:
         r.avail = av
         f_DisplayParameters = _d_iso20_common_types_DisplayParametersType(r, c)
         win = r.win
@@ -12666,20 +12742,6 @@ def _d_iso20_dc_DC_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_dc.DC_Charg
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif c < 0x20000000:
-        try:
-            f_MeterInfoRequested = _Ta870a97b[(c >> 25) & 0x7]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0xa000000 != 0x0:
-                raise r.fail_at(av + 28, 'DC_ChargeLoopReqType[1]', 'expected CH of MeterInfoRequested, EE of MeterInfoRequested') from None
-            f_MeterInfoRequested = ((c >> 26) & 1) == 1
-        av -= 5
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        ec = (c >> 28) & 0x3
-        raise r.fail_at(av + 28, 'DC_ChargeLoopReqType[1]', f'event code {ec}, expected SE(DisplayParameters), SE(MeterInfoRequested)')
     if c & 0x38070000 != 0x0:
         raise r.fail_at(av + 30, 'DC_ChargeLoopReqType', 'expected SE(EVPresentVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_2_Exponent = (c >> 19) - 128
@@ -12719,7 +12781,55 @@ def _d_iso20_dc_DC_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_dc.DC_Charg
     ob2_.Exponent = f_2_Exponent
     ob2_.Value = f_2_Value
     f_EVPresentVoltage = ob2_
-    if c < 0x4:
+    if c >= 0x4:
+        if c < 0x8:
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            r.avail = av
+            f_BPT_Scheduled_DC_CLReqControlMode = _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+        elif c < 0xc:
+            if c >= 0xa:
+                raise r.fail_at(av + 2, 'DC_ChargeLoopReqType[4]', 'expected EE')
+            ob3_ = _new(_K_iso20_common_types_CLReqControlModeType)
+            f_CLReqControlMode = ob3_
+        elif c < 0x10:
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            r.avail = av
+            f_Dynamic_DC_CLReqControlMode = _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+        elif c < 0x14:
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            r.avail = av
+            f_Scheduled_DC_CLReqControlMode = _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+        else:
+            ec = (c >> 2) & 0x7
+            raise r.fail_at(av + 2, 'DC_ChargeLoopReqType[4]', f'event code {ec}, expected SE(BPT_Dynamic_DC_CLReqControlMode), SE(BPT_Scheduled_DC_CLReqControlMode), SE(CLReqControlMode), SE(Dynamic_DC_CLReqControlMode), SE(Scheduled_DC_CLReqControlMode)')
+    else:
         av -= 26
         if av < 0:
             win, av = r.refill(av, 28)
@@ -12732,53 +12842,6 @@ def _d_iso20_dc_DC_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_dc.DC_Charg
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
-    elif c < 0x8:
-        av -= 26
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        r.avail = av
-        f_BPT_Scheduled_DC_CLReqControlMode = _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-    elif c < 0xc:
-        if c >= 0xa:
-            raise r.fail_at(av + 2, 'DC_ChargeLoopReqType[4]', 'expected EE')
-        ob3_ = _new(_K_iso20_common_types_CLReqControlModeType)
-        f_CLReqControlMode = ob3_
-    elif c < 0x10:
-        av -= 26
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        r.avail = av
-        f_Dynamic_DC_CLReqControlMode = _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-    elif c < 0x14:
-        av -= 26
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        r.avail = av
-        f_Scheduled_DC_CLReqControlMode = _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-    else:
-        ec = (c >> 2) & 0x7
-        raise r.fail_at(av + 2, 'DC_ChargeLoopReqType[4]', f'event code {ec}, expected SE(BPT_Dynamic_DC_CLReqControlMode), SE(BPT_Scheduled_DC_CLReqControlMode), SE(CLReqControlMode), SE(Dynamic_DC_CLReqControlMode), SE(Scheduled_DC_CLReqControlMode)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'DC_ChargeLoopReqType', 'expected EE')
     r.avail = av
@@ -13018,7 +13081,16 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_dc.DC_Charg
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'DC_ChargeLoopResType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -13037,21 +13109,13 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_dc.DC_Charg
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif c < 0x200:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0x30200000 != 0x0:
         raise r.fail_at(av + 30, 'DC_ChargeLoopResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
     iv = (c >> 22)
     if iv >= 40:
         raise r.fail_at(av + 18, 'DC_ChargeLoopResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    ec = ((c >> 18) & 7)
+    c &= 0x1fffff
     ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
@@ -13059,10 +13123,82 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_dc.DC_Charg
     f_Header = ob1_
     s = 1
     s = 2
-    if ec == 0:
-        if c & 0x30000 != 0x0:
+    if c >= 0x40000:
+        if c < 0x80000:
+            av += 8
+            c >>= 8
+            c &= 0x3ff
+            r.avail = av
+            f_MeterInfo = _d_iso20_common_types_MeterInfoType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 4
+        elif c < 0xc0000:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            r.avail = av
+            f_Receipt = _d_iso20_common_types_ReceiptType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 5
+        elif c < 0x100000:
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x300e0000 != 0x0:
+                raise r.fail_at(av + 30, 'DC_ChargeLoopResType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_4_Exponent = (c >> 20) - 128
+            sg = ((c >> 16) & 1)
+            u = ((c >> 8) & 255)
+            if u > 127:
+                u2 = c & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
+                    u2 = c
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            else:
+                av += 8
+            f_4_Value = -u - 1 if sg else u
+            av -= 30
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c >= 0x10000000:
+                raise r.fail_at(av + 30, 'DC_ChargeLoopResType[2]', 'expected EE of Value, EE')
+            ob4_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob4_.Exponent = f_4_Exponent
+            ob4_.Value = f_4_Value
+            f_EVSEPresentCurrent = ob4_
+            s = 6
+        else:
+            ec = (c >> 18) & 0x7
+            raise r.fail_at(av + 18, 'DC_ChargeLoopResType[2]', f'event code {ec}, expected SE(EVSEStatus), SE(MeterInfo), SE(Receipt), SE(EVSEPresentCurrent)')
+    else:
+        if c >= 0x10000:
             raise r.fail_at(av + 18, 'DC_ChargeLoopResType[2]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-        u = ((c >> 8) & 255)
+        u = (c >> 8)
         if u > 127:
             u2 = c & 0xFF
             if u2 < 128:
@@ -13128,7 +13264,9 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_dc.DC_Charg
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        elif ec == 2:
+        elif ec != 2:
+            raise r.fail_at(av + 20, 'DC_ChargeLoopResType[3]', f'event code {ec}, expected SE(MeterInfo), SE(Receipt), SE(EVSEPresentCurrent)')
+        else:
             av -= 10
             if av < 0:
                 win, av = r.refill(av, 30)
@@ -13169,79 +13307,9 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_dc.DC_Charg
             ob3_.Value = f_3_Value
             f_EVSEPresentCurrent = ob3_
             s = 6
-        else:
-            raise r.fail_at(av + 20, 'DC_ChargeLoopResType[3]', f'event code {ec}, expected SE(MeterInfo), SE(Receipt), SE(EVSEPresentCurrent)')
-    elif ec == 1:
-        av += 8
-        c >>= 8
-        c &= 0x3ff
-        r.avail = av
-        f_MeterInfo = _d_iso20_common_types_MeterInfoType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 28
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 4
-    elif ec == 2:
-        av -= 10
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        r.avail = av
-        f_Receipt = _d_iso20_common_types_ReceiptType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 28
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 5
-    elif ec == 3:
-        av -= 12
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c & 0x300e0000 != 0x0:
-            raise r.fail_at(av + 30, 'DC_ChargeLoopResType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_4_Exponent = (c >> 20) - 128
-        sg = ((c >> 16) & 1)
-        u = ((c >> 8) & 255)
-        if u > 127:
-            u2 = c & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                c = (win >> av) & 0xff
-                u2 = c
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        else:
-            av += 8
-        f_4_Value = -u - 1 if sg else u
-        av -= 30
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c >= 0x10000000:
-            raise r.fail_at(av + 30, 'DC_ChargeLoopResType[2]', 'expected EE of Value, EE')
-        ob4_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob4_.Exponent = f_4_Exponent
-        ob4_.Value = f_4_Value
-        f_EVSEPresentCurrent = ob4_
-        s = 6
+    if s != 4:
+        pass
     else:
-        raise r.fail_at(av + 18, 'DC_ChargeLoopResType[2]', f'event code {ec}, expected SE(EVSEStatus), SE(MeterInfo), SE(Receipt), SE(EVSEPresentCurrent)')
-    if s == 4:
         if c < 0x4000000:
             av -= 2
             if av < 0:
@@ -13256,7 +13324,10 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_dc.DC_Charg
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        elif c < 0x8000000:
+        elif c >= 0x8000000:
+            ec = (c >> 26) & 0x3
+            raise r.fail_at(av + 26, 'DC_ChargeLoopResType[4]', f'event code {ec}, expected SE(Receipt), SE(EVSEPresentCurrent)')
+        else:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'DC_ChargeLoopResType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_5_Exponent = ((c >> 16) & 255) - 128
@@ -13300,10 +13371,12 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_dc.DC_Charg
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 26, 'DC_ChargeLoopResType[4]', f'event code {ec}, expected SE(Receipt), SE(EVSEPresentCurrent)')
-    if s == 5:
+    if s != 5:
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+    else:
         if c & 0xe01c000 != 0x0:
             raise r.fail_at(av + 28, 'DC_ChargeLoopResType', 'expected SE(EVSEPresentCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_6_Exponent = (c >> 17) - 128
@@ -13344,11 +13417,6 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_dc.DC_Charg
         f_EVSEPresentCurrent = ob6_
         s = 6
         av -= 27
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        av -= 2
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
@@ -13405,21 +13473,7 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_dc.DC_Charg
     s = 8
     s = 9
     s = 10
-    if ec == 0:
-        av -= 15
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        r.avail = av
-        f_BPT_Dynamic_DC_CLResControlMode = _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        s = 11
-    elif ec == 1:
+    if ec == 1:
         av -= 15
         if av < 0:
             win, av = r.refill(av, 28)
@@ -13469,8 +13523,22 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader, c: int) -> _iso20_dc.DC_Charg
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         s = 11
-    else:
+    elif ec != 0:
         raise r.fail_at(av + 13, 'DC_ChargeLoopResType[10]', f'event code {ec}, expected SE(BPT_Dynamic_DC_CLResControlMode), SE(BPT_Scheduled_DC_CLResControlMode), SE(CLResControlMode), SE(Dynamic_DC_CLResControlMode), SE(Scheduled_DC_CLResControlMode)')
+    else:
+        av -= 15
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
+        r.avail = av
+        f_BPT_Dynamic_DC_CLResControlMode = _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r, c)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        s = 11
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'DC_ChargeLoopResType', 'expected EE')
     s = -1
@@ -13914,7 +13982,16 @@ def _d_iso20_dc_DC_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _iso
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'DC_ChargeParameterDiscoveryReqType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -13933,14 +14010,6 @@ def _d_iso20_dc_DC_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _iso
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif c < 0x200:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
@@ -13955,7 +14024,10 @@ def _d_iso20_dc_DC_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _iso
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
-    elif c < 0x20000000:
+    elif c >= 0x20000000:
+        ec = (c >> 28) & 0x3
+        raise r.fail_at(av + 28, 'DC_ChargeParameterDiscoveryReqType[1]', f'event code {ec}, expected SE(BPT_DC_CPDReqEnergyTransferMode), SE(DC_CPDReqEnergyTransferMode)')
+    else:
         c &= 0xfffffff
         r.avail = av
         f_DC_CPDReqEnergyTransferMode = _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r, c)
@@ -13965,9 +14037,6 @@ def _d_iso20_dc_DC_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _iso
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
-    else:
-        ec = (c >> 28) & 0x3
-        raise r.fail_at(av + 28, 'DC_ChargeParameterDiscoveryReqType[1]', f'event code {ec}, expected SE(BPT_DC_CPDReqEnergyTransferMode), SE(DC_CPDReqEnergyTransferMode)')
     if c:
         raise r.fail_at(av + 1, 'DC_ChargeParameterDiscoveryReqType', 'expected EE')
     r.avail = av
@@ -14086,7 +14155,16 @@ def _d_iso20_dc_DC_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _iso
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'DC_ChargeParameterDiscoveryResType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -14105,14 +14183,6 @@ def _d_iso20_dc_DC_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _iso
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif c < 0x200:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
         f_ResponseCode, ec = _T9208fcde[c >> 19]
     except KeyError:  # not a valid pattern: say why
@@ -14128,20 +14198,7 @@ def _d_iso20_dc_DC_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _iso
     ob1_.TimeStamp = f_1_TimeStamp
     ob1_.Signature = f_1_Signature
     f_Header = ob1_
-    if ec == 0:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        r.avail = av
-        f_BPT_DC_CPDResEnergyTransferMode = _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-    elif ec == 1:
+    if ec == 1:
         av -= 9
         if av < 0:
             win, av = r.refill(av, 28)
@@ -14154,8 +14211,21 @@ def _d_iso20_dc_DC_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _iso
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
-    else:
+    elif ec != 0:
         raise r.fail_at(av + 19, 'DC_ChargeParameterDiscoveryResType[2]', f'event code {ec}, expected SE(BPT_DC_CPDResEnergyTransferMode), SE(DC_CPDResEnergyTransferMode)')
+    else:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 28)
+        c = (win >> av) & 0xfffffff
+        r.avail = av
+        f_BPT_DC_CPDResEnergyTransferMode = _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r, c)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'DC_ChargeParameterDiscoveryResType', 'expected EE')
     r.avail = av
@@ -14279,7 +14349,16 @@ def _d_iso20_dc_DC_PreChargeReqType(r: BitReader, c: int) -> _iso20_dc.DC_PreCha
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'DC_PreChargeReqType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -14298,14 +14377,6 @@ def _d_iso20_dc_DC_PreChargeReqType(r: BitReader, c: int) -> _iso20_dc.DC_PreCha
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif c < 0x200:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0x33c03800 != 0x0:
         raise r.fail_at(av + 30, 'DC_PreChargeReqType', 'expected SE(EVProcessing), CH of EVProcessing, EE of EVProcessing, SE(EVPresentVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     iv = (c >> 26)
@@ -14554,7 +14625,16 @@ def _d_iso20_dc_DC_PreChargeResType(r: BitReader, c: int) -> _iso20_dc.DC_PreCha
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'DC_PreChargeResType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 24
+            if av < 0:
+                win, av = r.refill(av, 32)
+            c = (win >> av) & 0xffffffff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -14573,14 +14653,6 @@ def _d_iso20_dc_DC_PreChargeResType(r: BitReader, c: int) -> _iso20_dc.DC_PreCha
         if av < 0:
             win, av = r.refill(av, 32)
         c = (win >> av) & 0xffffffff
-    elif c < 0x200:
-        av -= 24
-        if av < 0:
-            win, av = r.refill(av, 32)
-        c = (win >> av) & 0xffffffff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0xc0f00e00 != 0x0:
         raise r.fail_at(av + 32, 'DC_PreChargeResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEPresentVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     iv = (c >> 24)
@@ -14752,7 +14824,14 @@ def _d_iso20_dc_DC_WeldingDetectionReqType(r: BitReader, c: int) -> _iso20_dc.DC
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'DC_WeldingDetectionReqType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av += 2
+            c >>= 2
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -14767,12 +14846,6 @@ def _d_iso20_dc_DC_WeldingDetectionReqType(r: BitReader, c: int) -> _iso20_dc.DC
         c = (win >> av) & 0x7f
         if c >= 0x40:
             raise r.fail_at(av + 7, 'MessageHeaderType[2]', 'expected EE')
-    elif c < 0x200:
-        av += 2
-        c >>= 2
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
         f_EVProcessing = _T56b422b4[c & 0x3f]
     except KeyError:  # not a valid pattern: say why
@@ -14883,7 +14956,16 @@ def _d_iso20_dc_DC_WeldingDetectionResType(r: BitReader, c: int) -> _iso20_dc.DC
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'DC_WeldingDetectionResType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 24
+            if av < 0:
+                win, av = r.refill(av, 32)
+            c = (win >> av) & 0xffffffff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -14902,14 +14984,6 @@ def _d_iso20_dc_DC_WeldingDetectionResType(r: BitReader, c: int) -> _iso20_dc.DC
         if av < 0:
             win, av = r.refill(av, 32)
         c = (win >> av) & 0xffffffff
-    elif c < 0x200:
-        av -= 24
-        if av < 0:
-            win, av = r.refill(av, 32)
-        c = (win >> av) & 0xffffffff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0xc0f00e00 != 0x0:
         raise r.fail_at(av + 32, 'DC_WeldingDetectionResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEPresentVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     iv = (c >> 24)
@@ -15025,7 +15099,54 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso20_
     f_EVMaximumChargeCurrent: _iso20_common_types.RationalNumberType
     f_EVMaximumVoltage: _iso20_common_types.RationalNumberType
     f_EVMinimumVoltage: _iso20_common_types.RationalNumberType
-    if c < 0x4000000:
+    if c >= 0x4000000:
+        if c < 0x8000000:
+            if c & 0x300e000 != 0x0:
+                raise r.fail_at(av + 26, 'Dynamic_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_2_Exponent = ((c >> 16) & 255) - 128
+            sg = ((c >> 12) & 1)
+            u = ((c >> 4) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 4
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 4
+                        if av < 0:
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
+            f_2_Value = -u - 1 if sg else u
+            if c & 0xc != 0x0:
+                raise r.fail_at(av + 4, 'Dynamic_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+            ob2_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob2_.Exponent = f_2_Exponent
+            ob2_.Value = f_2_Value
+            f_EVTargetEnergyRequest = ob2_
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        else:
+            ec = (c >> 26) & 0x3
+            raise r.fail_at(av + 26, 'Dynamic_DC_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
+    else:
         if c >= 0x2000000:
             raise r.fail_at(av + 26, 'Dynamic_DC_CLReqControlModeType[0]', 'expected CH of DepartureTime')
         u = (c >> 17)
@@ -15101,52 +15222,6 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso20_
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif c < 0x8000000:
-        if c & 0x300e000 != 0x0:
-            raise r.fail_at(av + 26, 'Dynamic_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_2_Exponent = ((c >> 16) & 255) - 128
-        sg = ((c >> 12) & 1)
-        u = ((c >> 4) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
-            u2 = c >> 4
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
-                u2 = c >> 4
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 4
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 4
-                    if av < 0:
-                        win, av = r.refill(av, 4)
-                    c = (win >> av) & 0xf
-        f_2_Value = -u - 1 if sg else u
-        if c & 0xc != 0x0:
-            raise r.fail_at(av + 4, 'Dynamic_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ob2_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob2_.Exponent = f_2_Exponent
-        ob2_.Value = f_2_Value
-        f_EVTargetEnergyRequest = ob2_
-        av -= 28
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        ec = (c >> 26) & 0x3
-        raise r.fail_at(av + 26, 'Dynamic_DC_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
     if c & 0x38070000 != 0x0:
         raise r.fail_at(av + 30, 'Dynamic_DC_CLReqControlModeType', 'expected SE(EVMaximumEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_3_Exponent = (c >> 19) - 128
@@ -15783,7 +15858,116 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
     f_EVSEMaximumChargeCurrent: _iso20_common_types.RationalNumberType
     f_EVSEMaximumVoltage: _iso20_common_types.RationalNumberType
     s = 0
-    if c < 0x2000000:
+    if c >= 0x2000000:
+        if c < 0x4000000:
+            try:
+                f_MinimumSOC = _Tf00db23f[(c >> 16) & 0x1ff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x1010000 != 0x0:
+                    raise r.fail_at(av + 25, 'Dynamic_DC_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC') from None
+                f_MinimumSOC = ((c >> 17) & 127)
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 2
+        elif c < 0x6000000:
+            try:
+                f_TargetSOC = _Tf00db23f[(c >> 16) & 0x1ff]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0x1010000 != 0x0:
+                    raise r.fail_at(av + 25, 'Dynamic_DC_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC') from None
+                f_TargetSOC = ((c >> 17) & 127)
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 3
+        elif c < 0x8000000:
+            if c >= 0x7000000:
+                raise r.fail_at(av + 25, 'Dynamic_DC_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
+            u = ((c >> 16) & 255)
+            if u > 127:
+                u2 = (c >> 8) & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 16)
+                    c = (win >> av) & 0xffff
+                    u2 = c >> 8
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 8
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        c = (win >> av) & 0xff
+            else:
+                av += 8
+                c >>= 8
+            f_AckMaxDelay = u
+            if c & 0x80 != 0x0:
+                raise r.fail_at(av + 8, 'Dynamic_DC_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
+            av -= 21
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 4
+        elif c < 0xa000000:
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'Dynamic_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_2_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 3
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 3
+                        if av < 0:
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
+            f_2_Value = -u - 1 if sg else u
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'Dynamic_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+            ob2_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob2_.Exponent = f_2_Exponent
+            ob2_.Value = f_2_Value
+            f_EVSEMaximumChargePower = ob2_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 5
+        else:
+            ec = (c >> 25) & 0x7
+            raise r.fail_at(av + 25, 'Dynamic_DC_CLResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
+    else:
         if c >= 0x1000000:
             raise r.fail_at(av + 25, 'Dynamic_DC_CLResControlModeType[0]', 'expected CH of DepartureTime')
         u = (c >> 16)
@@ -15848,7 +16032,52 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 3
-        elif c < 0x30:
+        elif c >= 0x30:
+            if c < 0x40:
+                av -= 26
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+                if c & 0x300e0000 != 0x0:
+                    raise r.fail_at(av + 30, 'Dynamic_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_1_Exponent = (c >> 20) - 128
+                sg = ((c >> 16) & 1)
+                u = ((c >> 8) & 255)
+                if u > 127:
+                    u2 = c & 0xFF
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        c = (win >> av) & 0xff
+                        u2 = c
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                else:
+                    av += 8
+                f_1_Value = -u - 1 if sg else u
+                av -= 30
+                if av < 0:
+                    win, av = r.refill(av, 30)
+                c = (win >> av) & 0x3fffffff
+                if c >= 0x10000000:
+                    raise r.fail_at(av + 30, 'Dynamic_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
+                ob1_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob1_.Exponent = f_1_Exponent
+                ob1_.Value = f_1_Value
+                f_EVSEMaximumChargePower = ob1_
+                s = 5
+            else:
+                ec = (c >> 4) & 0x7
+                raise r.fail_at(av + 4, 'Dynamic_DC_CLResControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
+        else:
             av -= 26
             if av < 0:
                 win, av = r.refill(av, 30)
@@ -15889,159 +16118,9 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif c < 0x40:
-            av -= 26
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-            if c & 0x300e0000 != 0x0:
-                raise r.fail_at(av + 30, 'Dynamic_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_1_Exponent = (c >> 20) - 128
-            sg = ((c >> 16) & 1)
-            u = ((c >> 8) & 255)
-            if u > 127:
-                u2 = c & 0xFF
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    c = (win >> av) & 0xff
-                    u2 = c
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-            else:
-                av += 8
-            f_1_Value = -u - 1 if sg else u
-            av -= 30
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-            if c >= 0x10000000:
-                raise r.fail_at(av + 30, 'Dynamic_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            ob1_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob1_.Exponent = f_1_Exponent
-            ob1_.Value = f_1_Value
-            f_EVSEMaximumChargePower = ob1_
-            s = 5
-        else:
-            ec = (c >> 4) & 0x7
-            raise r.fail_at(av + 4, 'Dynamic_DC_CLResControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
-    elif c < 0x4000000:
-        try:
-            f_MinimumSOC = _Tf00db23f[(c >> 16) & 0x1ff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x1010000 != 0x0:
-                raise r.fail_at(av + 25, 'Dynamic_DC_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC') from None
-            f_MinimumSOC = ((c >> 17) & 127)
-        av -= 12
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 2
-    elif c < 0x6000000:
-        try:
-            f_TargetSOC = _Tf00db23f[(c >> 16) & 0x1ff]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x1010000 != 0x0:
-                raise r.fail_at(av + 25, 'Dynamic_DC_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC') from None
-            f_TargetSOC = ((c >> 17) & 127)
-        av -= 12
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 3
-    elif c < 0x8000000:
-        if c >= 0x7000000:
-            raise r.fail_at(av + 25, 'Dynamic_DC_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
-        u = ((c >> 16) & 255)
-        if u > 127:
-            u2 = (c >> 8) & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 16)
-                c = (win >> av) & 0xffff
-                u2 = c >> 8
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 8
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    c = (win >> av) & 0xff
-        else:
-            av += 8
-            c >>= 8
-        f_AckMaxDelay = u
-        if c & 0x80 != 0x0:
-            raise r.fail_at(av + 8, 'Dynamic_DC_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
-        av -= 21
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 4
-    elif c < 0xa000000:
-        if c & 0x1807000 != 0x0:
-            raise r.fail_at(av + 25, 'Dynamic_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_2_Exponent = ((c >> 15) & 255) - 128
-        sg = ((c >> 11) & 1)
-        u = ((c >> 3) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 3
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 3
-                    if av < 0:
-                        win, av = r.refill(av, 3)
-                    c = (win >> av) & 0x7
-        f_2_Value = -u - 1 if sg else u
-        if c & 0x6 != 0x0:
-            raise r.fail_at(av + 3, 'Dynamic_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob2_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob2_.Exponent = f_2_Exponent
-        ob2_.Value = f_2_Value
-        f_EVSEMaximumChargePower = ob2_
-        av -= 27
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 5
+    if s != 2:
+        pass
     else:
-        ec = (c >> 25) & 0x7
-        raise r.fail_at(av + 25, 'Dynamic_DC_CLResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
-    if s == 2:
         if c < 0x4000000:
             try:
                 f_TargetSOC = _Tf00db23f[c >> 17]
@@ -16091,7 +16170,10 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif c < 0xc000000:
+        elif c >= 0xc000000:
+            ec = (c >> 26) & 0x3
+            raise r.fail_at(av + 26, 'Dynamic_DC_CLResControlModeType[2]', f'event code {ec}, expected SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
+        else:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'Dynamic_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_3_Exponent = ((c >> 16) & 255) - 128
@@ -16135,10 +16217,9 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 26, 'Dynamic_DC_CLResControlModeType[2]', f'event code {ec}, expected SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
-    if s == 3:
+    if s != 3:
+        pass
+    else:
         if c < 0x4000000:
             if c >= 0x2000000:
                 raise r.fail_at(av + 26, 'Dynamic_DC_CLResControlModeType[3]', 'expected CH of AckMaxDelay')
@@ -16176,7 +16257,10 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif c < 0x8000000:
+        elif c >= 0x8000000:
+            ec = (c >> 26) & 0x3
+            raise r.fail_at(av + 26, 'Dynamic_DC_CLResControlModeType[3]', f'event code {ec}, expected SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
+        else:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'Dynamic_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_4_Exponent = ((c >> 16) & 255) - 128
@@ -16220,10 +16304,12 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 26, 'Dynamic_DC_CLResControlModeType[3]', f'event code {ec}, expected SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
-    if s == 4:
+    if s != 4:
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+    else:
         if c & 0xe01c000 != 0x0:
             raise r.fail_at(av + 28, 'Dynamic_DC_CLResControlModeType', 'expected SE(EVSEMaximumChargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_5_Exponent = (c >> 17) - 128
@@ -16264,11 +16350,6 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader, c: int) -> _iso20_
         f_EVSEMaximumChargePower = ob5_
         s = 5
         av -= 27
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        av -= 2
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
@@ -16868,7 +16949,143 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
     f_EVMaximumVoltage: _iso20_common_types.RationalNumberType | None = None
     f_EVMinimumVoltage: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    if c < 0x2000000:
+    if c >= 0x2000000:
+        if c < 0x4000000:
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_5_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 3
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 3
+                        if av < 0:
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
+            f_5_Value = -u - 1 if sg else u
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+            ob5_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob5_.Exponent = f_5_Exponent
+            ob5_.Value = f_5_Value
+            f_EVMaximumEnergyRequest = ob5_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 2
+        elif c < 0x6000000:
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_6_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 3
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 3
+                        if av < 0:
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
+            f_6_Value = -u - 1 if sg else u
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+            ob6_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob6_.Exponent = f_6_Exponent
+            ob6_.Value = f_6_Value
+            f_EVMinimumEnergyRequest = ob6_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 3
+        elif c < 0x8000000:
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_7_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 3
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 3
+                        if av < 0:
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
+            f_7_Value = -u - 1 if sg else u
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+            ob7_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob7_.Exponent = f_7_Exponent
+            ob7_.Value = f_7_Value
+            f_EVTargetCurrent = ob7_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 4
+        else:
+            ec = (c >> 25) & 0x7
+            raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[0]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
+    else:
         if c & 0x1807000 != 0x0:
             raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_1_Exponent = (c >> 15) - 128
@@ -16911,7 +17128,99 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
         ob1_.Exponent = f_1_Exponent
         ob1_.Value = f_1_Value
         f_EVTargetEnergyRequest = ob1_
-        if c < 0x4000000:
+        if c >= 0x4000000:
+            if c < 0x8000000:
+                if c & 0x300e000 != 0x0:
+                    raise r.fail_at(av + 26, 'Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_3_Exponent = ((c >> 16) & 255) - 128
+                sg = ((c >> 12) & 1)
+                u = ((c >> 4) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 12)
+                        c = (win >> av) & 0xfff
+                        u2 = c >> 4
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 4
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 4
+                            if av < 0:
+                                win, av = r.refill(av, 4)
+                            c = (win >> av) & 0xf
+                f_3_Value = -u - 1 if sg else u
+                if c & 0xc != 0x0:
+                    raise r.fail_at(av + 4, 'Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
+                ob3_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob3_.Exponent = f_3_Exponent
+                ob3_.Value = f_3_Value
+                f_EVMinimumEnergyRequest = ob3_
+                av -= 26
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 3
+            elif c < 0xc000000:
+                if c & 0x300e000 != 0x0:
+                    raise r.fail_at(av + 26, 'Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_4_Exponent = ((c >> 16) & 255) - 128
+                sg = ((c >> 12) & 1)
+                u = ((c >> 4) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 12)
+                        c = (win >> av) & 0xfff
+                        u2 = c >> 4
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 4
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 4
+                            if av < 0:
+                                win, av = r.refill(av, 4)
+                            c = (win >> av) & 0xf
+                f_4_Value = -u - 1 if sg else u
+                if c & 0xc != 0x0:
+                    raise r.fail_at(av + 4, 'Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
+                ob4_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob4_.Exponent = f_4_Exponent
+                ob4_.Value = f_4_Value
+                f_EVTargetCurrent = ob4_
+                av -= 26
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 4
+            else:
+                ec = (c >> 26) & 0x3
+                raise r.fail_at(av + 26, 'Scheduled_DC_CLReqControlModeType[1]', f'event code {ec}, expected SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
+        else:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_2_Exponent = (c >> 16) - 128
@@ -16955,234 +17264,58 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 2
-        elif c < 0x8000000:
-            if c & 0x300e000 != 0x0:
-                raise r.fail_at(av + 26, 'Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_3_Exponent = ((c >> 16) & 255) - 128
-            sg = ((c >> 12) & 1)
-            u = ((c >> 4) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
-                u2 = c >> 4
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 12)
-                    c = (win >> av) & 0xfff
-                    u2 = c >> 4
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 4
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 4
-                        if av < 0:
-                            win, av = r.refill(av, 4)
-                        c = (win >> av) & 0xf
-            f_3_Value = -u - 1 if sg else u
-            if c & 0xc != 0x0:
-                raise r.fail_at(av + 4, 'Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            ob3_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob3_.Exponent = f_3_Exponent
-            ob3_.Value = f_3_Value
-            f_EVMinimumEnergyRequest = ob3_
-            av -= 26
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 3
-        elif c < 0xc000000:
-            if c & 0x300e000 != 0x0:
-                raise r.fail_at(av + 26, 'Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_4_Exponent = ((c >> 16) & 255) - 128
-            sg = ((c >> 12) & 1)
-            u = ((c >> 4) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
-                u2 = c >> 4
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 12)
-                    c = (win >> av) & 0xfff
-                    u2 = c >> 4
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 4
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 4
-                        if av < 0:
-                            win, av = r.refill(av, 4)
-                        c = (win >> av) & 0xf
-            f_4_Value = -u - 1 if sg else u
-            if c & 0xc != 0x0:
-                raise r.fail_at(av + 4, 'Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            ob4_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob4_.Exponent = f_4_Exponent
-            ob4_.Value = f_4_Value
-            f_EVTargetCurrent = ob4_
-            av -= 26
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 4
-        else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 26, 'Scheduled_DC_CLReqControlModeType[1]', f'event code {ec}, expected SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
-    elif c < 0x4000000:
-        if c & 0x1807000 != 0x0:
-            raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_5_Exponent = ((c >> 15) & 255) - 128
-        sg = ((c >> 11) & 1)
-        u = ((c >> 3) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 3
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 3
-                    if av < 0:
-                        win, av = r.refill(av, 3)
-                    c = (win >> av) & 0x7
-        f_5_Value = -u - 1 if sg else u
-        if c & 0x6 != 0x0:
-            raise r.fail_at(av + 3, 'Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ob5_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob5_.Exponent = f_5_Exponent
-        ob5_.Value = f_5_Value
-        f_EVMaximumEnergyRequest = ob5_
-        av -= 27
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 2
-    elif c < 0x6000000:
-        if c & 0x1807000 != 0x0:
-            raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_6_Exponent = ((c >> 15) & 255) - 128
-        sg = ((c >> 11) & 1)
-        u = ((c >> 3) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 3
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 3
-                    if av < 0:
-                        win, av = r.refill(av, 3)
-                    c = (win >> av) & 0x7
-        f_6_Value = -u - 1 if sg else u
-        if c & 0x6 != 0x0:
-            raise r.fail_at(av + 3, 'Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ob6_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob6_.Exponent = f_6_Exponent
-        ob6_.Value = f_6_Value
-        f_EVMinimumEnergyRequest = ob6_
-        av -= 27
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 3
-    elif c < 0x8000000:
-        if c & 0x1807000 != 0x0:
-            raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_7_Exponent = ((c >> 15) & 255) - 128
-        sg = ((c >> 11) & 1)
-        u = ((c >> 3) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 3
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 3
-                    if av < 0:
-                        win, av = r.refill(av, 3)
-                    c = (win >> av) & 0x7
-        f_7_Value = -u - 1 if sg else u
-        if c & 0x6 != 0x0:
-            raise r.fail_at(av + 3, 'Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ob7_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob7_.Exponent = f_7_Exponent
-        ob7_.Value = f_7_Value
-        f_EVTargetCurrent = ob7_
-        av -= 27
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 4
+    if s != 2:
+        pass
     else:
-        ec = (c >> 25) & 0x7
-        raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[0]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
-    if s == 2:
-        if c < 0x4000000:
+        if c >= 0x4000000:
+            if c < 0x8000000:
+                if c & 0x300e000 != 0x0:
+                    raise r.fail_at(av + 26, 'Scheduled_DC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_9_Exponent = ((c >> 16) & 255) - 128
+                sg = ((c >> 12) & 1)
+                u = ((c >> 4) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 12)
+                        c = (win >> av) & 0xfff
+                        u2 = c >> 4
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 4
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 4
+                            if av < 0:
+                                win, av = r.refill(av, 4)
+                            c = (win >> av) & 0xf
+                f_9_Value = -u - 1 if sg else u
+                if c & 0xc != 0x0:
+                    raise r.fail_at(av + 4, 'Scheduled_DC_CLReqControlModeType[2]', 'expected EE of Value, EE')
+                ob9_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob9_.Exponent = f_9_Exponent
+                ob9_.Value = f_9_Value
+                f_EVTargetCurrent = ob9_
+                av -= 26
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 4
+            else:
+                ec = (c >> 26) & 0x3
+                raise r.fail_at(av + 26, 'Scheduled_DC_CLReqControlModeType[2]', f'event code {ec}, expected SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
+        else:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'Scheduled_DC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_8_Exponent = (c >> 16) - 128
@@ -17226,54 +17359,12 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 3
-        elif c < 0x8000000:
-            if c & 0x300e000 != 0x0:
-                raise r.fail_at(av + 26, 'Scheduled_DC_CLReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_9_Exponent = ((c >> 16) & 255) - 128
-            sg = ((c >> 12) & 1)
-            u = ((c >> 4) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
-                u2 = c >> 4
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 12)
-                    c = (win >> av) & 0xfff
-                    u2 = c >> 4
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 4
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 4
-                        if av < 0:
-                            win, av = r.refill(av, 4)
-                        c = (win >> av) & 0xf
-            f_9_Value = -u - 1 if sg else u
-            if c & 0xc != 0x0:
-                raise r.fail_at(av + 4, 'Scheduled_DC_CLReqControlModeType[2]', 'expected EE of Value, EE')
-            ob9_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob9_.Exponent = f_9_Exponent
-            ob9_.Value = f_9_Value
-            f_EVTargetCurrent = ob9_
-            av -= 26
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 4
-        else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 26, 'Scheduled_DC_CLReqControlModeType[2]', f'event code {ec}, expected SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
-    if s == 3:
+    if s != 3:
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+    else:
         if c & 0xe01c000 != 0x0:
             raise r.fail_at(av + 28, 'Scheduled_DC_CLReqControlModeType', 'expected SE(EVTargetCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_10_Exponent = (c >> 17) - 128
@@ -17317,11 +17408,6 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    else:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
     if c & 0x38070000 != 0x0:
         raise r.fail_at(av + 30, 'Scheduled_DC_CLReqControlModeType', 'expected SE(EVTargetVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_11_Exponent = (c >> 19) - 128
@@ -17362,7 +17448,178 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
     ob11_.Value = f_11_Value
     f_EVTargetVoltage = ob11_
     s = 5
-    if c < 0x4:
+    if c >= 0x4:
+        if c < 0x8:
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x300e0000 != 0x0:
+                raise r.fail_at(av + 30, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_17_Exponent = (c >> 20) - 128
+            sg = ((c >> 16) & 1)
+            u = ((c >> 8) & 255)
+            if u > 127:
+                u2 = c & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
+                    u2 = c
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            else:
+                av += 8
+            f_17_Value = -u - 1 if sg else u
+            av -= 30
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c >= 0x10000000:
+                raise r.fail_at(av + 30, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+            ob17_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob17_.Exponent = f_17_Exponent
+            ob17_.Value = f_17_Value
+            f_EVMinimumChargePower = ob17_
+            s = 7
+        elif c < 0xc:
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x300e0000 != 0x0:
+                raise r.fail_at(av + 30, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_18_Exponent = (c >> 20) - 128
+            sg = ((c >> 16) & 1)
+            u = ((c >> 8) & 255)
+            if u > 127:
+                u2 = c & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
+                    u2 = c
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            else:
+                av += 8
+            f_18_Value = -u - 1 if sg else u
+            av -= 30
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c >= 0x10000000:
+                raise r.fail_at(av + 30, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+            ob18_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob18_.Exponent = f_18_Exponent
+            ob18_.Value = f_18_Value
+            f_EVMaximumChargeCurrent = ob18_
+            s = 8
+        elif c < 0x10:
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x300e0000 != 0x0:
+                raise r.fail_at(av + 30, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_19_Exponent = (c >> 20) - 128
+            sg = ((c >> 16) & 1)
+            u = ((c >> 8) & 255)
+            if u > 127:
+                u2 = c & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
+                    u2 = c
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            else:
+                av += 8
+            f_19_Value = -u - 1 if sg else u
+            av -= 30
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c >= 0x10000000:
+                raise r.fail_at(av + 30, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+            ob19_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob19_.Exponent = f_19_Exponent
+            ob19_.Value = f_19_Value
+            f_EVMaximumVoltage = ob19_
+            s = 9
+        elif c < 0x14:
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x300e0000 != 0x0:
+                raise r.fail_at(av + 30, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_20_Exponent = (c >> 20) - 128
+            sg = ((c >> 16) & 1)
+            u = ((c >> 8) & 255)
+            if u > 127:
+                u2 = c & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
+                    u2 = c
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            else:
+                av += 8
+            f_20_Value = -u - 1 if sg else u
+            av -= 30
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c >= 0x10000000:
+                raise r.fail_at(av + 30, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+            ob20_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob20_.Exponent = f_20_Exponent
+            ob20_.Value = f_20_Value
+            f_EVMinimumVoltage = ob20_
+            s = 10
+        elif c < 0x18:
+            av -= 26
+            s = -1
+        else:
+            ec = (c >> 2) & 0x7
+            raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[5]', f'event code {ec}, expected SE(EVMaximumChargePower), SE(EVMinimumChargePower), SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), EE')
+    else:
         av -= 28
         if av < 0:
             win, av = r.refill(av, 30)
@@ -17402,7 +17659,146 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
         ob12_.Exponent = f_12_Exponent
         ob12_.Value = f_12_Value
         f_EVMaximumChargePower = ob12_
-        if c < 0x2000000:
+        if c >= 0x2000000:
+            if c < 0x4000000:
+                if c & 0x1807000 != 0x0:
+                    raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_14_Exponent = ((c >> 15) & 255) - 128
+                sg = ((c >> 11) & 1)
+                u = ((c >> 3) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 11)
+                        c = (win >> av) & 0x7ff
+                        u2 = c >> 3
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 3
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 3
+                            if av < 0:
+                                win, av = r.refill(av, 3)
+                            c = (win >> av) & 0x7
+                f_14_Value = -u - 1 if sg else u
+                if c & 0x6 != 0x0:
+                    raise r.fail_at(av + 3, 'Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
+                ob14_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob14_.Exponent = f_14_Exponent
+                ob14_.Value = f_14_Value
+                f_EVMaximumChargeCurrent = ob14_
+                av -= 27
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 8
+            elif c < 0x6000000:
+                if c & 0x1807000 != 0x0:
+                    raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_15_Exponent = ((c >> 15) & 255) - 128
+                sg = ((c >> 11) & 1)
+                u = ((c >> 3) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 11)
+                        c = (win >> av) & 0x7ff
+                        u2 = c >> 3
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 3
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 3
+                            if av < 0:
+                                win, av = r.refill(av, 3)
+                            c = (win >> av) & 0x7
+                f_15_Value = -u - 1 if sg else u
+                if c & 0x6 != 0x0:
+                    raise r.fail_at(av + 3, 'Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
+                ob15_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob15_.Exponent = f_15_Exponent
+                ob15_.Value = f_15_Value
+                f_EVMaximumVoltage = ob15_
+                av -= 27
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 9
+            elif c < 0x8000000:
+                if c & 0x1807000 != 0x0:
+                    raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_16_Exponent = ((c >> 15) & 255) - 128
+                sg = ((c >> 11) & 1)
+                u = ((c >> 3) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 11)
+                        c = (win >> av) & 0x7ff
+                        u2 = c >> 3
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 3
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 3
+                            if av < 0:
+                                win, av = r.refill(av, 3)
+                            c = (win >> av) & 0x7
+                f_16_Value = -u - 1 if sg else u
+                if c & 0x6 != 0x0:
+                    raise r.fail_at(av + 3, 'Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
+                ob16_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob16_.Exponent = f_16_Exponent
+                ob16_.Value = f_16_Value
+                f_EVMinimumVoltage = ob16_
+                av -= 27
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 10
+            elif c < 0xa000000:
+                av -= 3
+                s = -1
+            else:
+                ec = (c >> 25) & 0x7
+                raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[6]', f'event code {ec}, expected SE(EVMinimumChargePower), SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), EE')
+        else:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_13_Exponent = (c >> 15) - 128
@@ -17446,317 +17842,106 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 7
-        elif c < 0x4000000:
-            if c & 0x1807000 != 0x0:
-                raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_14_Exponent = ((c >> 15) & 255) - 128
-            sg = ((c >> 11) & 1)
-            u = ((c >> 3) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 3
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 3
-                        if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
-            f_14_Value = -u - 1 if sg else u
-            if c & 0x6 != 0x0:
-                raise r.fail_at(av + 3, 'Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            ob14_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob14_.Exponent = f_14_Exponent
-            ob14_.Value = f_14_Value
-            f_EVMaximumChargeCurrent = ob14_
-            av -= 27
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 8
-        elif c < 0x6000000:
-            if c & 0x1807000 != 0x0:
-                raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_15_Exponent = ((c >> 15) & 255) - 128
-            sg = ((c >> 11) & 1)
-            u = ((c >> 3) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 3
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 3
-                        if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
-            f_15_Value = -u - 1 if sg else u
-            if c & 0x6 != 0x0:
-                raise r.fail_at(av + 3, 'Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            ob15_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob15_.Exponent = f_15_Exponent
-            ob15_.Value = f_15_Value
-            f_EVMaximumVoltage = ob15_
-            av -= 27
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 9
-        elif c < 0x8000000:
-            if c & 0x1807000 != 0x0:
-                raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_16_Exponent = ((c >> 15) & 255) - 128
-            sg = ((c >> 11) & 1)
-            u = ((c >> 3) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 3
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 3
-                        if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
-            f_16_Value = -u - 1 if sg else u
-            if c & 0x6 != 0x0:
-                raise r.fail_at(av + 3, 'Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            ob16_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob16_.Exponent = f_16_Exponent
-            ob16_.Value = f_16_Value
-            f_EVMinimumVoltage = ob16_
-            av -= 27
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 10
-        elif c < 0xa000000:
-            av -= 3
-            s = -1
-        else:
-            ec = (c >> 25) & 0x7
-            raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[6]', f'event code {ec}, expected SE(EVMinimumChargePower), SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), EE')
-    elif c < 0x8:
-        av -= 28
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c & 0x300e0000 != 0x0:
-            raise r.fail_at(av + 30, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_17_Exponent = (c >> 20) - 128
-        sg = ((c >> 16) & 1)
-        u = ((c >> 8) & 255)
-        if u > 127:
-            u2 = c & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                c = (win >> av) & 0xff
-                u2 = c
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        else:
-            av += 8
-        f_17_Value = -u - 1 if sg else u
-        av -= 30
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c >= 0x10000000:
-            raise r.fail_at(av + 30, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        ob17_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob17_.Exponent = f_17_Exponent
-        ob17_.Value = f_17_Value
-        f_EVMinimumChargePower = ob17_
-        s = 7
-    elif c < 0xc:
-        av -= 28
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c & 0x300e0000 != 0x0:
-            raise r.fail_at(av + 30, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_18_Exponent = (c >> 20) - 128
-        sg = ((c >> 16) & 1)
-        u = ((c >> 8) & 255)
-        if u > 127:
-            u2 = c & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                c = (win >> av) & 0xff
-                u2 = c
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        else:
-            av += 8
-        f_18_Value = -u - 1 if sg else u
-        av -= 30
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c >= 0x10000000:
-            raise r.fail_at(av + 30, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        ob18_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob18_.Exponent = f_18_Exponent
-        ob18_.Value = f_18_Value
-        f_EVMaximumChargeCurrent = ob18_
-        s = 8
-    elif c < 0x10:
-        av -= 28
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c & 0x300e0000 != 0x0:
-            raise r.fail_at(av + 30, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_19_Exponent = (c >> 20) - 128
-        sg = ((c >> 16) & 1)
-        u = ((c >> 8) & 255)
-        if u > 127:
-            u2 = c & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                c = (win >> av) & 0xff
-                u2 = c
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        else:
-            av += 8
-        f_19_Value = -u - 1 if sg else u
-        av -= 30
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c >= 0x10000000:
-            raise r.fail_at(av + 30, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        ob19_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob19_.Exponent = f_19_Exponent
-        ob19_.Value = f_19_Value
-        f_EVMaximumVoltage = ob19_
-        s = 9
-    elif c < 0x14:
-        av -= 28
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c & 0x300e0000 != 0x0:
-            raise r.fail_at(av + 30, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_20_Exponent = (c >> 20) - 128
-        sg = ((c >> 16) & 1)
-        u = ((c >> 8) & 255)
-        if u > 127:
-            u2 = c & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                c = (win >> av) & 0xff
-                u2 = c
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        else:
-            av += 8
-        f_20_Value = -u - 1 if sg else u
-        av -= 30
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c >= 0x10000000:
-            raise r.fail_at(av + 30, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        ob20_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob20_.Exponent = f_20_Exponent
-        ob20_.Value = f_20_Value
-        f_EVMinimumVoltage = ob20_
-        s = 10
-    elif c < 0x18:
-        av -= 26
-        s = -1
+    if s != 7:
+        pass
     else:
-        ec = (c >> 2) & 0x7
-        raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[5]', f'event code {ec}, expected SE(EVMaximumChargePower), SE(EVMinimumChargePower), SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), EE')
-    if s == 7:
         c &= 0xfffffff
-        if c < 0x2000000:
+        if c >= 0x2000000:
+            if c < 0x4000000:
+                if c & 0x1807000 != 0x0:
+                    raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_22_Exponent = ((c >> 15) & 255) - 128
+                sg = ((c >> 11) & 1)
+                u = ((c >> 3) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 11)
+                        c = (win >> av) & 0x7ff
+                        u2 = c >> 3
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 3
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 3
+                            if av < 0:
+                                win, av = r.refill(av, 3)
+                            c = (win >> av) & 0x7
+                f_22_Value = -u - 1 if sg else u
+                if c & 0x6 != 0x0:
+                    raise r.fail_at(av + 3, 'Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
+                ob22_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob22_.Exponent = f_22_Exponent
+                ob22_.Value = f_22_Value
+                f_EVMaximumVoltage = ob22_
+                av -= 27
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 9
+            elif c < 0x6000000:
+                if c & 0x1807000 != 0x0:
+                    raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_23_Exponent = ((c >> 15) & 255) - 128
+                sg = ((c >> 11) & 1)
+                u = ((c >> 3) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 11)
+                        c = (win >> av) & 0x7ff
+                        u2 = c >> 3
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 3
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 3
+                            if av < 0:
+                                win, av = r.refill(av, 3)
+                            c = (win >> av) & 0x7
+                f_23_Value = -u - 1 if sg else u
+                if c & 0x6 != 0x0:
+                    raise r.fail_at(av + 3, 'Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
+                ob23_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob23_.Exponent = f_23_Exponent
+                ob23_.Value = f_23_Value
+                f_EVMinimumVoltage = ob23_
+                av -= 27
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 10
+            elif c < 0x8000000:
+                av -= 3
+                s = -1
+            else:
+                ec = (c >> 25) & 0x7
+                raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[7]', f'event code {ec}, expected SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), EE')
+        else:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_21_Exponent = (c >> 15) - 128
@@ -17800,103 +17985,62 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 8
-        elif c < 0x4000000:
-            if c & 0x1807000 != 0x0:
-                raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_22_Exponent = ((c >> 15) & 255) - 128
-            sg = ((c >> 11) & 1)
-            u = ((c >> 3) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 3
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 3
-                        if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
-            f_22_Value = -u - 1 if sg else u
-            if c & 0x6 != 0x0:
-                raise r.fail_at(av + 3, 'Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
-            ob22_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob22_.Exponent = f_22_Exponent
-            ob22_.Value = f_22_Value
-            f_EVMaximumVoltage = ob22_
-            av -= 27
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 9
-        elif c < 0x6000000:
-            if c & 0x1807000 != 0x0:
-                raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_23_Exponent = ((c >> 15) & 255) - 128
-            sg = ((c >> 11) & 1)
-            u = ((c >> 3) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 3
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 3
-                        if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
-            f_23_Value = -u - 1 if sg else u
-            if c & 0x6 != 0x0:
-                raise r.fail_at(av + 3, 'Scheduled_DC_CLReqControlModeType[7]', 'expected EE of Value, EE')
-            ob23_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob23_.Exponent = f_23_Exponent
-            ob23_.Value = f_23_Value
-            f_EVMinimumVoltage = ob23_
-            av -= 27
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 10
-        elif c < 0x8000000:
-            av -= 3
-            s = -1
-        else:
-            ec = (c >> 25) & 0x7
-            raise r.fail_at(av + 25, 'Scheduled_DC_CLReqControlModeType[7]', f'event code {ec}, expected SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), EE')
-    if s == 8:
+    if s != 8:
+        pass
+    else:
         c &= 0xfffffff
-        if c < 0x4000000:
+        if c >= 0x4000000:
+            if c < 0x8000000:
+                if c & 0x300e000 != 0x0:
+                    raise r.fail_at(av + 26, 'Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_25_Exponent = ((c >> 16) & 255) - 128
+                sg = ((c >> 12) & 1)
+                u = ((c >> 4) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 12)
+                        c = (win >> av) & 0xfff
+                        u2 = c >> 4
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 4
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 4
+                            if av < 0:
+                                win, av = r.refill(av, 4)
+                            c = (win >> av) & 0xf
+                f_25_Value = -u - 1 if sg else u
+                if c & 0xc != 0x0:
+                    raise r.fail_at(av + 4, 'Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
+                ob25_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob25_.Exponent = f_25_Exponent
+                ob25_.Value = f_25_Value
+                f_EVMinimumVoltage = ob25_
+                av -= 26
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 10
+            elif c < 0xc000000:
+                av -= 2
+                s = -1
+            else:
+                ec = (c >> 26) & 0x3
+                raise r.fail_at(av + 26, 'Scheduled_DC_CLReqControlModeType[8]', f'event code {ec}, expected SE(EVMaximumVoltage), SE(EVMinimumVoltage), EE')
+        else:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_24_Exponent = (c >> 16) - 128
@@ -17940,59 +18084,18 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 9
-        elif c < 0x8000000:
-            if c & 0x300e000 != 0x0:
-                raise r.fail_at(av + 26, 'Scheduled_DC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_25_Exponent = ((c >> 16) & 255) - 128
-            sg = ((c >> 12) & 1)
-            u = ((c >> 4) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
-                u2 = c >> 4
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 12)
-                    c = (win >> av) & 0xfff
-                    u2 = c >> 4
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 4
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 4
-                        if av < 0:
-                            win, av = r.refill(av, 4)
-                        c = (win >> av) & 0xf
-            f_25_Value = -u - 1 if sg else u
-            if c & 0xc != 0x0:
-                raise r.fail_at(av + 4, 'Scheduled_DC_CLReqControlModeType[8]', 'expected EE of Value, EE')
-            ob25_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob25_.Exponent = f_25_Exponent
-            ob25_.Value = f_25_Value
-            f_EVMinimumVoltage = ob25_
-            av -= 26
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 10
-        elif c < 0xc000000:
-            av -= 2
-            s = -1
-        else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 26, 'Scheduled_DC_CLReqControlModeType[8]', f'event code {ec}, expected SE(EVMaximumVoltage), SE(EVMinimumVoltage), EE')
-    if s == 9:
+    if s != 9:
+        pass
+    else:
         c &= 0xfffffff
-        if c < 0x4000000:
+        if c >= 0x4000000:
+            if c < 0x8000000:
+                av -= 2
+                s = -1
+            else:
+                ec = (c >> 26) & 0x3
+                raise r.fail_at(av + 26, 'Scheduled_DC_CLReqControlModeType[9]', f'event code {ec}, expected SE(EVMinimumVoltage), EE')
+        else:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'Scheduled_DC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_26_Exponent = (c >> 16) - 128
@@ -18036,19 +18139,13 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 10
-        elif c < 0x8000000:
-            av -= 2
-            s = -1
-        else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 26, 'Scheduled_DC_CLReqControlModeType[9]', f'event code {ec}, expected SE(EVMinimumVoltage), EE')
-    if s == 10:
+    if s != 10:
+        av += 28
+    else:
         av += 27
         if c & 0x8000000 != 0x0:
             raise r.fail_at(av + 1, 'Scheduled_DC_CLReqControlModeType', 'expected EE')
         s = -1
-    else:
-        av += 28
     r.avail = av
     ob = _new(_K_iso20_dc_Scheduled_DC_CLReqControlModeType)
     ob.EVTargetEnergyRequest = f_EVTargetEnergyRequest
@@ -18979,7 +19076,146 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _iso2
     f_EVSEMaximumChargeCurrent: _iso20_common_types.RationalNumberType | None = None
     f_EVSEMaximumVoltage: _iso20_common_types.RationalNumberType | None = None
     s = 0
-    if c < 0x2000000:
+    if c >= 0x2000000:
+        if c < 0x4000000:
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_5_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 3
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 3
+                        if av < 0:
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
+            f_5_Value = -u - 1 if sg else u
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+            ob5_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob5_.Exponent = f_5_Exponent
+            ob5_.Value = f_5_Value
+            f_EVSEMinimumChargePower = ob5_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 2
+        elif c < 0x6000000:
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_6_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 3
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 3
+                        if av < 0:
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
+            f_6_Value = -u - 1 if sg else u
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+            ob6_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob6_.Exponent = f_6_Exponent
+            ob6_.Value = f_6_Value
+            f_EVSEMaximumChargeCurrent = ob6_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 3
+        elif c < 0x8000000:
+            if c & 0x1807000 != 0x0:
+                raise r.fail_at(av + 25, 'Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_7_Exponent = ((c >> 15) & 255) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 3
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 3
+                        if av < 0:
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
+            f_7_Value = -u - 1 if sg else u
+            if c & 0x6 != 0x0:
+                raise r.fail_at(av + 3, 'Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+            ob7_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob7_.Exponent = f_7_Exponent
+            ob7_.Value = f_7_Value
+            f_EVSEMaximumVoltage = ob7_
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 4
+        elif c < 0xa000000:
+            av -= 3
+            s = -1
+        else:
+            ec = (c >> 25) & 0x7
+            raise r.fail_at(av + 25, 'Scheduled_DC_CLResControlModeType[0]', f'event code {ec}, expected SE(EVSEMaximumChargePower), SE(EVSEMinimumChargePower), SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), EE')
+    else:
         if c & 0x1807000 != 0x0:
             raise r.fail_at(av + 25, 'Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_1_Exponent = (c >> 15) - 128
@@ -19022,7 +19258,102 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _iso2
         ob1_.Exponent = f_1_Exponent
         ob1_.Value = f_1_Value
         f_EVSEMaximumChargePower = ob1_
-        if c < 0x2000000:
+        if c >= 0x2000000:
+            if c < 0x4000000:
+                if c & 0x1807000 != 0x0:
+                    raise r.fail_at(av + 25, 'Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_3_Exponent = ((c >> 15) & 255) - 128
+                sg = ((c >> 11) & 1)
+                u = ((c >> 3) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 11)
+                        c = (win >> av) & 0x7ff
+                        u2 = c >> 3
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 3
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 3
+                            if av < 0:
+                                win, av = r.refill(av, 3)
+                            c = (win >> av) & 0x7
+                f_3_Value = -u - 1 if sg else u
+                if c & 0x6 != 0x0:
+                    raise r.fail_at(av + 3, 'Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
+                ob3_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob3_.Exponent = f_3_Exponent
+                ob3_.Value = f_3_Value
+                f_EVSEMaximumChargeCurrent = ob3_
+                av -= 27
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 3
+            elif c < 0x6000000:
+                if c & 0x1807000 != 0x0:
+                    raise r.fail_at(av + 25, 'Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_4_Exponent = ((c >> 15) & 255) - 128
+                sg = ((c >> 11) & 1)
+                u = ((c >> 3) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 11)
+                        c = (win >> av) & 0x7ff
+                        u2 = c >> 3
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 3
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 3
+                            if av < 0:
+                                win, av = r.refill(av, 3)
+                            c = (win >> av) & 0x7
+                f_4_Value = -u - 1 if sg else u
+                if c & 0x6 != 0x0:
+                    raise r.fail_at(av + 3, 'Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
+                ob4_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob4_.Exponent = f_4_Exponent
+                ob4_.Value = f_4_Value
+                f_EVSEMaximumVoltage = ob4_
+                av -= 27
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 4
+            elif c < 0x8000000:
+                av -= 3
+                s = -1
+            else:
+                ec = (c >> 25) & 0x7
+                raise r.fail_at(av + 25, 'Scheduled_DC_CLResControlModeType[1]', f'event code {ec}, expected SE(EVSEMinimumChargePower), SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), EE')
+        else:
             if c & 0x1807000 != 0x0:
                 raise r.fail_at(av + 25, 'Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_2_Exponent = (c >> 15) - 128
@@ -19066,241 +19397,62 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 2
-        elif c < 0x4000000:
-            if c & 0x1807000 != 0x0:
-                raise r.fail_at(av + 25, 'Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_3_Exponent = ((c >> 15) & 255) - 128
-            sg = ((c >> 11) & 1)
-            u = ((c >> 3) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 3
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 3
-                        if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
-            f_3_Value = -u - 1 if sg else u
-            if c & 0x6 != 0x0:
-                raise r.fail_at(av + 3, 'Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            ob3_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob3_.Exponent = f_3_Exponent
-            ob3_.Value = f_3_Value
-            f_EVSEMaximumChargeCurrent = ob3_
-            av -= 27
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 3
-        elif c < 0x6000000:
-            if c & 0x1807000 != 0x0:
-                raise r.fail_at(av + 25, 'Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_4_Exponent = ((c >> 15) & 255) - 128
-            sg = ((c >> 11) & 1)
-            u = ((c >> 3) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 3
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 3
-                        if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
-            f_4_Value = -u - 1 if sg else u
-            if c & 0x6 != 0x0:
-                raise r.fail_at(av + 3, 'Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            ob4_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob4_.Exponent = f_4_Exponent
-            ob4_.Value = f_4_Value
-            f_EVSEMaximumVoltage = ob4_
-            av -= 27
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 4
-        elif c < 0x8000000:
-            av -= 3
-            s = -1
-        else:
-            ec = (c >> 25) & 0x7
-            raise r.fail_at(av + 25, 'Scheduled_DC_CLResControlModeType[1]', f'event code {ec}, expected SE(EVSEMinimumChargePower), SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), EE')
-    elif c < 0x4000000:
-        if c & 0x1807000 != 0x0:
-            raise r.fail_at(av + 25, 'Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_5_Exponent = ((c >> 15) & 255) - 128
-        sg = ((c >> 11) & 1)
-        u = ((c >> 3) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 3
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 3
-                    if av < 0:
-                        win, av = r.refill(av, 3)
-                    c = (win >> av) & 0x7
-        f_5_Value = -u - 1 if sg else u
-        if c & 0x6 != 0x0:
-            raise r.fail_at(av + 3, 'Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob5_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob5_.Exponent = f_5_Exponent
-        ob5_.Value = f_5_Value
-        f_EVSEMinimumChargePower = ob5_
-        av -= 27
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 2
-    elif c < 0x6000000:
-        if c & 0x1807000 != 0x0:
-            raise r.fail_at(av + 25, 'Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_6_Exponent = ((c >> 15) & 255) - 128
-        sg = ((c >> 11) & 1)
-        u = ((c >> 3) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 3
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 3
-                    if av < 0:
-                        win, av = r.refill(av, 3)
-                    c = (win >> av) & 0x7
-        f_6_Value = -u - 1 if sg else u
-        if c & 0x6 != 0x0:
-            raise r.fail_at(av + 3, 'Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob6_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob6_.Exponent = f_6_Exponent
-        ob6_.Value = f_6_Value
-        f_EVSEMaximumChargeCurrent = ob6_
-        av -= 27
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 3
-    elif c < 0x8000000:
-        if c & 0x1807000 != 0x0:
-            raise r.fail_at(av + 25, 'Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_7_Exponent = ((c >> 15) & 255) - 128
-        sg = ((c >> 11) & 1)
-        u = ((c >> 3) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            u2 = c >> 3
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 3
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 3
-                    if av < 0:
-                        win, av = r.refill(av, 3)
-                    c = (win >> av) & 0x7
-        f_7_Value = -u - 1 if sg else u
-        if c & 0x6 != 0x0:
-            raise r.fail_at(av + 3, 'Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob7_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob7_.Exponent = f_7_Exponent
-        ob7_.Value = f_7_Value
-        f_EVSEMaximumVoltage = ob7_
-        av -= 27
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 4
-    elif c < 0xa000000:
-        av -= 3
-        s = -1
+    if s != 2:
+        pass
     else:
-        ec = (c >> 25) & 0x7
-        raise r.fail_at(av + 25, 'Scheduled_DC_CLResControlModeType[0]', f'event code {ec}, expected SE(EVSEMaximumChargePower), SE(EVSEMinimumChargePower), SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), EE')
-    if s == 2:
         c &= 0xfffffff
-        if c < 0x4000000:
+        if c >= 0x4000000:
+            if c < 0x8000000:
+                if c & 0x300e000 != 0x0:
+                    raise r.fail_at(av + 26, 'Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_9_Exponent = ((c >> 16) & 255) - 128
+                sg = ((c >> 12) & 1)
+                u = ((c >> 4) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 12)
+                        c = (win >> av) & 0xfff
+                        u2 = c >> 4
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 4
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 4
+                            if av < 0:
+                                win, av = r.refill(av, 4)
+                            c = (win >> av) & 0xf
+                f_9_Value = -u - 1 if sg else u
+                if c & 0xc != 0x0:
+                    raise r.fail_at(av + 4, 'Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
+                ob9_ = _new(_K_iso20_common_types_RationalNumberType)
+                ob9_.Exponent = f_9_Exponent
+                ob9_.Value = f_9_Value
+                f_EVSEMaximumVoltage = ob9_
+                av -= 26
+                if av < 0:
+                    win, av = r.refill(av, 28)
+                c = (win >> av) & 0xfffffff
+                s = 4
+            elif c < 0xc000000:
+                av -= 2
+                s = -1
+            else:
+                ec = (c >> 26) & 0x3
+                raise r.fail_at(av + 26, 'Scheduled_DC_CLResControlModeType[2]', f'event code {ec}, expected SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), EE')
+        else:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_8_Exponent = (c >> 16) - 128
@@ -19344,59 +19496,18 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 3
-        elif c < 0x8000000:
-            if c & 0x300e000 != 0x0:
-                raise r.fail_at(av + 26, 'Scheduled_DC_CLResControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_9_Exponent = ((c >> 16) & 255) - 128
-            sg = ((c >> 12) & 1)
-            u = ((c >> 4) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
-                u2 = c >> 4
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 12)
-                    c = (win >> av) & 0xfff
-                    u2 = c >> 4
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 4
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 4
-                        if av < 0:
-                            win, av = r.refill(av, 4)
-                        c = (win >> av) & 0xf
-            f_9_Value = -u - 1 if sg else u
-            if c & 0xc != 0x0:
-                raise r.fail_at(av + 4, 'Scheduled_DC_CLResControlModeType[2]', 'expected EE of Value, EE')
-            ob9_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob9_.Exponent = f_9_Exponent
-            ob9_.Value = f_9_Value
-            f_EVSEMaximumVoltage = ob9_
-            av -= 26
-            if av < 0:
-                win, av = r.refill(av, 28)
-            c = (win >> av) & 0xfffffff
-            s = 4
-        elif c < 0xc000000:
-            av -= 2
-            s = -1
-        else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 26, 'Scheduled_DC_CLResControlModeType[2]', f'event code {ec}, expected SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), EE')
-    if s == 3:
+    if s != 3:
+        pass
+    else:
         c &= 0xfffffff
-        if c < 0x4000000:
+        if c >= 0x4000000:
+            if c < 0x8000000:
+                av -= 2
+                s = -1
+            else:
+                ec = (c >> 26) & 0x3
+                raise r.fail_at(av + 26, 'Scheduled_DC_CLResControlModeType[3]', f'event code {ec}, expected SE(EVSEMaximumVoltage), EE')
+        else:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'Scheduled_DC_CLResControlModeType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_10_Exponent = (c >> 16) - 128
@@ -19440,19 +19551,13 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader, c: int) -> _iso2
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 4
-        elif c < 0x8000000:
-            av -= 2
-            s = -1
-        else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 26, 'Scheduled_DC_CLResControlModeType[3]', f'event code {ec}, expected SE(EVSEMaximumVoltage), EE')
-    if s == 4:
+    if s != 4:
+        av += 28
+    else:
         av += 27
         if c & 0x8000000 != 0x0:
             raise r.fail_at(av + 1, 'Scheduled_DC_CLResControlModeType', 'expected EE')
         s = -1
-    else:
-        av += 28
     r.avail = av
     ob = _new(_K_iso20_dc_Scheduled_DC_CLResControlModeType)
     ob.EVSEMaximumChargePower = f_EVSEMaximumChargePower

@@ -206,7 +206,15 @@ def _d_iso20_wpt_AlternativeSECCListType(r: BitReader, c: int) -> _iso20_wpt.Alt
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c < 0x10000000:
+        if c >= 0x10000000:
+            if c < 0x20000000:
+                av += 28
+                s = -1
+                break
+            else:
+                ec = (c >> 28) & 0x3
+                raise r.fail_at(av + 28, 'AlternativeSECCListType[1]', f'event code {ec}, expected SE(AlternativeSECC), EE')
+        else:
             r.avail = av
             f_AlternativeSECC.append(_d_iso20_wpt_AlternativeSECCType(r, c))
             win = r.win
@@ -215,23 +223,16 @@ def _d_iso20_wpt_AlternativeSECCListType(r: BitReader, c: int) -> _iso20_wpt.Alt
             if n == 7:
                 s = 8
                 break
-        elif c < 0x20000000:
-            av += 28
-            s = -1
-            break
-        else:
-            ec = (c >> 28) & 0x3
-            raise r.fail_at(av + 28, 'AlternativeSECCListType[1]', f'event code {ec}, expected SE(AlternativeSECC), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
-    if s == 8:
+    if s != 8:
+        av += 1
+    else:
         if c:
             raise r.fail_at(av + 1, 'AlternativeSECCListType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso20_wpt_AlternativeSECCListType)
     ob.AlternativeSECC = f_AlternativeSECC
@@ -296,7 +297,120 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader, c: int) -> _iso20_wpt.Alterna
     f_IPAddress: str | None = None
     f_Port: int | None = None
     s = 0
-    if c < 0x2000000:
+    if c >= 0x2000000:
+        if c < 0x4000000:
+            av += 16
+            if c >= 0x3000000:
+                raise r.fail_at(av + 9, 'AlternativeSECCType[0]', 'expected CH of BSSID')
+            u = ((c >> 16) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_BSSID = r.string_of(u, 12)
+            win = r.win
+            av = r.avail
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 26)
+            c = (win >> av) & 0x3ffffff
+            if c >= 0x2000000:
+                raise r.fail_at(av + 26, 'AlternativeSECCType[0]', 'expected EE of BSSID')
+            s = 2
+        elif c < 0x6000000:
+            av += 16
+            if c >= 0x5000000:
+                raise r.fail_at(av + 9, 'AlternativeSECCType[0]', 'expected CH of IPAddress')
+            u = ((c >> 16) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_IPAddress = r.string_of(u, 39)
+            win = r.win
+            av = r.avail
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 26)
+            c = (win >> av) & 0x3ffffff
+            if c >= 0x2000000:
+                raise r.fail_at(av + 26, 'AlternativeSECCType[0]', 'expected EE of IPAddress')
+            s = 3
+        elif c < 0x8000000:
+            if c >= 0x7000000:
+                raise r.fail_at(av + 25, 'AlternativeSECCType[0]', 'expected CH of Port')
+            u = ((c >> 16) & 255)
+            if u > 127:
+                u2 = (c >> 8) & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 16)
+                    c = (win >> av) & 0xffff
+                    u2 = c >> 8
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 8
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        c = (win >> av) & 0xff
+            else:
+                av += 8
+                c >>= 8
+            f_Port = u
+            if c & 0x80 != 0x0:
+                raise r.fail_at(av + 8, 'AlternativeSECCType[0]', 'expected EE of Port')
+            av -= 18
+            if av < 0:
+                win, av = r.refill(av, 25)
+            c = (win >> av) & 0x1ffffff
+            s = 4
+        elif c < 0xa000000:
+            s = -1
+        else:
+            ec = (c >> 25) & 0x7
+            raise r.fail_at(av + 25, 'AlternativeSECCType[0]', f'event code {ec}, expected SE(SSID), SE(BSSID), SE(IPAddress), SE(Port), EE')
+    else:
         av += 16
         if c >= 0x1000000:
             raise r.fail_at(av + 9, 'AlternativeSECCType[0]', 'expected CH of SSID')
@@ -400,7 +514,14 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader, c: int) -> _iso20_wpt.Alterna
             if c >= 0x2000000:
                 raise r.fail_at(av + 26, 'AlternativeSECCType[1]', 'expected EE of IPAddress')
             s = 3
-        elif c < 0xc000000:
+        elif c >= 0xc000000:
+            if c < 0x10000000:
+                av += 1
+                s = -1
+            else:
+                ec = (c >> 26) & 0x7
+                raise r.fail_at(av + 26, 'AlternativeSECCType[1]', f'event code {ec}, expected SE(BSSID), SE(IPAddress), SE(Port), EE')
+        else:
             if c >= 0xa000000:
                 raise r.fail_at(av + 26, 'AlternativeSECCType[1]', 'expected CH of Port')
             u = ((c >> 17) & 255)
@@ -437,125 +558,9 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader, c: int) -> _iso20_wpt.Alterna
                 win, av = r.refill(av, 25)
             c = (win >> av) & 0x1ffffff
             s = 4
-        elif c < 0x10000000:
-            av += 1
-            s = -1
-        else:
-            ec = (c >> 26) & 0x7
-            raise r.fail_at(av + 26, 'AlternativeSECCType[1]', f'event code {ec}, expected SE(BSSID), SE(IPAddress), SE(Port), EE')
-    elif c < 0x4000000:
-        av += 16
-        if c >= 0x3000000:
-            raise r.fail_at(av + 9, 'AlternativeSECCType[0]', 'expected CH of BSSID')
-        u = ((c >> 16) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_BSSID = r.string_of(u, 12)
-        win = r.win
-        av = r.avail
-        av -= 26
-        if av < 0:
-            win, av = r.refill(av, 26)
-        c = (win >> av) & 0x3ffffff
-        if c >= 0x2000000:
-            raise r.fail_at(av + 26, 'AlternativeSECCType[0]', 'expected EE of BSSID')
-        s = 2
-    elif c < 0x6000000:
-        av += 16
-        if c >= 0x5000000:
-            raise r.fail_at(av + 9, 'AlternativeSECCType[0]', 'expected CH of IPAddress')
-        u = ((c >> 16) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_IPAddress = r.string_of(u, 39)
-        win = r.win
-        av = r.avail
-        av -= 26
-        if av < 0:
-            win, av = r.refill(av, 26)
-        c = (win >> av) & 0x3ffffff
-        if c >= 0x2000000:
-            raise r.fail_at(av + 26, 'AlternativeSECCType[0]', 'expected EE of IPAddress')
-        s = 3
-    elif c < 0x8000000:
-        if c >= 0x7000000:
-            raise r.fail_at(av + 25, 'AlternativeSECCType[0]', 'expected CH of Port')
-        u = ((c >> 16) & 255)
-        if u > 127:
-            u2 = (c >> 8) & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 16)
-                c = (win >> av) & 0xffff
-                u2 = c >> 8
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 8
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    c = (win >> av) & 0xff
-        else:
-            av += 8
-            c >>= 8
-        f_Port = u
-        if c & 0x80 != 0x0:
-            raise r.fail_at(av + 8, 'AlternativeSECCType[0]', 'expected EE of Port')
-        av -= 18
-        if av < 0:
-            win, av = r.refill(av, 25)
-        c = (win >> av) & 0x1ffffff
-        s = 4
-    elif c < 0xa000000:
-        s = -1
+    if s != 2:
+        pass
     else:
-        ec = (c >> 25) & 0x7
-        raise r.fail_at(av + 25, 'AlternativeSECCType[0]', f'event code {ec}, expected SE(SSID), SE(BSSID), SE(IPAddress), SE(Port), EE')
-    if s == 2:
         c &= 0x1ffffff
         if c < 0x800000:
             av += 14
@@ -592,7 +597,14 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader, c: int) -> _iso20_wpt.Alterna
             if c >= 0x2000000:
                 raise r.fail_at(av + 26, 'AlternativeSECCType[2]', 'expected EE of IPAddress')
             s = 3
-        elif c < 0x1000000:
+        elif c >= 0x1000000:
+            if c < 0x1800000:
+                av -= 2
+                s = -1
+            else:
+                ec = (c >> 23) & 0x3
+                raise r.fail_at(av + 23, 'AlternativeSECCType[2]', f'event code {ec}, expected SE(IPAddress), SE(Port), EE')
+        else:
             if c >= 0xc00000:
                 raise r.fail_at(av + 23, 'AlternativeSECCType[2]', 'expected CH of Port')
             u = ((c >> 14) & 255)
@@ -629,15 +641,18 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader, c: int) -> _iso20_wpt.Alterna
                 win, av = r.refill(av, 25)
             c = (win >> av) & 0x1ffffff
             s = 4
-        elif c < 0x1800000:
-            av -= 2
-            s = -1
-        else:
-            ec = (c >> 23) & 0x3
-            raise r.fail_at(av + 23, 'AlternativeSECCType[2]', f'event code {ec}, expected SE(IPAddress), SE(Port), EE')
-    if s == 3:
+    if s != 3:
+        pass
+    else:
         c &= 0x1ffffff
-        if c < 0x800000:
+        if c >= 0x800000:
+            if c < 0x1000000:
+                av -= 2
+                s = -1
+            else:
+                ec = (c >> 23) & 0x3
+                raise r.fail_at(av + 23, 'AlternativeSECCType[3]', f'event code {ec}, expected SE(Port), EE')
+        else:
             if c >= 0x400000:
                 raise r.fail_at(av + 23, 'AlternativeSECCType[3]', 'expected CH of Port')
             u = (c >> 14)
@@ -674,19 +689,13 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader, c: int) -> _iso20_wpt.Alterna
                 win, av = r.refill(av, 25)
             c = (win >> av) & 0x1ffffff
             s = 4
-        elif c < 0x1000000:
-            av -= 2
-            s = -1
-        else:
-            ec = (c >> 23) & 0x3
-            raise r.fail_at(av + 23, 'AlternativeSECCType[3]', f'event code {ec}, expected SE(Port), EE')
-    if s == 4:
+    if s != 4:
+        av += 25
+    else:
         av += 24
         if c & 0x1000000 != 0x0:
             raise r.fail_at(av + 1, 'AlternativeSECCType', 'expected EE')
         s = -1
-    else:
-        av += 25
     r.avail = av
     ob = _new(_K_iso20_wpt_AlternativeSECCType)
     ob.SSID = f_SSID
@@ -924,7 +933,15 @@ def _d_iso20_wpt_WPT_AlignmentCheckMethodListType(r: BitReader, c: int) -> _iso2
         if av < 0:
             win, av = r.refill(av, 6)
         c = (win >> av) & 0x3f
-        if c < 0x10:
+        if c >= 0x10:
+            if c < 0x20:
+                av += 4
+                s = -1
+                break
+            else:
+                ec = (c >> 4) & 0x3
+                raise r.fail_at(av + 4, 'WPT_AlignmentCheckMethodListType[1]', f'event code {ec}, expected SE(WPT_AlignmentCheckMethod), EE')
+        else:
             if c & 0x9 != 0x0:
                 raise r.fail_at(av + 4, 'WPT_AlignmentCheckMethodListType[1]', 'expected CH of WPT_AlignmentCheckMethod, EE of WPT_AlignmentCheckMethod')
             iv = (c >> 1)
@@ -935,23 +952,16 @@ def _d_iso20_wpt_WPT_AlignmentCheckMethodListType(r: BitReader, c: int) -> _iso2
             if n == 7:
                 s = 8
                 break
-        elif c < 0x20:
-            av += 4
-            s = -1
-            break
-        else:
-            ec = (c >> 4) & 0x3
-            raise r.fail_at(av + 4, 'WPT_AlignmentCheckMethodListType[1]', f'event code {ec}, expected SE(WPT_AlignmentCheckMethod), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
-    if s == 8:
+    if s != 8:
+        av += 1
+    else:
         if c:
             raise r.fail_at(av + 1, 'WPT_AlignmentCheckMethodListType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso20_wpt_WPT_AlignmentCheckMethodListType)
     ob.WPT_AlignmentCheckMethod = f_WPT_AlignmentCheckMethod
@@ -1070,7 +1080,16 @@ def _d_iso20_wpt_WPT_AlignmentCheckReqType(r: BitReader, c: int) -> _iso20_wpt.W
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'WPT_AlignmentCheckReqType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -1089,14 +1108,6 @@ def _d_iso20_wpt_WPT_AlignmentCheckReqType(r: BitReader, c: int) -> _iso20_wpt.W
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif c < 0x200:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
         f_EVProcessing, ec = _T2c3d00f9[c >> 23]
     except KeyError:  # not a valid pattern: say why
@@ -1114,7 +1125,21 @@ def _d_iso20_wpt_WPT_AlignmentCheckReqType(r: BitReader, c: int) -> _iso20_wpt.W
     f_Header = ob1_
     s = 1
     s = 2
-    if ec == 0:
+    if ec == 1:
+        av += 19
+        try:
+            f_EVResultCode = _Tabd38ef6[(c >> 19) & 0xf]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x480000 != 0x0:
+                raise r.fail_at(av + 4, 'WPT_AlignmentCheckReqType[2]', 'expected CH of EVResultCode, EE of EVResultCode') from None
+            iv = ((c >> 20) & 3)
+            if iv >= 3:
+                raise r.fail_at(av, 'WPT_AlignmentCheckReqType.EVResultCode', f'enumeration index {iv}') from None
+            f_EVResultCode = _E_iso20_wpt_WPT_EVResultType[iv]
+        s = 4
+    elif ec != 0:
+        raise r.fail_at(av + 23, 'WPT_AlignmentCheckReqType[2]', f'event code {ec}, expected SE(TargetCoilCurrent), SE(EVResultCode)')
+    else:
         if c & 0x601c00 != 0x0:
             raise r.fail_at(av + 23, 'WPT_AlignmentCheckReqType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_2_Exponent = ((c >> 13) & 255) - 128
@@ -1165,27 +1190,21 @@ def _d_iso20_wpt_WPT_AlignmentCheckReqType(r: BitReader, c: int) -> _iso20_wpt.W
         ob2_.Value = f_2_Value
         f_TargetCoilCurrent = ob2_
         s = 4
-    elif ec == 1:
-        av += 19
-        try:
-            f_EVResultCode = _Tabd38ef6[(c >> 19) & 0xf]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x480000 != 0x0:
-                raise r.fail_at(av + 4, 'WPT_AlignmentCheckReqType[2]', 'expected CH of EVResultCode, EE of EVResultCode') from None
-            iv = ((c >> 20) & 3)
-            if iv >= 3:
-                raise r.fail_at(av, 'WPT_AlignmentCheckReqType.EVResultCode', f'enumeration index {iv}') from None
-            f_EVResultCode = _E_iso20_wpt_WPT_EVResultType[iv]
-        s = 4
-    else:
-        raise r.fail_at(av + 23, 'WPT_AlignmentCheckReqType[2]', f'event code {ec}, expected SE(TargetCoilCurrent), SE(EVResultCode)')
     n = 0
     while True:
         av -= 11
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-        if c < 0x200:
+        if c >= 0x200:
+            if c < 0x400:
+                av += 9
+                s = -1
+                break
+            else:
+                ec = (c >> 9) & 0x3
+                raise r.fail_at(av + 9, 'WPT_AlignmentCheckReqType[4]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
+        else:
             if c >= 0x100:
                 raise r.fail_at(av + 9, 'WPT_AlignmentCheckReqType[4]', 'expected CH of VendorSpecificDataContainer')
             u = c
@@ -1222,23 +1241,16 @@ def _d_iso20_wpt_WPT_AlignmentCheckReqType(r: BitReader, c: int) -> _iso20_wpt.W
             if n == 16:
                 s = 20
                 break
-        elif c < 0x400:
-            av += 9
-            s = -1
-            break
-        else:
-            ec = (c >> 9) & 0x3
-            raise r.fail_at(av + 9, 'WPT_AlignmentCheckReqType[4]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
-    if s == 20:
+    if s != 20:
+        av += 1
+    else:
         if c:
             raise r.fail_at(av + 1, 'WPT_AlignmentCheckReqType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso20_wpt_WPT_AlignmentCheckReqType)
     ob.Header = f_Header
@@ -1424,7 +1436,16 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader, c: int) -> _iso20_wpt.W
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'WPT_AlignmentCheckResType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -1443,14 +1464,6 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader, c: int) -> _iso20_wpt.W
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif c < 0x200:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0x30390000 != 0x0:
         raise r.fail_at(av + 30, 'WPT_AlignmentCheckResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing')
     iv = (c >> 22)
@@ -1461,7 +1474,7 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader, c: int) -> _iso20_wpt.W
     if iv >= 3:
         raise r.fail_at(av + 13, 'WPT_AlignmentCheckResType.EVSEProcessing', f'enumeration index {iv}')
     f_EVSEProcessing = _E_iso20_common_types_processingType[iv]
-    ec = ((c >> 13) & 7)
+    c &= 0xffff
     ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
@@ -1470,7 +1483,90 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader, c: int) -> _iso20_wpt.W
     s = 1
     s = 2
     s = 3
-    if ec == 0:
+    if c >= 0x2000:
+        if c < 0x4000:
+            av -= 17
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x300e0000 != 0x0:
+                raise r.fail_at(av + 30, 'WPT_AlignmentCheckResType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_4_Exponent = (c >> 20) - 128
+            sg = ((c >> 16) & 1)
+            u = ((c >> 8) & 255)
+            if u > 127:
+                u2 = c & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
+                    u2 = c
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            else:
+                av += 8
+            f_4_Value = -u - 1 if sg else u
+            av -= 13
+            if av < 0:
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            if c >= 0x800:
+                raise r.fail_at(av + 13, 'WPT_AlignmentCheckResType[3]', 'expected EE of Value, EE')
+            ob4_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob4_.Exponent = f_4_Exponent
+            ob4_.Value = f_4_Value
+            f_SupplyDeviceCurrent = ob4_
+            s = 5
+        elif c < 0x6000:
+            av += 4
+            if c >= 0x5000:
+                raise r.fail_at(av + 9, 'WPT_AlignmentCheckResType[3]', 'expected CH of VendorSpecificDataContainer')
+            u = ((c >> 4) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
+            win = r.win
+            av = r.avail
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            if c >= 0x800:
+                raise r.fail_at(av + 12, 'WPT_AlignmentCheckResType[3]', 'expected EE of VendorSpecificDataContainer')
+            s = 6
+        elif c < 0x8000:
+            av += 2
+            s = -1
+        else:
+            ec = (c >> 13) & 0x7
+            raise r.fail_at(av + 13, 'WPT_AlignmentCheckResType[3]', f'event code {ec}, expected SE(PowerTransmitted), SE(SupplyDeviceCurrent), SE(VendorSpecificDataContainer), EE')
+    else:
         av -= 17
         if av < 0:
             win, av = r.refill(av, 30)
@@ -1510,7 +1606,49 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader, c: int) -> _iso20_wpt.W
         ob2_.Exponent = f_2_Exponent
         ob2_.Value = f_2_Value
         f_PowerTransmitted = ob2_
-        if c < 0x4000000:
+        if c >= 0x4000000:
+            if c < 0x8000000:
+                av += 17
+                if c >= 0x6000000:
+                    raise r.fail_at(av + 9, 'WPT_AlignmentCheckResType[4]', 'expected CH of VendorSpecificDataContainer')
+                u = ((c >> 17) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                r.avail = av
+                f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
+                win = r.win
+                av = r.avail
+                av -= 12
+                if av < 0:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                if c >= 0x800:
+                    raise r.fail_at(av + 12, 'WPT_AlignmentCheckResType[4]', 'expected EE of VendorSpecificDataContainer')
+                s = 6
+            elif c < 0xc000000:
+                av += 15
+                s = -1
+            else:
+                ec = (c >> 26) & 0x3
+                raise r.fail_at(av + 26, 'WPT_AlignmentCheckResType[4]', f'event code {ec}, expected SE(SupplyDeviceCurrent), SE(VendorSpecificDataContainer), EE')
+        else:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'WPT_AlignmentCheckResType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_3_Exponent = (c >> 16) - 128
@@ -1554,131 +1692,18 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader, c: int) -> _iso20_wpt.W
                 win, av = r.refill(av, 11)
             c = (win >> av) & 0x7ff
             s = 5
-        elif c < 0x8000000:
-            av += 17
-            if c >= 0x6000000:
-                raise r.fail_at(av + 9, 'WPT_AlignmentCheckResType[4]', 'expected CH of VendorSpecificDataContainer')
-            u = ((c >> 17) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-            r.avail = av
-            f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
-            win = r.win
-            av = r.avail
-            av -= 12
-            if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
-            if c >= 0x800:
-                raise r.fail_at(av + 12, 'WPT_AlignmentCheckResType[4]', 'expected EE of VendorSpecificDataContainer')
-            s = 6
-        elif c < 0xc000000:
-            av += 15
-            s = -1
-        else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 26, 'WPT_AlignmentCheckResType[4]', f'event code {ec}, expected SE(SupplyDeviceCurrent), SE(VendorSpecificDataContainer), EE')
-    elif ec == 1:
-        av -= 17
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c & 0x300e0000 != 0x0:
-            raise r.fail_at(av + 30, 'WPT_AlignmentCheckResType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_4_Exponent = (c >> 20) - 128
-        sg = ((c >> 16) & 1)
-        u = ((c >> 8) & 255)
-        if u > 127:
-            u2 = c & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                c = (win >> av) & 0xff
-                u2 = c
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        else:
-            av += 8
-        f_4_Value = -u - 1 if sg else u
-        av -= 13
-        if av < 0:
-            win, av = r.refill(av, 13)
-        c = (win >> av) & 0x1fff
-        if c >= 0x800:
-            raise r.fail_at(av + 13, 'WPT_AlignmentCheckResType[3]', 'expected EE of Value, EE')
-        ob4_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob4_.Exponent = f_4_Exponent
-        ob4_.Value = f_4_Value
-        f_SupplyDeviceCurrent = ob4_
-        s = 5
-    elif ec == 2:
-        av += 4
-        if c & 0x1000 != 0x0:
-            raise r.fail_at(av + 9, 'WPT_AlignmentCheckResType[3]', 'expected CH of VendorSpecificDataContainer')
-        u = ((c >> 4) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
-        win = r.win
-        av = r.avail
-        av -= 12
-        if av < 0:
-            win, av = r.refill(av, 12)
-        c = (win >> av) & 0xfff
-        if c >= 0x800:
-            raise r.fail_at(av + 12, 'WPT_AlignmentCheckResType[3]', 'expected EE of VendorSpecificDataContainer')
-        s = 6
-    elif ec == 3:
-        av += 2
-        s = -1
+    if s != 5:
+        av += 11
     else:
-        raise r.fail_at(av + 13, 'WPT_AlignmentCheckResType[3]', f'event code {ec}, expected SE(PowerTransmitted), SE(SupplyDeviceCurrent), SE(VendorSpecificDataContainer), EE')
-    if s == 5:
         c &= 0x7ff
-        if c < 0x200:
+        if c >= 0x200:
+            if c < 0x400:
+                av += 9
+                s = -1
+            else:
+                ec = (c >> 9) & 0x3
+                raise r.fail_at(av + 9, 'WPT_AlignmentCheckResType[5]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
+        else:
             if c >= 0x100:
                 raise r.fail_at(av + 9, 'WPT_AlignmentCheckResType[5]', 'expected CH of VendorSpecificDataContainer')
             u = c
@@ -1712,14 +1737,6 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader, c: int) -> _iso20_wpt.W
             if c:
                 raise r.fail_at(av + 1, 'WPT_AlignmentCheckResType[5]', 'expected EE of VendorSpecificDataContainer')
             s = 6
-        elif c < 0x400:
-            av += 9
-            s = -1
-        else:
-            ec = (c >> 9) & 0x3
-            raise r.fail_at(av + 9, 'WPT_AlignmentCheckResType[5]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
-    else:
-        av += 11
     if s == 6:
         n = 0
         while True:
@@ -1727,7 +1744,15 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader, c: int) -> _iso20_wpt.W
             if av < 0:
                 win, av = r.refill(av, 11)
             c = (win >> av) & 0x7ff
-            if c < 0x200:
+            if c >= 0x200:
+                if c < 0x400:
+                    av += 9
+                    s = -1
+                    break
+                else:
+                    ec = (c >> 9) & 0x3
+                    raise r.fail_at(av + 9, 'WPT_AlignmentCheckResType[6]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
+            else:
                 if c >= 0x100:
                     raise r.fail_at(av + 9, 'WPT_AlignmentCheckResType[6]', 'expected CH of VendorSpecificDataContainer')
                 u = c
@@ -1764,23 +1789,16 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader, c: int) -> _iso20_wpt.W
                 if n == 15:
                     s = 21
                     break
-            elif c < 0x400:
-                av += 9
-                s = -1
-                break
-            else:
-                ec = (c >> 9) & 0x3
-                raise r.fail_at(av + 9, 'WPT_AlignmentCheckResType[6]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
-    if s == 21:
+    if s != 21:
+        av += 1
+    else:
         if c:
             raise r.fail_at(av + 1, 'WPT_AlignmentCheckResType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso20_wpt_WPT_AlignmentCheckResType)
     ob.Header = f_Header
@@ -2086,7 +2104,16 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'WPT_ChargeLoopReqType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -2105,21 +2132,29 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif c < 0x200:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
     ob1_.Signature = f_1_Signature
     f_Header = ob1_
     s = 1
-    if c < 0x10000000:
+    if c >= 0x10000000:
+        if c < 0x20000000:
+            try:
+                f_MeterInfoRequested = _Ta870a97b[(c >> 25) & 0x7]
+            except KeyError:  # not a valid pattern: say why
+                if c & 0xa000000 != 0x0:
+                    raise r.fail_at(av + 28, 'WPT_ChargeLoopReqType[1]', 'expected CH of MeterInfoRequested, EE of MeterInfoRequested') from None
+                f_MeterInfoRequested = ((c >> 26) & 1) == 1
+            av -= 5
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            s = 3
+        else:
+            ec = (c >> 28) & 0x3
+            raise r.fail_at(av + 28, 'WPT_ChargeLoopReqType[1]', f'event code {ec}, expected SE(DisplayParameters), SE(MeterInfoRequested)')
+    else:
         r.avail = av
         f_DisplayParameters = _d_iso20_common_types_DisplayParametersType(r, c)
         win = r.win
@@ -2139,21 +2174,6 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif c < 0x20000000:
-        try:
-            f_MeterInfoRequested = _Ta870a97b[(c >> 25) & 0x7]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0xa000000 != 0x0:
-                raise r.fail_at(av + 28, 'WPT_ChargeLoopReqType[1]', 'expected CH of MeterInfoRequested, EE of MeterInfoRequested') from None
-            f_MeterInfoRequested = ((c >> 26) & 1) == 1
-        av -= 5
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        s = 3
-    else:
-        ec = (c >> 28) & 0x3
-        raise r.fail_at(av + 28, 'WPT_ChargeLoopReqType[1]', f'event code {ec}, expected SE(DisplayParameters), SE(MeterInfoRequested)')
     if c & 0x38070000 != 0x0:
         raise r.fail_at(av + 30, 'WPT_ChargeLoopReqType', 'expected SE(EVPCPowerRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_2_Exponent = (c >> 19) - 128
@@ -2244,258 +2264,7 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
     f_EVPCPowerOutput = ob3_
     s = 5
     s = 6
-    if ec == 0:
-        av -= 10
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c & 0x300e0000 != 0x0:
-            raise r.fail_at(av + 30, 'WPT_ChargeLoopReqType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_4_Exponent = (c >> 20) - 128
-        sg = ((c >> 16) & 1)
-        u = ((c >> 8) & 255)
-        if u > 127:
-            u2 = c & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                c = (win >> av) & 0xff
-                u2 = c
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        else:
-            av += 8
-        f_4_Value = -u - 1 if sg else u
-        av -= 30
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c >= 0x10000000:
-            raise r.fail_at(av + 30, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE')
-        ob4_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob4_.Exponent = f_4_Exponent
-        ob4_.Value = f_4_Value
-        f_EVPCOperatingFrequency = ob4_
-        if c < 0x4000000:
-            if c & 0x3807000 != 0x0:
-                raise r.fail_at(av + 26, 'WPT_ChargeLoopReqType[7]', 'expected SE(EVPCCoilCurrentRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_6_Exponent = (c >> 15) - 128
-            sg = ((c >> 11) & 1)
-            u = ((c >> 3) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 3
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 3
-                        if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
-            f_6_Value = -u - 1 if sg else u
-            av -= 27
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-            if c & 0x3e01c000 != 0x0:
-                raise r.fail_at(av + 30, 'WPT_ChargeLoopReqType[7]', 'expected EE of Value, EE, SE(EVPCCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_7_Exponent = (c >> 17) - 128
-            sg = ((c >> 13) & 1)
-            u = ((c >> 5) & 255)
-            ob6_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob6_.Exponent = f_6_Exponent
-            ob6_.Value = f_6_Value
-            f_5_EVPCCoilCurrentRequest = ob6_
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 13)
-                c = (win >> av) & 0x1fff
-                u2 = c >> 5
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 13)
-                    c = (win >> av) & 0x1fff
-                    u2 = c >> 5
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 5
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 5
-                        if av < 0:
-                            win, av = r.refill(av, 5)
-                        c = (win >> av) & 0x1f
-            f_7_Value = -u - 1 if sg else u
-            av -= 25
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-            if c & 0x3e01c000 != 0x0:
-                raise r.fail_at(av + 30, 'WPT_ChargeLoopReqType[7]', 'expected EE of Value, EE, SE(EVPCCurrentOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_8_Exponent = (c >> 17) - 128
-            sg = ((c >> 13) & 1)
-            u = ((c >> 5) & 255)
-            ob7_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob7_.Exponent = f_7_Exponent
-            ob7_.Value = f_7_Value
-            f_5_EVPCCoilCurrentInformation = ob7_
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 13)
-                c = (win >> av) & 0x1fff
-                u2 = c >> 5
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 13)
-                    c = (win >> av) & 0x1fff
-                    u2 = c >> 5
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 5
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 5
-                        if av < 0:
-                            win, av = r.refill(av, 5)
-                        c = (win >> av) & 0x1f
-            f_8_Value = -u - 1 if sg else u
-            av -= 25
-            if av < 0:
-                win, av = r.refill(av, 30)
-            c = (win >> av) & 0x3fffffff
-            if c & 0x3e01c000 != 0x0:
-                raise r.fail_at(av + 30, 'WPT_ChargeLoopReqType[7]', 'expected EE of Value, EE, SE(EVPCVoltageOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_9_Exponent = (c >> 17) - 128
-            sg = ((c >> 13) & 1)
-            u = ((c >> 5) & 255)
-            ob8_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob8_.Exponent = f_8_Exponent
-            ob8_.Value = f_8_Value
-            f_5_EVPCCurrentOutputInformation = ob8_
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 13)
-                c = (win >> av) & 0x1fff
-                u2 = c >> 5
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 13)
-                    c = (win >> av) & 0x1fff
-                    u2 = c >> 5
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 5
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 5
-                        if av < 0:
-                            win, av = r.refill(av, 5)
-                        c = (win >> av) & 0x1f
-            f_9_Value = -u - 1 if sg else u
-            if c & 0x1c != 0x0:
-                raise r.fail_at(av + 5, 'WPT_ChargeLoopReqType[7]', 'expected EE of Value, EE, EE')
-            ob9_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob9_.Exponent = f_9_Exponent
-            ob9_.Value = f_9_Value
-            f_5_EVPCVoltageOutputInformation = ob9_
-            ob5_ = _new(_K_iso20_wpt_WPT_EVPCPowerControlParameterType)
-            ob5_.EVPCCoilCurrentRequest = f_5_EVPCCoilCurrentRequest
-            ob5_.EVPCCoilCurrentInformation = f_5_EVPCCoilCurrentInformation
-            ob5_.EVPCCurrentOutputInformation = f_5_EVPCCurrentOutputInformation
-            ob5_.EVPCVoltageOutputInformation = f_5_EVPCVoltageOutputInformation
-            f_EVPCPowerControlParameter = ob5_
-            av -= 9
-            if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            s = 8
-        elif c < 0x8000000:
-            av += 17
-            if c >= 0x6000000:
-                raise r.fail_at(av + 9, 'WPT_ChargeLoopReqType[7]', 'expected CH of ManufacturerSpecificDataContainer')
-            u = ((c >> 17) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-            r.avail = av
-            f_ManufacturerSpecificDataContainer.append(r.binary_of(u, 256))
-            win = r.win
-            av = r.avail
-            av -= 12
-            if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
-            if c >= 0x800:
-                raise r.fail_at(av + 12, 'WPT_ChargeLoopReqType[7]', 'expected EE of ManufacturerSpecificDataContainer')
-            s = 9
-        elif c < 0xc000000:
-            av += 15
-            s = -1
-        else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 26, 'WPT_ChargeLoopReqType[7]', f'event code {ec}, expected SE(EVPCPowerControlParameter), SE(ManufacturerSpecificDataContainer), EE')
-    elif ec == 1:
+    if ec == 1:
         av -= 10
         if av < 0:
             win, av = r.refill(av, 30)
@@ -2707,11 +2476,272 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
     elif ec == 3:
         av += 9
         s = -1
-    else:
+    elif ec != 0:
         raise r.fail_at(av + 20, 'WPT_ChargeLoopReqType[6]', f'event code {ec}, expected SE(EVPCOperatingFrequency), SE(EVPCPowerControlParameter), SE(ManufacturerSpecificDataContainer), EE')
-    if s == 8:
+    else:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x300e0000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_ChargeLoopReqType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_4_Exponent = (c >> 20) - 128
+        sg = ((c >> 16) & 1)
+        u = ((c >> 8) & 255)
+        if u > 127:
+            u2 = c & 0xFF
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                c = (win >> av) & 0xff
+                u2 = c
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        else:
+            av += 8
+        f_4_Value = -u - 1 if sg else u
+        av -= 30
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c >= 0x10000000:
+            raise r.fail_at(av + 30, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE')
+        ob4_ = _new(_K_iso20_common_types_RationalNumberType)
+        ob4_.Exponent = f_4_Exponent
+        ob4_.Value = f_4_Value
+        f_EVPCOperatingFrequency = ob4_
+        if c >= 0x4000000:
+            if c < 0x8000000:
+                av += 17
+                if c >= 0x6000000:
+                    raise r.fail_at(av + 9, 'WPT_ChargeLoopReqType[7]', 'expected CH of ManufacturerSpecificDataContainer')
+                u = ((c >> 17) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                r.avail = av
+                f_ManufacturerSpecificDataContainer.append(r.binary_of(u, 256))
+                win = r.win
+                av = r.avail
+                av -= 12
+                if av < 0:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                if c >= 0x800:
+                    raise r.fail_at(av + 12, 'WPT_ChargeLoopReqType[7]', 'expected EE of ManufacturerSpecificDataContainer')
+                s = 9
+            elif c < 0xc000000:
+                av += 15
+                s = -1
+            else:
+                ec = (c >> 26) & 0x3
+                raise r.fail_at(av + 26, 'WPT_ChargeLoopReqType[7]', f'event code {ec}, expected SE(EVPCPowerControlParameter), SE(ManufacturerSpecificDataContainer), EE')
+        else:
+            if c & 0x3807000 != 0x0:
+                raise r.fail_at(av + 26, 'WPT_ChargeLoopReqType[7]', 'expected SE(EVPCCoilCurrentRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_6_Exponent = (c >> 15) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 3
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 3
+                        if av < 0:
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
+            f_6_Value = -u - 1 if sg else u
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x3e01c000 != 0x0:
+                raise r.fail_at(av + 30, 'WPT_ChargeLoopReqType[7]', 'expected EE of Value, EE, SE(EVPCCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_7_Exponent = (c >> 17) - 128
+            sg = ((c >> 13) & 1)
+            u = ((c >> 5) & 255)
+            ob6_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob6_.Exponent = f_6_Exponent
+            ob6_.Value = f_6_Value
+            f_5_EVPCCoilCurrentRequest = ob6_
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
+                u2 = c >> 5
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 13)
+                    c = (win >> av) & 0x1fff
+                    u2 = c >> 5
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 5
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 5
+                        if av < 0:
+                            win, av = r.refill(av, 5)
+                        c = (win >> av) & 0x1f
+            f_7_Value = -u - 1 if sg else u
+            av -= 25
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x3e01c000 != 0x0:
+                raise r.fail_at(av + 30, 'WPT_ChargeLoopReqType[7]', 'expected EE of Value, EE, SE(EVPCCurrentOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_8_Exponent = (c >> 17) - 128
+            sg = ((c >> 13) & 1)
+            u = ((c >> 5) & 255)
+            ob7_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob7_.Exponent = f_7_Exponent
+            ob7_.Value = f_7_Value
+            f_5_EVPCCoilCurrentInformation = ob7_
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
+                u2 = c >> 5
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 13)
+                    c = (win >> av) & 0x1fff
+                    u2 = c >> 5
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 5
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 5
+                        if av < 0:
+                            win, av = r.refill(av, 5)
+                        c = (win >> av) & 0x1f
+            f_8_Value = -u - 1 if sg else u
+            av -= 25
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x3e01c000 != 0x0:
+                raise r.fail_at(av + 30, 'WPT_ChargeLoopReqType[7]', 'expected EE of Value, EE, SE(EVPCVoltageOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_9_Exponent = (c >> 17) - 128
+            sg = ((c >> 13) & 1)
+            u = ((c >> 5) & 255)
+            ob8_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob8_.Exponent = f_8_Exponent
+            ob8_.Value = f_8_Value
+            f_5_EVPCCurrentOutputInformation = ob8_
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
+                u2 = c >> 5
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 13)
+                    c = (win >> av) & 0x1fff
+                    u2 = c >> 5
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 5
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 5
+                        if av < 0:
+                            win, av = r.refill(av, 5)
+                        c = (win >> av) & 0x1f
+            f_9_Value = -u - 1 if sg else u
+            if c & 0x1c != 0x0:
+                raise r.fail_at(av + 5, 'WPT_ChargeLoopReqType[7]', 'expected EE of Value, EE, EE')
+            ob9_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob9_.Exponent = f_9_Exponent
+            ob9_.Value = f_9_Value
+            f_5_EVPCVoltageOutputInformation = ob9_
+            ob5_ = _new(_K_iso20_wpt_WPT_EVPCPowerControlParameterType)
+            ob5_.EVPCCoilCurrentRequest = f_5_EVPCCoilCurrentRequest
+            ob5_.EVPCCoilCurrentInformation = f_5_EVPCCoilCurrentInformation
+            ob5_.EVPCCurrentOutputInformation = f_5_EVPCCurrentOutputInformation
+            ob5_.EVPCVoltageOutputInformation = f_5_EVPCVoltageOutputInformation
+            f_EVPCPowerControlParameter = ob5_
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            s = 8
+    if s != 8:
+        av += 11
+    else:
         c &= 0x7ff
-        if c < 0x200:
+        if c >= 0x200:
+            if c < 0x400:
+                av += 9
+                s = -1
+            else:
+                ec = (c >> 9) & 0x3
+                raise r.fail_at(av + 9, 'WPT_ChargeLoopReqType[8]', f'event code {ec}, expected SE(ManufacturerSpecificDataContainer), EE')
+        else:
             if c >= 0x100:
                 raise r.fail_at(av + 9, 'WPT_ChargeLoopReqType[8]', 'expected CH of ManufacturerSpecificDataContainer')
             u = c
@@ -2745,14 +2775,6 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
             if c:
                 raise r.fail_at(av + 1, 'WPT_ChargeLoopReqType[8]', 'expected EE of ManufacturerSpecificDataContainer')
             s = 9
-        elif c < 0x400:
-            av += 9
-            s = -1
-        else:
-            ec = (c >> 9) & 0x3
-            raise r.fail_at(av + 9, 'WPT_ChargeLoopReqType[8]', f'event code {ec}, expected SE(ManufacturerSpecificDataContainer), EE')
-    else:
-        av += 11
     if s == 9:
         n = 0
         while True:
@@ -2760,7 +2782,15 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
             if av < 0:
                 win, av = r.refill(av, 11)
             c = (win >> av) & 0x7ff
-            if c < 0x200:
+            if c >= 0x200:
+                if c < 0x400:
+                    av += 9
+                    s = -1
+                    break
+                else:
+                    ec = (c >> 9) & 0x3
+                    raise r.fail_at(av + 9, 'WPT_ChargeLoopReqType[9]', f'event code {ec}, expected SE(ManufacturerSpecificDataContainer), EE')
+            else:
                 if c >= 0x100:
                     raise r.fail_at(av + 9, 'WPT_ChargeLoopReqType[9]', 'expected CH of ManufacturerSpecificDataContainer')
                 u = c
@@ -2797,23 +2827,16 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
                 if n == 15:
                     s = 24
                     break
-            elif c < 0x400:
-                av += 9
-                s = -1
-                break
-            else:
-                ec = (c >> 9) & 0x3
-                raise r.fail_at(av + 9, 'WPT_ChargeLoopReqType[9]', f'event code {ec}, expected SE(ManufacturerSpecificDataContainer), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
-    if s == 24:
+    if s != 24:
+        av += 1
+    else:
         if c:
             raise r.fail_at(av + 1, 'WPT_ChargeLoopReqType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso20_wpt_WPT_ChargeLoopReqType)
     ob.Header = f_Header
@@ -3401,7 +3424,16 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'WPT_ChargeLoopResType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -3420,21 +3452,13 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif c < 0x200:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0x30200000 != 0x0:
         raise r.fail_at(av + 30, 'WPT_ChargeLoopResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
     iv = (c >> 22)
     if iv >= 40:
         raise r.fail_at(av + 18, 'WPT_ChargeLoopResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    ec = ((c >> 18) & 7)
+    c &= 0x1fffff
     ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
@@ -3442,10 +3466,82 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
     f_Header = ob1_
     s = 1
     s = 2
-    if ec == 0:
-        if c & 0x30000 != 0x0:
+    if c >= 0x40000:
+        if c < 0x80000:
+            av += 8
+            c >>= 8
+            c &= 0x3ff
+            r.avail = av
+            f_MeterInfo = _d_iso20_common_types_MeterInfoType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 4
+        elif c < 0xc0000:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            r.avail = av
+            f_Receipt = _d_iso20_common_types_ReceiptType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 28
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            s = 5
+        elif c < 0x100000:
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c & 0x300e0000 != 0x0:
+                raise r.fail_at(av + 30, 'WPT_ChargeLoopResType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_4_Exponent = (c >> 20) - 128
+            sg = ((c >> 16) & 1)
+            u = ((c >> 8) & 255)
+            if u > 127:
+                u2 = c & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
+                    u2 = c
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            else:
+                av += 8
+            f_4_Value = -u - 1 if sg else u
+            av -= 30
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c >= 0x10000000:
+                raise r.fail_at(av + 30, 'WPT_ChargeLoopResType[2]', 'expected EE of Value, EE')
+            ob4_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob4_.Exponent = f_4_Exponent
+            ob4_.Value = f_4_Value
+            f_EVPCPowerRequest = ob4_
+            s = 6
+        else:
+            ec = (c >> 18) & 0x7
+            raise r.fail_at(av + 18, 'WPT_ChargeLoopResType[2]', f'event code {ec}, expected SE(EVSEStatus), SE(MeterInfo), SE(Receipt), SE(EVPCPowerRequest)')
+    else:
+        if c >= 0x10000:
             raise r.fail_at(av + 18, 'WPT_ChargeLoopResType[2]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-        u = ((c >> 8) & 255)
+        u = (c >> 8)
         if u > 127:
             u2 = c & 0xFF
             if u2 < 128:
@@ -3511,7 +3607,9 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        elif ec == 2:
+        elif ec != 2:
+            raise r.fail_at(av + 20, 'WPT_ChargeLoopResType[3]', f'event code {ec}, expected SE(MeterInfo), SE(Receipt), SE(EVPCPowerRequest)')
+        else:
             av -= 10
             if av < 0:
                 win, av = r.refill(av, 30)
@@ -3552,79 +3650,9 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
             ob3_.Value = f_3_Value
             f_EVPCPowerRequest = ob3_
             s = 6
-        else:
-            raise r.fail_at(av + 20, 'WPT_ChargeLoopResType[3]', f'event code {ec}, expected SE(MeterInfo), SE(Receipt), SE(EVPCPowerRequest)')
-    elif ec == 1:
-        av += 8
-        c >>= 8
-        c &= 0x3ff
-        r.avail = av
-        f_MeterInfo = _d_iso20_common_types_MeterInfoType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 28
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 4
-    elif ec == 2:
-        av -= 10
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        r.avail = av
-        f_Receipt = _d_iso20_common_types_ReceiptType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 28
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        s = 5
-    elif ec == 3:
-        av -= 12
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c & 0x300e0000 != 0x0:
-            raise r.fail_at(av + 30, 'WPT_ChargeLoopResType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_4_Exponent = (c >> 20) - 128
-        sg = ((c >> 16) & 1)
-        u = ((c >> 8) & 255)
-        if u > 127:
-            u2 = c & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                c = (win >> av) & 0xff
-                u2 = c
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        else:
-            av += 8
-        f_4_Value = -u - 1 if sg else u
-        av -= 30
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c >= 0x10000000:
-            raise r.fail_at(av + 30, 'WPT_ChargeLoopResType[2]', 'expected EE of Value, EE')
-        ob4_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob4_.Exponent = f_4_Exponent
-        ob4_.Value = f_4_Value
-        f_EVPCPowerRequest = ob4_
-        s = 6
+    if s != 4:
+        pass
     else:
-        raise r.fail_at(av + 18, 'WPT_ChargeLoopResType[2]', f'event code {ec}, expected SE(EVSEStatus), SE(MeterInfo), SE(Receipt), SE(EVPCPowerRequest)')
-    if s == 4:
         if c < 0x4000000:
             av -= 2
             if av < 0:
@@ -3639,7 +3667,10 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 5
-        elif c < 0x8000000:
+        elif c >= 0x8000000:
+            ec = (c >> 26) & 0x3
+            raise r.fail_at(av + 26, 'WPT_ChargeLoopResType[4]', f'event code {ec}, expected SE(Receipt), SE(EVPCPowerRequest)')
+        else:
             if c & 0x300e000 != 0x0:
                 raise r.fail_at(av + 26, 'WPT_ChargeLoopResType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_5_Exponent = ((c >> 16) & 255) - 128
@@ -3683,10 +3714,12 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 26, 'WPT_ChargeLoopResType[4]', f'event code {ec}, expected SE(Receipt), SE(EVPCPowerRequest)')
-    if s == 5:
+    if s != 5:
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+    else:
         if c & 0xe01c000 != 0x0:
             raise r.fail_at(av + 28, 'WPT_ChargeLoopResType', 'expected SE(EVPCPowerRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_6_Exponent = (c >> 17) - 128
@@ -3730,12 +3763,55 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
+    if c >= 0x10000000:
+        if c < 0x20000000:
+            if c & 0xc038000 != 0x0:
+                raise r.fail_at(av + 28, 'WPT_ChargeLoopResType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_9_Exponent = ((c >> 18) & 255) - 128
+            sg = ((c >> 14) & 1)
+            u = ((c >> 6) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 14)
+                c = (win >> av) & 0x3fff
+                u2 = c >> 6
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 14)
+                    c = (win >> av) & 0x3fff
+                    u2 = c >> 6
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 6
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 6
+                        if av < 0:
+                            win, av = r.refill(av, 6)
+                        c = (win >> av) & 0x3f
+            f_9_Value = -u - 1 if sg else u
+            if c & 0x30 != 0x0:
+                raise r.fail_at(av + 6, 'WPT_ChargeLoopResType[6]', 'expected EE of Value, EE')
+            ob9_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob9_.Exponent = f_9_Exponent
+            ob9_.Value = f_9_Value
+            f_SPCMaxOutputPowerLimit = ob9_
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            s = 8
+        else:
+            ec = (c >> 28) & 0x3
+            raise r.fail_at(av + 28, 'WPT_ChargeLoopResType[6]', f'event code {ec}, expected SE(SDPowerInput), SE(SPCMaxOutputPowerLimit)')
     else:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    if c < 0x10000000:
         if c & 0xc038000 != 0x0:
             raise r.fail_at(av + 28, 'WPT_ChargeLoopResType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_7_Exponent = (c >> 18) - 128
@@ -3819,53 +3895,6 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif c < 0x20000000:
-        if c & 0xc038000 != 0x0:
-            raise r.fail_at(av + 28, 'WPT_ChargeLoopResType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_9_Exponent = ((c >> 18) & 255) - 128
-        sg = ((c >> 14) & 1)
-        u = ((c >> 6) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 14)
-            c = (win >> av) & 0x3fff
-            u2 = c >> 6
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 14)
-                c = (win >> av) & 0x3fff
-                u2 = c >> 6
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 6
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 6
-                    if av < 0:
-                        win, av = r.refill(av, 6)
-                    c = (win >> av) & 0x3f
-        f_9_Value = -u - 1 if sg else u
-        if c & 0x30 != 0x0:
-            raise r.fail_at(av + 6, 'WPT_ChargeLoopResType[6]', 'expected EE of Value, EE')
-        ob9_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob9_.Exponent = f_9_Exponent
-        ob9_.Value = f_9_Value
-        f_SPCMaxOutputPowerLimit = ob9_
-        av -= 26
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        s = 8
-    else:
-        ec = (c >> 28) & 0x3
-        raise r.fail_at(av + 28, 'WPT_ChargeLoopResType[6]', f'event code {ec}, expected SE(SDPowerInput), SE(SPCMaxOutputPowerLimit)')
     if c & 0x38070000 != 0x0:
         raise r.fail_at(av + 30, 'WPT_ChargeLoopResType', 'expected SE(SPCMinOutputPowerLimit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_10_Exponent = (c >> 19) - 128
@@ -3918,135 +3947,7 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
     f_SPCMinOutputPowerLimit = ob10_
     s = 9
     s = 10
-    if ec == 0:
-        av -= 11
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c & 0x300e0000 != 0x0:
-            raise r.fail_at(av + 30, 'WPT_ChargeLoopResType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_11_Exponent = (c >> 20) - 128
-        sg = ((c >> 16) & 1)
-        u = ((c >> 8) & 255)
-        if u > 127:
-            u2 = c & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                c = (win >> av) & 0xff
-                u2 = c
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        else:
-            av += 8
-        f_11_Value = -u - 1 if sg else u
-        av -= 30
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c >= 0x10000000:
-            raise r.fail_at(av + 30, 'WPT_ChargeLoopResType[10]', 'expected EE of Value, EE')
-        ob11_ = _new(_K_iso20_common_types_RationalNumberType)
-        ob11_.Exponent = f_11_Exponent
-        ob11_.Value = f_11_Value
-        f_SPCOperatingFrequency = ob11_
-        if c < 0x4000000:
-            if c & 0x3807000 != 0x0:
-                raise r.fail_at(av + 26, 'WPT_ChargeLoopResType[11]', 'expected SE(SPCPrimaryDeviceCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_13_Exponent = (c >> 15) - 128
-            sg = ((c >> 11) & 1)
-            u = ((c >> 3) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 11)
-                c = (win >> av) & 0x7ff
-                u2 = c >> 3
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-                    u2 = c >> 3
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 3
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 3
-                        if av < 0:
-                            win, av = r.refill(av, 3)
-                        c = (win >> av) & 0x7
-            f_13_Value = -u - 1 if sg else u
-            if c & 0x7 != 0x0:
-                raise r.fail_at(av + 3, 'WPT_ChargeLoopResType[11]', 'expected EE of Value, EE, EE')
-            ob13_ = _new(_K_iso20_common_types_RationalNumberType)
-            ob13_.Exponent = f_13_Exponent
-            ob13_.Value = f_13_Value
-            f_12_SPCPrimaryDeviceCoilCurrentInformation = ob13_
-            ob12_ = _new(_K_iso20_wpt_WPT_SPCPowerControlParameterType)
-            ob12_.SPCPrimaryDeviceCoilCurrentInformation = f_12_SPCPrimaryDeviceCoilCurrentInformation
-            f_SPCPowerControlParameter = ob12_
-            av -= 11
-            if av < 0:
-                win, av = r.refill(av, 11)
-            c = (win >> av) & 0x7ff
-            s = 12
-        elif c < 0x8000000:
-            av += 17
-            if c >= 0x6000000:
-                raise r.fail_at(av + 9, 'WPT_ChargeLoopResType[11]', 'expected CH of ManufacturerSpecificDataContainer')
-            u = ((c >> 17) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-            r.avail = av
-            f_ManufacturerSpecificDataContainer.append(r.binary_of(u, 256))
-            win = r.win
-            av = r.avail
-            av -= 12
-            if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
-            if c >= 0x800:
-                raise r.fail_at(av + 12, 'WPT_ChargeLoopResType[11]', 'expected EE of ManufacturerSpecificDataContainer')
-            s = 13
-        elif c < 0xc000000:
-            av += 15
-            s = -1
-        else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 26, 'WPT_ChargeLoopResType[11]', f'event code {ec}, expected SE(SPCPowerControlParameter), SE(ManufacturerSpecificDataContainer), EE')
-    elif ec == 1:
+    if ec == 1:
         av -= 11
         if av < 0:
             win, av = r.refill(av, 30)
@@ -4135,11 +4036,149 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
     elif ec == 3:
         av += 8
         s = -1
-    else:
+    elif ec != 0:
         raise r.fail_at(av + 19, 'WPT_ChargeLoopResType[10]', f'event code {ec}, expected SE(SPCOperatingFrequency), SE(SPCPowerControlParameter), SE(ManufacturerSpecificDataContainer), EE')
-    if s == 12:
+    else:
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c & 0x300e0000 != 0x0:
+            raise r.fail_at(av + 30, 'WPT_ChargeLoopResType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_11_Exponent = (c >> 20) - 128
+        sg = ((c >> 16) & 1)
+        u = ((c >> 8) & 255)
+        if u > 127:
+            u2 = c & 0xFF
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                c = (win >> av) & 0xff
+                u2 = c
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        else:
+            av += 8
+        f_11_Value = -u - 1 if sg else u
+        av -= 30
+        if av < 0:
+            win, av = r.refill(av, 30)
+        c = (win >> av) & 0x3fffffff
+        if c >= 0x10000000:
+            raise r.fail_at(av + 30, 'WPT_ChargeLoopResType[10]', 'expected EE of Value, EE')
+        ob11_ = _new(_K_iso20_common_types_RationalNumberType)
+        ob11_.Exponent = f_11_Exponent
+        ob11_.Value = f_11_Value
+        f_SPCOperatingFrequency = ob11_
+        if c >= 0x4000000:
+            if c < 0x8000000:
+                av += 17
+                if c >= 0x6000000:
+                    raise r.fail_at(av + 9, 'WPT_ChargeLoopResType[11]', 'expected CH of ManufacturerSpecificDataContainer')
+                u = ((c >> 17) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                r.avail = av
+                f_ManufacturerSpecificDataContainer.append(r.binary_of(u, 256))
+                win = r.win
+                av = r.avail
+                av -= 12
+                if av < 0:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                if c >= 0x800:
+                    raise r.fail_at(av + 12, 'WPT_ChargeLoopResType[11]', 'expected EE of ManufacturerSpecificDataContainer')
+                s = 13
+            elif c < 0xc000000:
+                av += 15
+                s = -1
+            else:
+                ec = (c >> 26) & 0x3
+                raise r.fail_at(av + 26, 'WPT_ChargeLoopResType[11]', f'event code {ec}, expected SE(SPCPowerControlParameter), SE(ManufacturerSpecificDataContainer), EE')
+        else:
+            if c & 0x3807000 != 0x0:
+                raise r.fail_at(av + 26, 'WPT_ChargeLoopResType[11]', 'expected SE(SPCPrimaryDeviceCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_13_Exponent = (c >> 15) - 128
+            sg = ((c >> 11) & 1)
+            u = ((c >> 3) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                u2 = c >> 3
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 11)
+                    c = (win >> av) & 0x7ff
+                    u2 = c >> 3
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 3
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 3
+                        if av < 0:
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
+            f_13_Value = -u - 1 if sg else u
+            if c & 0x7 != 0x0:
+                raise r.fail_at(av + 3, 'WPT_ChargeLoopResType[11]', 'expected EE of Value, EE, EE')
+            ob13_ = _new(_K_iso20_common_types_RationalNumberType)
+            ob13_.Exponent = f_13_Exponent
+            ob13_.Value = f_13_Value
+            f_12_SPCPrimaryDeviceCoilCurrentInformation = ob13_
+            ob12_ = _new(_K_iso20_wpt_WPT_SPCPowerControlParameterType)
+            ob12_.SPCPrimaryDeviceCoilCurrentInformation = f_12_SPCPrimaryDeviceCoilCurrentInformation
+            f_SPCPowerControlParameter = ob12_
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            s = 12
+    if s != 12:
+        av += 11
+    else:
         c &= 0x7ff
-        if c < 0x200:
+        if c >= 0x200:
+            if c < 0x400:
+                av += 9
+                s = -1
+            else:
+                ec = (c >> 9) & 0x3
+                raise r.fail_at(av + 9, 'WPT_ChargeLoopResType[12]', f'event code {ec}, expected SE(ManufacturerSpecificDataContainer), EE')
+        else:
             if c >= 0x100:
                 raise r.fail_at(av + 9, 'WPT_ChargeLoopResType[12]', 'expected CH of ManufacturerSpecificDataContainer')
             u = c
@@ -4173,14 +4212,6 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
             if c:
                 raise r.fail_at(av + 1, 'WPT_ChargeLoopResType[12]', 'expected EE of ManufacturerSpecificDataContainer')
             s = 13
-        elif c < 0x400:
-            av += 9
-            s = -1
-        else:
-            ec = (c >> 9) & 0x3
-            raise r.fail_at(av + 9, 'WPT_ChargeLoopResType[12]', f'event code {ec}, expected SE(ManufacturerSpecificDataContainer), EE')
-    else:
-        av += 11
     if s == 13:
         n = 0
         while True:
@@ -4188,7 +4219,15 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
             if av < 0:
                 win, av = r.refill(av, 11)
             c = (win >> av) & 0x7ff
-            if c < 0x200:
+            if c >= 0x200:
+                if c < 0x400:
+                    av += 9
+                    s = -1
+                    break
+                else:
+                    ec = (c >> 9) & 0x3
+                    raise r.fail_at(av + 9, 'WPT_ChargeLoopResType[13]', f'event code {ec}, expected SE(ManufacturerSpecificDataContainer), EE')
+            else:
                 if c >= 0x100:
                     raise r.fail_at(av + 9, 'WPT_ChargeLoopResType[13]', 'expected CH of ManufacturerSpecificDataContainer')
                 u = c
@@ -4225,23 +4264,16 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader, c: int) -> _iso20_wpt.WPT_C
                 if n == 15:
                     s = 28
                     break
-            elif c < 0x400:
-                av += 9
-                s = -1
-                break
-            else:
-                ec = (c >> 9) & 0x3
-                raise r.fail_at(av + 9, 'WPT_ChargeLoopResType[13]', f'event code {ec}, expected SE(ManufacturerSpecificDataContainer), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
-    if s == 28:
+    if s != 28:
+        av += 1
+    else:
         if c:
             raise r.fail_at(av + 1, 'WPT_ChargeLoopResType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso20_wpt_WPT_ChargeLoopResType)
     ob.Header = f_Header
@@ -4914,7 +4946,16 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _i
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -4933,14 +4974,6 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _i
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif c < 0x200:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0x38070000 != 0x0:
         raise r.fail_at(av + 30, 'WPT_ChargeParameterDiscoveryReqType', 'expected SE(EVPCMaxReceivablePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_2_Exponent = (c >> 19) - 128
@@ -5106,7 +5139,15 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _i
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-        if c < 0x200:
+        if c >= 0x200:
+            if c < 0x400:
+                av += 9
+                s = -1
+                break
+            else:
+                ec = (c >> 9) & 0x3
+                raise r.fail_at(av + 9, 'WPT_ChargeParameterDiscoveryReqType[6]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
+        else:
             if c >= 0x100:
                 raise r.fail_at(av + 9, 'WPT_ChargeParameterDiscoveryReqType[6]', 'expected CH of VendorSpecificDataContainer')
             u = c
@@ -5143,23 +5184,16 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader, c: int) -> _i
             if n == 16:
                 s = 22
                 break
-        elif c < 0x400:
-            av += 9
-            s = -1
-            break
-        else:
-            ec = (c >> 9) & 0x3
-            raise r.fail_at(av + 9, 'WPT_ChargeParameterDiscoveryReqType[6]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
-    if s == 22:
+    if s != 22:
+        av += 1
+    else:
         if c:
             raise r.fail_at(av + 1, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso20_wpt_WPT_ChargeParameterDiscoveryReqType)
     ob.Header = f_Header
@@ -5417,7 +5451,16 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _i
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 29
+            if av < 0:
+                win, av = r.refill(av, 37)
+            c = (win >> av) & 0x1fffffffff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -5436,14 +5479,6 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _i
         if av < 0:
             win, av = r.refill(av, 37)
         c = (win >> av) & 0x1fffffffff
-    elif c < 0x200:
-        av -= 29
-        if av < 0:
-            win, av = r.refill(av, 37)
-        c = (win >> av) & 0x1fffffffff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0x181cf00e00 != 0x0:
         raise r.fail_at(av + 37, 'WPT_ChargeParameterDiscoveryResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(PDInputPowerClass), CH of PDInputPowerClass, EE of PDInputPowerClass, SE(SDMinOutputPower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     iv = (c >> 29)
@@ -5687,7 +5722,15 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _i
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-        if c < 0x200:
+        if c >= 0x200:
+            if c < 0x400:
+                av += 9
+                s = -1
+                break
+            else:
+                ec = (c >> 9) & 0x3
+                raise r.fail_at(av + 9, 'WPT_ChargeParameterDiscoveryResType[9]', f'event code {ec}, expected SE(SDManufacturerSpecificDataContainer), EE')
+        else:
             if c >= 0x100:
                 raise r.fail_at(av + 9, 'WPT_ChargeParameterDiscoveryResType[9]', 'expected CH of SDManufacturerSpecificDataContainer')
             u = c
@@ -5724,23 +5767,16 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader, c: int) -> _i
             if n == 16:
                 s = 25
                 break
-        elif c < 0x400:
-            av += 9
-            s = -1
-            break
-        else:
-            ec = (c >> 9) & 0x3
-            raise r.fail_at(av + 9, 'WPT_ChargeParameterDiscoveryResType[9]', f'event code {ec}, expected SE(SDManufacturerSpecificDataContainer), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
-    if s == 25:
+    if s != 25:
+        av += 1
+    else:
         if c:
             raise r.fail_at(av + 1, 'WPT_ChargeParameterDiscoveryResType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso20_wpt_WPT_ChargeParameterDiscoveryResType)
     ob.Header = f_Header
@@ -6520,7 +6556,15 @@ def _d_iso20_wpt_WPT_FinePositioningMethodListType(r: BitReader, c: int) -> _iso
         if av < 0:
             win, av = r.refill(av, 7)
         c = (win >> av) & 0x7f
-        if c < 0x20:
+        if c >= 0x20:
+            if c < 0x40:
+                av += 5
+                s = -1
+                break
+            else:
+                ec = (c >> 5) & 0x3
+                raise r.fail_at(av + 5, 'WPT_FinePositioningMethodListType[1]', f'event code {ec}, expected SE(WPT_FinePositioningMethod), EE')
+        else:
             if c & 0x11 != 0x0:
                 raise r.fail_at(av + 5, 'WPT_FinePositioningMethodListType[1]', 'expected CH of WPT_FinePositioningMethod, EE of WPT_FinePositioningMethod')
             iv = (c >> 1)
@@ -6531,23 +6575,16 @@ def _d_iso20_wpt_WPT_FinePositioningMethodListType(r: BitReader, c: int) -> _iso
             if n == 7:
                 s = 8
                 break
-        elif c < 0x40:
-            av += 5
-            s = -1
-            break
-        else:
-            ec = (c >> 5) & 0x3
-            raise r.fail_at(av + 5, 'WPT_FinePositioningMethodListType[1]', f'event code {ec}, expected SE(WPT_FinePositioningMethod), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
-    if s == 8:
+    if s != 8:
+        av += 1
+    else:
         if c:
             raise r.fail_at(av + 1, 'WPT_FinePositioningMethodListType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso20_wpt_WPT_FinePositioningMethodListType)
     ob.WPT_FinePositioningMethod = f_WPT_FinePositioningMethod
@@ -6666,7 +6703,16 @@ def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader, c: int) -> _iso20_wpt.
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'WPT_FinePositioningReqType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -6681,14 +6727,6 @@ def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader, c: int) -> _iso20_wpt.
         c = (win >> av) & 0x7ff
         if c >= 0x400:
             raise r.fail_at(av + 11, 'MessageHeaderType[2]', 'expected EE')
-    elif c < 0x200:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
         f_EVProcessing, f_EVResultCode = _T692aa52a[c]
     except KeyError:  # not a valid pattern: say why
@@ -6754,16 +6792,48 @@ def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader, c: int) -> _iso20_wpt.
             if n == 16:
                 s = 20
                 break
-        elif c < 0x20000000:
+        elif c >= 0x20000000:
+            if c < 0x30000000:
+                av += 28
+                s = -1
+                break
+            else:
+                ec = (c >> 28) & 0x3
+                raise r.fail_at(av + 28, 'WPT_FinePositioningReqType[3]', f'event code {ec}, expected SE(VendorSpecificDataContainer), SE(WPT_LF_DataPackageList), EE')
+        else:
             if c & 0xc03c020 != 0x0:
                 raise r.fail_at(av + 28, 'WPT_FinePositioningReqType[3]', 'expected SE(NumPackages), CH of NumPackages, EE of NumPackages, SE(WPT_LF_DataPackage), SE(PackageIndex), CH of PackageIndex, EE of PackageIndex')
             f_2_NumPackages = ((c >> 18) & 255)
             f_3_PackageIndex = ((c >> 6) & 255)
-            ec = ((c >> 3) & 3)
+            c &= 0x1f
             f_3_LF_TxData: _iso20_wpt.WPT_LF_TxDataListType | None = None
             f_3_LF_RxData: _iso20_wpt.WPT_LF_RxDataListType | None = None
-            if ec == 0:
-                if c & 0x4 != 0x0:
+            if c >= 0x8:
+                if c < 0x10:
+                    if c >= 0xc:
+                        raise r.fail_at(av + 3, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_RxDataList)')
+                    av -= 26
+                    if av < 0:
+                        win, av = r.refill(av, 28)
+                    c = (win >> av) & 0xfffffff
+                    r.avail = av
+                    f_5_WPT_LF_RxDataList = _d_iso20_wpt_WPT_LF_RxDataType(r, c)
+                    win = r.win
+                    av = r.avail
+                    av -= 3
+                    if av < 0:
+                        win, av = r.refill(av, 3)
+                    c = (win >> av) & 0x7
+                    if c >= 0x4:
+                        raise r.fail_at(av + 3, 'WPT_LF_DataPackageType[1]', 'expected EE')
+                    ob5_ = _new(_K_iso20_wpt_WPT_LF_RxDataListType)
+                    ob5_.WPT_LF_RxDataList = f_5_WPT_LF_RxDataList
+                    f_3_LF_RxData = ob5_
+                else:
+                    ec = (c >> 3) & 0x3
+                    raise r.fail_at(av + 3, 'WPT_LF_DataPackageType[1]', f'event code {ec}, expected SE(LF_TxData), SE(LF_RxData)')
+            else:
+                if c >= 0x4:
                     raise r.fail_at(av + 3, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_TxDataList)')
                 av -= 26
                 if av < 0:
@@ -6782,28 +6852,6 @@ def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader, c: int) -> _iso20_wpt.
                 ob4_ = _new(_K_iso20_wpt_WPT_LF_TxDataListType)
                 ob4_.WPT_LF_TxDataList = f_4_WPT_LF_TxDataList
                 f_3_LF_TxData = ob4_
-            elif ec == 1:
-                if c & 0x4 != 0x0:
-                    raise r.fail_at(av + 3, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_RxDataList)')
-                av -= 26
-                if av < 0:
-                    win, av = r.refill(av, 28)
-                c = (win >> av) & 0xfffffff
-                r.avail = av
-                f_5_WPT_LF_RxDataList = _d_iso20_wpt_WPT_LF_RxDataType(r, c)
-                win = r.win
-                av = r.avail
-                av -= 3
-                if av < 0:
-                    win, av = r.refill(av, 3)
-                c = (win >> av) & 0x7
-                if c >= 0x4:
-                    raise r.fail_at(av + 3, 'WPT_LF_DataPackageType[1]', 'expected EE')
-                ob5_ = _new(_K_iso20_wpt_WPT_LF_RxDataListType)
-                ob5_.WPT_LF_RxDataList = f_5_WPT_LF_RxDataList
-                f_3_LF_RxData = ob5_
-            else:
-                raise r.fail_at(av + 3, 'WPT_LF_DataPackageType[1]', f'event code {ec}, expected SE(LF_TxData), SE(LF_RxData)')
             if c:
                 raise r.fail_at(av + 2, 'WPT_FinePositioningReqType[3]', 'expected EE, EE')
             ob3_ = _new(_K_iso20_wpt_WPT_LF_DataPackageType)
@@ -6817,28 +6865,58 @@ def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader, c: int) -> _iso20_wpt.
             f_WPT_LF_DataPackageList = ob2_
             s = 5
             break
-        elif c < 0x30000000:
-            av += 28
-            s = -1
-            break
-        else:
-            ec = (c >> 28) & 0x3
-            raise r.fail_at(av + 28, 'WPT_FinePositioningReqType[3]', f'event code {ec}, expected SE(VendorSpecificDataContainer), SE(WPT_LF_DataPackageList), EE')
     av -= 28
     if av < 0:
         win, av = r.refill(av, 28)
     c = (win >> av) & 0xfffffff
-    if s == 20:
-        if c < 0x4000000:
+    if s != 20:
+        pass
+    else:
+        if c >= 0x4000000:
+            if c < 0x8000000:
+                av -= 2
+                s = -1
+            else:
+                ec = (c >> 26) & 0x3
+                raise r.fail_at(av + 26, 'WPT_FinePositioningReqType[20]', f'event code {ec}, expected SE(WPT_LF_DataPackageList), EE')
+        else:
             if c & 0x300f008 != 0x0:
                 raise r.fail_at(av + 26, 'WPT_FinePositioningReqType[20]', 'expected SE(NumPackages), CH of NumPackages, EE of NumPackages, SE(WPT_LF_DataPackage), SE(PackageIndex), CH of PackageIndex, EE of PackageIndex')
             f_6_NumPackages = (c >> 16)
             f_7_PackageIndex = ((c >> 4) & 255)
-            ec = ((c >> 1) & 3)
+            c &= 0x7
             f_7_LF_TxData: _iso20_wpt.WPT_LF_TxDataListType | None = None
             f_7_LF_RxData: _iso20_wpt.WPT_LF_RxDataListType | None = None
-            if ec == 0:
-                if c & 0x1 != 0x0:
+            if c >= 0x2:
+                if c < 0x4:
+                    if c >= 0x3:
+                        raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_RxDataList)')
+                    av -= 28
+                    if av < 0:
+                        win, av = r.refill(av, 28)
+                    c = (win >> av) & 0xfffffff
+                    r.avail = av
+                    f_9_WPT_LF_RxDataList = _d_iso20_wpt_WPT_LF_RxDataType(r, c)
+                    win = r.win
+                    av = r.avail
+                    av -= 30
+                    if av < 0:
+                        win, av = r.refill(av, 30)
+                    c = (win >> av) & 0x3fffffff
+                    if c >= 0x20000000:
+                        raise r.fail_at(av + 30, 'WPT_LF_DataPackageType[1]', 'expected EE')
+                    ob9_ = _new(_K_iso20_wpt_WPT_LF_RxDataListType)
+                    ob9_.WPT_LF_RxDataList = f_9_WPT_LF_RxDataList
+                    f_7_LF_RxData = ob9_
+                    av -= 1
+                    if av < 0:
+                        win, av = r.refill(av, 30)
+                    c = (win >> av) & 0x3fffffff
+                else:
+                    ec = (c >> 1) & 0x3
+                    raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', f'event code {ec}, expected SE(LF_TxData), SE(LF_RxData)')
+            else:
+                if c:
                     raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_TxDataList)')
                 av -= 28
                 if av < 0:
@@ -6861,32 +6939,6 @@ def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader, c: int) -> _iso20_wpt.
                 if av < 0:
                     win, av = r.refill(av, 30)
                 c = (win >> av) & 0x3fffffff
-            elif ec == 1:
-                if c & 0x1 != 0x0:
-                    raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_RxDataList)')
-                av -= 28
-                if av < 0:
-                    win, av = r.refill(av, 28)
-                c = (win >> av) & 0xfffffff
-                r.avail = av
-                f_9_WPT_LF_RxDataList = _d_iso20_wpt_WPT_LF_RxDataType(r, c)
-                win = r.win
-                av = r.avail
-                av -= 30
-                if av < 0:
-                    win, av = r.refill(av, 30)
-                c = (win >> av) & 0x3fffffff
-                if c >= 0x20000000:
-                    raise r.fail_at(av + 30, 'WPT_LF_DataPackageType[1]', 'expected EE')
-                ob9_ = _new(_K_iso20_wpt_WPT_LF_RxDataListType)
-                ob9_.WPT_LF_RxDataList = f_9_WPT_LF_RxDataList
-                f_7_LF_RxData = ob9_
-                av -= 1
-                if av < 0:
-                    win, av = r.refill(av, 30)
-                c = (win >> av) & 0x3fffffff
-            else:
-                raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', f'event code {ec}, expected SE(LF_TxData), SE(LF_RxData)')
             if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'WPT_FinePositioningReqType[20]', 'expected EE, EE')
             ob7_ = _new(_K_iso20_wpt_WPT_LF_DataPackageType)
@@ -6899,19 +6951,13 @@ def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader, c: int) -> _iso20_wpt.
             ob6_.WPT_LF_DataPackage = f_6_WPT_LF_DataPackage
             f_WPT_LF_DataPackageList = ob6_
             s = 5
-        elif c < 0x8000000:
-            av -= 2
-            s = -1
-        else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 26, 'WPT_FinePositioningReqType[20]', f'event code {ec}, expected SE(WPT_LF_DataPackageList), EE')
-    if s == 5:
+    if s != 5:
+        av += 28
+    else:
         av += 27
         if c & 0x8000000 != 0x0:
             raise r.fail_at(av + 1, 'WPT_FinePositioningReqType', 'expected EE')
         s = -1
-    else:
-        av += 28
     r.avail = av
     ob = _new(_K_iso20_wpt_WPT_FinePositioningReqType)
     ob.Header = f_Header
@@ -7097,7 +7143,16 @@ def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader, c: int) -> _iso20_wpt.
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'WPT_FinePositioningResType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 6
+            if av < 0:
+                win, av = r.refill(av, 14)
+            c = (win >> av) & 0x3fff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -7112,14 +7167,6 @@ def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader, c: int) -> _iso20_wpt.
         c = (win >> av) & 0x7fff
         if c >= 0x4000:
             raise r.fail_at(av + 15, 'MessageHeaderType[2]', 'expected EE')
-    elif c < 0x200:
-        av -= 6
-        if av < 0:
-            win, av = r.refill(av, 14)
-        c = (win >> av) & 0x3fff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
         f_ResponseCode, f_EVSEProcessing = _T00dfeb55[c]
     except KeyError:  # not a valid pattern: say why
@@ -7185,16 +7232,48 @@ def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader, c: int) -> _iso20_wpt.
             if n == 16:
                 s = 20
                 break
-        elif c < 0x20000000:
+        elif c >= 0x20000000:
+            if c < 0x30000000:
+                av += 28
+                s = -1
+                break
+            else:
+                ec = (c >> 28) & 0x3
+                raise r.fail_at(av + 28, 'WPT_FinePositioningResType[3]', f'event code {ec}, expected SE(VendorSpecificDataContainer), SE(WPT_LF_DataPackageList), EE')
+        else:
             if c & 0xc03c020 != 0x0:
                 raise r.fail_at(av + 28, 'WPT_FinePositioningResType[3]', 'expected SE(NumPackages), CH of NumPackages, EE of NumPackages, SE(WPT_LF_DataPackage), SE(PackageIndex), CH of PackageIndex, EE of PackageIndex')
             f_2_NumPackages = ((c >> 18) & 255)
             f_3_PackageIndex = ((c >> 6) & 255)
-            ec = ((c >> 3) & 3)
+            c &= 0x1f
             f_3_LF_TxData: _iso20_wpt.WPT_LF_TxDataListType | None = None
             f_3_LF_RxData: _iso20_wpt.WPT_LF_RxDataListType | None = None
-            if ec == 0:
-                if c & 0x4 != 0x0:
+            if c >= 0x8:
+                if c < 0x10:
+                    if c >= 0xc:
+                        raise r.fail_at(av + 3, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_RxDataList)')
+                    av -= 26
+                    if av < 0:
+                        win, av = r.refill(av, 28)
+                    c = (win >> av) & 0xfffffff
+                    r.avail = av
+                    f_5_WPT_LF_RxDataList = _d_iso20_wpt_WPT_LF_RxDataType(r, c)
+                    win = r.win
+                    av = r.avail
+                    av -= 3
+                    if av < 0:
+                        win, av = r.refill(av, 3)
+                    c = (win >> av) & 0x7
+                    if c >= 0x4:
+                        raise r.fail_at(av + 3, 'WPT_LF_DataPackageType[1]', 'expected EE')
+                    ob5_ = _new(_K_iso20_wpt_WPT_LF_RxDataListType)
+                    ob5_.WPT_LF_RxDataList = f_5_WPT_LF_RxDataList
+                    f_3_LF_RxData = ob5_
+                else:
+                    ec = (c >> 3) & 0x3
+                    raise r.fail_at(av + 3, 'WPT_LF_DataPackageType[1]', f'event code {ec}, expected SE(LF_TxData), SE(LF_RxData)')
+            else:
+                if c >= 0x4:
                     raise r.fail_at(av + 3, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_TxDataList)')
                 av -= 26
                 if av < 0:
@@ -7213,28 +7292,6 @@ def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader, c: int) -> _iso20_wpt.
                 ob4_ = _new(_K_iso20_wpt_WPT_LF_TxDataListType)
                 ob4_.WPT_LF_TxDataList = f_4_WPT_LF_TxDataList
                 f_3_LF_TxData = ob4_
-            elif ec == 1:
-                if c & 0x4 != 0x0:
-                    raise r.fail_at(av + 3, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_RxDataList)')
-                av -= 26
-                if av < 0:
-                    win, av = r.refill(av, 28)
-                c = (win >> av) & 0xfffffff
-                r.avail = av
-                f_5_WPT_LF_RxDataList = _d_iso20_wpt_WPT_LF_RxDataType(r, c)
-                win = r.win
-                av = r.avail
-                av -= 3
-                if av < 0:
-                    win, av = r.refill(av, 3)
-                c = (win >> av) & 0x7
-                if c >= 0x4:
-                    raise r.fail_at(av + 3, 'WPT_LF_DataPackageType[1]', 'expected EE')
-                ob5_ = _new(_K_iso20_wpt_WPT_LF_RxDataListType)
-                ob5_.WPT_LF_RxDataList = f_5_WPT_LF_RxDataList
-                f_3_LF_RxData = ob5_
-            else:
-                raise r.fail_at(av + 3, 'WPT_LF_DataPackageType[1]', f'event code {ec}, expected SE(LF_TxData), SE(LF_RxData)')
             if c:
                 raise r.fail_at(av + 2, 'WPT_FinePositioningResType[3]', 'expected EE, EE')
             ob3_ = _new(_K_iso20_wpt_WPT_LF_DataPackageType)
@@ -7248,28 +7305,58 @@ def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader, c: int) -> _iso20_wpt.
             f_WPT_LF_DataPackageList = ob2_
             s = 5
             break
-        elif c < 0x30000000:
-            av += 28
-            s = -1
-            break
-        else:
-            ec = (c >> 28) & 0x3
-            raise r.fail_at(av + 28, 'WPT_FinePositioningResType[3]', f'event code {ec}, expected SE(VendorSpecificDataContainer), SE(WPT_LF_DataPackageList), EE')
     av -= 28
     if av < 0:
         win, av = r.refill(av, 28)
     c = (win >> av) & 0xfffffff
-    if s == 20:
-        if c < 0x4000000:
+    if s != 20:
+        pass
+    else:
+        if c >= 0x4000000:
+            if c < 0x8000000:
+                av -= 2
+                s = -1
+            else:
+                ec = (c >> 26) & 0x3
+                raise r.fail_at(av + 26, 'WPT_FinePositioningResType[20]', f'event code {ec}, expected SE(WPT_LF_DataPackageList), EE')
+        else:
             if c & 0x300f008 != 0x0:
                 raise r.fail_at(av + 26, 'WPT_FinePositioningResType[20]', 'expected SE(NumPackages), CH of NumPackages, EE of NumPackages, SE(WPT_LF_DataPackage), SE(PackageIndex), CH of PackageIndex, EE of PackageIndex')
             f_6_NumPackages = (c >> 16)
             f_7_PackageIndex = ((c >> 4) & 255)
-            ec = ((c >> 1) & 3)
+            c &= 0x7
             f_7_LF_TxData: _iso20_wpt.WPT_LF_TxDataListType | None = None
             f_7_LF_RxData: _iso20_wpt.WPT_LF_RxDataListType | None = None
-            if ec == 0:
-                if c & 0x1 != 0x0:
+            if c >= 0x2:
+                if c < 0x4:
+                    if c >= 0x3:
+                        raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_RxDataList)')
+                    av -= 28
+                    if av < 0:
+                        win, av = r.refill(av, 28)
+                    c = (win >> av) & 0xfffffff
+                    r.avail = av
+                    f_9_WPT_LF_RxDataList = _d_iso20_wpt_WPT_LF_RxDataType(r, c)
+                    win = r.win
+                    av = r.avail
+                    av -= 30
+                    if av < 0:
+                        win, av = r.refill(av, 30)
+                    c = (win >> av) & 0x3fffffff
+                    if c >= 0x20000000:
+                        raise r.fail_at(av + 30, 'WPT_LF_DataPackageType[1]', 'expected EE')
+                    ob9_ = _new(_K_iso20_wpt_WPT_LF_RxDataListType)
+                    ob9_.WPT_LF_RxDataList = f_9_WPT_LF_RxDataList
+                    f_7_LF_RxData = ob9_
+                    av -= 1
+                    if av < 0:
+                        win, av = r.refill(av, 30)
+                    c = (win >> av) & 0x3fffffff
+                else:
+                    ec = (c >> 1) & 0x3
+                    raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', f'event code {ec}, expected SE(LF_TxData), SE(LF_RxData)')
+            else:
+                if c:
                     raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_TxDataList)')
                 av -= 28
                 if av < 0:
@@ -7292,32 +7379,6 @@ def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader, c: int) -> _iso20_wpt.
                 if av < 0:
                     win, av = r.refill(av, 30)
                 c = (win >> av) & 0x3fffffff
-            elif ec == 1:
-                if c & 0x1 != 0x0:
-                    raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_RxDataList)')
-                av -= 28
-                if av < 0:
-                    win, av = r.refill(av, 28)
-                c = (win >> av) & 0xfffffff
-                r.avail = av
-                f_9_WPT_LF_RxDataList = _d_iso20_wpt_WPT_LF_RxDataType(r, c)
-                win = r.win
-                av = r.avail
-                av -= 30
-                if av < 0:
-                    win, av = r.refill(av, 30)
-                c = (win >> av) & 0x3fffffff
-                if c >= 0x20000000:
-                    raise r.fail_at(av + 30, 'WPT_LF_DataPackageType[1]', 'expected EE')
-                ob9_ = _new(_K_iso20_wpt_WPT_LF_RxDataListType)
-                ob9_.WPT_LF_RxDataList = f_9_WPT_LF_RxDataList
-                f_7_LF_RxData = ob9_
-                av -= 1
-                if av < 0:
-                    win, av = r.refill(av, 30)
-                c = (win >> av) & 0x3fffffff
-            else:
-                raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', f'event code {ec}, expected SE(LF_TxData), SE(LF_RxData)')
             if c >= 0x10000000:
                 raise r.fail_at(av + 30, 'WPT_FinePositioningResType[20]', 'expected EE, EE')
             ob7_ = _new(_K_iso20_wpt_WPT_LF_DataPackageType)
@@ -7330,19 +7391,13 @@ def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader, c: int) -> _iso20_wpt.
             ob6_.WPT_LF_DataPackage = f_6_WPT_LF_DataPackage
             f_WPT_LF_DataPackageList = ob6_
             s = 5
-        elif c < 0x8000000:
-            av -= 2
-            s = -1
-        else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 26, 'WPT_FinePositioningResType[20]', f'event code {ec}, expected SE(WPT_LF_DataPackageList), EE')
-    if s == 5:
+    if s != 5:
+        av += 28
+    else:
         av += 27
         if c & 0x8000000 != 0x0:
             raise r.fail_at(av + 1, 'WPT_FinePositioningResType', 'expected EE')
         s = -1
-    else:
-        av += 28
     r.avail = av
     ob = _new(_K_iso20_wpt_WPT_FinePositioningResType)
     ob.Header = f_Header
@@ -7531,7 +7586,16 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader, c: int) -> _iso20
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'WPT_FinePositioningSetupReqType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 4
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -7546,14 +7610,6 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader, c: int) -> _iso20
         c = (win >> av) & 0x1fff
         if c >= 0x1000:
             raise r.fail_at(av + 13, 'MessageHeaderType[2]', 'expected EE')
-    elif c < 0x200:
-        av -= 4
-        if av < 0:
-            win, av = r.refill(av, 12)
-        c = (win >> av) & 0xfff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
         f_EVProcessing = _T56b422b4[c >> 6]
     except KeyError:  # not a valid pattern: say why
@@ -7678,10 +7734,35 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader, c: int) -> _iso20
             if n == 16:
                 s = 23
                 break
-        elif c < 0x20000000:
+        elif c >= 0x20000000:
+            if c < 0x30000000:
+                av += 28
+                s = -1
+                break
+            else:
+                ec = (c >> 28) & 0x3
+                raise r.fail_at(av + 28, 'WPT_FinePositioningSetupReqType[6]', f'event code {ec}, expected SE(VendorSpecificDataContainer), SE(LF_SystemSetupData), EE')
+        else:
             f_2_LF_TransmitterSetupData: _iso20_wpt.WPT_LF_TransmitterDataType | None = None
             f_2_LF_ReceiverSetupData: _iso20_wpt.WPT_LF_ReceiverDataType | None = None
-            if c < 0x14000000:
+            if c >= 0x14000000:
+                if c < 0x18000000:
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 28)
+                    c = (win >> av) & 0xfffffff
+                    r.avail = av
+                    f_2_LF_ReceiverSetupData = _d_iso20_wpt_WPT_LF_ReceiverDataType(r, c)
+                    win = r.win
+                    av = r.avail
+                    av -= 1
+                    if av < 0:
+                        win, av = r.refill(av, 1)
+                    c = (win >> av) & 0x1
+                else:
+                    ec = (c >> 26) & 0x3
+                    raise r.fail_at(av + 26, 'WPT_LF_SystemSetupDataType[0]', f'event code {ec}, expected SE(LF_TransmitterSetupData), SE(LF_ReceiverSetupData)')
+            else:
                 av -= 2
                 if av < 0:
                     win, av = r.refill(av, 28)
@@ -7694,22 +7775,6 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader, c: int) -> _iso20
                 if av < 0:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
-            elif c < 0x18000000:
-                av -= 2
-                if av < 0:
-                    win, av = r.refill(av, 28)
-                c = (win >> av) & 0xfffffff
-                r.avail = av
-                f_2_LF_ReceiverSetupData = _d_iso20_wpt_WPT_LF_ReceiverDataType(r, c)
-                win = r.win
-                av = r.avail
-                av -= 1
-                if av < 0:
-                    win, av = r.refill(av, 1)
-                c = (win >> av) & 0x1
-            else:
-                ec = (c >> 26) & 0x3
-                raise r.fail_at(av + 26, 'WPT_LF_SystemSetupDataType[0]', f'event code {ec}, expected SE(LF_TransmitterSetupData), SE(LF_ReceiverSetupData)')
             if c:
                 raise r.fail_at(av + 1, 'WPT_FinePositioningSetupReqType[6]', 'expected EE')
             ob2_ = _new(_K_iso20_wpt_WPT_LF_SystemSetupDataType)
@@ -7718,22 +7783,41 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader, c: int) -> _iso20
             f_LF_SystemSetupData = ob2_
             s = 8
             break
-        elif c < 0x30000000:
-            av += 28
-            s = -1
-            break
-        else:
-            ec = (c >> 28) & 0x3
-            raise r.fail_at(av + 28, 'WPT_FinePositioningSetupReqType[6]', f'event code {ec}, expected SE(VendorSpecificDataContainer), SE(LF_SystemSetupData), EE')
     av -= 28
     if av < 0:
         win, av = r.refill(av, 28)
     c = (win >> av) & 0xfffffff
-    if s == 23:
-        if c < 0x4000000:
+    if s != 23:
+        pass
+    else:
+        if c >= 0x4000000:
+            if c < 0x8000000:
+                av -= 2
+                s = -1
+            else:
+                ec = (c >> 26) & 0x3
+                raise r.fail_at(av + 26, 'WPT_FinePositioningSetupReqType[23]', f'event code {ec}, expected SE(LF_SystemSetupData), EE')
+        else:
             f_3_LF_TransmitterSetupData: _iso20_wpt.WPT_LF_TransmitterDataType | None = None
             f_3_LF_ReceiverSetupData: _iso20_wpt.WPT_LF_ReceiverDataType | None = None
-            if c < 0x1000000:
+            if c >= 0x1000000:
+                if c < 0x2000000:
+                    av -= 4
+                    if av < 0:
+                        win, av = r.refill(av, 28)
+                    c = (win >> av) & 0xfffffff
+                    r.avail = av
+                    f_3_LF_ReceiverSetupData = _d_iso20_wpt_WPT_LF_ReceiverDataType(r, c)
+                    win = r.win
+                    av = r.avail
+                    av -= 29
+                    if av < 0:
+                        win, av = r.refill(av, 29)
+                    c = (win >> av) & 0x1fffffff
+                else:
+                    ec = (c >> 24) & 0x3
+                    raise r.fail_at(av + 24, 'WPT_LF_SystemSetupDataType[0]', f'event code {ec}, expected SE(LF_TransmitterSetupData), SE(LF_ReceiverSetupData)')
+            else:
                 av -= 4
                 if av < 0:
                     win, av = r.refill(av, 28)
@@ -7746,22 +7830,6 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader, c: int) -> _iso20
                 if av < 0:
                     win, av = r.refill(av, 29)
                 c = (win >> av) & 0x1fffffff
-            elif c < 0x2000000:
-                av -= 4
-                if av < 0:
-                    win, av = r.refill(av, 28)
-                c = (win >> av) & 0xfffffff
-                r.avail = av
-                f_3_LF_ReceiverSetupData = _d_iso20_wpt_WPT_LF_ReceiverDataType(r, c)
-                win = r.win
-                av = r.avail
-                av -= 29
-                if av < 0:
-                    win, av = r.refill(av, 29)
-                c = (win >> av) & 0x1fffffff
-            else:
-                ec = (c >> 24) & 0x3
-                raise r.fail_at(av + 24, 'WPT_LF_SystemSetupDataType[0]', f'event code {ec}, expected SE(LF_TransmitterSetupData), SE(LF_ReceiverSetupData)')
             if c >= 0x10000000:
                 raise r.fail_at(av + 29, 'WPT_FinePositioningSetupReqType[23]', 'expected EE')
             ob3_ = _new(_K_iso20_wpt_WPT_LF_SystemSetupDataType)
@@ -7769,19 +7837,13 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader, c: int) -> _iso20
             ob3_.LF_ReceiverSetupData = f_3_LF_ReceiverSetupData
             f_LF_SystemSetupData = ob3_
             s = 8
-        elif c < 0x8000000:
-            av -= 2
-            s = -1
-        else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 26, 'WPT_FinePositioningSetupReqType[23]', f'event code {ec}, expected SE(LF_SystemSetupData), EE')
-    if s == 8:
+    if s != 8:
+        av += 28
+    else:
         av += 27
         if c & 0x8000000 != 0x0:
             raise r.fail_at(av + 1, 'WPT_FinePositioningSetupReqType', 'expected EE')
         s = -1
-    else:
-        av += 28
     r.avail = av
     ob = _new(_K_iso20_wpt_WPT_FinePositioningSetupReqType)
     ob.Header = f_Header
@@ -8004,7 +8066,16 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader, c: int) -> _iso20
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'WPT_FinePositioningSetupResType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 16)
+            c = (win >> av) & 0xffff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -8019,14 +8090,6 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader, c: int) -> _iso20
         c = (win >> av) & 0x1ffff
         if c >= 0x10000:
             raise r.fail_at(av + 17, 'MessageHeaderType[2]', 'expected EE')
-    elif c < 0x200:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 16)
-        c = (win >> av) & 0xffff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
         f_ResponseCode = _T5d15a1ca[c >> 6]
     except KeyError:  # not a valid pattern: say why
@@ -8151,10 +8214,35 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader, c: int) -> _iso20
             if n == 16:
                 s = 23
                 break
-        elif c < 0x20000000:
+        elif c >= 0x20000000:
+            if c < 0x30000000:
+                av += 28
+                s = -1
+                break
+            else:
+                ec = (c >> 28) & 0x3
+                raise r.fail_at(av + 28, 'WPT_FinePositioningSetupResType[6]', f'event code {ec}, expected SE(VendorSpecificDataContainer), SE(LF_SystemSetupData), EE')
+        else:
             f_2_LF_TransmitterSetupData: _iso20_wpt.WPT_LF_TransmitterDataType | None = None
             f_2_LF_ReceiverSetupData: _iso20_wpt.WPT_LF_ReceiverDataType | None = None
-            if c < 0x14000000:
+            if c >= 0x14000000:
+                if c < 0x18000000:
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 28)
+                    c = (win >> av) & 0xfffffff
+                    r.avail = av
+                    f_2_LF_ReceiverSetupData = _d_iso20_wpt_WPT_LF_ReceiverDataType(r, c)
+                    win = r.win
+                    av = r.avail
+                    av -= 1
+                    if av < 0:
+                        win, av = r.refill(av, 1)
+                    c = (win >> av) & 0x1
+                else:
+                    ec = (c >> 26) & 0x3
+                    raise r.fail_at(av + 26, 'WPT_LF_SystemSetupDataType[0]', f'event code {ec}, expected SE(LF_TransmitterSetupData), SE(LF_ReceiverSetupData)')
+            else:
                 av -= 2
                 if av < 0:
                     win, av = r.refill(av, 28)
@@ -8167,22 +8255,6 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader, c: int) -> _iso20
                 if av < 0:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
-            elif c < 0x18000000:
-                av -= 2
-                if av < 0:
-                    win, av = r.refill(av, 28)
-                c = (win >> av) & 0xfffffff
-                r.avail = av
-                f_2_LF_ReceiverSetupData = _d_iso20_wpt_WPT_LF_ReceiverDataType(r, c)
-                win = r.win
-                av = r.avail
-                av -= 1
-                if av < 0:
-                    win, av = r.refill(av, 1)
-                c = (win >> av) & 0x1
-            else:
-                ec = (c >> 26) & 0x3
-                raise r.fail_at(av + 26, 'WPT_LF_SystemSetupDataType[0]', f'event code {ec}, expected SE(LF_TransmitterSetupData), SE(LF_ReceiverSetupData)')
             if c:
                 raise r.fail_at(av + 1, 'WPT_FinePositioningSetupResType[6]', 'expected EE')
             ob2_ = _new(_K_iso20_wpt_WPT_LF_SystemSetupDataType)
@@ -8191,22 +8263,41 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader, c: int) -> _iso20
             f_LF_SystemSetupData = ob2_
             s = 8
             break
-        elif c < 0x30000000:
-            av += 28
-            s = -1
-            break
-        else:
-            ec = (c >> 28) & 0x3
-            raise r.fail_at(av + 28, 'WPT_FinePositioningSetupResType[6]', f'event code {ec}, expected SE(VendorSpecificDataContainer), SE(LF_SystemSetupData), EE')
     av -= 28
     if av < 0:
         win, av = r.refill(av, 28)
     c = (win >> av) & 0xfffffff
-    if s == 23:
-        if c < 0x4000000:
+    if s != 23:
+        pass
+    else:
+        if c >= 0x4000000:
+            if c < 0x8000000:
+                av -= 2
+                s = -1
+            else:
+                ec = (c >> 26) & 0x3
+                raise r.fail_at(av + 26, 'WPT_FinePositioningSetupResType[23]', f'event code {ec}, expected SE(LF_SystemSetupData), EE')
+        else:
             f_3_LF_TransmitterSetupData: _iso20_wpt.WPT_LF_TransmitterDataType | None = None
             f_3_LF_ReceiverSetupData: _iso20_wpt.WPT_LF_ReceiverDataType | None = None
-            if c < 0x1000000:
+            if c >= 0x1000000:
+                if c < 0x2000000:
+                    av -= 4
+                    if av < 0:
+                        win, av = r.refill(av, 28)
+                    c = (win >> av) & 0xfffffff
+                    r.avail = av
+                    f_3_LF_ReceiverSetupData = _d_iso20_wpt_WPT_LF_ReceiverDataType(r, c)
+                    win = r.win
+                    av = r.avail
+                    av -= 29
+                    if av < 0:
+                        win, av = r.refill(av, 29)
+                    c = (win >> av) & 0x1fffffff
+                else:
+                    ec = (c >> 24) & 0x3
+                    raise r.fail_at(av + 24, 'WPT_LF_SystemSetupDataType[0]', f'event code {ec}, expected SE(LF_TransmitterSetupData), SE(LF_ReceiverSetupData)')
+            else:
                 av -= 4
                 if av < 0:
                     win, av = r.refill(av, 28)
@@ -8219,22 +8310,6 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader, c: int) -> _iso20
                 if av < 0:
                     win, av = r.refill(av, 29)
                 c = (win >> av) & 0x1fffffff
-            elif c < 0x2000000:
-                av -= 4
-                if av < 0:
-                    win, av = r.refill(av, 28)
-                c = (win >> av) & 0xfffffff
-                r.avail = av
-                f_3_LF_ReceiverSetupData = _d_iso20_wpt_WPT_LF_ReceiverDataType(r, c)
-                win = r.win
-                av = r.avail
-                av -= 29
-                if av < 0:
-                    win, av = r.refill(av, 29)
-                c = (win >> av) & 0x1fffffff
-            else:
-                ec = (c >> 24) & 0x3
-                raise r.fail_at(av + 24, 'WPT_LF_SystemSetupDataType[0]', f'event code {ec}, expected SE(LF_TransmitterSetupData), SE(LF_ReceiverSetupData)')
             if c >= 0x10000000:
                 raise r.fail_at(av + 29, 'WPT_FinePositioningSetupResType[23]', 'expected EE')
             ob3_ = _new(_K_iso20_wpt_WPT_LF_SystemSetupDataType)
@@ -8242,19 +8317,13 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader, c: int) -> _iso20
             ob3_.LF_ReceiverSetupData = f_3_LF_ReceiverSetupData
             f_LF_SystemSetupData = ob3_
             s = 8
-        elif c < 0x8000000:
-            av -= 2
-            s = -1
-        else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 26, 'WPT_FinePositioningSetupResType[23]', f'event code {ec}, expected SE(LF_SystemSetupData), EE')
-    if s == 8:
+    if s != 8:
+        av += 28
+    else:
         av += 27
         if c & 0x8000000 != 0x0:
             raise r.fail_at(av + 1, 'WPT_FinePositioningSetupResType', 'expected EE')
         s = -1
-    else:
-        av += 28
     r.avail = av
     ob = _new(_K_iso20_wpt_WPT_FinePositioningSetupResType)
     ob.Header = f_Header
@@ -8411,10 +8480,71 @@ def _d_iso20_wpt_WPT_LF_DataPackageListType(r: BitReader, c: int) -> _iso20_wpt.
         raise r.fail_at(av + 28, 'WPT_LF_DataPackageListType', 'expected SE(NumPackages), CH of NumPackages, EE of NumPackages, SE(WPT_LF_DataPackage), SE(PackageIndex), CH of PackageIndex, EE of PackageIndex')
     f_NumPackages = (c >> 18)
     f_1_PackageIndex = ((c >> 6) & 255)
-    ec = ((c >> 3) & 3)
+    c &= 0x1f
     f_1_LF_TxData: _iso20_wpt.WPT_LF_TxDataListType | None = None
     f_1_LF_RxData: _iso20_wpt.WPT_LF_RxDataListType | None = None
-    if ec == 0:
+    if c >= 0x8:
+        if c < 0x10:
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+            if c >= 0x8000000:
+                raise r.fail_at(av + 30, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_RxDataList), SE(RxIdentifier), CH of RxIdentifier')
+            u = (c >> 19)
+            if u > 127:
+                u2 = (c >> 11) & 0xFF
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 19)
+                    c = (win >> av) & 0x7ffff
+                    u2 = c >> 11
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 11
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 11
+                        if av < 0:
+                            win, av = r.refill(av, 11)
+                        c = (win >> av) & 0x7ff
+            else:
+                av += 8
+                c >>= 8
+            f_5_RxIdentifier = u
+            if c & 0x600 != 0x0:
+                raise r.fail_at(av + 11, 'WPT_LF_DataPackageType[1]', 'expected EE of RxIdentifier, SE(RSSIData)')
+            av -= 19
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            r.avail = av
+            f_5_RSSIData = _d_iso20_wpt_WPT_LF_RxRSSIListType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 4
+            if av < 0:
+                win, av = r.refill(av, 4)
+            c = (win >> av) & 0xf
+            if c >= 0x4:
+                raise r.fail_at(av + 4, 'WPT_LF_DataPackageType[1]', 'expected EE, EE')
+            ob5_ = _new(_K_iso20_wpt_WPT_LF_RxDataType)
+            ob5_.RxIdentifier = f_5_RxIdentifier
+            ob5_.RSSIData = f_5_RSSIData
+            f_4_WPT_LF_RxDataList = ob5_
+            ob4_ = _new(_K_iso20_wpt_WPT_LF_RxDataListType)
+            ob4_.WPT_LF_RxDataList = f_4_WPT_LF_RxDataList
+            f_1_LF_RxData = ob4_
+        else:
+            ec = (c >> 3) & 0x3
+            raise r.fail_at(av + 3, 'WPT_LF_DataPackageType[1]', f'event code {ec}, expected SE(LF_TxData), SE(LF_RxData)')
+    else:
         av -= 27
         if av < 0:
             win, av = r.refill(av, 30)
@@ -8471,65 +8601,6 @@ def _d_iso20_wpt_WPT_LF_DataPackageListType(r: BitReader, c: int) -> _iso20_wpt.
         ob2_ = _new(_K_iso20_wpt_WPT_LF_TxDataListType)
         ob2_.WPT_LF_TxDataList = f_2_WPT_LF_TxDataList
         f_1_LF_TxData = ob2_
-    elif ec == 1:
-        av -= 27
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-        if c >= 0x8000000:
-            raise r.fail_at(av + 30, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_RxDataList), SE(RxIdentifier), CH of RxIdentifier')
-        u = (c >> 19)
-        if u > 127:
-            u2 = (c >> 11) & 0xFF
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 19)
-                c = (win >> av) & 0x7ffff
-                u2 = c >> 11
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 11
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 11
-                    if av < 0:
-                        win, av = r.refill(av, 11)
-                    c = (win >> av) & 0x7ff
-        else:
-            av += 8
-            c >>= 8
-        f_5_RxIdentifier = u
-        if c & 0x600 != 0x0:
-            raise r.fail_at(av + 11, 'WPT_LF_DataPackageType[1]', 'expected EE of RxIdentifier, SE(RSSIData)')
-        av -= 19
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        r.avail = av
-        f_5_RSSIData = _d_iso20_wpt_WPT_LF_RxRSSIListType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 4
-        if av < 0:
-            win, av = r.refill(av, 4)
-        c = (win >> av) & 0xf
-        if c >= 0x4:
-            raise r.fail_at(av + 4, 'WPT_LF_DataPackageType[1]', 'expected EE, EE')
-        ob5_ = _new(_K_iso20_wpt_WPT_LF_RxDataType)
-        ob5_.RxIdentifier = f_5_RxIdentifier
-        ob5_.RSSIData = f_5_RSSIData
-        f_4_WPT_LF_RxDataList = ob5_
-        ob4_ = _new(_K_iso20_wpt_WPT_LF_RxDataListType)
-        ob4_.WPT_LF_RxDataList = f_4_WPT_LF_RxDataList
-        f_1_LF_RxData = ob4_
-    else:
-        raise r.fail_at(av + 3, 'WPT_LF_DataPackageType[1]', f'event code {ec}, expected SE(LF_TxData), SE(LF_RxData)')
     if c:
         raise r.fail_at(av + 2, 'WPT_LF_DataPackageListType', 'expected EE, EE')
     ob1_ = _new(_K_iso20_wpt_WPT_LF_DataPackageType)
@@ -8576,11 +8647,72 @@ def _d_iso20_wpt_WPT_LF_DataPackageType(r: BitReader, c: int) -> _iso20_wpt.WPT_
     if c & 0xc020000 != 0x0:
         raise r.fail_at(av + 28, 'WPT_LF_DataPackageType', 'expected SE(PackageIndex), CH of PackageIndex, EE of PackageIndex')
     f_PackageIndex = (c >> 18)
-    ec = ((c >> 15) & 3)
-    if ec == 0:
-        if c & 0x7000 != 0x0:
+    c &= 0x1ffff
+    if c >= 0x8000:
+        if c < 0x10000:
+            if c >= 0x9000:
+                raise r.fail_at(av + 15, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_RxDataList), SE(RxIdentifier), CH of RxIdentifier')
+            u = ((c >> 4) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                u2 = c >> 4
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 12)
+                    c = (win >> av) & 0xfff
+                    u2 = c >> 4
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        av += 4
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+                        av -= 4
+                        if av < 0:
+                            win, av = r.refill(av, 4)
+                        c = (win >> av) & 0xf
+            f_5_RxIdentifier = u
+            if c & 0xe != 0x0:
+                raise r.fail_at(av + 4, 'WPT_LF_DataPackageType[1]', 'expected EE of RxIdentifier, SE(RSSIData), SE(RSSIDataList)')
+            av -= 27
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            r.avail = av
+            f_6_RSSIDataList = _d_iso20_wpt_WPT_LF_RxRSSIType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 4
+            if av < 0:
+                win, av = r.refill(av, 4)
+            c = (win >> av) & 0xf
+            if c >= 0x2:
+                raise r.fail_at(av + 4, 'WPT_LF_DataPackageType[1]', 'expected EE, EE, EE')
+            ob6_ = _new(_K_iso20_wpt_WPT_LF_RxRSSIListType)
+            ob6_.RSSIDataList = f_6_RSSIDataList
+            f_5_RSSIData = ob6_
+            ob5_ = _new(_K_iso20_wpt_WPT_LF_RxDataType)
+            ob5_.RxIdentifier = f_5_RxIdentifier
+            ob5_.RSSIData = f_5_RSSIData
+            f_4_WPT_LF_RxDataList = ob5_
+            ob4_ = _new(_K_iso20_wpt_WPT_LF_RxDataListType)
+            ob4_.WPT_LF_RxDataList = f_4_WPT_LF_RxDataList
+            f_LF_RxData = ob4_
+        else:
+            ec = (c >> 15) & 0x3
+            raise r.fail_at(av + 15, 'WPT_LF_DataPackageType[1]', f'event code {ec}, expected SE(LF_TxData), SE(LF_RxData)')
+    else:
+        if c >= 0x1000:
             raise r.fail_at(av + 15, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_TxDataList), SE(TxIdentifier), CH of TxIdentifier')
-        u = ((c >> 4) & 255)
+        u = (c >> 4)
         if u > 127:
             av -= 8
             if av < 0:
@@ -8659,65 +8791,6 @@ def _d_iso20_wpt_WPT_LF_DataPackageType(r: BitReader, c: int) -> _iso20_wpt.WPT_
         ob1_.WPT_LF_TxDataList = f_1_WPT_LF_TxDataList
         f_LF_TxData = ob1_
         c >>= 1
-    elif ec == 1:
-        if c & 0x7000 != 0x0:
-            raise r.fail_at(av + 15, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_RxDataList), SE(RxIdentifier), CH of RxIdentifier')
-        u = ((c >> 4) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
-            u2 = c >> 4
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 12)
-                c = (win >> av) & 0xfff
-                u2 = c >> 4
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    av += 4
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-                    av -= 4
-                    if av < 0:
-                        win, av = r.refill(av, 4)
-                    c = (win >> av) & 0xf
-        f_5_RxIdentifier = u
-        if c & 0xe != 0x0:
-            raise r.fail_at(av + 4, 'WPT_LF_DataPackageType[1]', 'expected EE of RxIdentifier, SE(RSSIData), SE(RSSIDataList)')
-        av -= 27
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        r.avail = av
-        f_6_RSSIDataList = _d_iso20_wpt_WPT_LF_RxRSSIType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 4
-        if av < 0:
-            win, av = r.refill(av, 4)
-        c = (win >> av) & 0xf
-        if c >= 0x2:
-            raise r.fail_at(av + 4, 'WPT_LF_DataPackageType[1]', 'expected EE, EE, EE')
-        ob6_ = _new(_K_iso20_wpt_WPT_LF_RxRSSIListType)
-        ob6_.RSSIDataList = f_6_RSSIDataList
-        f_5_RSSIData = ob6_
-        ob5_ = _new(_K_iso20_wpt_WPT_LF_RxDataType)
-        ob5_.RxIdentifier = f_5_RxIdentifier
-        ob5_.RSSIData = f_5_RSSIData
-        f_4_WPT_LF_RxDataList = ob5_
-        ob4_ = _new(_K_iso20_wpt_WPT_LF_RxDataListType)
-        ob4_.WPT_LF_RxDataList = f_4_WPT_LF_RxDataList
-        f_LF_RxData = ob4_
-    else:
-        raise r.fail_at(av + 15, 'WPT_LF_DataPackageType[1]', f'event code {ec}, expected SE(LF_TxData), SE(LF_RxData)')
     if c & 0x1 != 0x0:
         raise r.fail_at(av + 1, 'WPT_LF_DataPackageType', 'expected EE')
     r.avail = av
@@ -9409,7 +9482,15 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader, c: int) -> _iso20_wpt.WPT
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c < 0x10000000:
+        if c >= 0x10000000:
+            if c < 0x20000000:
+                av += 28
+                s = -1
+                break
+            else:
+                ec = (c >> 28) & 0x3
+                raise r.fail_at(av + 28, 'WPT_LF_ReceiverDataType[3]', f'event code {ec}, expected SE(RxSpecData), EE')
+        else:
             if c >= 0x4000000:
                 raise r.fail_at(av + 28, 'WPT_LF_ReceiverDataType[3]', 'expected SE(TxRxIdentifier), CH of TxRxIdentifier')
             u = (c >> 18)
@@ -9682,23 +9763,16 @@ def _d_iso20_wpt_WPT_LF_ReceiverDataType(r: BitReader, c: int) -> _iso20_wpt.WPT
             if n == 253:
                 s = 256
                 break
-        elif c < 0x20000000:
-            av += 28
-            s = -1
-            break
-        else:
-            ec = (c >> 28) & 0x3
-            raise r.fail_at(av + 28, 'WPT_LF_ReceiverDataType[3]', f'event code {ec}, expected SE(RxSpecData), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
-    if s == 256:
+    if s != 256:
+        av += 1
+    else:
         if c:
             raise r.fail_at(av + 1, 'WPT_LF_ReceiverDataType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso20_wpt_WPT_LF_ReceiverDataType)
     ob.NumberOfReceivers = f_NumberOfReceivers
@@ -10964,7 +11038,24 @@ def _d_iso20_wpt_WPT_LF_SystemSetupDataType(r: BitReader, c: int) -> _iso20_wpt.
     av = r.avail
     f_LF_TransmitterSetupData: _iso20_wpt.WPT_LF_TransmitterDataType | None = None
     f_LF_ReceiverSetupData: _iso20_wpt.WPT_LF_ReceiverDataType | None = None
-    if c < 0x4000000:
+    if c >= 0x4000000:
+        if c < 0x8000000:
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            r.avail = av
+            f_LF_ReceiverSetupData = _d_iso20_wpt_WPT_LF_ReceiverDataType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+        else:
+            ec = (c >> 26) & 0x3
+            raise r.fail_at(av + 26, 'WPT_LF_SystemSetupDataType[0]', f'event code {ec}, expected SE(LF_TransmitterSetupData), SE(LF_ReceiverSetupData)')
+    else:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 28)
@@ -10977,22 +11068,6 @@ def _d_iso20_wpt_WPT_LF_SystemSetupDataType(r: BitReader, c: int) -> _iso20_wpt.
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
-    elif c < 0x8000000:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        r.avail = av
-        f_LF_ReceiverSetupData = _d_iso20_wpt_WPT_LF_ReceiverDataType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-    else:
-        ec = (c >> 26) & 0x3
-        raise r.fail_at(av + 26, 'WPT_LF_SystemSetupDataType[0]', f'event code {ec}, expected SE(LF_TransmitterSetupData), SE(LF_ReceiverSetupData)')
     if c:
         raise r.fail_at(av + 1, 'WPT_LF_SystemSetupDataType', 'expected EE')
     r.avail = av
@@ -11625,7 +11700,23 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader, c: int) -> _iso20_wpt.
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-        if c < 0x10000000:
+        if c >= 0x10000000:
+            if c < 0x20000000:
+                c &= 0xfffffff
+                r.avail = av
+                f_TxPackageSpecData = _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r, c)
+                win = r.win
+                av = r.avail
+                s = 6
+                break
+            elif c < 0x30000000:
+                av += 28
+                s = -1
+                break
+            else:
+                ec = (c >> 28) & 0x3
+                raise r.fail_at(av + 28, 'WPT_LF_TransmitterDataType[4]', f'event code {ec}, expected SE(TxSpecData), SE(TxPackageSpecData), EE')
+        else:
             if c >= 0x4000000:
                 raise r.fail_at(av + 28, 'WPT_LF_TransmitterDataType[4]', 'expected SE(TxRxIdentifier), CH of TxRxIdentifier')
             u = (c >> 18)
@@ -11898,27 +11989,21 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader, c: int) -> _iso20_wpt.
             if n == 253:
                 s = 258
                 break
-        elif c < 0x20000000:
-            c &= 0xfffffff
-            r.avail = av
-            f_TxPackageSpecData = _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r, c)
-            win = r.win
-            av = r.avail
-            s = 6
-            break
-        elif c < 0x30000000:
-            av += 28
-            s = -1
-            break
-        else:
-            ec = (c >> 28) & 0x3
-            raise r.fail_at(av + 28, 'WPT_LF_TransmitterDataType[4]', f'event code {ec}, expected SE(TxSpecData), SE(TxPackageSpecData), EE')
     av -= 28
     if av < 0:
         win, av = r.refill(av, 28)
     c = (win >> av) & 0xfffffff
-    if s == 258:
-        if c < 0x4000000:
+    if s != 258:
+        pass
+    else:
+        if c >= 0x4000000:
+            if c < 0x8000000:
+                av -= 2
+                s = -1
+            else:
+                ec = (c >> 26) & 0x3
+                raise r.fail_at(av + 26, 'WPT_LF_TransmitterDataType[258]', f'event code {ec}, expected SE(TxPackageSpecData), EE')
+        else:
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 28)
@@ -11932,19 +12017,13 @@ def _d_iso20_wpt_WPT_LF_TransmitterDataType(r: BitReader, c: int) -> _iso20_wpt.
                 win, av = r.refill(av, 28)
             c = (win >> av) & 0xfffffff
             s = 6
-        elif c < 0x8000000:
-            av -= 2
-            s = -1
-        else:
-            ec = (c >> 26) & 0x3
-            raise r.fail_at(av + 26, 'WPT_LF_TransmitterDataType[258]', f'event code {ec}, expected SE(TxPackageSpecData), EE')
-    if s == 6:
+    if s != 6:
+        av += 28
+    else:
         av += 27
         if c & 0x8000000 != 0x0:
             raise r.fail_at(av + 1, 'WPT_LF_TransmitterDataType', 'expected EE')
         s = -1
-    else:
-        av += 28
     r.avail = av
     ob = _new(_K_iso20_wpt_WPT_LF_TransmitterDataType)
     ob.NumberOfTransmitters = f_NumberOfTransmitters
@@ -12893,7 +12972,15 @@ def _d_iso20_wpt_WPT_PairingMethodListType(r: BitReader, c: int) -> _iso20_wpt.W
         if av < 0:
             win, av = r.refill(av, 7)
         c = (win >> av) & 0x7f
-        if c < 0x20:
+        if c >= 0x20:
+            if c < 0x40:
+                av += 5
+                s = -1
+                break
+            else:
+                ec = (c >> 5) & 0x3
+                raise r.fail_at(av + 5, 'WPT_PairingMethodListType[1]', f'event code {ec}, expected SE(WPT_PairingMethod), EE')
+        else:
             if c & 0x11 != 0x0:
                 raise r.fail_at(av + 5, 'WPT_PairingMethodListType[1]', 'expected CH of WPT_PairingMethod, EE of WPT_PairingMethod')
             iv = (c >> 1)
@@ -12904,23 +12991,16 @@ def _d_iso20_wpt_WPT_PairingMethodListType(r: BitReader, c: int) -> _iso20_wpt.W
             if n == 7:
                 s = 8
                 break
-        elif c < 0x40:
-            av += 5
-            s = -1
-            break
-        else:
-            ec = (c >> 5) & 0x3
-            raise r.fail_at(av + 5, 'WPT_PairingMethodListType[1]', f'event code {ec}, expected SE(WPT_PairingMethod), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
-    if s == 8:
+    if s != 8:
+        av += 1
+    else:
         if c:
             raise r.fail_at(av + 1, 'WPT_PairingMethodListType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso20_wpt_WPT_PairingMethodListType)
     ob.WPT_PairingMethod = f_WPT_PairingMethod
@@ -13039,7 +13119,16 @@ def _d_iso20_wpt_WPT_PairingReqType(r: BitReader, c: int) -> _iso20_wpt.WPT_Pair
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'WPT_PairingReqType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 14
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -13054,14 +13143,6 @@ def _d_iso20_wpt_WPT_PairingReqType(r: BitReader, c: int) -> _iso20_wpt.WPT_Pair
         c = (win >> av) & 0x7fffff
         if c >= 0x400000:
             raise r.fail_at(av + 23, 'MessageHeaderType[2]', 'expected EE')
-    elif c < 0x200:
-        av -= 14
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     try:
         f_EVProcessing, ec = _T2c3d00f9[c >> 15]
     except KeyError:  # not a valid pattern: say why
@@ -13079,7 +13160,21 @@ def _d_iso20_wpt_WPT_PairingReqType(r: BitReader, c: int) -> _iso20_wpt.WPT_Pair
     f_Header = ob1_
     s = 1
     s = 2
-    if ec == 0:
+    if ec == 1:
+        av += 11
+        try:
+            f_EVResultCode = _Tabd38ef6[(c >> 11) & 0xf]
+        except KeyError:  # not a valid pattern: say why
+            if c & 0x4800 != 0x0:
+                raise r.fail_at(av + 4, 'WPT_PairingReqType[2]', 'expected CH of EVResultCode, EE of EVResultCode') from None
+            iv = ((c >> 12) & 3)
+            if iv >= 3:
+                raise r.fail_at(av, 'WPT_PairingReqType.EVResultCode', f'enumeration index {iv}') from None
+            f_EVResultCode = _E_iso20_wpt_WPT_EVResultType[iv]
+        s = 4
+    elif ec != 0:
+        raise r.fail_at(av + 15, 'WPT_PairingReqType[2]', f'event code {ec}, expected SE(ObservedIDCode), SE(EVResultCode)')
+    else:
         if c & 0x4000 != 0x0:
             raise r.fail_at(av + 15, 'WPT_PairingReqType[2]', 'expected CH of ObservedIDCode')
         u = ((c >> 6) & 255)
@@ -13120,27 +13215,21 @@ def _d_iso20_wpt_WPT_PairingReqType(r: BitReader, c: int) -> _iso20_wpt.WPT_Pair
                 raise r.fail_at(av, 'WPT_PairingReqType.EVResultCode', f'enumeration index {iv}') from None
             f_EVResultCode = _E_iso20_wpt_WPT_EVResultType[iv]
         s = 4
-    elif ec == 1:
-        av += 11
-        try:
-            f_EVResultCode = _Tabd38ef6[(c >> 11) & 0xf]
-        except KeyError:  # not a valid pattern: say why
-            if c & 0x4800 != 0x0:
-                raise r.fail_at(av + 4, 'WPT_PairingReqType[2]', 'expected CH of EVResultCode, EE of EVResultCode') from None
-            iv = ((c >> 12) & 3)
-            if iv >= 3:
-                raise r.fail_at(av, 'WPT_PairingReqType.EVResultCode', f'enumeration index {iv}') from None
-            f_EVResultCode = _E_iso20_wpt_WPT_EVResultType[iv]
-        s = 4
-    else:
-        raise r.fail_at(av + 15, 'WPT_PairingReqType[2]', f'event code {ec}, expected SE(ObservedIDCode), SE(EVResultCode)')
     n = 0
     while True:
         av -= 11
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-        if c < 0x200:
+        if c >= 0x200:
+            if c < 0x400:
+                av += 9
+                s = -1
+                break
+            else:
+                ec = (c >> 9) & 0x3
+                raise r.fail_at(av + 9, 'WPT_PairingReqType[4]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
+        else:
             if c >= 0x100:
                 raise r.fail_at(av + 9, 'WPT_PairingReqType[4]', 'expected CH of VendorSpecificDataContainer')
             u = c
@@ -13177,23 +13266,16 @@ def _d_iso20_wpt_WPT_PairingReqType(r: BitReader, c: int) -> _iso20_wpt.WPT_Pair
             if n == 16:
                 s = 20
                 break
-        elif c < 0x400:
-            av += 9
-            s = -1
-            break
-        else:
-            ec = (c >> 9) & 0x3
-            raise r.fail_at(av + 9, 'WPT_PairingReqType[4]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
-    if s == 20:
+    if s != 20:
+        av += 1
+    else:
         if c:
             raise r.fail_at(av + 1, 'WPT_PairingReqType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso20_wpt_WPT_PairingReqType)
     ob.Header = f_Header
@@ -13371,7 +13453,16 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader, c: int) -> _iso20_wpt.WPT_Pair
     c &= 0x7ff
     if c >= 0x400:
         raise r.fail_at(av + 11, 'WPT_PairingResType', 'expected EE of TimeStamp')
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 30)
+            c = (win >> av) & 0x3fffffff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    else:
         av -= 5
         if av < 0:
             win, av = r.refill(av, 13)
@@ -13390,14 +13481,6 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader, c: int) -> _iso20_wpt.WPT_Pair
         if av < 0:
             win, av = r.refill(av, 30)
         c = (win >> av) & 0x3fffffff
-    elif c < 0x200:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 30)
-        c = (win >> av) & 0x3fffffff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     if c & 0x30390000 != 0x0:
         raise r.fail_at(av + 30, 'WPT_PairingResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing')
     iv = (c >> 22)
@@ -13408,7 +13491,7 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader, c: int) -> _iso20_wpt.WPT_Pair
     if iv >= 3:
         raise r.fail_at(av + 13, 'WPT_PairingResType.EVSEProcessing', f'enumeration index {iv}')
     f_EVSEProcessing = _E_iso20_common_types_processingType[iv]
-    ec = ((c >> 13) & 7)
+    c &= 0xffff
     ob1_ = _new(_K_iso20_common_types_MessageHeaderType)
     ob1_.SessionID = f_1_SessionID
     ob1_.TimeStamp = f_1_TimeStamp
@@ -13417,10 +13500,66 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader, c: int) -> _iso20_wpt.WPT_Pair
     s = 1
     s = 2
     s = 3
-    if ec == 0:
-        if c & 0x1000 != 0x0:
+    if c >= 0x2000:
+        if c < 0x4000:
+            av -= 15
+            if av < 0:
+                win, av = r.refill(av, 28)
+            c = (win >> av) & 0xfffffff
+            r.avail = av
+            f_AlternativeSECCList = _d_iso20_wpt_AlternativeSECCListType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            s = 5
+        elif c < 0x6000:
+            av += 4
+            if c >= 0x5000:
+                raise r.fail_at(av + 9, 'WPT_PairingResType[3]', 'expected CH of VendorSpecificDataContainer')
+            u = ((c >> 4) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
+            win = r.win
+            av = r.avail
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            if c >= 0x800:
+                raise r.fail_at(av + 12, 'WPT_PairingResType[3]', 'expected EE of VendorSpecificDataContainer')
+            s = 6
+        elif c < 0x8000:
+            av += 2
+            s = -1
+        else:
+            ec = (c >> 13) & 0x7
+            raise r.fail_at(av + 13, 'WPT_PairingResType[3]', f'event code {ec}, expected SE(ObservedIDCode), SE(AlternativeSECCList), SE(VendorSpecificDataContainer), EE')
+    else:
+        if c >= 0x1000:
             raise r.fail_at(av + 13, 'WPT_PairingResType[3]', 'expected CH of ObservedIDCode')
-        u = ((c >> 4) & 255)
+        u = (c >> 4)
         if u > 127:
             av -= 8
             if av < 0:
@@ -13465,7 +13604,14 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader, c: int) -> _iso20_wpt.WPT_Pair
                 win, av = r.refill(av, 11)
             c = (win >> av) & 0x7ff
             s = 5
-        elif c < 0x4:
+        elif c >= 0x4:
+            if c < 0x6:
+                av -= 10
+                s = -1
+            else:
+                ec = (c >> 1) & 0x3
+                raise r.fail_at(av + 1, 'WPT_PairingResType[4]', f'event code {ec}, expected SE(AlternativeSECCList), SE(VendorSpecificDataContainer), EE')
+        else:
             av -= 8
             if av < 0:
                 win, av = r.refill(av, 9)
@@ -13503,69 +13649,18 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader, c: int) -> _iso20_wpt.WPT_Pair
             if c >= 0x800:
                 raise r.fail_at(av + 12, 'WPT_PairingResType[4]', 'expected EE of VendorSpecificDataContainer')
             s = 6
-        elif c < 0x6:
-            av -= 10
-            s = -1
-        else:
-            ec = (c >> 1) & 0x3
-            raise r.fail_at(av + 1, 'WPT_PairingResType[4]', f'event code {ec}, expected SE(AlternativeSECCList), SE(VendorSpecificDataContainer), EE')
-    elif ec == 1:
-        av -= 15
-        if av < 0:
-            win, av = r.refill(av, 28)
-        c = (win >> av) & 0xfffffff
-        r.avail = av
-        f_AlternativeSECCList = _d_iso20_wpt_AlternativeSECCListType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 11
-        if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        s = 5
-    elif ec == 2:
-        av += 4
-        if c & 0x1000 != 0x0:
-            raise r.fail_at(av + 9, 'WPT_PairingResType[3]', 'expected CH of VendorSpecificDataContainer')
-        u = ((c >> 4) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
-        win = r.win
-        av = r.avail
-        av -= 12
-        if av < 0:
-            win, av = r.refill(av, 12)
-        c = (win >> av) & 0xfff
-        if c >= 0x800:
-            raise r.fail_at(av + 12, 'WPT_PairingResType[3]', 'expected EE of VendorSpecificDataContainer')
-        s = 6
-    elif ec == 3:
-        av += 2
-        s = -1
+    if s != 5:
+        av += 11
     else:
-        raise r.fail_at(av + 13, 'WPT_PairingResType[3]', f'event code {ec}, expected SE(ObservedIDCode), SE(AlternativeSECCList), SE(VendorSpecificDataContainer), EE')
-    if s == 5:
         c &= 0x7ff
-        if c < 0x200:
+        if c >= 0x200:
+            if c < 0x400:
+                av += 9
+                s = -1
+            else:
+                ec = (c >> 9) & 0x3
+                raise r.fail_at(av + 9, 'WPT_PairingResType[5]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
+        else:
             if c >= 0x100:
                 raise r.fail_at(av + 9, 'WPT_PairingResType[5]', 'expected CH of VendorSpecificDataContainer')
             u = c
@@ -13599,14 +13694,6 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader, c: int) -> _iso20_wpt.WPT_Pair
             if c:
                 raise r.fail_at(av + 1, 'WPT_PairingResType[5]', 'expected EE of VendorSpecificDataContainer')
             s = 6
-        elif c < 0x400:
-            av += 9
-            s = -1
-        else:
-            ec = (c >> 9) & 0x3
-            raise r.fail_at(av + 9, 'WPT_PairingResType[5]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
-    else:
-        av += 11
     if s == 6:
         n = 0
         while True:
@@ -13614,7 +13701,15 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader, c: int) -> _iso20_wpt.WPT_Pair
             if av < 0:
                 win, av = r.refill(av, 11)
             c = (win >> av) & 0x7ff
-            if c < 0x200:
+            if c >= 0x200:
+                if c < 0x400:
+                    av += 9
+                    s = -1
+                    break
+                else:
+                    ec = (c >> 9) & 0x3
+                    raise r.fail_at(av + 9, 'WPT_PairingResType[6]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
+            else:
                 if c >= 0x100:
                     raise r.fail_at(av + 9, 'WPT_PairingResType[6]', 'expected CH of VendorSpecificDataContainer')
                 u = c
@@ -13651,23 +13746,16 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader, c: int) -> _iso20_wpt.WPT_Pair
                 if n == 15:
                     s = 21
                     break
-            elif c < 0x400:
-                av += 9
-                s = -1
-                break
-            else:
-                ec = (c >> 9) & 0x3
-                raise r.fail_at(av + 9, 'WPT_PairingResType[6]', f'event code {ec}, expected SE(VendorSpecificDataContainer), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
-    if s == 21:
+    if s != 21:
+        av += 1
+    else:
         if c:
             raise r.fail_at(av + 1, 'WPT_PairingResType', 'expected EE')
         s = -1
-    else:
-        av += 1
     r.avail = av
     ob = _new(_K_iso20_wpt_WPT_PairingResType)
     ob.Header = f_Header
@@ -14083,7 +14171,47 @@ def _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r: BitReader, c: int) -> _iso20_wpt
         if av < 0:
             win, av = r.refill(av, 25)
         c = (win >> av) & 0x1ffffff
-        if c < 0x800000:
+        if c >= 0x800000:
+            if c < 0x1000000:
+                av += 5
+                if c >= 0xc00000:
+                    raise r.fail_at(av + 18, 'WPT_TxRxPackageSpecDataType[2]', 'expected CH of PulseSeparationTime')
+                u = ((c >> 14) & 255)
+                if u > 127:
+                    u2 = (c >> 6) & 0xFF
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 9)
+                        c = (win >> av) & 0x1ff
+                        u2 = c >> 1
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            av += 1
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                            av -= 1
+                            if av < 0:
+                                win, av = r.refill(av, 1)
+                            c = (win >> av) & 0x1
+                        c <<= 5
+                else:
+                    av += 8
+                    c >>= 8
+                f_PulseSeparationTime = u
+                if c & 0x20 != 0x0:
+                    raise r.fail_at(av + 1, 'WPT_TxRxPackageSpecDataType[2]', 'expected EE of PulseSeparationTime')
+                s = 4
+                break
+            else:
+                ec = (c >> 23) & 0x3
+                raise r.fail_at(av + 23, 'WPT_TxRxPackageSpecDataType[2]', f'event code {ec}, expected SE(PulseSequenceOrder), SE(PulseSeparationTime)')
+        else:
             if c >= 0x200000:
                 raise r.fail_at(av + 23, 'WPT_TxRxPackageSpecDataType[2]', 'expected SE(IndexNumber), CH of IndexNumber')
             u = (c >> 13)
@@ -14156,50 +14284,14 @@ def _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r: BitReader, c: int) -> _iso20_wpt
             if n == 253:
                 s = 258
                 break
-        elif c < 0x1000000:
-            av += 5
-            if c >= 0xc00000:
-                raise r.fail_at(av + 18, 'WPT_TxRxPackageSpecDataType[2]', 'expected CH of PulseSeparationTime')
-            u = ((c >> 14) & 255)
-            if u > 127:
-                u2 = (c >> 6) & 0xFF
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 9)
-                    c = (win >> av) & 0x1ff
-                    u2 = c >> 1
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        av += 1
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-                        av -= 1
-                        if av < 0:
-                            win, av = r.refill(av, 1)
-                        c = (win >> av) & 0x1
-                    c <<= 5
-            else:
-                av += 8
-                c >>= 8
-            f_PulseSeparationTime = u
-            if c & 0x20 != 0x0:
-                raise r.fail_at(av + 1, 'WPT_TxRxPackageSpecDataType[2]', 'expected EE of PulseSeparationTime')
-            s = 4
-            break
-        else:
-            ec = (c >> 23) & 0x3
-            raise r.fail_at(av + 23, 'WPT_TxRxPackageSpecDataType[2]', f'event code {ec}, expected SE(PulseSequenceOrder), SE(PulseSeparationTime)')
     av -= 28
     if av < 0:
         win, av = r.refill(av, 28)
     c = (win >> av) & 0xfffffff
-    if s == 258:
+    if s != 258:
+        av += 5
+        c >>= 5
+    else:
         if c >= 0x4000000:
             raise r.fail_at(av + 28, 'WPT_TxRxPackageSpecDataType', 'expected SE(PulseSeparationTime), CH of PulseSeparationTime')
         u = (c >> 18)
@@ -14236,9 +14328,6 @@ def _d_iso20_wpt_WPT_TxRxPackageSpecDataType(r: BitReader, c: int) -> _iso20_wpt
         if av < 0:
             win, av = r.refill(av, 23)
         c = (win >> av) & 0x7fffff
-    else:
-        av += 5
-        c >>= 5
     if c >= 0x200000:
         raise r.fail_at(av + 23, 'WPT_TxRxPackageSpecDataType', 'expected SE(PulseDuration), CH of PulseDuration')
     u = (c >> 13)

@@ -88,14 +88,15 @@ def _d_xmldsig_CanonicalizationMethodType(r: BitReader, c: int) -> _xmldsig.Cano
         c = (win >> av) & 0x3
         if c < 0x1:
             raise r.fail_at(av, 'CanonicalizationMethodType[1]', 'wildcard element content is not supported')
-        elif c < 0x2:
+        elif c >= 0x2:
+            if c < 0x3:
+                raise r.fail_at(av, 'CanonicalizationMethodType[1]', 'untyped character content is not supported')
+            else:
+                ec = (c >> 0) & 0x3
+                raise r.fail_at(av, 'CanonicalizationMethodType[1]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+        else:
             s = -1
             break
-        elif c < 0x3:
-            raise r.fail_at(av, 'CanonicalizationMethodType[1]', 'untyped character content is not supported')
-        else:
-            ec = (c >> 0) & 0x3
-            raise r.fail_at(av, 'CanonicalizationMethodType[1]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     if s == 2:
         while True:
             av -= 2
@@ -104,14 +105,15 @@ def _d_xmldsig_CanonicalizationMethodType(r: BitReader, c: int) -> _xmldsig.Cano
             c = (win >> av) & 0x3
             if c < 0x1:
                 raise r.fail_at(av, 'CanonicalizationMethodType[2]', 'wildcard element content is not supported')
-            elif c < 0x2:
+            elif c >= 0x2:
+                if c < 0x3:
+                    raise r.fail_at(av, 'CanonicalizationMethodType[2]', 'untyped character content is not supported')
+                else:
+                    ec = (c >> 0) & 0x3
+                    raise r.fail_at(av, 'CanonicalizationMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+            else:
                 s = -1
                 break
-            elif c < 0x3:
-                raise r.fail_at(av, 'CanonicalizationMethodType[2]', 'untyped character content is not supported')
-            else:
-                ec = (c >> 0) & 0x3
-                raise r.fail_at(av, 'CanonicalizationMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     r.avail = av
     ob = _new(_K_xmldsig_CanonicalizationMethodType)
     ob.Algorithm = f_Algorithm
@@ -156,7 +158,79 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader, c: int) -> _xmldsig.DSAKeyValueType
     f_Seed: bytes | None = None
     f_PgenCounter: bytes | None = None
     s = 0
-    if c < 0x200:
+    if c >= 0x200:
+        if c < 0x400:
+            if c >= 0x300:
+                raise r.fail_at(av + 9, 'DSAKeyValueType[0]', 'expected CH of G')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_G = r.binary_of(u, None)
+            win = r.win
+            av = r.avail
+            av -= 13
+            if av < 0:
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            if c >= 0x1000:
+                raise r.fail_at(av + 13, 'DSAKeyValueType[0]', 'expected EE of G')
+            s = 2
+        elif c < 0x600:
+            if c >= 0x500:
+                raise r.fail_at(av + 9, 'DSAKeyValueType[0]', 'expected CH of Y')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_Y = r.binary_of(u, None)
+            win = r.win
+            av = r.avail
+            av -= 13
+            if av < 0:
+                win, av = r.refill(av, 13)
+            c = (win >> av) & 0x1fff
+            if c >= 0x1000:
+                raise r.fail_at(av + 13, 'DSAKeyValueType[0]', 'expected EE of Y')
+            s = 3
+        else:
+            ec = (c >> 9) & 0x3
+            raise r.fail_at(av + 9, 'DSAKeyValueType[0]', f'event code {ec}, expected SE(P), SE(G), SE(Y)')
+    else:
         if c >= 0x100:
             raise r.fail_at(av + 9, 'DSAKeyValueType[0]', 'expected CH of P')
         u = c
@@ -220,80 +294,49 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader, c: int) -> _xmldsig.DSAKeyValueType
         if c >= 0x1000:
             raise r.fail_at(av + 13, 'DSAKeyValueType[0]', 'expected EE of Q')
         s = 4
-    elif c < 0x400:
-        if c >= 0x300:
-            raise r.fail_at(av + 9, 'DSAKeyValueType[0]', 'expected CH of G')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_G = r.binary_of(u, None)
-        win = r.win
-        av = r.avail
-        av -= 13
-        if av < 0:
-            win, av = r.refill(av, 13)
-        c = (win >> av) & 0x1fff
-        if c >= 0x1000:
-            raise r.fail_at(av + 13, 'DSAKeyValueType[0]', 'expected EE of G')
-        s = 2
-    elif c < 0x600:
-        if c >= 0x500:
-            raise r.fail_at(av + 9, 'DSAKeyValueType[0]', 'expected CH of Y')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_Y = r.binary_of(u, None)
-        win = r.win
-        av = r.avail
-        av -= 13
-        if av < 0:
-            win, av = r.refill(av, 13)
-        c = (win >> av) & 0x1fff
-        if c >= 0x1000:
-            raise r.fail_at(av + 13, 'DSAKeyValueType[0]', 'expected EE of Y')
-        s = 3
+    if s != 4:
+        pass
     else:
-        ec = (c >> 9) & 0x3
-        raise r.fail_at(av + 9, 'DSAKeyValueType[0]', f'event code {ec}, expected SE(P), SE(G), SE(Y)')
-    if s == 4:
         av += 1
-        if c < 0x400:
+        if c >= 0x400:
+            if c < 0x800:
+                if c >= 0x600:
+                    raise r.fail_at(av + 9, 'DSAKeyValueType[4]', 'expected CH of Y')
+                u = ((c >> 1) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                r.avail = av
+                f_Y = r.binary_of(u, None)
+                win = r.win
+                av = r.avail
+                av -= 13
+                if av < 0:
+                    win, av = r.refill(av, 13)
+                c = (win >> av) & 0x1fff
+                if c >= 0x1000:
+                    raise r.fail_at(av + 13, 'DSAKeyValueType[4]', 'expected EE of Y')
+                s = 3
+            else:
+                ec = (c >> 10) & 0x3
+                raise r.fail_at(av + 9, 'DSAKeyValueType[4]', f'event code {ec}, expected SE(G), SE(Y)')
+        else:
             if c >= 0x200:
                 raise r.fail_at(av + 9, 'DSAKeyValueType[4]', 'expected CH of G')
             u = (c >> 1)
@@ -327,44 +370,9 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader, c: int) -> _xmldsig.DSAKeyValueType
             if c >= 0x1000:
                 raise r.fail_at(av + 13, 'DSAKeyValueType[4]', 'expected EE of G')
             s = 2
-        elif c < 0x800:
-            if c >= 0x600:
-                raise r.fail_at(av + 9, 'DSAKeyValueType[4]', 'expected CH of Y')
-            u = ((c >> 1) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-            r.avail = av
-            f_Y = r.binary_of(u, None)
-            win = r.win
-            av = r.avail
-            av -= 13
-            if av < 0:
-                win, av = r.refill(av, 13)
-            c = (win >> av) & 0x1fff
-            if c >= 0x1000:
-                raise r.fail_at(av + 13, 'DSAKeyValueType[4]', 'expected EE of Y')
-            s = 3
-        else:
-            ec = (c >> 10) & 0x3
-            raise r.fail_at(av + 9, 'DSAKeyValueType[4]', f'event code {ec}, expected SE(G), SE(Y)')
-    if s == 2:
+    if s != 2:
+        pass
+    else:
         av += 2
         if c >= 0x400:
             raise r.fail_at(av + 10, 'DSAKeyValueType', 'expected SE(Y), CH of Y')
@@ -399,7 +407,48 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader, c: int) -> _xmldsig.DSAKeyValueType
         if c >= 0x1000:
             raise r.fail_at(av + 13, 'DSAKeyValueType', 'expected EE of Y')
         s = 3
-    if c < 0x400:
+    if c >= 0x400:
+        if c < 0x800:
+            av += 1
+            if c >= 0x600:
+                raise r.fail_at(av + 9, 'DSAKeyValueType[3]', 'expected CH of Seed')
+            u = ((c >> 1) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_Seed = r.binary_of(u, None)
+            win = r.win
+            av = r.avail
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            if c >= 0x400:
+                raise r.fail_at(av + 11, 'DSAKeyValueType[3]', 'expected EE of Seed')
+            s = 6
+        elif c < 0xc00:
+            s = -1
+        else:
+            ec = (c >> 10) & 0x3
+            raise r.fail_at(av + 10, 'DSAKeyValueType[3]', f'event code {ec}, expected SE(J), SE(Seed), EE')
+    else:
         av += 1
         if c >= 0x200:
             raise r.fail_at(av + 9, 'DSAKeyValueType[3]', 'expected CH of J')
@@ -433,7 +482,13 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader, c: int) -> _xmldsig.DSAKeyValueType
         c = (win >> av) & 0x1fff
         if c >= 0x1000:
             raise r.fail_at(av + 13, 'DSAKeyValueType[3]', 'expected EE of J')
-        if c < 0x400:
+        if c >= 0x400:
+            if c < 0x800:
+                s = -1
+            else:
+                ec = (c >> 10) & 0x3
+                raise r.fail_at(av + 10, 'DSAKeyValueType[5]', f'event code {ec}, expected SE(Seed), EE')
+        else:
             av += 1
             if c >= 0x200:
                 raise r.fail_at(av + 9, 'DSAKeyValueType[5]', 'expected CH of Seed')
@@ -468,52 +523,9 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader, c: int) -> _xmldsig.DSAKeyValueType
             if c >= 0x400:
                 raise r.fail_at(av + 11, 'DSAKeyValueType[5]', 'expected EE of Seed')
             s = 6
-        elif c < 0x800:
-            s = -1
-        else:
-            ec = (c >> 10) & 0x3
-            raise r.fail_at(av + 10, 'DSAKeyValueType[5]', f'event code {ec}, expected SE(Seed), EE')
-    elif c < 0x800:
-        av += 1
-        if c >= 0x600:
-            raise r.fail_at(av + 9, 'DSAKeyValueType[3]', 'expected CH of Seed')
-        u = ((c >> 1) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_Seed = r.binary_of(u, None)
-        win = r.win
-        av = r.avail
-        av -= 11
-        if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        if c >= 0x400:
-            raise r.fail_at(av + 11, 'DSAKeyValueType[3]', 'expected EE of Seed')
-        s = 6
-    elif c < 0xc00:
-        s = -1
+    if s != 6:
+        pass
     else:
-        ec = (c >> 10) & 0x3
-        raise r.fail_at(av + 10, 'DSAKeyValueType[3]', f'event code {ec}, expected SE(J), SE(Seed), EE')
-    if s == 6:
         if c & 0x300 != 0x0:
             raise r.fail_at(av + 10, 'DSAKeyValueType', 'expected SE(PgenCounter), CH of PgenCounter')
         u = (c & 255)
@@ -547,13 +559,13 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader, c: int) -> _xmldsig.DSAKeyValueType
         if c >= 0x400:
             raise r.fail_at(av + 11, 'DSAKeyValueType', 'expected EE of PgenCounter')
         s = 7
-    if s == 7:
+    if s != 7:
+        av += 10
+    else:
         av += 9
         if c & 0x200 != 0x0:
             raise r.fail_at(av + 1, 'DSAKeyValueType', 'expected EE')
         s = -1
-    else:
-        av += 10
     r.avail = av
     ob = _new(_K_xmldsig_DSAKeyValueType)
     ob.P = f_P
@@ -762,14 +774,15 @@ def _d_xmldsig_DigestMethodType(r: BitReader, c: int) -> _xmldsig.DigestMethodTy
         c = (win >> av) & 0x3
         if c < 0x1:
             raise r.fail_at(av, 'DigestMethodType[1]', 'wildcard element content is not supported')
-        elif c < 0x2:
+        elif c >= 0x2:
+            if c < 0x3:
+                raise r.fail_at(av, 'DigestMethodType[1]', 'untyped character content is not supported')
+            else:
+                ec = (c >> 0) & 0x3
+                raise r.fail_at(av, 'DigestMethodType[1]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+        else:
             s = -1
             break
-        elif c < 0x3:
-            raise r.fail_at(av, 'DigestMethodType[1]', 'untyped character content is not supported')
-        else:
-            ec = (c >> 0) & 0x3
-            raise r.fail_at(av, 'DigestMethodType[1]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     if s == 2:
         while True:
             av -= 2
@@ -778,14 +791,15 @@ def _d_xmldsig_DigestMethodType(r: BitReader, c: int) -> _xmldsig.DigestMethodTy
             c = (win >> av) & 0x3
             if c < 0x1:
                 raise r.fail_at(av, 'DigestMethodType[2]', 'wildcard element content is not supported')
-            elif c < 0x2:
+            elif c >= 0x2:
+                if c < 0x3:
+                    raise r.fail_at(av, 'DigestMethodType[2]', 'untyped character content is not supported')
+                else:
+                    ec = (c >> 0) & 0x3
+                    raise r.fail_at(av, 'DigestMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+            else:
                 s = -1
                 break
-            elif c < 0x3:
-                raise r.fail_at(av, 'DigestMethodType[2]', 'untyped character content is not supported')
-            else:
-                ec = (c >> 0) & 0x3
-                raise r.fail_at(av, 'DigestMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     r.avail = av
     ob = _new(_K_xmldsig_DigestMethodType)
     ob.Algorithm = f_Algorithm
@@ -858,7 +872,91 @@ def _d_xmldsig_KeyInfoType(r: BitReader, c: int) -> _xmldsig.KeyInfoType:
         win = r.win
         av = r.avail
         s = 1
-    elif c < 0x10000:
+    elif c >= 0x10000:
+        if c < 0x18000:
+            av += 15
+            r.avail = av
+            f_KeyValue.append(_d_xmldsig_KeyValueType(r, c))
+            win = r.win
+            av = r.avail
+            s = 2
+        elif c < 0x20000:
+            c &= 0x7fff
+            r.avail = av
+            f_RetrievalMethod.append(_d_xmldsig_RetrievalMethodType(r, c))
+            win = r.win
+            av = r.avail
+            s = 2
+        elif c < 0x28000:
+            av += 2
+            c >>= 2
+            c &= 0x1fff
+            r.avail = av
+            f_X509Data.append(_d_xmldsig_X509DataType(r, c))
+            win = r.win
+            av = r.avail
+            s = 2
+        elif c < 0x30000:
+            av += 4
+            c >>= 4
+            c &= 0x7ff
+            r.avail = av
+            f_PGPData.append(_d_xmldsig_PGPDataType(r, c))
+            win = r.win
+            av = r.avail
+            s = 2
+        elif c < 0x38000:
+            av += 15
+            r.avail = av
+            f_SPKIData.append(_d_xmldsig_SPKIDataType(r, c))
+            win = r.win
+            av = r.avail
+            s = 2
+        elif c < 0x40000:
+            av += 6
+            if c >= 0x3c000:
+                raise r.fail_at(av + 9, 'KeyInfoType[0]', 'expected CH of MgmtData')
+            u = ((c >> 6) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_MgmtData.append(r.string_of(u, None))
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'KeyInfoType[0]', 'expected EE of MgmtData')
+            s = 2
+        elif c < 0x48000:
+            av += 15
+            raise r.fail_at(av, 'KeyInfoType[0]', 'wildcard element content is not supported')
+        elif c < 0x50000:
+            av += 15
+            raise r.fail_at(av, 'KeyInfoType[0]', 'untyped character content is not supported')
+        else:
+            ec = (c >> 15) & 0xf
+            raise r.fail_at(av + 15, 'KeyInfoType[0]', f'event code {ec}, expected AT(Id), SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), CH(untyped)')
+    else:
         av += 6
         if c >= 0xc000:
             raise r.fail_at(av + 9, 'KeyInfoType[0]', 'expected CH of KeyName')
@@ -893,96 +991,103 @@ def _d_xmldsig_KeyInfoType(r: BitReader, c: int) -> _xmldsig.KeyInfoType:
         if c:
             raise r.fail_at(av + 1, 'KeyInfoType[0]', 'expected EE of KeyName')
         s = 2
-    elif c < 0x18000:
-        av += 15
-        r.avail = av
-        f_KeyValue.append(_d_xmldsig_KeyValueType(r, c))
-        win = r.win
-        av = r.avail
-        s = 2
-    elif c < 0x20000:
-        c &= 0x7fff
-        r.avail = av
-        f_RetrievalMethod.append(_d_xmldsig_RetrievalMethodType(r, c))
-        win = r.win
-        av = r.avail
-        s = 2
-    elif c < 0x28000:
-        av += 2
-        c >>= 2
-        c &= 0x1fff
-        r.avail = av
-        f_X509Data.append(_d_xmldsig_X509DataType(r, c))
-        win = r.win
-        av = r.avail
-        s = 2
-    elif c < 0x30000:
-        av += 4
-        c >>= 4
-        c &= 0x7ff
-        r.avail = av
-        f_PGPData.append(_d_xmldsig_PGPDataType(r, c))
-        win = r.win
-        av = r.avail
-        s = 2
-    elif c < 0x38000:
-        av += 15
-        r.avail = av
-        f_SPKIData.append(_d_xmldsig_SPKIDataType(r, c))
-        win = r.win
-        av = r.avail
-        s = 2
-    elif c < 0x40000:
-        av += 6
-        if c >= 0x3c000:
-            raise r.fail_at(av + 9, 'KeyInfoType[0]', 'expected CH of MgmtData')
-        u = ((c >> 6) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_MgmtData.append(r.string_of(u, None))
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'KeyInfoType[0]', 'expected EE of MgmtData')
-        s = 2
-    elif c < 0x48000:
-        av += 15
-        raise r.fail_at(av, 'KeyInfoType[0]', 'wildcard element content is not supported')
-    elif c < 0x50000:
-        av += 15
-        raise r.fail_at(av, 'KeyInfoType[0]', 'untyped character content is not supported')
-    else:
-        ec = (c >> 15) & 0xf
-        raise r.fail_at(av + 15, 'KeyInfoType[0]', f'event code {ec}, expected AT(Id), SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), CH(untyped)')
     if s == 1:
         while True:
             av -= 19
             if av < 0:
                 win, av = r.refill(av, 19)
             c = (win >> av) & 0x7ffff
-            if c < 0x8000:
+            if c >= 0x8000:
+                if c < 0x10000:
+                    av += 15
+                    r.avail = av
+                    f_KeyValue.append(_d_xmldsig_KeyValueType(r, c))
+                    win = r.win
+                    av = r.avail
+                    s = 2
+                    break
+                elif c < 0x18000:
+                    c &= 0x7fff
+                    r.avail = av
+                    f_RetrievalMethod.append(_d_xmldsig_RetrievalMethodType(r, c))
+                    win = r.win
+                    av = r.avail
+                    s = 2
+                    break
+                elif c < 0x20000:
+                    av += 2
+                    c >>= 2
+                    c &= 0x1fff
+                    r.avail = av
+                    f_X509Data.append(_d_xmldsig_X509DataType(r, c))
+                    win = r.win
+                    av = r.avail
+                    s = 2
+                    break
+                elif c < 0x28000:
+                    av += 4
+                    c >>= 4
+                    c &= 0x7ff
+                    r.avail = av
+                    f_PGPData.append(_d_xmldsig_PGPDataType(r, c))
+                    win = r.win
+                    av = r.avail
+                    s = 2
+                    break
+                elif c < 0x30000:
+                    av += 15
+                    r.avail = av
+                    f_SPKIData.append(_d_xmldsig_SPKIDataType(r, c))
+                    win = r.win
+                    av = r.avail
+                    s = 2
+                    break
+                elif c < 0x38000:
+                    av += 6
+                    if c >= 0x34000:
+                        raise r.fail_at(av + 9, 'KeyInfoType[1]', 'expected CH of MgmtData')
+                    u = ((c >> 6) & 255)
+                    if u > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        if u2 < 128:
+                            u += _U2[u2]
+                        else:
+                            u = (u & 0x7F) | (u2 & 0x7F) << 7
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 8)
+                            u2 = (win >> av) & 0xff
+                            u |= (u2 & 0x7F) << 14
+                            if u2 > 127:
+                                r.avail = av
+                                u = r.uint_more(u, 21)
+                                win = r.win
+                                av = r.avail
+                    r.avail = av
+                    f_MgmtData.append(r.string_of(u, None))
+                    win = r.win
+                    av = r.avail
+                    av -= 1
+                    if av < 0:
+                        win, av = r.refill(av, 1)
+                    c = (win >> av) & 0x1
+                    if c:
+                        raise r.fail_at(av + 1, 'KeyInfoType[1]', 'expected EE of MgmtData')
+                    s = 2
+                    break
+                elif c < 0x40000:
+                    av += 15
+                    raise r.fail_at(av, 'KeyInfoType[1]', 'wildcard element content is not supported')
+                elif c < 0x48000:
+                    av += 15
+                    raise r.fail_at(av, 'KeyInfoType[1]', 'untyped character content is not supported')
+                else:
+                    ec = (c >> 15) & 0xf
+                    raise r.fail_at(av + 15, 'KeyInfoType[1]', f'event code {ec}, expected SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), CH(untyped)')
+            else:
                 av += 6
                 if c >= 0x4000:
                     raise r.fail_at(av + 9, 'KeyInfoType[1]', 'expected CH of KeyName')
@@ -1018,22 +1123,24 @@ def _d_xmldsig_KeyInfoType(r: BitReader, c: int) -> _xmldsig.KeyInfoType:
                     raise r.fail_at(av + 1, 'KeyInfoType[1]', 'expected EE of KeyName')
                 s = 2
                 break
-            elif c < 0x10000:
+    while True:
+        av -= 19
+        if av < 0:
+            win, av = r.refill(av, 19)
+        c = (win >> av) & 0x7ffff
+        if c >= 0x8000:
+            if c < 0x10000:
                 av += 15
                 r.avail = av
                 f_KeyValue.append(_d_xmldsig_KeyValueType(r, c))
                 win = r.win
                 av = r.avail
-                s = 2
-                break
             elif c < 0x18000:
                 c &= 0x7fff
                 r.avail = av
                 f_RetrievalMethod.append(_d_xmldsig_RetrievalMethodType(r, c))
                 win = r.win
                 av = r.avail
-                s = 2
-                break
             elif c < 0x20000:
                 av += 2
                 c >>= 2
@@ -1042,8 +1149,6 @@ def _d_xmldsig_KeyInfoType(r: BitReader, c: int) -> _xmldsig.KeyInfoType:
                 f_X509Data.append(_d_xmldsig_X509DataType(r, c))
                 win = r.win
                 av = r.avail
-                s = 2
-                break
             elif c < 0x28000:
                 av += 4
                 c >>= 4
@@ -1052,20 +1157,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader, c: int) -> _xmldsig.KeyInfoType:
                 f_PGPData.append(_d_xmldsig_PGPDataType(r, c))
                 win = r.win
                 av = r.avail
-                s = 2
-                break
             elif c < 0x30000:
                 av += 15
                 r.avail = av
                 f_SPKIData.append(_d_xmldsig_SPKIDataType(r, c))
                 win = r.win
                 av = r.avail
-                s = 2
-                break
             elif c < 0x38000:
                 av += 6
                 if c >= 0x34000:
-                    raise r.fail_at(av + 9, 'KeyInfoType[1]', 'expected CH of MgmtData')
+                    raise r.fail_at(av + 9, 'KeyInfoType[2]', 'expected CH of MgmtData')
                 u = ((c >> 6) & 255)
                 if u > 127:
                     av -= 8
@@ -1095,24 +1196,21 @@ def _d_xmldsig_KeyInfoType(r: BitReader, c: int) -> _xmldsig.KeyInfoType:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
                 if c:
-                    raise r.fail_at(av + 1, 'KeyInfoType[1]', 'expected EE of MgmtData')
-                s = 2
-                break
+                    raise r.fail_at(av + 1, 'KeyInfoType[2]', 'expected EE of MgmtData')
             elif c < 0x40000:
                 av += 15
-                raise r.fail_at(av, 'KeyInfoType[1]', 'wildcard element content is not supported')
+                raise r.fail_at(av, 'KeyInfoType[2]', 'wildcard element content is not supported')
             elif c < 0x48000:
                 av += 15
-                raise r.fail_at(av, 'KeyInfoType[1]', 'untyped character content is not supported')
+                s = -1
+                break
+            elif c < 0x50000:
+                av += 15
+                raise r.fail_at(av, 'KeyInfoType[2]', 'untyped character content is not supported')
             else:
                 ec = (c >> 15) & 0xf
-                raise r.fail_at(av + 15, 'KeyInfoType[1]', f'event code {ec}, expected SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), CH(untyped)')
-    while True:
-        av -= 19
-        if av < 0:
-            win, av = r.refill(av, 19)
-        c = (win >> av) & 0x7ffff
-        if c < 0x8000:
+                raise r.fail_at(av + 15, 'KeyInfoType[2]', f'event code {ec}, expected SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), EE, CH(untyped)')
+        else:
             av += 6
             if c >= 0x4000:
                 raise r.fail_at(av + 9, 'KeyInfoType[2]', 'expected CH of KeyName')
@@ -1146,87 +1244,6 @@ def _d_xmldsig_KeyInfoType(r: BitReader, c: int) -> _xmldsig.KeyInfoType:
             c = (win >> av) & 0x1
             if c:
                 raise r.fail_at(av + 1, 'KeyInfoType[2]', 'expected EE of KeyName')
-        elif c < 0x10000:
-            av += 15
-            r.avail = av
-            f_KeyValue.append(_d_xmldsig_KeyValueType(r, c))
-            win = r.win
-            av = r.avail
-        elif c < 0x18000:
-            c &= 0x7fff
-            r.avail = av
-            f_RetrievalMethod.append(_d_xmldsig_RetrievalMethodType(r, c))
-            win = r.win
-            av = r.avail
-        elif c < 0x20000:
-            av += 2
-            c >>= 2
-            c &= 0x1fff
-            r.avail = av
-            f_X509Data.append(_d_xmldsig_X509DataType(r, c))
-            win = r.win
-            av = r.avail
-        elif c < 0x28000:
-            av += 4
-            c >>= 4
-            c &= 0x7ff
-            r.avail = av
-            f_PGPData.append(_d_xmldsig_PGPDataType(r, c))
-            win = r.win
-            av = r.avail
-        elif c < 0x30000:
-            av += 15
-            r.avail = av
-            f_SPKIData.append(_d_xmldsig_SPKIDataType(r, c))
-            win = r.win
-            av = r.avail
-        elif c < 0x38000:
-            av += 6
-            if c >= 0x34000:
-                raise r.fail_at(av + 9, 'KeyInfoType[2]', 'expected CH of MgmtData')
-            u = ((c >> 6) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-            r.avail = av
-            f_MgmtData.append(r.string_of(u, None))
-            win = r.win
-            av = r.avail
-            av -= 1
-            if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
-                raise r.fail_at(av + 1, 'KeyInfoType[2]', 'expected EE of MgmtData')
-        elif c < 0x40000:
-            av += 15
-            raise r.fail_at(av, 'KeyInfoType[2]', 'wildcard element content is not supported')
-        elif c < 0x48000:
-            av += 15
-            s = -1
-            break
-        elif c < 0x50000:
-            av += 15
-            raise r.fail_at(av, 'KeyInfoType[2]', 'untyped character content is not supported')
-        else:
-            ec = (c >> 15) & 0xf
-            raise r.fail_at(av + 15, 'KeyInfoType[2]', f'event code {ec}, expected SE(KeyName), SE(KeyValue), SE(RetrievalMethod), SE(X509Data), SE(PGPData), SE(SPKIData), SE(MgmtData), SE(*), EE, CH(untyped)')
     r.avail = av
     ob = _new(_K_xmldsig_KeyInfoType)
     ob.Id = f_Id
@@ -1527,7 +1544,17 @@ def _d_xmldsig_KeyValueType(r: BitReader, c: int) -> _xmldsig.KeyValueType:
             win = r.win
             av = r.avail
             break
-        elif c < 0x1000:
+        elif c >= 0x1000:
+            if c < 0x1800:
+                av += 11
+                raise r.fail_at(av, 'KeyValueType[0]', 'wildcard element content is not supported')
+            elif c < 0x2000:
+                av += 11
+                raise r.fail_at(av, 'KeyValueType[0]', 'untyped character content is not supported')
+            else:
+                ec = (c >> 11) & 0x7
+                raise r.fail_at(av + 11, 'KeyValueType[0]', f'event code {ec}, expected SE(DSAKeyValue), SE(RSAKeyValue), SE(*), CH(untyped)')
+        else:
             av += 1
             if c >= 0xa00:
                 raise r.fail_at(av + 10, 'KeyValueType[0]', 'expected SE(Modulus), CH of Modulus')
@@ -1596,27 +1623,19 @@ def _d_xmldsig_KeyValueType(r: BitReader, c: int) -> _xmldsig.KeyValueType:
             ob1_.Exponent = f_1_Exponent
             f_RSAKeyValue = ob1_
             break
-        elif c < 0x1800:
-            av += 11
-            raise r.fail_at(av, 'KeyValueType[0]', 'wildcard element content is not supported')
-        elif c < 0x2000:
-            av += 11
-            raise r.fail_at(av, 'KeyValueType[0]', 'untyped character content is not supported')
-        else:
-            ec = (c >> 11) & 0x7
-            raise r.fail_at(av + 11, 'KeyValueType[0]', f'event code {ec}, expected SE(DSAKeyValue), SE(RSAKeyValue), SE(*), CH(untyped)')
     while True:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
-        if c < 0x1:
-            break
-        elif c < 0x2:
-            raise r.fail_at(av, 'KeyValueType[1]', 'untyped character content is not supported')
+        if c >= 0x1:
+            if c < 0x2:
+                raise r.fail_at(av, 'KeyValueType[1]', 'untyped character content is not supported')
+            else:
+                ec = (c >> 0) & 0x3
+                raise r.fail_at(av, 'KeyValueType[1]', f'event code {ec}, expected EE, CH(untyped)')
         else:
-            ec = (c >> 0) & 0x3
-            raise r.fail_at(av, 'KeyValueType[1]', f'event code {ec}, expected EE, CH(untyped)')
+            break
     r.avail = av
     ob = _new(_K_xmldsig_KeyValueType)
     ob.DSAKeyValue = f_DSAKeyValue
@@ -1675,7 +1694,22 @@ def _d_xmldsig_ManifestType(r: BitReader, c: int) -> _xmldsig.ManifestType:
     f_Id: str | None = None
     f_Reference: list[_xmldsig.ReferenceType] = []
     s = 0
-    if c < 0x2000:
+    if c >= 0x2000:
+        if c < 0x4000:
+            c &= 0x1fff
+            r.avail = av
+            f_Reference.append(_d_xmldsig_ReferenceType(r, c))
+            win = r.win
+            av = r.avail
+            av -= 15
+            if av < 0:
+                win, av = r.refill(av, 15)
+            c = (win >> av) & 0x7fff
+            s = 2
+        else:
+            ec = (c >> 13) & 0x3
+            raise r.fail_at(av + 13, 'ManifestType[0]', f'event code {ec}, expected AT(Id), SE(Reference)')
+    else:
         av += 5
         u = (c >> 5)
         if u > 127:
@@ -1716,50 +1750,38 @@ def _d_xmldsig_ManifestType(r: BitReader, c: int) -> _xmldsig.ManifestType:
         if av < 0:
             win, av = r.refill(av, 15)
         c = (win >> av) & 0x7fff
-    elif c < 0x4000:
-        c &= 0x1fff
-        r.avail = av
-        f_Reference.append(_d_xmldsig_ReferenceType(r, c))
-        win = r.win
-        av = r.avail
-        av -= 15
-        if av < 0:
-            win, av = r.refill(av, 15)
-        c = (win >> av) & 0x7fff
-        s = 2
+    if c >= 0x2000:
+        if c < 0x4000:
+            av += 13
+            s = -1
+        else:
+            ec = (c >> 13) & 0x3
+            raise r.fail_at(av + 13, 'ManifestType[2]', f'event code {ec}, expected SE(Reference), EE')
     else:
-        ec = (c >> 13) & 0x3
-        raise r.fail_at(av + 13, 'ManifestType[0]', f'event code {ec}, expected AT(Id), SE(Reference)')
-    if c < 0x2000:
         r.avail = av
         f_Reference.append(_d_xmldsig_ReferenceType(r, c))
         win = r.win
         av = r.avail
         s = 3
-    elif c < 0x4000:
-        av += 13
-        s = -1
-    else:
-        ec = (c >> 13) & 0x3
-        raise r.fail_at(av + 13, 'ManifestType[2]', f'event code {ec}, expected SE(Reference), EE')
     if s == 3:
         while True:
             av -= 15
             if av < 0:
                 win, av = r.refill(av, 15)
             c = (win >> av) & 0x7fff
-            if c < 0x2000:
+            if c >= 0x2000:
+                if c < 0x4000:
+                    av += 13
+                    s = -1
+                    break
+                else:
+                    ec = (c >> 13) & 0x3
+                    raise r.fail_at(av + 13, 'ManifestType[3]', f'event code {ec}, expected SE(Reference), EE')
+            else:
                 r.avail = av
                 f_Reference.append(_d_xmldsig_ReferenceType(r, c))
                 win = r.win
                 av = r.avail
-            elif c < 0x4000:
-                av += 13
-                s = -1
-                break
-            else:
-                ec = (c >> 13) & 0x3
-                raise r.fail_at(av + 13, 'ManifestType[3]', f'event code {ec}, expected SE(Reference), EE')
     r.avail = av
     ob = _new(_K_xmldsig_ManifestType)
     ob.Id = f_Id
@@ -1851,39 +1873,10 @@ def _d_xmldsig_ObjectType(r: BitReader, c: int) -> _xmldsig.ObjectType:
     f_Id: str | None = None
     f_MimeType: str | None = None
     s = 0
-    if c < 0x800:
-        av += 3
-        u = (c >> 3)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_Encoding = r.string_of(u, None)
-        win = r.win
-        av = r.avail
-        av -= 14
-        if av < 0:
-            win, av = r.refill(av, 14)
-        c = (win >> av) & 0x3fff
-        if c < 0x800:
+    if c >= 0x800:
+        if c < 0x1000:
             av += 3
-            u = (c >> 3)
+            u = ((c >> 3) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -1912,7 +1905,7 @@ def _d_xmldsig_ObjectType(r: BitReader, c: int) -> _xmldsig.ObjectType:
                 win, av = r.refill(av, 11)
             c = (win >> av) & 0x7ff
             s = 2
-        elif c < 0x1000:
+        elif c < 0x1800:
             av += 3
             u = ((c >> 3) & 255)
             if u > 127:
@@ -1943,93 +1936,139 @@ def _d_xmldsig_ObjectType(r: BitReader, c: int) -> _xmldsig.ObjectType:
                 win, av = r.refill(av, 11)
             c = (win >> av) & 0x7ff
             s = 3
-        elif c < 0x1800:
-            av += 11
-            raise r.fail_at(av, 'ObjectType[1]', 'wildcard element content is not supported')
         elif c < 0x2000:
-            s = -1
-        elif c < 0x2800:
             av += 11
-            raise r.fail_at(av, 'ObjectType[1]', 'untyped character content is not supported')
+            raise r.fail_at(av, 'ObjectType[0]', 'wildcard element content is not supported')
+        elif c < 0x2800:
+            s = -1
+        elif c < 0x3000:
+            av += 11
+            raise r.fail_at(av, 'ObjectType[0]', 'untyped character content is not supported')
         else:
             ec = (c >> 11) & 0x7
-            raise r.fail_at(av + 11, 'ObjectType[1]', f'event code {ec}, expected AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
-    elif c < 0x1000:
-        av += 3
-        u = ((c >> 3) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_Id = r.string_of(u, None)
-        win = r.win
-        av = r.avail
-        av -= 11
-        if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        s = 2
-    elif c < 0x1800:
-        av += 3
-        u = ((c >> 3) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_MimeType = r.string_of(u, None)
-        win = r.win
-        av = r.avail
-        av -= 11
-        if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        s = 3
-    elif c < 0x2000:
-        av += 11
-        raise r.fail_at(av, 'ObjectType[0]', 'wildcard element content is not supported')
-    elif c < 0x2800:
-        s = -1
-    elif c < 0x3000:
-        av += 11
-        raise r.fail_at(av, 'ObjectType[0]', 'untyped character content is not supported')
+            raise r.fail_at(av + 11, 'ObjectType[0]', f'event code {ec}, expected AT(Encoding), AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
     else:
-        ec = (c >> 11) & 0x7
-        raise r.fail_at(av + 11, 'ObjectType[0]', f'event code {ec}, expected AT(Encoding), AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
-    if s == 2:
+        av += 3
+        u = (c >> 3)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_Encoding = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        av -= 14
+        if av < 0:
+            win, av = r.refill(av, 14)
+        c = (win >> av) & 0x3fff
+        if c >= 0x800:
+            if c < 0x1000:
+                av += 3
+                u = ((c >> 3) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                r.avail = av
+                f_MimeType = r.string_of(u, None)
+                win = r.win
+                av = r.avail
+                av -= 11
+                if av < 0:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                s = 3
+            elif c < 0x1800:
+                av += 11
+                raise r.fail_at(av, 'ObjectType[1]', 'wildcard element content is not supported')
+            elif c < 0x2000:
+                s = -1
+            elif c < 0x2800:
+                av += 11
+                raise r.fail_at(av, 'ObjectType[1]', 'untyped character content is not supported')
+            else:
+                ec = (c >> 11) & 0x7
+                raise r.fail_at(av + 11, 'ObjectType[1]', f'event code {ec}, expected AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
+        else:
+            av += 3
+            u = (c >> 3)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_Id = r.string_of(u, None)
+            win = r.win
+            av = r.avail
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            s = 2
+    if s != 2:
+        av += 11
+    else:
         c &= 0x7ff
-        if c < 0x100:
+        if c >= 0x100:
+            if c < 0x200:
+                av += 8
+                raise r.fail_at(av, 'ObjectType[2]', 'wildcard element content is not supported')
+            elif c < 0x300:
+                av += 8
+                s = -1
+            elif c < 0x400:
+                av += 8
+                raise r.fail_at(av, 'ObjectType[2]', 'untyped character content is not supported')
+            else:
+                ec = (c >> 8) & 0x7
+                raise r.fail_at(av + 8, 'ObjectType[2]', f'event code {ec}, expected AT(MimeType), SE(*), EE, CH(untyped)')
+        else:
             u = c
             if u > 127:
                 av -= 8
@@ -2055,20 +2094,6 @@ def _d_xmldsig_ObjectType(r: BitReader, c: int) -> _xmldsig.ObjectType:
             win = r.win
             av = r.avail
             s = 3
-        elif c < 0x200:
-            av += 8
-            raise r.fail_at(av, 'ObjectType[2]', 'wildcard element content is not supported')
-        elif c < 0x300:
-            av += 8
-            s = -1
-        elif c < 0x400:
-            av += 8
-            raise r.fail_at(av, 'ObjectType[2]', 'untyped character content is not supported')
-        else:
-            ec = (c >> 8) & 0x7
-            raise r.fail_at(av + 8, 'ObjectType[2]', f'event code {ec}, expected AT(MimeType), SE(*), EE, CH(untyped)')
-    else:
-        av += 11
     if s == 3:
         while True:
             av -= 2
@@ -2077,14 +2102,15 @@ def _d_xmldsig_ObjectType(r: BitReader, c: int) -> _xmldsig.ObjectType:
             c = (win >> av) & 0x3
             if c < 0x1:
                 raise r.fail_at(av, 'ObjectType[3]', 'wildcard element content is not supported')
-            elif c < 0x2:
+            elif c >= 0x2:
+                if c < 0x3:
+                    raise r.fail_at(av, 'ObjectType[3]', 'untyped character content is not supported')
+                else:
+                    ec = (c >> 0) & 0x3
+                    raise r.fail_at(av, 'ObjectType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+            else:
                 s = -1
                 break
-            elif c < 0x3:
-                raise r.fail_at(av, 'ObjectType[3]', 'untyped character content is not supported')
-            else:
-                ec = (c >> 0) & 0x3
-                raise r.fail_at(av, 'ObjectType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     if s == 4:
         while True:
             av -= 2
@@ -2093,14 +2119,15 @@ def _d_xmldsig_ObjectType(r: BitReader, c: int) -> _xmldsig.ObjectType:
             c = (win >> av) & 0x3
             if c < 0x1:
                 raise r.fail_at(av, 'ObjectType[4]', 'wildcard element content is not supported')
-            elif c < 0x2:
+            elif c >= 0x2:
+                if c < 0x3:
+                    raise r.fail_at(av, 'ObjectType[4]', 'untyped character content is not supported')
+                else:
+                    ec = (c >> 0) & 0x3
+                    raise r.fail_at(av, 'ObjectType[4]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+            else:
                 s = -1
                 break
-            elif c < 0x3:
-                raise r.fail_at(av, 'ObjectType[4]', 'untyped character content is not supported')
-            else:
-                ec = (c >> 0) & 0x3
-                raise r.fail_at(av, 'ObjectType[4]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     r.avail = av
     ob = _new(_K_xmldsig_ObjectType)
     ob.Encoding = f_Encoding
@@ -2201,7 +2228,52 @@ def _d_xmldsig_PGPDataType(r: BitReader, c: int) -> _xmldsig.PGPDataType:
     f_PGPKeyID: bytes | None = None
     f_PGPKeyPacket: bytes | None = None
     s = 0
-    if c < 0x200:
+    if c >= 0x200:
+        if c < 0x400:
+            if c >= 0x300:
+                raise r.fail_at(av + 9, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_PGPKeyPacket = r.binary_of(u, None)
+            win = r.win
+            av = r.avail
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
+            if c >= 0x4:
+                raise r.fail_at(av + 3, 'PGPDataType[0]', 'expected EE of PGPKeyPacket')
+            if c >= 0x1:
+                if c < 0x2:
+                    s = -1
+                else:
+                    ec = (c >> 0) & 0x3
+                    raise r.fail_at(av, 'PGPDataType[2]', f'event code {ec}, expected SE(*), EE')
+            else:
+                raise r.fail_at(av, 'PGPDataType[2]', 'wildcard element content is not supported')
+        else:
+            ec = (c >> 9) & 0x3
+            raise r.fail_at(av + 9, 'PGPDataType[0]', f'event code {ec}, expected SE(PGPKeyID), SE(PGPKeyPacket)')
+    else:
         if c >= 0x100:
             raise r.fail_at(av + 9, 'PGPDataType[0]', 'expected CH of PGPKeyID')
         u = c
@@ -2234,7 +2306,17 @@ def _d_xmldsig_PGPDataType(r: BitReader, c: int) -> _xmldsig.PGPDataType:
         c = (win >> av) & 0xfff
         if c >= 0x800:
             raise r.fail_at(av + 12, 'PGPDataType[0]', 'expected EE of PGPKeyID')
-        if c < 0x200:
+        if c >= 0x200:
+            if c < 0x400:
+                av += 9
+                raise r.fail_at(av, 'PGPDataType[1]', 'wildcard element content is not supported')
+            elif c < 0x600:
+                av += 9
+                s = -1
+            else:
+                ec = (c >> 9) & 0x3
+                raise r.fail_at(av + 9, 'PGPDataType[1]', f'event code {ec}, expected SE(PGPKeyPacket), SE(*), EE')
+        else:
             if c >= 0x100:
                 raise r.fail_at(av + 9, 'PGPDataType[1]', 'expected CH of PGPKeyPacket')
             u = c
@@ -2267,65 +2349,14 @@ def _d_xmldsig_PGPDataType(r: BitReader, c: int) -> _xmldsig.PGPDataType:
             c = (win >> av) & 0x7
             if c >= 0x4:
                 raise r.fail_at(av + 3, 'PGPDataType[1]', 'expected EE of PGPKeyPacket')
-            if c < 0x1:
+            if c >= 0x1:
+                if c < 0x2:
+                    s = -1
+                else:
+                    ec = (c >> 0) & 0x3
+                    raise r.fail_at(av, 'PGPDataType[3]', f'event code {ec}, expected SE(*), EE')
+            else:
                 raise r.fail_at(av, 'PGPDataType[3]', 'wildcard element content is not supported')
-            elif c < 0x2:
-                s = -1
-            else:
-                ec = (c >> 0) & 0x3
-                raise r.fail_at(av, 'PGPDataType[3]', f'event code {ec}, expected SE(*), EE')
-        elif c < 0x400:
-            av += 9
-            raise r.fail_at(av, 'PGPDataType[1]', 'wildcard element content is not supported')
-        elif c < 0x600:
-            av += 9
-            s = -1
-        else:
-            ec = (c >> 9) & 0x3
-            raise r.fail_at(av + 9, 'PGPDataType[1]', f'event code {ec}, expected SE(PGPKeyPacket), SE(*), EE')
-    elif c < 0x400:
-        if c >= 0x300:
-            raise r.fail_at(av + 9, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_PGPKeyPacket = r.binary_of(u, None)
-        win = r.win
-        av = r.avail
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c >= 0x4:
-            raise r.fail_at(av + 3, 'PGPDataType[0]', 'expected EE of PGPKeyPacket')
-        if c < 0x1:
-            raise r.fail_at(av, 'PGPDataType[2]', 'wildcard element content is not supported')
-        elif c < 0x2:
-            s = -1
-        else:
-            ec = (c >> 0) & 0x3
-            raise r.fail_at(av, 'PGPDataType[2]', f'event code {ec}, expected SE(*), EE')
-    else:
-        ec = (c >> 9) & 0x3
-        raise r.fail_at(av + 9, 'PGPDataType[0]', f'event code {ec}, expected SE(PGPKeyID), SE(PGPKeyPacket)')
     if s == 4:
         while True:
             av -= 2
@@ -2334,12 +2365,12 @@ def _d_xmldsig_PGPDataType(r: BitReader, c: int) -> _xmldsig.PGPDataType:
             c = (win >> av) & 0x3
             if c < 0x1:
                 raise r.fail_at(av, 'PGPDataType[4]', 'wildcard element content is not supported')
-            elif c < 0x2:
-                s = -1
-                break
-            else:
+            elif c >= 0x2:
                 ec = (c >> 0) & 0x3
                 raise r.fail_at(av, 'PGPDataType[4]', f'event code {ec}, expected SE(*), EE')
+            else:
+                s = -1
+                break
     if s == 5:
         while True:
             av -= 2
@@ -2348,12 +2379,12 @@ def _d_xmldsig_PGPDataType(r: BitReader, c: int) -> _xmldsig.PGPDataType:
             c = (win >> av) & 0x3
             if c < 0x1:
                 raise r.fail_at(av, 'PGPDataType[5]', 'wildcard element content is not supported')
-            elif c < 0x2:
-                s = -1
-                break
-            else:
+            elif c >= 0x2:
                 ec = (c >> 0) & 0x3
                 raise r.fail_at(av, 'PGPDataType[5]', f'event code {ec}, expected SE(*), EE')
+            else:
+                s = -1
+                break
     r.avail = av
     ob = _new(_K_xmldsig_PGPDataType)
     ob.PGPKeyID = f_PGPKeyID
@@ -2540,39 +2571,10 @@ def _d_xmldsig_ReferenceType(r: BitReader, c: int) -> _xmldsig.ReferenceType:
     f_DigestMethod: _xmldsig.DigestMethodType
     f_DigestValue: bytes
     s = 0
-    if c < 0x400:
-        av += 2
-        u = (c >> 2)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_Id = r.string_of(u, None)
-        win = r.win
-        av = r.avail
-        av -= 13
-        if av < 0:
-            win, av = r.refill(av, 13)
-        c = (win >> av) & 0x1fff
-        if c < 0x400:
+    if c >= 0x400:
+        if c < 0x800:
             av += 2
-            u = (c >> 2)
+            u = ((c >> 2) & 255)
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -2601,7 +2603,7 @@ def _d_xmldsig_ReferenceType(r: BitReader, c: int) -> _xmldsig.ReferenceType:
                 win, av = r.refill(av, 12)
             c = (win >> av) & 0xfff
             s = 2
-        elif c < 0x800:
+        elif c < 0xc00:
             av += 2
             u = ((c >> 2) & 255)
             if u > 127:
@@ -2632,7 +2634,7 @@ def _d_xmldsig_ReferenceType(r: BitReader, c: int) -> _xmldsig.ReferenceType:
                 win, av = r.refill(av, 12)
             c = (win >> av) & 0xfff
             s = 3
-        elif c < 0xc00:
+        elif c < 0x1000:
             c &= 0x3ff
             r.avail = av
             f_Transforms = _d_xmldsig_TransformsType(r, c)
@@ -2643,7 +2645,7 @@ def _d_xmldsig_ReferenceType(r: BitReader, c: int) -> _xmldsig.ReferenceType:
                 win, av = r.refill(av, 12)
             c = (win >> av) & 0xfff
             s = 4
-        elif c < 0x1000:
+        elif c < 0x1400:
             av += 1
             c >>= 1
             c &= 0x1ff
@@ -2658,98 +2660,159 @@ def _d_xmldsig_ReferenceType(r: BitReader, c: int) -> _xmldsig.ReferenceType:
             s = 5
         else:
             ec = (c >> 10) & 0x7
-            raise r.fail_at(av + 10, 'ReferenceType[1]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
-    elif c < 0x800:
-        av += 2
-        u = ((c >> 2) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_Type = r.string_of(u, None)
-        win = r.win
-        av = r.avail
-        av -= 12
-        if av < 0:
-            win, av = r.refill(av, 12)
-        c = (win >> av) & 0xfff
-        s = 2
-    elif c < 0xc00:
-        av += 2
-        u = ((c >> 2) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_URI = r.string_of(u, None)
-        win = r.win
-        av = r.avail
-        av -= 12
-        if av < 0:
-            win, av = r.refill(av, 12)
-        c = (win >> av) & 0xfff
-        s = 3
-    elif c < 0x1000:
-        c &= 0x3ff
-        r.avail = av
-        f_Transforms = _d_xmldsig_TransformsType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 12
-        if av < 0:
-            win, av = r.refill(av, 12)
-        c = (win >> av) & 0xfff
-        s = 4
-    elif c < 0x1400:
-        av += 1
-        c >>= 1
-        c &= 0x1ff
-        r.avail = av
-        f_DigestMethod = _d_xmldsig_DigestMethodType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 12
-        if av < 0:
-            win, av = r.refill(av, 12)
-        c = (win >> av) & 0xfff
-        s = 5
+            raise r.fail_at(av + 10, 'ReferenceType[0]', f'event code {ec}, expected AT(Id), AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
     else:
-        ec = (c >> 10) & 0x7
-        raise r.fail_at(av + 10, 'ReferenceType[0]', f'event code {ec}, expected AT(Id), AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
-    if s == 2:
-        if c < 0x400:
+        av += 2
+        u = (c >> 2)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            if u2 < 128:
+                u += _U2[u2]
+            else:
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        av -= 13
+        if av < 0:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        if c >= 0x400:
+            if c < 0x800:
+                av += 2
+                u = ((c >> 2) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                r.avail = av
+                f_URI = r.string_of(u, None)
+                win = r.win
+                av = r.avail
+                av -= 12
+                if av < 0:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                s = 3
+            elif c < 0xc00:
+                c &= 0x3ff
+                r.avail = av
+                f_Transforms = _d_xmldsig_TransformsType(r, c)
+                win = r.win
+                av = r.avail
+                av -= 12
+                if av < 0:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                s = 4
+            elif c < 0x1000:
+                av += 1
+                c >>= 1
+                c &= 0x1ff
+                r.avail = av
+                f_DigestMethod = _d_xmldsig_DigestMethodType(r, c)
+                win = r.win
+                av = r.avail
+                av -= 12
+                if av < 0:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                s = 5
+            else:
+                ec = (c >> 10) & 0x7
+                raise r.fail_at(av + 10, 'ReferenceType[1]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
+        else:
+            av += 2
+            u = (c >> 2)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_Type = r.string_of(u, None)
+            win = r.win
+            av = r.avail
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            s = 2
+    if s != 2:
+        pass
+    else:
+        if c >= 0x400:
+            if c < 0x800:
+                c &= 0x3ff
+                r.avail = av
+                f_Transforms = _d_xmldsig_TransformsType(r, c)
+                win = r.win
+                av = r.avail
+                av -= 12
+                if av < 0:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                s = 4
+            elif c < 0xc00:
+                av += 1
+                c >>= 1
+                c &= 0x1ff
+                r.avail = av
+                f_DigestMethod = _d_xmldsig_DigestMethodType(r, c)
+                win = r.win
+                av = r.avail
+                av -= 12
+                if av < 0:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                s = 5
+            else:
+                ec = (c >> 10) & 0x3
+                raise r.fail_at(av + 10, 'ReferenceType[2]', f'event code {ec}, expected AT(URI), SE(Transforms), SE(DigestMethod)')
+        else:
             av += 2
             u = (c >> 2)
             if u > 127:
@@ -2780,34 +2843,9 @@ def _d_xmldsig_ReferenceType(r: BitReader, c: int) -> _xmldsig.ReferenceType:
                 win, av = r.refill(av, 12)
             c = (win >> av) & 0xfff
             s = 3
-        elif c < 0x800:
-            c &= 0x3ff
-            r.avail = av
-            f_Transforms = _d_xmldsig_TransformsType(r, c)
-            win = r.win
-            av = r.avail
-            av -= 12
-            if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
-            s = 4
-        elif c < 0xc00:
-            av += 1
-            c >>= 1
-            c &= 0x1ff
-            r.avail = av
-            f_DigestMethod = _d_xmldsig_DigestMethodType(r, c)
-            win = r.win
-            av = r.avail
-            av -= 12
-            if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
-            s = 5
-        else:
-            ec = (c >> 10) & 0x3
-            raise r.fail_at(av + 10, 'ReferenceType[2]', f'event code {ec}, expected AT(URI), SE(Transforms), SE(DigestMethod)')
-    if s == 3:
+    if s != 3:
+        pass
+    else:
         if c < 0x400:
             r.avail = av
             f_Transforms = _d_xmldsig_TransformsType(r, c)
@@ -2818,7 +2856,10 @@ def _d_xmldsig_ReferenceType(r: BitReader, c: int) -> _xmldsig.ReferenceType:
                 win, av = r.refill(av, 12)
             c = (win >> av) & 0xfff
             s = 4
-        elif c < 0x800:
+        elif c >= 0x800:
+            ec = (c >> 10) & 0x3
+            raise r.fail_at(av + 10, 'ReferenceType[3]', f'event code {ec}, expected SE(Transforms), SE(DigestMethod)')
+        else:
             av += 1
             c >>= 1
             c &= 0x1ff
@@ -2831,10 +2872,10 @@ def _d_xmldsig_ReferenceType(r: BitReader, c: int) -> _xmldsig.ReferenceType:
                 win, av = r.refill(av, 12)
             c = (win >> av) & 0xfff
             s = 5
-        else:
-            ec = (c >> 10) & 0x3
-            raise r.fail_at(av + 10, 'ReferenceType[3]', f'event code {ec}, expected SE(Transforms), SE(DigestMethod)')
-    if s == 4:
+    if s != 4:
+        av += 2
+        c >>= 2
+    else:
         av += 2
         if c >= 0x800:
             raise r.fail_at(av + 10, 'ReferenceType', 'expected SE(DigestMethod)')
@@ -2848,9 +2889,6 @@ def _d_xmldsig_ReferenceType(r: BitReader, c: int) -> _xmldsig.ReferenceType:
         if av < 0:
             win, av = r.refill(av, 10)
         c = (win >> av) & 0x3ff
-    else:
-        av += 2
-        c >>= 2
     if c >= 0x100:
         raise r.fail_at(av + 10, 'ReferenceType', 'expected SE(DigestValue), CH of DigestValue')
     u = c
@@ -3073,7 +3111,57 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader, c: int) -> _xmldsig.RetrievalMe
     f_URI: str | None = None
     f_Transforms: _xmldsig.TransformsType | None = None
     s = 0
-    if c < 0x1000:
+    if c >= 0x1000:
+        if c < 0x2000:
+            av += 4
+            u = ((c >> 4) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_URI = r.string_of(u, None)
+            win = r.win
+            av = r.avail
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            s = 2
+        elif c < 0x3000:
+            av += 2
+            c >>= 2
+            c &= 0x3ff
+            r.avail = av
+            f_Transforms = _d_xmldsig_TransformsType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            s = 3
+        elif c < 0x4000:
+            s = -1
+        else:
+            ec = (c >> 12) & 0x7
+            raise r.fail_at(av + 12, 'RetrievalMethodType[0]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), EE')
+    else:
         av += 4
         u = (c >> 4)
         if u > 127:
@@ -3103,7 +3191,26 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader, c: int) -> _xmldsig.RetrievalMe
         if av < 0:
             win, av = r.refill(av, 14)
         c = (win >> av) & 0x3fff
-        if c < 0x1000:
+        if c >= 0x1000:
+            if c < 0x2000:
+                av += 2
+                c >>= 2
+                c &= 0x3ff
+                r.avail = av
+                f_Transforms = _d_xmldsig_TransformsType(r, c)
+                win = r.win
+                av = r.avail
+                av -= 12
+                if av < 0:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                s = 3
+            elif c < 0x3000:
+                s = -1
+            else:
+                ec = (c >> 12) & 0x3
+                raise r.fail_at(av + 12, 'RetrievalMethodType[1]', f'event code {ec}, expected AT(URI), SE(Transforms), EE')
+        else:
             av += 4
             u = (c >> 4)
             if u > 127:
@@ -3134,76 +3241,18 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader, c: int) -> _xmldsig.RetrievalMe
                 win, av = r.refill(av, 12)
             c = (win >> av) & 0xfff
             s = 2
-        elif c < 0x2000:
-            av += 2
-            c >>= 2
-            c &= 0x3ff
-            r.avail = av
-            f_Transforms = _d_xmldsig_TransformsType(r, c)
-            win = r.win
-            av = r.avail
-            av -= 12
-            if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
-            s = 3
-        elif c < 0x3000:
-            s = -1
-        else:
-            ec = (c >> 12) & 0x3
-            raise r.fail_at(av + 12, 'RetrievalMethodType[1]', f'event code {ec}, expected AT(URI), SE(Transforms), EE')
-    elif c < 0x2000:
-        av += 4
-        u = ((c >> 4) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_URI = r.string_of(u, None)
-        win = r.win
-        av = r.avail
-        av -= 12
-        if av < 0:
-            win, av = r.refill(av, 12)
-        c = (win >> av) & 0xfff
-        s = 2
-    elif c < 0x3000:
-        av += 2
-        c >>= 2
-        c &= 0x3ff
-        r.avail = av
-        f_Transforms = _d_xmldsig_TransformsType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 12
-        if av < 0:
-            win, av = r.refill(av, 12)
-        c = (win >> av) & 0xfff
-        s = 3
-    elif c < 0x4000:
-        s = -1
+    if s != 2:
+        pass
     else:
-        ec = (c >> 12) & 0x7
-        raise r.fail_at(av + 12, 'RetrievalMethodType[0]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), EE')
-    if s == 2:
         c &= 0xfff
-        if c < 0x400:
+        if c >= 0x400:
+            if c < 0x800:
+                av -= 2
+                s = -1
+            else:
+                ec = (c >> 10) & 0x3
+                raise r.fail_at(av + 10, 'RetrievalMethodType[2]', f'event code {ec}, expected SE(Transforms), EE')
+        else:
             r.avail = av
             f_Transforms = _d_xmldsig_TransformsType(r, c)
             win = r.win
@@ -3213,19 +3262,13 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader, c: int) -> _xmldsig.RetrievalMe
                 win, av = r.refill(av, 12)
             c = (win >> av) & 0xfff
             s = 3
-        elif c < 0x800:
-            av -= 2
-            s = -1
-        else:
-            ec = (c >> 10) & 0x3
-            raise r.fail_at(av + 10, 'RetrievalMethodType[2]', f'event code {ec}, expected SE(Transforms), EE')
-    if s == 3:
+    if s != 3:
+        av += 12
+    else:
         av += 11
         if c & 0x800 != 0x0:
             raise r.fail_at(av + 1, 'RetrievalMethodType', 'expected EE')
         s = -1
-    else:
-        av += 12
     r.avail = av
     ob = _new(_K_xmldsig_RetrievalMethodType)
     ob.Type = f_Type
@@ -3325,7 +3368,9 @@ def _d_xmldsig_SPKIDataType(r: BitReader, c: int) -> _xmldsig.SPKIDataType:
         if av < 0:
             win, av = r.refill(av, 10)
         c = (win >> av) & 0x3ff
-        if s == 0:
+        if s != 0:
+            av += 10
+        else:
             if c >= 0x100:
                 raise r.fail_at(av + 10, 'SPKIDataType', 'expected SE(SPKISexp), CH of SPKISexp')
             u = c
@@ -3359,15 +3404,24 @@ def _d_xmldsig_SPKIDataType(r: BitReader, c: int) -> _xmldsig.SPKIDataType:
             if c:
                 raise r.fail_at(av + 1, 'SPKIDataType', 'expected EE of SPKISexp')
             s = 1
-        else:
-            av += 10
         if s == 1:
             while True:
                 av -= 11
                 if av < 0:
                     win, av = r.refill(av, 11)
                 c = (win >> av) & 0x7ff
-                if c < 0x200:
+                if c >= 0x200:
+                    if c < 0x400:
+                        av += 9
+                        raise r.fail_at(av, 'SPKIDataType[1]', 'wildcard element content is not supported')
+                    elif c < 0x600:
+                        av += 9
+                        s = -1
+                        break
+                    else:
+                        ec = (c >> 9) & 0x3
+                        raise r.fail_at(av + 9, 'SPKIDataType[1]', f'event code {ec}, expected SE(SPKISexp), SE(*), EE')
+                else:
                     if c >= 0x100:
                         raise r.fail_at(av + 9, 'SPKIDataType[1]', 'expected CH of SPKISexp')
                     u = c
@@ -3400,22 +3454,21 @@ def _d_xmldsig_SPKIDataType(r: BitReader, c: int) -> _xmldsig.SPKIDataType:
                     c = (win >> av) & 0x1
                     if c:
                         raise r.fail_at(av + 1, 'SPKIDataType[1]', 'expected EE of SPKISexp')
-                elif c < 0x400:
-                    av += 9
-                    raise r.fail_at(av, 'SPKIDataType[1]', 'wildcard element content is not supported')
-                elif c < 0x600:
-                    av += 9
-                    s = -1
-                    break
-                else:
-                    ec = (c >> 9) & 0x3
-                    raise r.fail_at(av + 9, 'SPKIDataType[1]', f'event code {ec}, expected SE(SPKISexp), SE(*), EE')
         av -= 11
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-        if s == 2:
-            if c < 0x200:
+        if s != 2:
+            av += 11
+        else:
+            if c >= 0x200:
+                if c < 0x400:
+                    av += 9
+                    s = -1
+                else:
+                    ec = (c >> 9) & 0x3
+                    raise r.fail_at(av + 9, 'SPKIDataType[2]', f'event code {ec}, expected SE(SPKISexp), EE')
+            else:
                 if c >= 0x100:
                     raise r.fail_at(av + 9, 'SPKIDataType[2]', 'expected CH of SPKISexp')
                 u = c
@@ -3449,14 +3502,6 @@ def _d_xmldsig_SPKIDataType(r: BitReader, c: int) -> _xmldsig.SPKIDataType:
                 if c:
                     raise r.fail_at(av + 1, 'SPKIDataType[2]', 'expected EE of SPKISexp')
                 s = 1
-            elif c < 0x400:
-                av += 9
-                s = -1
-            else:
-                ec = (c >> 9) & 0x3
-                raise r.fail_at(av + 9, 'SPKIDataType[2]', f'event code {ec}, expected SE(SPKISexp), EE')
-        else:
-            av += 11
     r.avail = av
     ob = _new(_K_xmldsig_SPKIDataType)
     ob.SPKISexp = f_SPKISexp
@@ -3564,7 +3609,21 @@ def _d_xmldsig_SignatureMethodType(r: BitReader, c: int) -> _xmldsig.SignatureMe
         if av < 0:
             win, av = r.refill(av, 14)
         c = (win >> av) & 0x3fff
-        if c < 0x800:
+        if c >= 0x800:
+            if c < 0x1000:
+                av += 11
+                raise r.fail_at(av, 'SignatureMethodType[1]', 'wildcard element content is not supported')
+            elif c < 0x1800:
+                av += 11
+                s = -1
+                break
+            elif c < 0x2000:
+                av += 11
+                raise r.fail_at(av, 'SignatureMethodType[1]', 'untyped character content is not supported')
+            else:
+                ec = (c >> 11) & 0x7
+                raise r.fail_at(av + 11, 'SignatureMethodType[1]', f'event code {ec}, expected SE(HMACOutputLength), SE(*), EE, CH(untyped)')
+        else:
             try:
                 sg = _T071cdf68[c >> 9]
             except KeyError:  # not a valid pattern: say why
@@ -3603,19 +3662,6 @@ def _d_xmldsig_SignatureMethodType(r: BitReader, c: int) -> _xmldsig.SignatureMe
                 raise r.fail_at(av + 1, 'SignatureMethodType[1]', 'expected EE of HMACOutputLength')
             s = 2
             break
-        elif c < 0x1000:
-            av += 11
-            raise r.fail_at(av, 'SignatureMethodType[1]', 'wildcard element content is not supported')
-        elif c < 0x1800:
-            av += 11
-            s = -1
-            break
-        elif c < 0x2000:
-            av += 11
-            raise r.fail_at(av, 'SignatureMethodType[1]', 'untyped character content is not supported')
-        else:
-            ec = (c >> 11) & 0x7
-            raise r.fail_at(av + 11, 'SignatureMethodType[1]', f'event code {ec}, expected SE(HMACOutputLength), SE(*), EE, CH(untyped)')
     if s == 2:
         while True:
             av -= 2
@@ -3624,14 +3670,15 @@ def _d_xmldsig_SignatureMethodType(r: BitReader, c: int) -> _xmldsig.SignatureMe
             c = (win >> av) & 0x3
             if c < 0x1:
                 raise r.fail_at(av, 'SignatureMethodType[2]', 'wildcard element content is not supported')
-            elif c < 0x2:
+            elif c >= 0x2:
+                if c < 0x3:
+                    raise r.fail_at(av, 'SignatureMethodType[2]', 'untyped character content is not supported')
+                else:
+                    ec = (c >> 0) & 0x3
+                    raise r.fail_at(av, 'SignatureMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+            else:
                 s = -1
                 break
-            elif c < 0x3:
-                raise r.fail_at(av, 'SignatureMethodType[2]', 'untyped character content is not supported')
-            else:
-                ec = (c >> 0) & 0x3
-                raise r.fail_at(av, 'SignatureMethodType[2]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     if s == 3:
         while True:
             av -= 2
@@ -3640,14 +3687,15 @@ def _d_xmldsig_SignatureMethodType(r: BitReader, c: int) -> _xmldsig.SignatureMe
             c = (win >> av) & 0x3
             if c < 0x1:
                 raise r.fail_at(av, 'SignatureMethodType[3]', 'wildcard element content is not supported')
-            elif c < 0x2:
+            elif c >= 0x2:
+                if c < 0x3:
+                    raise r.fail_at(av, 'SignatureMethodType[3]', 'untyped character content is not supported')
+                else:
+                    ec = (c >> 0) & 0x3
+                    raise r.fail_at(av, 'SignatureMethodType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+            else:
                 s = -1
                 break
-            elif c < 0x3:
-                raise r.fail_at(av, 'SignatureMethodType[3]', 'untyped character content is not supported')
-            else:
-                ec = (c >> 0) & 0x3
-                raise r.fail_at(av, 'SignatureMethodType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     r.avail = av
     ob = _new(_K_xmldsig_SignatureMethodType)
     ob.Algorithm = f_Algorithm
@@ -3718,7 +3766,22 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader, c: int) -> _xmldsig.Signatu
     f_Id: str | None = None
     f_SignatureProperty: list[_xmldsig.SignaturePropertyType] = []
     s = 0
-    if c < 0x400:
+    if c >= 0x400:
+        if c < 0x800:
+            c &= 0x3ff
+            r.avail = av
+            f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r, c))
+            win = r.win
+            av = r.avail
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            s = 2
+        else:
+            ec = (c >> 10) & 0x3
+            raise r.fail_at(av + 10, 'SignaturePropertiesType[0]', f'event code {ec}, expected AT(Id), SE(SignatureProperty)')
+    else:
         av += 2
         u = (c >> 2)
         if u > 127:
@@ -3759,50 +3822,38 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader, c: int) -> _xmldsig.Signatu
         if av < 0:
             win, av = r.refill(av, 12)
         c = (win >> av) & 0xfff
-    elif c < 0x800:
-        c &= 0x3ff
-        r.avail = av
-        f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r, c))
-        win = r.win
-        av = r.avail
-        av -= 12
-        if av < 0:
-            win, av = r.refill(av, 12)
-        c = (win >> av) & 0xfff
-        s = 2
+    if c >= 0x400:
+        if c < 0x800:
+            av += 10
+            s = -1
+        else:
+            ec = (c >> 10) & 0x3
+            raise r.fail_at(av + 10, 'SignaturePropertiesType[2]', f'event code {ec}, expected SE(SignatureProperty), EE')
     else:
-        ec = (c >> 10) & 0x3
-        raise r.fail_at(av + 10, 'SignaturePropertiesType[0]', f'event code {ec}, expected AT(Id), SE(SignatureProperty)')
-    if c < 0x400:
         r.avail = av
         f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r, c))
         win = r.win
         av = r.avail
         s = 3
-    elif c < 0x800:
-        av += 10
-        s = -1
-    else:
-        ec = (c >> 10) & 0x3
-        raise r.fail_at(av + 10, 'SignaturePropertiesType[2]', f'event code {ec}, expected SE(SignatureProperty), EE')
     if s == 3:
         while True:
             av -= 12
             if av < 0:
                 win, av = r.refill(av, 12)
             c = (win >> av) & 0xfff
-            if c < 0x400:
+            if c >= 0x400:
+                if c < 0x800:
+                    av += 10
+                    s = -1
+                    break
+                else:
+                    ec = (c >> 10) & 0x3
+                    raise r.fail_at(av + 10, 'SignaturePropertiesType[3]', f'event code {ec}, expected SE(SignatureProperty), EE')
+            else:
                 r.avail = av
                 f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r, c))
                 win = r.win
                 av = r.avail
-            elif c < 0x800:
-                av += 10
-                s = -1
-                break
-            else:
-                ec = (c >> 10) & 0x3
-                raise r.fail_at(av + 10, 'SignaturePropertiesType[3]', f'event code {ec}, expected SE(SignatureProperty), EE')
     r.avail = av
     ob = _new(_K_xmldsig_SignaturePropertiesType)
     ob.Id = f_Id
@@ -3893,7 +3944,37 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader, c: int) -> _xmldsig.Signature
     f_Id: str | None = None
     f_Target: str
     s = 0
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_Target = r.string_of(u, None)
+            win = r.win
+            av = r.avail
+            s = 2
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'SignaturePropertyType[0]', f'event code {ec}, expected AT(Id), AT(Target)')
+    else:
         u = c
         if u > 127:
             av -= 8
@@ -3949,47 +4030,19 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader, c: int) -> _xmldsig.Signature
         win = r.win
         av = r.avail
         s = 2
-    elif c < 0x200:
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_Target = r.string_of(u, None)
-        win = r.win
-        av = r.avail
-        s = 2
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'SignaturePropertyType[0]', f'event code {ec}, expected AT(Id), AT(Target)')
     while True:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
-        if c < 0x1:
-            raise r.fail_at(av, 'SignaturePropertyType[2]', 'wildcard element content is not supported')
-        elif c < 0x2:
-            raise r.fail_at(av, 'SignaturePropertyType[2]', 'untyped character content is not supported')
+        if c >= 0x1:
+            if c < 0x2:
+                raise r.fail_at(av, 'SignaturePropertyType[2]', 'untyped character content is not supported')
+            else:
+                ec = (c >> 0) & 0x3
+                raise r.fail_at(av, 'SignaturePropertyType[2]', f'event code {ec}, expected SE(*), CH(untyped)')
         else:
-            ec = (c >> 0) & 0x3
-            raise r.fail_at(av, 'SignaturePropertyType[2]', f'event code {ec}, expected SE(*), CH(untyped)')
+            raise r.fail_at(av, 'SignaturePropertyType[2]', 'wildcard element content is not supported')
     while True:
         av -= 2
         if av < 0:
@@ -3997,14 +4050,15 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader, c: int) -> _xmldsig.Signature
         c = (win >> av) & 0x3
         if c < 0x1:
             raise r.fail_at(av, 'SignaturePropertyType[3]', 'wildcard element content is not supported')
-        elif c < 0x2:
+        elif c >= 0x2:
+            if c < 0x3:
+                raise r.fail_at(av, 'SignaturePropertyType[3]', 'untyped character content is not supported')
+            else:
+                ec = (c >> 0) & 0x3
+                raise r.fail_at(av, 'SignaturePropertyType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+        else:
             s = -1
             break
-        elif c < 0x3:
-            raise r.fail_at(av, 'SignaturePropertyType[3]', 'untyped character content is not supported')
-        else:
-            ec = (c >> 0) & 0x3
-            raise r.fail_at(av, 'SignaturePropertyType[3]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     if s == 4:
         while True:
             av -= 2
@@ -4013,14 +4067,15 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader, c: int) -> _xmldsig.Signature
             c = (win >> av) & 0x3
             if c < 0x1:
                 raise r.fail_at(av, 'SignaturePropertyType[4]', 'wildcard element content is not supported')
-            elif c < 0x2:
+            elif c >= 0x2:
+                if c < 0x3:
+                    raise r.fail_at(av, 'SignaturePropertyType[4]', 'untyped character content is not supported')
+                else:
+                    ec = (c >> 0) & 0x3
+                    raise r.fail_at(av, 'SignaturePropertyType[4]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
+            else:
                 s = -1
                 break
-            elif c < 0x3:
-                raise r.fail_at(av, 'SignaturePropertyType[4]', 'untyped character content is not supported')
-            else:
-                ec = (c >> 0) & 0x3
-                raise r.fail_at(av, 'SignaturePropertyType[4]', f'event code {ec}, expected SE(*), EE, CH(untyped)')
     r.avail = av
     ob = _new(_K_xmldsig_SignaturePropertyType)
     ob.Id = f_Id
@@ -4087,7 +4142,22 @@ def _d_xmldsig_SignatureType(r: BitReader, c: int) -> _xmldsig.SignatureType:
     f_KeyInfo: _xmldsig.KeyInfoType | None = None
     f_Object: list[_xmldsig.ObjectType] = []
     s = 0
-    if c < 0x800:
+    if c >= 0x800:
+        if c < 0x1000:
+            c &= 0x7ff
+            r.avail = av
+            f_SignedInfo = _d_xmldsig_SignedInfoType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            s = 2
+        else:
+            ec = (c >> 11) & 0x3
+            raise r.fail_at(av + 11, 'SignatureType[0]', f'event code {ec}, expected AT(Id), SE(SignedInfo)')
+    else:
         av += 3
         u = (c >> 3)
         if u > 127:
@@ -4128,24 +4198,43 @@ def _d_xmldsig_SignatureType(r: BitReader, c: int) -> _xmldsig.SignatureType:
         if av < 0:
             win, av = r.refill(av, 11)
         c = (win >> av) & 0x7ff
-    elif c < 0x1000:
-        c &= 0x7ff
-        r.avail = av
-        f_SignedInfo = _d_xmldsig_SignedInfoType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 11
-        if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        s = 2
-    else:
-        ec = (c >> 11) & 0x3
-        raise r.fail_at(av + 11, 'SignatureType[0]', f'event code {ec}, expected AT(Id), SE(SignedInfo)')
     if c >= 0x400:
         raise r.fail_at(av + 11, 'SignatureType', 'expected SE(SignatureValue)')
     f_1_Id: str | None = None
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_1_value = r.binary_of(u, None)
+            win = r.win
+            av = r.avail
+            av -= 22
+            if av < 0:
+                win, av = r.refill(av, 22)
+            c = (win >> av) & 0x3fffff
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'SignatureValueType[0]', f'event code {ec}, expected AT(Id), CH')
+    else:
         u = c
         if u > 127:
             av -= 8
@@ -4204,38 +4293,6 @@ def _d_xmldsig_SignatureType(r: BitReader, c: int) -> _xmldsig.SignatureType:
         if av < 0:
             win, av = r.refill(av, 22)
         c = (win >> av) & 0x3fffff
-    elif c < 0x200:
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_1_value = r.binary_of(u, None)
-        win = r.win
-        av = r.avail
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'SignatureValueType[0]', f'event code {ec}, expected AT(Id), CH')
     if c >= 0x200000:
         raise r.fail_at(av + 22, 'SignatureType', 'expected EE')
     ob1_ = _new(_K_xmldsig_SignatureValueType)
@@ -4243,7 +4300,23 @@ def _d_xmldsig_SignatureType(r: BitReader, c: int) -> _xmldsig.SignatureType:
     ob1_.value = f_1_value
     f_SignatureValue = ob1_
     s = 3
-    if c < 0x80000:
+    if c >= 0x80000:
+        if c < 0x100000:
+            av += 5
+            c >>= 5
+            c &= 0x3fff
+            r.avail = av
+            f_Object.append(_d_xmldsig_ObjectType(r, c))
+            win = r.win
+            av = r.avail
+            s = 5
+        elif c < 0x180000:
+            av += 19
+            s = -1
+        else:
+            ec = (c >> 19) & 0x3
+            raise r.fail_at(av + 19, 'SignatureType[3]', f'event code {ec}, expected SE(KeyInfo), SE(Object), EE')
+    else:
         r.avail = av
         f_KeyInfo = _d_xmldsig_KeyInfoType(r, c)
         win = r.win
@@ -4252,51 +4325,38 @@ def _d_xmldsig_SignatureType(r: BitReader, c: int) -> _xmldsig.SignatureType:
         if av < 0:
             win, av = r.refill(av, 16)
         c = (win >> av) & 0xffff
-        if c < 0x4000:
+        if c >= 0x4000:
+            if c < 0x8000:
+                av += 14
+                s = -1
+            else:
+                ec = (c >> 14) & 0x3
+                raise r.fail_at(av + 14, 'SignatureType[4]', f'event code {ec}, expected SE(Object), EE')
+        else:
             r.avail = av
             f_Object.append(_d_xmldsig_ObjectType(r, c))
             win = r.win
             av = r.avail
             s = 5
-        elif c < 0x8000:
-            av += 14
-            s = -1
-        else:
-            ec = (c >> 14) & 0x3
-            raise r.fail_at(av + 14, 'SignatureType[4]', f'event code {ec}, expected SE(Object), EE')
-    elif c < 0x100000:
-        av += 5
-        c >>= 5
-        c &= 0x3fff
-        r.avail = av
-        f_Object.append(_d_xmldsig_ObjectType(r, c))
-        win = r.win
-        av = r.avail
-        s = 5
-    elif c < 0x180000:
-        av += 19
-        s = -1
-    else:
-        ec = (c >> 19) & 0x3
-        raise r.fail_at(av + 19, 'SignatureType[3]', f'event code {ec}, expected SE(KeyInfo), SE(Object), EE')
     if s == 5:
         while True:
             av -= 16
             if av < 0:
                 win, av = r.refill(av, 16)
             c = (win >> av) & 0xffff
-            if c < 0x4000:
+            if c >= 0x4000:
+                if c < 0x8000:
+                    av += 14
+                    s = -1
+                    break
+                else:
+                    ec = (c >> 14) & 0x3
+                    raise r.fail_at(av + 14, 'SignatureType[5]', f'event code {ec}, expected SE(Object), EE')
+            else:
                 r.avail = av
                 f_Object.append(_d_xmldsig_ObjectType(r, c))
                 win = r.win
                 av = r.avail
-            elif c < 0x8000:
-                av += 14
-                s = -1
-                break
-            else:
-                ec = (c >> 14) & 0x3
-                raise r.fail_at(av + 14, 'SignatureType[5]', f'event code {ec}, expected SE(Object), EE')
     r.avail = av
     ob = _new(_K_xmldsig_SignatureType)
     ob.Id = f_Id
@@ -4420,7 +4480,40 @@ def _d_xmldsig_SignatureValueType(r: BitReader, c: int) -> _xmldsig.SignatureVal
     av = r.avail
     f_Id: str | None = None
     f_value: bytes
-    if c < 0x100:
+    if c >= 0x100:
+        if c < 0x200:
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_value = r.binary_of(u, None)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+        else:
+            ec = (c >> 8) & 0x3
+            raise r.fail_at(av + 8, 'SignatureValueType[0]', f'event code {ec}, expected AT(Id), CH')
+    else:
         u = c
         if u > 127:
             av -= 8
@@ -4479,38 +4572,6 @@ def _d_xmldsig_SignatureValueType(r: BitReader, c: int) -> _xmldsig.SignatureVal
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
-    elif c < 0x200:
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_value = r.binary_of(u, None)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-    else:
-        ec = (c >> 8) & 0x3
-        raise r.fail_at(av + 8, 'SignatureValueType[0]', f'event code {ec}, expected AT(Id), CH')
     if c:
         raise r.fail_at(av + 1, 'SignatureValueType', 'expected EE')
     r.avail = av
@@ -4571,7 +4632,22 @@ def _d_xmldsig_SignedInfoType(r: BitReader, c: int) -> _xmldsig.SignedInfoType:
     f_SignatureMethod: _xmldsig.SignatureMethodType
     f_Reference: list[_xmldsig.ReferenceType] = []
     s = 0
-    if c < 0x200:
+    if c >= 0x200:
+        if c < 0x400:
+            c &= 0x1ff
+            r.avail = av
+            f_CanonicalizationMethod = _d_xmldsig_CanonicalizationMethodType(r, c)
+            win = r.win
+            av = r.avail
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            s = 2
+        else:
+            ec = (c >> 9) & 0x3
+            raise r.fail_at(av + 9, 'SignedInfoType[0]', f'event code {ec}, expected AT(Id), SE(CanonicalizationMethod)')
+    else:
         av += 1
         u = (c >> 1)
         if u > 127:
@@ -4612,20 +4688,6 @@ def _d_xmldsig_SignedInfoType(r: BitReader, c: int) -> _xmldsig.SignedInfoType:
         if av < 0:
             win, av = r.refill(av, 10)
         c = (win >> av) & 0x3ff
-    elif c < 0x400:
-        c &= 0x1ff
-        r.avail = av
-        f_CanonicalizationMethod = _d_xmldsig_CanonicalizationMethodType(r, c)
-        win = r.win
-        av = r.avail
-        av -= 10
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        s = 2
-    else:
-        ec = (c >> 9) & 0x3
-        raise r.fail_at(av + 9, 'SignedInfoType[0]', f'event code {ec}, expected AT(Id), SE(CanonicalizationMethod)')
     if c >= 0x200:
         raise r.fail_at(av + 10, 'SignedInfoType', 'expected SE(SignatureMethod)')
     r.avail = av
@@ -4648,36 +4710,38 @@ def _d_xmldsig_SignedInfoType(r: BitReader, c: int) -> _xmldsig.SignedInfoType:
         win, av = r.refill(av, 15)
     c = (win >> av) & 0x7fff
     s = 4
-    if c < 0x2000:
+    if c >= 0x2000:
+        if c < 0x4000:
+            av += 13
+            s = -1
+        else:
+            ec = (c >> 13) & 0x3
+            raise r.fail_at(av + 13, 'SignedInfoType[4]', f'event code {ec}, expected SE(Reference), EE')
+    else:
         r.avail = av
         f_Reference.append(_d_xmldsig_ReferenceType(r, c))
         win = r.win
         av = r.avail
         s = 5
-    elif c < 0x4000:
-        av += 13
-        s = -1
-    else:
-        ec = (c >> 13) & 0x3
-        raise r.fail_at(av + 13, 'SignedInfoType[4]', f'event code {ec}, expected SE(Reference), EE')
     if s == 5:
         while True:
             av -= 15
             if av < 0:
                 win, av = r.refill(av, 15)
             c = (win >> av) & 0x7fff
-            if c < 0x2000:
+            if c >= 0x2000:
+                if c < 0x4000:
+                    av += 13
+                    s = -1
+                    break
+                else:
+                    ec = (c >> 13) & 0x3
+                    raise r.fail_at(av + 13, 'SignedInfoType[5]', f'event code {ec}, expected SE(Reference), EE')
+            else:
                 r.avail = av
                 f_Reference.append(_d_xmldsig_ReferenceType(r, c))
                 win = r.win
                 av = r.avail
-            elif c < 0x4000:
-                av += 13
-                s = -1
-                break
-            else:
-                ec = (c >> 13) & 0x3
-                raise r.fail_at(av + 13, 'SignedInfoType[5]', f'event code {ec}, expected SE(Reference), EE')
     r.avail = av
     ob = _new(_K_xmldsig_SignedInfoType)
     ob.Id = f_Id
@@ -4819,7 +4883,20 @@ def _d_xmldsig_TransformType(r: BitReader, c: int) -> _xmldsig.TransformType:
         if av < 0:
             win, av = r.refill(av, 12)
         c = (win >> av) & 0xfff
-        if c < 0x200:
+        if c >= 0x200:
+            if c < 0x400:
+                av += 9
+                raise r.fail_at(av, 'TransformType[1]', 'wildcard element content is not supported')
+            elif c < 0x600:
+                av += 9
+                break
+            elif c < 0x800:
+                av += 9
+                raise r.fail_at(av, 'TransformType[1]', 'untyped character content is not supported')
+            else:
+                ec = (c >> 9) & 0x7
+                raise r.fail_at(av + 9, 'TransformType[1]', f'event code {ec}, expected SE(XPath), SE(*), EE, CH(untyped)')
+        else:
             if c >= 0x100:
                 raise r.fail_at(av + 9, 'TransformType[1]', 'expected CH of XPath')
             u = c
@@ -4852,18 +4929,6 @@ def _d_xmldsig_TransformType(r: BitReader, c: int) -> _xmldsig.TransformType:
             c = (win >> av) & 0x1
             if c:
                 raise r.fail_at(av + 1, 'TransformType[1]', 'expected EE of XPath')
-        elif c < 0x400:
-            av += 9
-            raise r.fail_at(av, 'TransformType[1]', 'wildcard element content is not supported')
-        elif c < 0x600:
-            av += 9
-            break
-        elif c < 0x800:
-            av += 9
-            raise r.fail_at(av, 'TransformType[1]', 'untyped character content is not supported')
-        else:
-            ec = (c >> 9) & 0x7
-            raise r.fail_at(av + 9, 'TransformType[1]', f'event code {ec}, expected SE(XPath), SE(*), EE, CH(untyped)')
     r.avail = av
     ob = _new(_K_xmldsig_TransformType)
     ob.Algorithm = f_Algorithm
@@ -4922,36 +4987,38 @@ def _d_xmldsig_TransformsType(r: BitReader, c: int) -> _xmldsig.TransformsType:
         win, av = r.refill(av, 11)
     c = (win >> av) & 0x7ff
     s = 1
-    if c < 0x200:
+    if c >= 0x200:
+        if c < 0x400:
+            av += 9
+            s = -1
+        else:
+            ec = (c >> 9) & 0x3
+            raise r.fail_at(av + 9, 'TransformsType[1]', f'event code {ec}, expected SE(Transform), EE')
+    else:
         r.avail = av
         f_Transform.append(_d_xmldsig_TransformType(r, c))
         win = r.win
         av = r.avail
         s = 2
-    elif c < 0x400:
-        av += 9
-        s = -1
-    else:
-        ec = (c >> 9) & 0x3
-        raise r.fail_at(av + 9, 'TransformsType[1]', f'event code {ec}, expected SE(Transform), EE')
     if s == 2:
         while True:
             av -= 11
             if av < 0:
                 win, av = r.refill(av, 11)
             c = (win >> av) & 0x7ff
-            if c < 0x200:
+            if c >= 0x200:
+                if c < 0x400:
+                    av += 9
+                    s = -1
+                    break
+                else:
+                    ec = (c >> 9) & 0x3
+                    raise r.fail_at(av + 9, 'TransformsType[2]', f'event code {ec}, expected SE(Transform), EE')
+            else:
                 r.avail = av
                 f_Transform.append(_d_xmldsig_TransformType(r, c))
                 win = r.win
                 av = r.avail
-            elif c < 0x400:
-                av += 9
-                s = -1
-                break
-            else:
-                ec = (c >> 9) & 0x3
-                raise r.fail_at(av + 9, 'TransformsType[2]', f'event code {ec}, expected SE(Transform), EE')
     r.avail = av
     ob = _new(_K_xmldsig_TransformsType)
     ob.Transform = f_Transform
@@ -5020,7 +5087,150 @@ def _d_xmldsig_X509DataType(r: BitReader, c: int) -> _xmldsig.X509DataType:
     f_X509SubjectName: list[str] = []
     f_X509Certificate: list[bytes] = []
     f_X509CRL: list[bytes] = []
-    if c < 0x400:
+    if c >= 0x400:
+        if c < 0x800:
+            av += 1
+            if c >= 0x600:
+                raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509SKI')
+            u = ((c >> 1) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_X509SKI.append(r.binary_of(u, None))
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'X509DataType[0]', 'expected EE of X509SKI')
+        elif c < 0xc00:
+            av += 1
+            if c >= 0xa00:
+                raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509SubjectName')
+            u = ((c >> 1) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_X509SubjectName.append(r.string_of(u, None))
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'X509DataType[0]', 'expected EE of X509SubjectName')
+        elif c < 0x1000:
+            av += 1
+            if c >= 0xe00:
+                raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509Certificate')
+            u = ((c >> 1) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_X509Certificate.append(r.binary_of(u, None))
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'X509DataType[0]', 'expected EE of X509Certificate')
+        elif c < 0x1400:
+            av += 1
+            if c >= 0x1200:
+                raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509CRL')
+            u = ((c >> 1) & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                if u2 < 128:
+                    u += _U2[u2]
+                else:
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_X509CRL.append(r.binary_of(u, None))
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'X509DataType[0]', 'expected EE of X509CRL')
+        elif c < 0x1800:
+            av += 10
+            raise r.fail_at(av, 'X509DataType[0]', 'wildcard element content is not supported')
+        else:
+            ec = (c >> 10) & 0x7
+            raise r.fail_at(av + 10, 'X509DataType[0]', f'event code {ec}, expected SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL), SE(*)')
+    else:
         if c >= 0x100:
             raise r.fail_at(av + 10, 'X509DataType[0]', 'expected SE(X509IssuerName), CH of X509IssuerName')
         u = c
@@ -5090,154 +5300,158 @@ def _d_xmldsig_X509DataType(r: BitReader, c: int) -> _xmldsig.X509DataType:
         ob1_.X509IssuerName = f_1_X509IssuerName
         ob1_.X509SerialNumber = f_1_X509SerialNumber
         f_X509IssuerSerial.append(ob1_)
-    elif c < 0x800:
-        av += 1
-        if c >= 0x600:
-            raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509SKI')
-        u = ((c >> 1) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_X509SKI.append(r.binary_of(u, None))
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'X509DataType[0]', 'expected EE of X509SKI')
-    elif c < 0xc00:
-        av += 1
-        if c >= 0xa00:
-            raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509SubjectName')
-        u = ((c >> 1) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_X509SubjectName.append(r.string_of(u, None))
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'X509DataType[0]', 'expected EE of X509SubjectName')
-    elif c < 0x1000:
-        av += 1
-        if c >= 0xe00:
-            raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509Certificate')
-        u = ((c >> 1) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_X509Certificate.append(r.binary_of(u, None))
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'X509DataType[0]', 'expected EE of X509Certificate')
-    elif c < 0x1400:
-        av += 1
-        if c >= 0x1200:
-            raise r.fail_at(av + 9, 'X509DataType[0]', 'expected CH of X509CRL')
-        u = ((c >> 1) & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            if u2 < 128:
-                u += _U2[u2]
-            else:
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_X509CRL.append(r.binary_of(u, None))
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'X509DataType[0]', 'expected EE of X509CRL')
-    elif c < 0x1800:
-        av += 10
-        raise r.fail_at(av, 'X509DataType[0]', 'wildcard element content is not supported')
-    else:
-        ec = (c >> 10) & 0x7
-        raise r.fail_at(av + 10, 'X509DataType[0]', f'event code {ec}, expected SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL), SE(*)')
     while True:
         av -= 13
         if av < 0:
             win, av = r.refill(av, 13)
         c = (win >> av) & 0x1fff
-        if c < 0x400:
+        if c >= 0x400:
+            if c < 0x800:
+                av += 1
+                if c >= 0x600:
+                    raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509SKI')
+                u = ((c >> 1) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                r.avail = av
+                f_X509SKI.append(r.binary_of(u, None))
+                win = r.win
+                av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'X509DataType[1]', 'expected EE of X509SKI')
+            elif c < 0xc00:
+                av += 1
+                if c >= 0xa00:
+                    raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509SubjectName')
+                u = ((c >> 1) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                r.avail = av
+                f_X509SubjectName.append(r.string_of(u, None))
+                win = r.win
+                av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'X509DataType[1]', 'expected EE of X509SubjectName')
+            elif c < 0x1000:
+                av += 1
+                if c >= 0xe00:
+                    raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509Certificate')
+                u = ((c >> 1) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                r.avail = av
+                f_X509Certificate.append(r.binary_of(u, None))
+                win = r.win
+                av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'X509DataType[1]', 'expected EE of X509Certificate')
+            elif c < 0x1400:
+                av += 1
+                if c >= 0x1200:
+                    raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509CRL')
+                u = ((c >> 1) & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    if u2 < 128:
+                        u += _U2[u2]
+                    else:
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                r.avail = av
+                f_X509CRL.append(r.binary_of(u, None))
+                win = r.win
+                av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'X509DataType[1]', 'expected EE of X509CRL')
+            elif c < 0x1800:
+                av += 10
+                raise r.fail_at(av, 'X509DataType[1]', 'wildcard element content is not supported')
+            elif c < 0x1c00:
+                av += 10
+                break
+            else:
+                ec = (c >> 10) & 0x7
+                raise r.fail_at(av + 10, 'X509DataType[1]', f'event code {ec}, expected SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL), SE(*), EE')
+        else:
             if c >= 0x100:
                 raise r.fail_at(av + 10, 'X509DataType[1]', 'expected SE(X509IssuerName), CH of X509IssuerName')
             u = c
@@ -5307,151 +5521,6 @@ def _d_xmldsig_X509DataType(r: BitReader, c: int) -> _xmldsig.X509DataType:
             ob2_.X509IssuerName = f_2_X509IssuerName
             ob2_.X509SerialNumber = f_2_X509SerialNumber
             f_X509IssuerSerial.append(ob2_)
-        elif c < 0x800:
-            av += 1
-            if c >= 0x600:
-                raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509SKI')
-            u = ((c >> 1) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-            r.avail = av
-            f_X509SKI.append(r.binary_of(u, None))
-            win = r.win
-            av = r.avail
-            av -= 1
-            if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
-                raise r.fail_at(av + 1, 'X509DataType[1]', 'expected EE of X509SKI')
-        elif c < 0xc00:
-            av += 1
-            if c >= 0xa00:
-                raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509SubjectName')
-            u = ((c >> 1) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-            r.avail = av
-            f_X509SubjectName.append(r.string_of(u, None))
-            win = r.win
-            av = r.avail
-            av -= 1
-            if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
-                raise r.fail_at(av + 1, 'X509DataType[1]', 'expected EE of X509SubjectName')
-        elif c < 0x1000:
-            av += 1
-            if c >= 0xe00:
-                raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509Certificate')
-            u = ((c >> 1) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-            r.avail = av
-            f_X509Certificate.append(r.binary_of(u, None))
-            win = r.win
-            av = r.avail
-            av -= 1
-            if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
-                raise r.fail_at(av + 1, 'X509DataType[1]', 'expected EE of X509Certificate')
-        elif c < 0x1400:
-            av += 1
-            if c >= 0x1200:
-                raise r.fail_at(av + 9, 'X509DataType[1]', 'expected CH of X509CRL')
-            u = ((c >> 1) & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                if u2 < 128:
-                    u += _U2[u2]
-                else:
-                    u = (u & 0x7F) | (u2 & 0x7F) << 7
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-            r.avail = av
-            f_X509CRL.append(r.binary_of(u, None))
-            win = r.win
-            av = r.avail
-            av -= 1
-            if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
-                raise r.fail_at(av + 1, 'X509DataType[1]', 'expected EE of X509CRL')
-        elif c < 0x1800:
-            av += 10
-            raise r.fail_at(av, 'X509DataType[1]', 'wildcard element content is not supported')
-        elif c < 0x1c00:
-            av += 10
-            break
-        else:
-            ec = (c >> 10) & 0x7
-            raise r.fail_at(av + 10, 'X509DataType[1]', f'event code {ec}, expected SE(X509IssuerSerial), SE(X509SKI), SE(X509SubjectName), SE(X509Certificate), SE(X509CRL), SE(*), EE')
     r.avail = av
     ob = _new(_K_xmldsig_X509DataType)
     ob.X509IssuerSerial = f_X509IssuerSerial

@@ -336,8 +336,7 @@ class _Reads:
                 entered = _Ahead(lead, 0, hi)
                 taken, raised, taken_hi = _Reads(self.where).flush(item.items, entered, want_next)
                 skipped, skipped_hi = self.settle(entered, want_next)
-                out += [item.cond, *_indent(taken or ["pass"])]
-                out += ["else:", *_indent(skipped)] if skipped else []
+                out += _guarded(item.cond, taken, skipped)
                 ahead = _Ahead(want_next, 0, skipped_hi if raised else _same(taken_hi, skipped_hi))
                 shared = want_next if isinstance(later_guard, Guard) else 0
             elif isinstance(item, ReadBits | Choice):
@@ -394,7 +393,7 @@ class _Reads:
         by comparing `c` itself, which costs less than taking the code out of it, and each
         branch knows the bits above what it reads ahead.  Also the value of the bits above
         the `want` bits every branch leaves, if they agree on it."""
-        out: list[str] = []
+        bodies: list[list[str]] = []
         ends: list[int | None] = []
         sub = _Reads(choice.where)
         low = ahead.off + ahead.n
@@ -414,14 +413,58 @@ class _Reads:
                     ends.append(hi)
             if not raised:
                 code += tail
-            limit = None if top is None else (top << choice.width | (i + 1)) << low
-            test = f"ec == {i}" if limit is None else f"c < {limit:#x}"
-            out += [f"{'if' if i == 0 else 'elif'} {test}:", *_indent(code or ["pass"])]
+            bodies.append(code or ["pass"])
         bad = f"f'event code {{ec}}, expected {choice.expected}')"
         at = f"av + {ahead.n}" if ahead.n else "av"
-        code = [] if top is None else [f"ec = (c >> {low}) & {(1 << choice.width) - 1:#x}"]
-        code.append(f"raise r.fail_at({at}, {choice.where!r}, {bad}")
-        return [*out, "else:", *_indent(code)], _same(*ends)
+        error = [] if top is None else [f"ec = (c >> {low}) & {(1 << choice.width) - 1:#x}"]
+        error.append(f"raise r.fail_at({at}, {choice.where!r}, {bad}")
+        if top is None:
+            return _branch_on_code(bodies, error), _same(*ends)
+        limits = [(top << choice.width | (i + 1)) << low for i in range(len(bodies))]
+        return _branch_on_value(bodies, limits, error), _same(*ends)
+
+
+# CPython 3.11 specialises a comparison only when a conditional jump follows it directly;
+# a jump over more than 255 code units needs a prefix (EXTENDED_ARG) and leaves the
+# comparison generic, several times slower.  So the longest branch of a choice goes last,
+# under `else`, where no conditional jump has to pass over it.
+
+
+def _branch_on_code(bodies: list[list[str]], error: list[str]) -> list[str]:
+    """Branch i when `ec == i`, `error` for any other code; the longest branch last."""
+    last = max(range(len(bodies)), key=lambda i: len(bodies[i]))
+    out: list[str] = []
+    for i, body in enumerate(bodies):
+        if i != last:
+            out += [f"{'elif' if out else 'if'} ec == {i}:", *_indent(body)]
+    out += [f"{'elif' if out else 'if'} ec != {last}:", *_indent(error)]
+    return [*out, "else:", *_indent(bodies[last])]
+
+
+def _branch_on_value(bodies: list[list[str]], limits: list[int], error: list[str]) -> list[str]:
+    """Branch i when `c` is below limits[i] and not below the limit before (the least
+    value of `c` is known), `error` from the last limit on; the longest branch last."""
+    last = max(range(len(bodies)), key=lambda i: len(bodies[i]))
+    out: list[str] = []
+    for i in range(last):
+        out += [f"{'elif' if out else 'if'} c < {limits[i]:#x}:", *_indent(bodies[i])]
+    later: list[str] = []  # the branches after the longest, and the error
+    for i in range(last + 1, len(bodies)):
+        later += [f"{'elif' if later else 'if'} c < {limits[i]:#x}:", *_indent(bodies[i])]
+    later = [*later, "else:", *_indent(error)] if later else error
+    out += [f"{'elif' if out else 'if'} c >= {limits[last]:#x}:", *_indent(later)]
+    return [*out, "else:", *_indent(bodies[last])]
+
+
+def _guarded(cond: str, taken: list[str], skipped: list[str]) -> list[str]:
+    """`cond` (`if x == y:`) with `taken` under it and `skipped` otherwise; the longer
+    part last (see _branch_on_code)."""
+    if len(taken) > len(skipped):
+        negated = re.fullmatch(r"if (.+) == (.+):", cond)
+        if negated:
+            inverse = f"if {negated.group(1)} != {negated.group(2)}:"
+            return [inverse, *_indent(skipped or ["pass"]), "else:", *_indent(taken)]
+    return [cond, *_indent(taken or ["pass"]), *(["else:", *_indent(skipped)] if skipped else [])]
 
 
 def _same(*values: int | None) -> int | None:
@@ -601,6 +644,11 @@ def _read_run(
     after = _Ahead(q, base, _known_above(run, hi))
     tabled = _table_run(run, low, hi == 0) if len(run) > 1 else None
     if tabled is None:
+        if run and run[-1].lines == [_EVENT_CODE]:  # values above the event code
+            code = run[-1]
+            fields = _fields([*run[:-1], ReadBits(code.width, code.what)], where, low, hi, q)
+            clear = f"c &= {(1 << (low + code.width)) - 1:#x}"  # once they are taken
+            return out + fields + [clear], _Ahead(q, base), 0
         return out + _fields(run, where, low, hi, q), after, None
     lookup, tail = tabled
     head, rest = run[: len(run) - tail], run[len(run) - tail :]

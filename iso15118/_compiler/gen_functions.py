@@ -415,7 +415,8 @@ class FunctionWriter:
         if lead is None:  # no caller has asked yet
             lead = self.leads[key] = 0 if cyclic else entry_lead(items)
         body = flush_reads(items, cm.name, lead)
-        if self.need_s and not cyclic and not any(line.startswith("if s == ") for line in body):
+        guards = any(line.startswith(("if s == ", "if s != ")) for line in body)
+        if self.need_s and not cyclic and not guards:
             body = _drop_state_variable(body)  # every guarded state was absorbed
         elif self.need_s:
             out.append(f"{_IND}s = 0")
