@@ -277,6 +277,8 @@ class _Reporter:
             print(f"  EV sets CP state {event.state.value}", file=self._out)
         elif isinstance(event, ev.ContractInstalled):
             print(f"  contract installed, eMAID {event.emaid}", file=self._out)
+        elif isinstance(event, ev.ContractUpdated):
+            print(f"  contract updated, eMAID {event.emaid}", file=self._out)
         elif isinstance(event, ev.SessionFinished):
             self.flush()
 

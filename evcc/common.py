@@ -89,7 +89,8 @@ class EvContext:
     charge_service_id: int = 1
     #: ServiceIDs whose ServiceDetail is still to ask
     detail_queue: list[int] = field(default_factory=list)
-    #: (ServiceID, ParameterSetID) of the certificate installation service, if offered
+    #: (ServiceID, ParameterSetID) of the certificate service, when offered and wanted:
+    #: installation or update (evcc.iso2.pnc.certificate_action)
     certificate_service: tuple[int, int] | None = None
     contract_chain: tuple[bytes, ...] = ()
     contract_key: ec.EllipticCurvePrivateKey | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from enum import Enum
 
 from cryptography import x509
@@ -46,6 +47,10 @@ class PncCredentials:
     contract first (`install_certificate`, or no contract present), which needs the OEM
     provisioning certificate and key. `root_certificates` (V2G roots, DER) fill
     ListOfRootCertificateIDs. `emaid` defaults to the contract certificate's CN.
+
+    The EV renews its contract with CertificateUpdateReq (ISO 15118-2 8.4.3.9), signed with
+    the present contract key, when `update_certificate` is set or the contract certificate
+    expires within `update_within`, and the charger offers the certificate service.
     """
 
     contract_chain: tuple[bytes, ...] = ()
@@ -55,8 +60,16 @@ class PncCredentials:
     oem_provisioning_key: ec.EllipticCurvePrivateKey | None = None
     root_certificates: tuple[bytes, ...] = ()
     install_certificate: bool = False
+    update_certificate: bool = False
+    update_within: timedelta | None = None
 
     def __post_init__(self) -> None:
+        if (self.update_certificate or self.update_within is not None) and (
+            not self.contract_chain or not self.root_certificates
+        ):
+            raise ValueError(
+                "updating a contract needs the contract chain and key and the V2G roots"
+            )
         if bool(self.contract_chain) != (self.contract_key is not None):
             raise ValueError("give the contract chain and its key together")
         if self.needs_installation and (
@@ -83,6 +96,20 @@ class PncCredentials:
     @property
     def needs_installation(self) -> bool:
         return self.install_certificate or not self.contract_chain
+
+    def needs_update(self, now: datetime) -> bool:
+        """Renew the present contract now? Never when it is to be installed first."""
+        if self.needs_installation:
+            return False
+        if self.update_certificate:
+            return True
+        if self.update_within is None:
+            return False
+        try:
+            expires = x509.load_der_x509_certificate(self.contract_chain[0]).not_valid_after_utc
+        except ValueError:
+            return False  # a chain given on purpose unreadable: nothing to go by
+        return expires - now <= self.update_within
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -17,6 +17,7 @@ import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -326,10 +327,13 @@ def _pnc(section: _Section) -> PncCredentials | None:
     oem_key = _private_key(section, "oem_provisioning_key")
     roots = _certificates(section, "root_certificates")
     install = section.boolean("install_certificate", False)
+    update = section.boolean("update_certificate", False)
+    within_days = section.optional_number("update_within_days")
     section.done()
     if len(oem_certs) > 1:
         raise ConfigError("pnc.oem_provisioning_cert: expected one certificate, found more")
-    if not (chain or contract_key or emaid or oem_certs or oem_key or roots or install):
+    given = (chain, contract_key, emaid, oem_certs, oem_key, roots, install, update, within_days)
+    if not any(x is not None and x is not False and x != () for x in given):
         return None
     try:
         return PncCredentials(
@@ -340,6 +344,8 @@ def _pnc(section: _Section) -> PncCredentials | None:
             oem_provisioning_key=oem_key,
             root_certificates=roots,
             install_certificate=install,
+            update_certificate=update,
+            update_within=None if within_days is None else timedelta(days=within_days),
         )
     except ValueError as exc:
         raise ConfigError(f"pnc: {exc}") from None

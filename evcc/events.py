@@ -5,12 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from iso15118.sap import AppProtocol
 from secc.evse import ControlPilotState
 
 __all__ = [
     "ChargingUpdate",
     "ContractInstalled",
+    "ContractUpdated",
     "ControlPilotChange",
     "EvEvent",
     "MessageReceived",
@@ -74,6 +77,17 @@ class ContractInstalled:
 
 
 @dataclass(frozen=True, slots=True)
+class ContractUpdated:
+    """CertificateUpdateRes was verified and the new contract key unwrapped with the old one;
+    the session goes on with the new contract (`contract_chain`, contract certificate first,
+    DER) and its key."""
+
+    emaid: str
+    contract_chain: tuple[bytes, ...]
+    contract_key: ec.EllipticCurvePrivateKey
+
+
+@dataclass(frozen=True, slots=True)
 class SessionFinished:
     """The session is over. `ok` False on a FAILED response code, a timeout, a protocol
     error or a lost connection; `reason` says which. `paused` after SessionStop(Pause):
@@ -92,5 +106,6 @@ EvEvent = (
     | ControlPilotChange
     | ChargingUpdate
     | ContractInstalled
+    | ContractUpdated
     | SessionFinished
 )

@@ -74,7 +74,7 @@ class OutOfSequence:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BadSignature:
     """Flip bit `bit` of the SignatureValue of a signed request (AuthorizationReq,
-    MeteringReceiptReq, CertificateInstallationReq)."""
+    MeteringReceiptReq, CertificateInstallationReq, CertificateUpdateReq)."""
 
     message: str = "AuthorizationReq"
     occurrence: int | None = 1

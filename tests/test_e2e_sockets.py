@@ -367,6 +367,35 @@ def test_iso2_dc_pnc_over_tls_with_an_existing_contract(tmp_path: Path, pki: Pki
     run(test)
 
 
+def test_iso2_dc_pnc_over_tls_with_certificate_update(tmp_path: Path, pki: Pki) -> None:
+    """The car renews its contract (CertificateUpdateReq signed with the present contract key)
+    and is authorised and billed under the renewed contract, same eMAID."""
+
+    async def test() -> None:
+        async with running_secc(tmp_path, pki=pki) as secc:
+            credentials = dataclasses.replace(
+                pki.credentials(install=False), update_certificate=True
+            )
+            config = dataclasses.replace(FAST, payment=Payment.PNC, tls=True, pnc=credentials)
+            result = await ev(secc, config, pki.client_tls())
+            assert result.ok, result.reason
+            names = secc.names()
+            assert names[2:6] == [
+                "PaymentServiceSelectionReq",
+                "CertificateUpdateReq",
+                "PaymentDetailsReq",
+                "AuthorizationReq",
+            ]
+            record = await secc.record(result.session_id)
+            assert record.kind is IdentificationKind.CONTRACT
+            emaid = credentials.contract_emaid()
+            assert emaid is not None and record.contract_id is not None
+            assert record.contract_id.replace("-", "")[:14] == emaid.replace("-", "")[:14]
+            assert record.receipts and all(r.signature_valid for r in record.receipts)
+
+    run(test)
+
+
 # --------------------------------------------------------------------------- pause, renegotiation
 
 

@@ -9,7 +9,7 @@ import io
 import re
 import ssl
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +173,8 @@ BAD = [
         "pnc.contract_key: give a password or a password file, not both",
     ),
     ("pnc: {install_certificate: true}\n", "pnc: installing a contract needs"),
+    ("pnc: {update_certificate: true}\n", "pnc: updating a contract needs"),
+    ("pnc: {update_within_days: -1}\n", "pnc.update_within_days"),
     ("pnc: {root_certificates: ev.yaml}\n", "pnc.root_certificates: .*not a certificate"),
     # faults
     ("faults: {type: silence}\n", "faults: expected a list of mappings"),
@@ -349,6 +351,32 @@ pnc:
     assert _same_key(pnc.oem_provisioning_key, pki[Role.OEM_PROVISIONING].key)
     assert set(pnc.root_certificates) == {c.public_bytes(DER) for c in pki.roots()}
     assert pnc.contract_emaid() is not None and not pnc.needs_installation
+    assert pnc.update_within is None and not pnc.update_certificate
+
+
+def test_contract_update_keys(pki: TestPki, pki_dir: Path) -> None:
+    path = write(
+        pki_dir,
+        """
+payment: pnc
+pnc:
+  contract_chain: chains/contract.pem
+  contract_key: keys/contract.key.pem
+  contract_key_password: secret
+  root_certificates: trust
+  update_within_days: 30
+""",
+        "update.yaml",
+    )
+    pnc = read_ev_config(path).config.pnc
+    assert pnc is not None and pnc.update_within == timedelta(days=30)
+    expires = pki[Role.CONTRACT].certificate.not_valid_after_utc
+    assert pnc.needs_update(expires - timedelta(days=29))
+    assert not pnc.needs_update(expires - timedelta(days=31))
+    forced = read_ev_config(
+        write(pki_dir, path.read_text() + "  update_certificate: true\n", "forced.yaml")
+    ).config.pnc
+    assert forced is not None and forced.needs_update(expires - timedelta(days=3650))
 
 
 def test_der_material(pki: TestPki, pki_dir: Path) -> None:

@@ -1,7 +1,7 @@
 """The ISO 15118-2 EV sequence as a table: request → (build, react).
 
 SessionSetup → ServiceDiscovery → [ServiceDetail*] → PaymentServiceSelection →
-  PnC: [CertificateInstallation] → PaymentDetails → Authorization (signed)*
+  PnC: [CertificateInstallation | CertificateUpdate] → PaymentDetails → Authorization (signed)*
   EIM: Authorization*
 → ChargeParameterDiscovery* →
   DC: [CP state C] CableCheck* → PreCharge* → PowerDelivery(Start) → CurrentDemand*
@@ -12,8 +12,8 @@ SessionSetup → ServiceDiscovery → [ServiceDetail*] → PaymentServiceSelecti
 → PowerDelivery(Stop) [CP state B] → DC: WeldingDetection* → SessionStop(Terminate | Pause).
 
 A resumed session (SessionSetupRes OK_OldSessionJoined after SessionSetupReq with the paused
-SessionID) skips ServiceDetail, CertificateInstallation and PaymentDetails and sends an
-unsigned AuthorizationReq (no new GenChallenge was exchanged).
+SessionID) skips ServiceDetail, CertificateInstallation/Update and PaymentDetails and sends
+an unsigned AuthorizationReq (no new GenChallenge was exchanged).
 """
 
 from __future__ import annotations
@@ -65,9 +65,10 @@ def service_discovery(res: Any, ctx: EvContext, now: float) -> Reaction:
         return Reaction(Done(False, f"the EVSE does not offer {ctx.config.energy_mode.value}"))
     ctx.charge_service_id = res.ChargeService.ServiceID
     services = res.ServiceList.Service if res.ServiceList is not None else []
+    action = pnc.certificate_action(ctx)
     for service in services:
-        if str(service.ServiceCategory) == "ContractCertificate":
-            ctx.certificate_service = (service.ServiceID, 1)  # parameter set 1: Installation
+        if str(service.ServiceCategory) == "ContractCertificate" and action is not None:
+            ctx.certificate_service = (service.ServiceID, action)
     if ctx.config.request_service_detail and not ctx.resumed:
         ctx.detail_queue = [s.ServiceID for s in services] or [ctx.charge_service_id]
         return Reaction(Next("ServiceDetailReq"))
@@ -88,6 +89,8 @@ def payment_service_selection(res: Any, ctx: EvContext, now: float) -> Reaction:
         return Reaction(Next("AuthorizationReq"))
     if credentials.needs_installation:
         return Reaction(Next("CertificateInstallationReq"))
+    if ctx.certificate_service is not None and ctx.certificate_service[1] == pnc.UPDATE:
+        return Reaction(Next("CertificateUpdateReq"))
     return Reaction(Next("PaymentDetailsReq"))
 
 
@@ -184,6 +187,7 @@ ISO2_DIALECT = Dialect(
         "CertificateInstallationReq": _spec(
             pnc.certificate_installation_request, pnc.certificate_installation
         ),
+        "CertificateUpdateReq": _spec(pnc.certificate_update_request, pnc.certificate_update),
         "PaymentDetailsReq": _spec(pnc.payment_details_request, pnc.payment_details),
         "AuthorizationReq": _spec(requests.authorization, authorization),
         "ChargeParameterDiscoveryReq": _spec(

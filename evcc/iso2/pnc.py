@@ -1,11 +1,12 @@
-"""ISO 15118-2 Plug & Charge on the EV side: CertificateInstallation, PaymentDetails, and
-the signatures of AuthorizationReq, MeteringReceiptReq and CertificateInstallationReq.
+"""ISO 15118-2 Plug & Charge on the EV side: CertificateInstallation, CertificateUpdate,
+PaymentDetails, and the signatures of AuthorizationReq, MeteringReceiptReq,
+CertificateInstallationReq and CertificateUpdateReq.
 
-CertificateInstallationRes is accepted only if its signature verifies with the SA
-provisioning certificate it carries (pki.xmlsig, the four signed parts) and the wrapped
-contract key opens with the OEM provisioning key and matches the contract certificate
-(pki.keywrap.unwrap_iso2). The SA provisioning chain itself is not validated against a
-V2G root here.
+CertificateInstallationRes / CertificateUpdateRes is accepted only if its signature verifies
+with the SA provisioning certificate it carries (pki.xmlsig, the four signed parts) and the
+wrapped contract key opens and matches the contract certificate (pki.keywrap.unwrap_iso2):
+with the OEM provisioning key for an installation, with the present contract key for an
+update (8.4.3.9). The SA provisioning chain itself is not validated against a V2G root here.
 """
 
 from __future__ import annotations
@@ -16,15 +17,20 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from evcc.common import Done, EvContext, Next, Reaction
-from evcc.events import ContractInstalled
+from evcc.events import ContractInstalled, ContractUpdated
 from exi_schemas import iso2, xmldsig
 from iso15118 import exi
 from pki.keywrap import KeyUnwrapError, WrappedKey, unwrap_iso2
 from pki.xmlsig import SignatureError, SignedMessage, sign, verify
 
 __all__ = [
+    "INSTALLATION",
+    "UPDATE",
+    "certificate_action",
     "certificate_installation",
     "certificate_installation_request",
+    "certificate_update",
+    "certificate_update_request",
     "payment_details",
     "payment_details_request",
     "sign_request",
@@ -32,10 +38,25 @@ __all__ = [
 
 BODY = "urn:iso:15118:2:2013:MsgBody"
 INSTALLATION_ID = "ID3"
+UPDATE_ID = "ID4"
+#: ParameterSetIDs of the ContractCertificate service (ISO 15118-2 Table 106)
+INSTALLATION = 1
+UPDATE = 2
 
 
 class InstallationRejected(Exception):
-    """A CertificateInstallationRes the EV cannot use."""
+    """A CertificateInstallationRes or CertificateUpdateRes the EV cannot use."""
+
+
+def certificate_action(ctx: EvContext) -> int | None:
+    """What the EV wants of the ContractCertificate service in this session: INSTALLATION,
+    UPDATE or nothing (EIM, a resumed session, a contract that needs no renewal)."""
+    pnc = ctx.config.pnc
+    if ctx.config.payment.value != "Contract" or pnc is None or ctx.resumed:
+        return None
+    if pnc.needs_installation:
+        return INSTALLATION
+    return UPDATE if pnc.needs_update(ctx.clock()) else None
 
 
 def _root_ids(roots: tuple[bytes, ...]) -> iso2.ListOfRootCertificateIDsType:
@@ -60,7 +81,26 @@ def certificate_installation_request(ctx: EvContext) -> iso2.CertificateInstalla
     )
 
 
-def _signed_parts(res: iso2.CertificateInstallationResType) -> dict[str, object]:
+def certificate_update_request(ctx: EvContext) -> iso2.CertificateUpdateReqType:
+    """The present contract chain and eMAID; signed later with the present contract key."""
+    pnc = ctx.config.pnc
+    assert pnc is not None  # certificate_action checked it
+    leaf, *subs = ctx.contract_chain
+    return iso2.CertificateUpdateReqType(
+        Id=UPDATE_ID,
+        ContractSignatureCertChain=iso2.CertificateChainType(
+            Certificate=leaf,
+            SubCertificates=iso2.SubCertificatesType(Certificate=list(subs)) if subs else None,
+        ),
+        eMAID=ctx.emaid or "",
+        ListOfRootCertificateIDs=_root_ids(pnc.root_certificates),
+    )
+
+
+CertificateRes = iso2.CertificateInstallationResType | iso2.CertificateUpdateResType
+
+
+def _signed_parts(res: CertificateRes) -> dict[str, object]:
     parts: dict[str, object] = {}
     for name, value in (
         ("ContractSignatureCertChain", res.ContractSignatureCertChain),
@@ -74,11 +114,13 @@ def _signed_parts(res: iso2.CertificateInstallationResType) -> dict[str, object]
     return parts
 
 
-def _install(
-    res: iso2.CertificateInstallationResType, ctx: EvContext
+def _unwrap(
+    res: CertificateRes, ctx: EvContext, recipient: ec.EllipticCurvePrivateKey | None
 ) -> ec.EllipticCurvePrivateKey:
-    pnc = ctx.config.pnc
-    assert pnc is not None and pnc.oem_provisioning_key is not None
+    """The new contract key, after the SA provisioning signature verified; `recipient` is
+    the key it was wrapped for."""
+    if recipient is None:
+        raise InstallationRejected("no key to unwrap the contract key with")
     signature = ctx.response_header.Signature if ctx.response_header is not None else None
     if signature is None:
         raise InstallationRejected("no signature in the header")
@@ -97,20 +139,40 @@ def _install(
     if not isinstance(contract_public, ec.EllipticCurvePublicKey):
         raise InstallationRejected("the contract key is not an EC key")
     wrapped = WrappedKey(res.DHpublickey.value, res.ContractSignatureEncryptedPrivateKey.value)
-    return unwrap_iso2(wrapped, pnc.oem_provisioning_key, contract_public_key=contract_public)
+    return unwrap_iso2(wrapped, recipient, contract_public_key=contract_public)
 
 
-def certificate_installation(res: Any, ctx: EvContext, now: float) -> Reaction:
-    try:
-        key = _install(res, ctx)
-    except (InstallationRejected, SignatureError, KeyUnwrapError, ValueError) as exc:
-        return Reaction(Done(False, f"CertificateInstallationRes rejected: {exc}"))
+def _take_contract(res: CertificateRes, ctx: EvContext, key: ec.EllipticCurvePrivateKey) -> None:
     chain = res.ContractSignatureCertChain
     subs = tuple(chain.SubCertificates.Certificate) if chain.SubCertificates else ()
     ctx.contract_chain = (chain.Certificate, *subs)
     ctx.contract_key = key
     ctx.emaid = res.eMAID.value
+
+
+_REFUSED = (InstallationRejected, SignatureError, KeyUnwrapError, ValueError)
+
+
+def certificate_installation(res: Any, ctx: EvContext, now: float) -> Reaction:
+    pnc = ctx.config.pnc
+    try:
+        key = _unwrap(res, ctx, pnc.oem_provisioning_key if pnc is not None else None)
+    except _REFUSED as exc:
+        return Reaction(Done(False, f"CertificateInstallationRes rejected: {exc}"))
+    _take_contract(res, ctx, key)
     return Reaction(Next("PaymentDetailsReq"), (ContractInstalled(res.eMAID.value),))
+
+
+def certificate_update(res: Any, ctx: EvContext, now: float) -> Reaction:
+    """The new contract replaces the present one for the rest of the session (PaymentDetails
+    and the signed AuthorizationReq use it)."""
+    try:
+        key = _unwrap(res, ctx, ctx.contract_key)
+    except _REFUSED as exc:
+        return Reaction(Done(False, f"CertificateUpdateRes rejected: {exc}"))
+    _take_contract(res, ctx, key)
+    event = ContractUpdated(res.eMAID.value, ctx.contract_chain, key)
+    return Reaction(Next("PaymentDetailsReq"), (event,))
 
 
 def payment_details_request(ctx: EvContext) -> iso2.PaymentDetailsReqType:
@@ -133,13 +195,15 @@ _SIGNED = {
     "AuthorizationReq": SignedMessage.ISO2_AUTHORIZATION_REQ,
     "MeteringReceiptReq": SignedMessage.ISO2_METERING_RECEIPT_REQ,
     "CertificateInstallationReq": SignedMessage.ISO2_CERTIFICATE_INSTALLATION_REQ,
+    "CertificateUpdateReq": SignedMessage.ISO2_CERTIFICATE_UPDATE_REQ,
 }
 
 
 def sign_request(name: str, message: Any, ctx: EvContext) -> None:
     """Put the header Signature on the requests PnC signs (in place): AuthorizationReq (with
-    a GenChallenge) and MeteringReceiptReq with the contract key, CertificateInstallationReq
-    with the OEM provisioning key. Other requests, and EIM sessions, stay unsigned."""
+    a GenChallenge), MeteringReceiptReq and CertificateUpdateReq with the (present) contract
+    key, CertificateInstallationReq with the OEM provisioning key. Other requests, and EIM
+    sessions, stay unsigned."""
     kind = _SIGNED.get(name)
     if kind is None or ctx.config.payment.value != "Contract" or ctx.config.pnc is None:
         return

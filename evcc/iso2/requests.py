@@ -67,14 +67,7 @@ def service_detail(ctx: EvContext) -> iso2.ServiceDetailReqType:
 
 def payment_service_selection(ctx: EvContext) -> iso2.PaymentServiceSelectionReqType:
     selected = [iso2.SelectedServiceType(ServiceID=ctx.charge_service_id)]
-    pnc = ctx.config.pnc
-    if (
-        ctx.config.payment.value == "Contract"
-        and pnc is not None
-        and pnc.needs_installation
-        and ctx.certificate_service is not None
-        and not ctx.resumed
-    ):
+    if ctx.certificate_service is not None:  # installation or update (machine.service_discovery)
         service, parameter_set = ctx.certificate_service
         selected.append(iso2.SelectedServiceType(ServiceID=service, ParameterSetID=parameter_set))
     return iso2.PaymentServiceSelectionReqType(
