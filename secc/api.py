@@ -11,12 +11,16 @@ Security:
   ``Authorization: Bearer <token>``, compared in constant time; without a configured token
   the API only starts on a loopback address (and then anyone on the machine may use it), and
   refuses to start on any other;
+* an address that presents `max_token_failures` wrong tokens within `token_lockout_seconds`
+  is refused (429, ``Retry-After``) for that long without its token being looked at
+  (`AuthThrottle`): guessing a token costs minutes per handful of tries;
 * request bodies are limited (`ApiConfig.max_body_bytes`); JSON bodies must say so
   (``Content-Type: application/json``).
 
 Errors are JSON: ``{"error": "<kind>", "detail": "<what was wrong>"}`` with 400 (bad query
 parameter, bad JSON), 401 (no or wrong token), 404, 405, 409 (e.g. stopping an ended
-session), 413 (body too large), 415 (not JSON), 422 (JSON of the wrong shape or value).
+session), 413 (body too large), 415 (not JSON), 422 (JSON of the wrong shape or value), 429
+(too many wrong tokens from the address).
 
 JSON conventions (as `secc.records_json`): datetimes ISO 8601 with their offset, bytes as
 lower-case hex, enums as their values, decimal amounts as strings.
@@ -34,6 +38,7 @@ import logging
 import math
 import re
 import time
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -54,6 +59,7 @@ __all__ = [
     "ApiConfig",
     "ApiConfigError",
     "ApiServer",
+    "AuthThrottle",
     "Route",
     "StationApi",
     "build_app",
@@ -93,6 +99,10 @@ class ApiConfig:
     max_body_bytes: int = 16 * 1024
     #: seconds one status snapshot of the station is served (0: a fresh one every time)
     status_max_age: float = 0.5
+    #: wrong tokens one address may present within `token_lockout_seconds` before it is
+    #: refused for that long (0: never refused)
+    max_token_failures: int = 10
+    token_lockout_seconds: float = 60.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -103,6 +113,16 @@ class ApiConfig:
             raise ApiConfigError("api.max_body_bytes: at least 64")
         if not 0 <= self.status_max_age <= 60:
             raise ApiConfigError("api.status_max_age: 0..60 seconds")
+        if self.max_token_failures < 0:
+            raise ApiConfigError("api.max_token_failures: 0 or more")
+        if not 1 <= self.token_lockout_seconds <= 86400:
+            raise ApiConfigError("api.token_lockout_seconds: 1..86400")
+
+    def throttle(self) -> AuthThrottle | None:
+        """The throttle of wrong tokens this configuration asks for (None: none)."""
+        if not self.max_token_failures:
+            return None
+        return AuthThrottle(self.max_token_failures, self.token_lockout_seconds)
 
     def load_token(self) -> str | None:
         """The configured token (read from `token_file` now), checked; None if none is set."""
@@ -129,9 +149,9 @@ def read_api_section(section: Section) -> ApiConfig:
     """The ``api:`` section of the SECC's YAML file (consumes it: unknown keys are errors).
 
     Keys: enabled (default: true if the section has any key), host, port, token, token_file
-    (relative to the file), metrics_require_token, max_body_bytes, status_max_age. The token
-    file is read
-    now, so that a missing or empty file is reported with the configuration.
+    (relative to the file), metrics_require_token, max_body_bytes, status_max_age,
+    max_token_failures, token_lockout_seconds. The token file is read now, so that a missing
+    or empty file is reported with the configuration.
     """
     keys = (
         "host",
@@ -141,6 +161,8 @@ def read_api_section(section: Section) -> ApiConfig:
         "metrics_require_token",
         "max_body_bytes",
         "status_max_age",
+        "max_token_failures",
+        "token_lockout_seconds",
     )
     enabled = section.boolean("enabled", any(section.has(k) for k in keys))
     config = ApiConfig(
@@ -153,6 +175,8 @@ def read_api_section(section: Section) -> ApiConfig:
         max_body_bytes=section.integer("max_body_bytes", 16 * 1024, low=64, high=1 << 20)
         or 16 * 1024,
         status_max_age=section.number("status_max_age", 0.5),
+        max_token_failures=section.integer("max_token_failures", 10, low=0, high=1000) or 0,
+        token_lockout_seconds=section.number("token_lockout_seconds", 60.0),
     )
     section.done()
     if enabled:
@@ -292,6 +316,7 @@ class ApiError(Exception):
         413: "payload_too_large",
         415: "unsupported_media_type",
         422: "unprocessable_entity",
+        429: "too_many_requests",
         500: "internal_error",
     }
 
@@ -653,7 +678,63 @@ def _errors_and_logging() -> Any:
     return middleware
 
 
-def _authentication(token: str | None, *, metrics_public: bool) -> Any:
+@dataclass(slots=True)
+class _Failures:
+    times: deque[float]
+    locked_until: float = 0.0
+
+
+class AuthThrottle:
+    """Wrong bearer tokens per client address; sans-IO (the caller passes the time).
+
+    After `allowed` wrong tokens within `period` seconds an address is locked out for
+    `period` seconds: its requests are refused without their token being compared, so that
+    it learns nothing from them. A missing token is not counted (it guesses nothing). At
+    most `max_clients` addresses are remembered, the least recently failing forgotten first.
+    """
+
+    def __init__(self, allowed: int, period: float, *, max_clients: int = 4096) -> None:
+        if allowed < 1 or period <= 0 or max_clients < 1:
+            raise ValueError("allowed, period and max_clients must be positive")
+        self.allowed = allowed
+        self.period = period
+        self.max_clients = max_clients
+        self._clients: OrderedDict[str, _Failures] = OrderedDict()
+
+    def retry_after(self, client: str, now: float) -> float:
+        """Seconds `client` is still locked out at `now` (0: not locked out)."""
+        entry = self._clients.get(client)
+        if entry is None or entry.locked_until <= now:
+            return 0.0
+        return entry.locked_until - now
+
+    def failed(self, client: str, now: float) -> bool:
+        """Count a wrong token from `client` at `now`; True if this one locks it out."""
+        entry = self._clients.get(client)
+        if entry is None:
+            entry = self._clients[client] = _Failures(deque())
+            if len(self._clients) > self.max_clients:
+                self._clients.popitem(last=False)
+        else:
+            self._clients.move_to_end(client)
+        times = entry.times
+        while times and times[0] <= now - self.period:
+            times.popleft()
+        times.append(now)
+        if len(times) < self.allowed:
+            return False
+        times.clear()
+        entry.locked_until = now + self.period
+        return True
+
+
+def _authentication(
+    token: str | None,
+    *,
+    metrics_public: bool,
+    throttle: AuthThrottle | None,
+    clock: Callable[[], float],
+) -> Any:
     # compared as digests: the time taken tells nothing of the token's content or length
     expected = None if token is None else hashlib.sha256(token.encode()).digest()
 
@@ -661,6 +742,15 @@ def _authentication(token: str | None, *, metrics_public: bool) -> Any:
     async def middleware(request: web.Request, handler: _Next) -> web.StreamResponse:
         if expected is None or (metrics_public and request.path == "/metrics"):
             return await handler(request)
+        client = request.remote or "unknown"
+        wait = throttle.retry_after(client, clock()) if throttle is not None else 0.0
+        if wait:
+            seconds = math.ceil(wait)
+            raise ApiError(
+                429,
+                f"too many wrong tokens from {client}: try again in {seconds} s",
+                headers={"Retry-After": str(seconds)},
+            )
         given = request.headers.get("Authorization")
         if given is None:
             raise ApiError(
@@ -672,6 +762,13 @@ def _authentication(token: str | None, *, metrics_public: bool) -> Any:
         presented = hashlib.sha256(credentials.strip().encode(errors="replace")).digest()
         valid = hmac.compare_digest(presented, expected)  # always compared, whatever the scheme
         if not valid or scheme.lower() != "bearer":
+            if throttle is not None and throttle.failed(client, clock()):
+                logger.warning(
+                    "station API: %d wrong tokens from %s; refused for %.0f s",
+                    throttle.allowed,
+                    client,
+                    throttle.period,
+                )
             raise ApiError(
                 401,
                 "the bearer token is not valid",
@@ -690,11 +787,16 @@ def build_app(
     max_body: int = 16384,
     status_max_age: float = 0.5,
     clock: Callable[[], float] = time.monotonic,
+    throttle: AuthThrottle | None = None,
 ) -> web.Application:
     """The aiohttp application for `station` (`token` None: no authentication; status
-    snapshots reused for `status_max_age` seconds of `clock`)."""
+    snapshots reused for `status_max_age` seconds of `clock`; wrong tokens counted by
+    `throttle`, if any, on the same clock)."""
+    authentication = _authentication(
+        token, metrics_public=metrics_public, throttle=throttle, clock=clock
+    )
     app = web.Application(
-        middlewares=[_errors_and_logging(), _authentication(token, metrics_public=metrics_public)],
+        middlewares=[_errors_and_logging(), authentication],
         client_max_size=max_body,
     )
     handlers = _Handlers(station, status_max_age=status_max_age, clock=clock)
@@ -732,6 +834,7 @@ class ApiServer:
             metrics_public=not config.metrics_require_token,
             max_body=config.max_body_bytes,
             status_max_age=config.status_max_age,
+            throttle=config.throttle(),
         )
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()

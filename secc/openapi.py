@@ -290,8 +290,10 @@ def _error_responses(*codes: int) -> dict[str, Any]:
         413: "PayloadTooLarge",
         415: "UnsupportedMediaType",
         422: "UnprocessableEntity",
+        429: "TooManyRequests",
     }
-    return {str(c): {"$ref": f"#/components/responses/{names[c]}"} for c in (401, *codes)}
+    every = (401, 429)  # authentication, on every route
+    return {str(c): {"$ref": f"#/components/responses/{names[c]}"} for c in (*every, *codes)}
 
 
 def _json(schema: Schema, description: str) -> dict[str, Any]:
@@ -536,6 +538,7 @@ def openapi_document() -> dict[str, Any]:
             ("PayloadTooLarge", "the body is larger than api.max_body_bytes"),
             ("UnsupportedMediaType", "the body is not application/json"),
             ("UnprocessableEntity", "JSON of the wrong shape or value"),
+            ("TooManyRequests", "too many wrong tokens from this address (see Retry-After)"),
         )
     }
     return {

@@ -37,6 +37,7 @@ from secc.api import (
     ApiConfig,
     ApiConfigError,
     ApiServer,
+    AuthThrottle,
     build_app,
     is_loopback,
     read_api_section,
@@ -399,7 +400,7 @@ def test_every_route_needs_the_token(headers: dict[str, str]) -> None:
         assert status == 401
         assert station.calls == []  # nothing reached the station
 
-    run(test)
+    run(test, max_token_failures=0)  # every wrong token from one address, on purpose
 
 
 def test_bearer_scheme_is_case_insensitive() -> None:
@@ -709,6 +710,11 @@ def test_config_checks() -> None:
         ApiConfig(status_max_age=-1)
     with pytest.raises(ApiConfigError, match="empty"):
         ApiConfig(token="").load_token()
+    with pytest.raises(ApiConfigError, match="max_token_failures"):
+        ApiConfig(max_token_failures=-1)
+    with pytest.raises(ApiConfigError, match="token_lockout_seconds"):
+        ApiConfig(token_lockout_seconds=0)
+    assert ApiConfig(max_token_failures=0).throttle() is None
     assert ApiConfig().host == "127.0.0.1"  # localhost unless configured otherwise
 
 
@@ -723,7 +729,8 @@ def test_read_api_section(tmp_path: Path) -> None:
     config = _section(
         tmp_path,
         "api:\n  host: 0.0.0.0\n  port: 9090\n  token_file: api.token\n"
-        "  metrics_require_token: false\n  status_max_age: 0\n",
+        "  metrics_require_token: false\n  status_max_age: 0\n"
+        "  max_token_failures: 5\n  token_lockout_seconds: 300\n",
     )
     assert config.enabled
     assert (config.host, config.port) == ("0.0.0.0", 9090)
@@ -731,6 +738,8 @@ def test_read_api_section(tmp_path: Path) -> None:
     assert config.load_token() == TOKEN
     assert not config.metrics_require_token
     assert config.status_max_age == 0
+    throttle = config.throttle()
+    assert throttle is not None and (throttle.allowed, throttle.period) == (5, 300)
     assert not _section(tmp_path, "network: {}\n").enabled  # no api section: no API
     assert not _section(tmp_path, "api:\n  enabled: false\n  port: 1\n").enabled
     assert _section(tmp_path, "api:\n  enabled: true\n").host == "127.0.0.1"
@@ -751,6 +760,69 @@ def test_read_api_section(tmp_path: Path) -> None:
 def test_bad_api_sections(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         _section(tmp_path, text)
+
+
+def test_auth_throttle_counts_wrong_tokens_per_address() -> None:
+    throttle = AuthThrottle(3, 60.0, max_clients=2)
+    assert not throttle.failed("a", 0.0)
+    assert not throttle.failed("a", 10.0)
+    assert throttle.retry_after("a", 10.0) == 0
+    assert not throttle.failed("a", 61.0)  # the first has expired: two in the last minute
+    assert throttle.failed("a", 62.0)  # the third within 60 s: locked out
+    assert throttle.retry_after("a", 62.0) == 60.0
+    assert throttle.retry_after("a", 100.0) == 22.0
+    assert throttle.retry_after("b", 100.0) == 0  # other addresses are not affected
+    assert throttle.retry_after("a", 122.0) == 0  # over; counting starts afresh
+    assert not throttle.failed("a", 123.0)
+    assert not throttle.failed("a", 123.5)
+    # at most max_clients addresses are remembered, the least recently failing forgotten
+    throttle.failed("b", 124.0)
+    throttle.failed("c", 125.0)  # a third address: "a" is forgotten
+    assert not throttle.failed("a", 127.0)  # remembered, this third one would lock it out
+    with pytest.raises(ValueError):
+        AuthThrottle(0, 60.0)
+
+
+def test_wrong_tokens_lock_the_address_out() -> None:
+    """After max_token_failures wrong tokens the address gets 429 with Retry-After, whatever
+    it presents (its tokens are not looked at); the lockout ends with its time."""
+    clock = [1000.0]
+    station = FakeStation()
+
+    async def main() -> None:
+        throttle = AuthThrottle(3, 60.0)
+        app = build_app(station, token=TOKEN, clock=lambda: clock[0], throttle=throttle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        wrong = {"Authorization": "Bearer not-the-token"}
+        try:
+            async with aiohttp.ClientSession(url) as http:
+                for _ in range(5):  # a missing token guesses nothing: not counted
+                    async with http.get("/api/v1/status") as r:
+                        assert r.status == 401
+                for _ in range(3):
+                    async with http.get("/api/v1/status", headers=wrong) as r:
+                        assert r.status == 401
+                for headers in (wrong, AUTH):  # locked out: even the right token
+                    async with http.get("/api/v1/status", headers=headers) as r:
+                        body = await r.json()
+                        assert r.status == 429 and body["error"] == "too_many_requests"
+                        assert r.headers["Retry-After"] == "60"
+                        assert r.headers["Cache-Control"] == "no-store"
+                clock[0] += 30
+                async with http.get("/api/v1/status", headers=AUTH) as r:
+                    assert (r.status, r.headers["Retry-After"]) == (429, "30")
+                clock[0] += 30
+                async with http.get("/api/v1/status", headers=AUTH) as r:
+                    assert r.status == 200
+                assert station.status_calls == 1  # nothing reached the station before
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(main())
 
 
 def test_to_json_refuses_what_it_cannot_represent() -> None:
