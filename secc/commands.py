@@ -111,6 +111,8 @@ def build(path: Path) -> tuple[Any, Any, Any]:
         site_limit=config.site.max_power,
         certificates=certificates,
         rebalance_interval=config.site.rebalance_interval,
+        meter_save_interval=config.billing.meter_save_interval,
+        meter_save_wh=config.billing.meter_save_wh,
         version=_version(),
     )
     return station, store, config.api

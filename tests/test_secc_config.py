@@ -21,6 +21,7 @@ def test_example_file_loads() -> None:
     assert config.server.tcp_port == 15118
     assert config.evse_class == "secc.simulated:SimulatedEVSE"
     assert config.backend_options["free_charging"] is True
+    assert (config.billing.meter_save_interval, config.billing.meter_save_wh) == (10.0, 100)
 
 
 def test_example_file_checks_on_the_command_line(
@@ -50,6 +51,8 @@ def test_example_file_checks_on_the_command_line(
         ("evses: [{network: {bogus: 1}}]\n", "network: bogus"),
         ("evses: [3]\n", "]: expected a mapping"),
         ("site: {max_power: -5}\n", "site.max_power: expected watts"),
+        ("billing: {meter_save_interval: 0}\n", "billing.meter_save_interval: must be > 0"),
+        ("billing: {meter_save_wh: 0}\n", "billing.meter_save_wh: 0 is outside"),
         ("tariff: {id: t, currency: XXQ}\n", "currency"),
         ("- a list\n", "top level must be a mapping"),
         ("key: [unclosed\n", "not valid YAML"),
@@ -74,6 +77,22 @@ def test_site_example_loads() -> None:
     assert config.site.max_power == 120000
     assert config.tariff is not None and config.tariff.currency == "EUR"
     assert config.server.protocol.tariff == config.tariff
+
+
+def test_meter_save_settings_reach_the_station(tmp_path: Path) -> None:
+    from secc.commands import build
+
+    path = tmp_path / "secc.yaml"
+    path.write_text(
+        f"data_dir: {tmp_path / 'data'}\n"
+        "network: {tcp_port: 0}\n"
+        "billing: {meter_save_interval: 2.5, meter_save_wh: 20}\n"
+    )
+    station, store, _api = build(path)
+    try:
+        assert (station.meter_save_interval, station.meter_save_wh) == (2.5, 20)
+    finally:
+        store.close()
 
 
 def test_each_evse_overrides_the_network_defaults(tmp_path: Path) -> None:

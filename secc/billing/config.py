@@ -45,6 +45,10 @@ class BillingConfig:
     backoff: Backoff = field(default_factory=Backoff)
     poll_interval: float = 5.0
     timeout: float = 30.0
+    #: a live session's meter reading is persisted (for billing after a crash, see
+    #: secc.recovery) every this many seconds or Wh of energy, whichever comes first
+    meter_save_interval: float = 10.0
+    meter_save_wh: int = 100
 
 
 def _positive(section: Section, key: str, default: float) -> float:
@@ -83,6 +87,8 @@ def read_billing_section(section: Section) -> BillingConfig:
         backoff=backoff,
         poll_interval=_positive(section, "poll_interval", 5.0),
         timeout=_positive(section, "timeout", 30.0),
+        meter_save_interval=_positive(section, "meter_save_interval", 10.0),
+        meter_save_wh=section.integer("meter_save_wh", 100, low=1, high=1_000_000) or 100,
     )
     section.done()
     return config
