@@ -347,13 +347,15 @@ class SeccSession:
     def _record(self, reason: StopReason) -> BillingRecord:
         """The billing record of the session so far, priced under `SeccConfig.tariff`. A
         paused session is billed per part: each part for its own energy and its own duration
-        (a resumed part from its resumption), and the session fee once, with the first part
+        (a resumed part starts at its resumption, as its record says, and as a record that
+        crash recovery writes says), and the session fee once, with the first part
         (`SessionData.resumed` parts never pay it); see `secc.tariff`."""
         data = self.data
         assert data is not None
         contract = data.contract
         meter_stop = self._status.meter or data.meter_last
-        stopped_at = self._clock()
+        started_at = self._part_started_at or data.started_at
+        stopped_at = max(started_at, self._clock())  # a wall clock stepped back bills no time
         record = BillingRecord(
             record_id=self._random(16).hex(),
             session_id=data.session_id.hex().upper(),
@@ -361,7 +363,7 @@ class SeccSession:
             protocol=data.protocol.schema,
             kind=IdentificationKind.CONTRACT if contract else IdentificationKind.EXTERNAL,
             contract_id=contract.emaid if contract else None,
-            started_at=data.started_at,
+            started_at=started_at,
             stopped_at=stopped_at,
             meter_start=data.meter_start,
             meter_stop=meter_stop if data.meter_start is not None else None,
@@ -372,15 +374,7 @@ class SeccSession:
         tariff = self.config.tariff
         if tariff is None:
             return record
-        # Priced per part (`secc.tariff`): a resumed part for its own energy and duration
-        # (from its resumption, not the session's first start), without the session fee.
-        started_at = self._part_started_at or data.started_at
-        price = tariff.price(
-            record.energy_wh,
-            started_at,
-            max(started_at, stopped_at),  # a wall clock stepped back bills no time
-            with_fee=not data.resumed,
-        )
+        price = tariff.price(record.energy_wh, started_at, stopped_at, with_fee=not data.resumed)
         return dataclasses.replace(record, price=price)
 
     # --- helpers -----------------------------------------------------------------------------
