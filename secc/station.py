@@ -669,6 +669,15 @@ class Station:
         except Exception:  # the sessions stay open: the next start tries again
             logger.exception("recovery of the sessions left open failed")
             return
+        for closing in closed:  # counted as this process's ends, as the records it billed
+            record = closing.record
+            if record is not None:
+                self.metrics.on_session_ended(
+                    record.evse_id,
+                    record.protocol,
+                    record.stop_reason.value,
+                    float(record.energy_wh),
+                )
         if any(c.record is not None for c in closed) and self.delivery is not None:
             self.delivery.wake()
 

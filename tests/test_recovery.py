@@ -457,6 +457,8 @@ def test_station_abandoned_while_charging_is_billed_by_the_next(tmp_path: Path) 
     assert item.meter_last is not None and item.session.meter_start is not None
     meter_now = int(evse.energy_wh)  # the meter is hardware: it read this when restarted
 
+    ended: list[tuple[float, float]] = []  # the metrics of each restart
+
     async def restart(meter_wh: int) -> tuple[list[BillingRecord], dict[str, BillingRecord]]:
         station, _evse, processor = _station(db, meter_wh)
         async with station:
@@ -466,11 +468,19 @@ def test_station_abandoned_while_charging_is_billed_by_the_next(tmp_path: Path) 
                 await asyncio.sleep(0.02)
             records = station.store.billing_records()
             assert station.store.open_sessions() == []
+            metrics = station.metrics
+            ended.append(
+                (
+                    metrics.sessions_ended.value(evse.evse_id, "iso2", "evse-restarted"),
+                    metrics.energy.value(evse.evse_id),
+                )
+            )
         station.store.close()
         return records, processor.settled
 
     records, settled = asyncio.run(restart(meter_now))
     (record,) = records
+    assert ended == [(1, record.energy_wh)]  # the recovered session in the new metrics
     assert record.session_id == item.session.session_id
     assert record.record_id == record_id(record.session_id, 1)
     assert record.stop_reason is StopReason.EVSE_RESTARTED
@@ -484,6 +494,7 @@ def test_station_abandoned_while_charging_is_billed_by_the_next(tmp_path: Path) 
     # a second start recovers nothing more
     records, settled = asyncio.run(restart(meter_now))
     assert records == [record] and settled == {}
+    assert ended[1] == (0, 0)
     first.store.close()
     _bury(loop)
 
