@@ -14,7 +14,7 @@ import argparse
 import math
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from evcc.events import EvEvent, SessionFinished
     from evcc.replay import Recording
 
-__all__ = ["EvPlan", "add_parser", "build", "run_plan", "summary_lines"]
+__all__ = ["EvPlan", "add_parser", "build", "run_plan", "save_contract", "summary_lines"]
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -174,7 +174,55 @@ async def run_plan(
     reporter = _Reporter(core, out)
     events = await drive(reporter, connection, evse_hook=evse_hook)
     reporter.flush()
+    if plan.file.save_contract is not None:
+        save_contract(events, plan.file.save_contract, out)
     return _result(core, events)
+
+
+def save_contract(events: Sequence[EvEvent], directory: Path, out: TextIO) -> Path | None:
+    """Write the contract the session installed or renewed last (if any) to `directory`:
+    ``contract.pem`` (the chain, contract certificate first) and ``contract.key.pem`` (its
+    key, PKCS#8 PEM, unencrypted, readable by the owner only), each replaced atomically, so
+    that the next run's `pnc.contract_chain` / `pnc.contract_key` can name them. Returns the
+    chain file, or None when there was nothing to save."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from evcc.events import ContractInstalled, ContractUpdated
+
+    contracts = [e for e in events if isinstance(e, ContractInstalled | ContractUpdated)]
+    if not contracts:
+        return None
+    last = contracts[-1]
+    if last.contract_key is None or not last.contract_chain:
+        return None
+    chain = b"".join(
+        x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
+        for der in last.contract_chain
+    )
+    key = last.contract_key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    chain_file, key_file = directory / "contract.pem", directory / "contract.key.pem"
+    _write_atomically(key_file, key, mode=0o600)
+    _write_atomically(chain_file, chain, mode=0o644)
+    print(f"  contract (eMAID {last.emaid}) saved to {chain_file} and {key_file}", file=out)
+    return chain_file
+
+
+def _write_atomically(path: Path, data: bytes, *, mode: int) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(descriptor, data)
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+    os.chmod(temporary, mode)  # whatever the umask or an older file said
+    os.replace(temporary, path)
 
 
 async def _endpoint(plan: EvPlan, out: TextIO) -> tuple[str, int, ssl.SSLContext | None]:

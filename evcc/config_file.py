@@ -122,6 +122,8 @@ class EvFile:
     network: NetworkSettings
     replay: ReplaySettings | None
     log_level: str
+    #: where `iso15118 ev run` writes a contract it installed or renewed (pnc.save_contract_to)
+    save_contract: Path | None = None
 
 
 class _Section(Section):
@@ -171,7 +173,9 @@ class _Section(Section):
 def read_ev_config(path: Path) -> EvFile:
     root = _Section.of(load_yaml(path))
     network, tls = _network(root.section("network"))
-    pnc = _pnc(root.section("pnc"))
+    pnc_section = root.section("pnc")
+    save_contract = pnc_section.path("save_contract_to")
+    pnc = _pnc(pnc_section)
     faults = tuple(_fault(item) for item in root.sections("faults"))
     replay = _replay(root.section("replay"))
     battery = _battery(root.section("battery"))
@@ -182,7 +186,13 @@ def read_ev_config(path: Path) -> EvFile:
         config = EvccConfig(**fields, pnc=pnc, battery=battery, faults=faults, tls=tls)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    return EvFile(config=config, network=network, replay=replay, log_level=log_level)
+    return EvFile(
+        config=config,
+        network=network,
+        replay=replay,
+        log_level=log_level,
+        save_contract=save_contract,
+    )
 
 
 # --- values ---------------------------------------------------------------------------------

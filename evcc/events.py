@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -71,20 +71,23 @@ class ChargingUpdate:
 
 @dataclass(frozen=True, slots=True)
 class ContractInstalled:
-    """CertificateInstallationRes was verified and the contract key unwrapped."""
+    """CertificateInstallationRes was verified and the contract key unwrapped; the session
+    goes on with the new contract (`contract_chain`, contract certificate first, DER) and
+    its key. Events compare by eMAID."""
 
     emaid: str
+    contract_chain: tuple[bytes, ...] = field(default=(), compare=False, repr=False)
+    contract_key: ec.EllipticCurvePrivateKey | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class ContractUpdated:
     """CertificateUpdateRes was verified and the new contract key unwrapped with the old one;
-    the session goes on with the new contract (`contract_chain`, contract certificate first,
-    DER) and its key."""
+    the session goes on with the new contract and its key (as for ContractInstalled)."""
 
     emaid: str
-    contract_chain: tuple[bytes, ...]
-    contract_key: ec.EllipticCurvePrivateKey
+    contract_chain: tuple[bytes, ...] = field(default=(), compare=False, repr=False)
+    contract_key: ec.EllipticCurvePrivateKey | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

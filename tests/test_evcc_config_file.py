@@ -36,6 +36,7 @@ from iso15118.sap import AppProtocol
 from iso15118.yamlconf import ConfigError
 from pki.create import TestPki, create_pki, write_pki
 from pki.profiles import Role, Standard
+from pki.store import load_certificates
 from secc.evse import EnergyMode
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "ev.yaml"
@@ -545,7 +546,8 @@ def test_exit_codes_on_the_command_line(tmp_path: Path, capsys: pytest.CaptureFi
 
 
 def test_plug_and_charge_over_tls(pki: TestPki, pki_dir: Path, tmp_path: Path) -> None:
-    """TLS and PnC material from the file: certificate installation, then a signed session."""
+    """TLS and PnC material from the file: certificate installation, then a signed session;
+    the installed contract is saved, and a second run renews it (CertificateUpdate)."""
     from iso15118.transport.tls import CertificateChain, Iso2ServerConfig, iso2_server_context
     from pki.store import TrustStore
     from secc.backend import LocalBackend
@@ -575,9 +577,10 @@ pnc:
   oem_provisioning_key_password: secret
   root_certificates: trust/v2g-root.pem
   install_certificate: true
+  save_contract_to: saved
 """
 
-    async def session() -> tuple[Any, str]:
+    async def session(text: str, name: str) -> tuple[Any, str]:
         store = SessionStore(tmp_path / "db")
         evse = SimulatedEVSE()
         backend = LocalBackend(
@@ -595,16 +598,39 @@ pnc:
             async with server:
                 assert server.tls_endpoint is not None
                 port = server.tls_endpoint.port
-                plan = build(write(pki_dir, text, "pnc-tls.yaml"), host="::1", port=port)
+                plan = build(write(pki_dir, text, name), host="::1", port=port)
                 out = io.StringIO()
                 result = await run_plan(plan, out, evse_hook=lambda c: evse.set_cp_state(c.state))
         finally:
             store.close()
         return result, out.getvalue()
 
-    result, out = asyncio.run(session())
+    result, out = asyncio.run(session(text, "pnc-tls.yaml"))
     assert result.ok, out
     assert out.startswith("connected to [::1]:") and "(TLS)" in out.splitlines()[0]
     assert re.search(r"CertificateInstallationReq +OK", out) and "contract installed" in out
     assert re.search(r"PaymentServiceSelectionReq +OK +Contract", out)
     assert re.search(r"AuthorizationReq +OK +Finished", out)
+    saved = pki_dir / "saved"
+    assert f"saved to {saved / 'contract.pem'}" in out
+    assert (saved / "contract.key.pem").stat().st_mode & 0o777 == 0o600
+    assert len(load_certificates((saved / "contract.pem").read_bytes())) == 3  # and sub-CAs
+    renew = """
+payment: pnc
+max_charge_loops: 2
+loop_interval: 0.01
+network: {tls: true, trust_anchors: [trust/v2g-root.pem]}
+pnc:
+  contract_chain: saved/contract.pem
+  contract_key: saved/contract.key.pem
+  root_certificates: trust/v2g-root.pem
+  update_certificate: true
+  save_contract_to: saved
+"""
+    installed = (saved / "contract.pem").read_bytes()
+    result, out = asyncio.run(session(renew, "pnc-renew.yaml"))
+    assert result.ok, out
+    assert re.search(r"CertificateUpdateReq +OK", out) and "contract updated" in out
+    assert re.search(r"AuthorizationReq +OK +Finished", out)
+    assert (saved / "contract.pem").read_bytes() != installed  # the renewed one, saved
+

@@ -320,6 +320,7 @@ def test_certificate_update(pki: TestPki) -> None:
     assert root.X509SerialNumber == pki[Role.V2G_ROOT].certificate.serial_number
     # the new contract: a new certificate and key, used from PaymentDetails on
     (updated,) = [e for e in events if isinstance(e, ContractUpdated)]
+    assert updated.contract_key is not None
     assert updated.contract_chain[0] != old_chain[0]
     new_leaf = x509.load_der_x509_certificate(updated.contract_chain[0])
     assert new_leaf.public_key().public_numbers() == (

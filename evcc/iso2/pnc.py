@@ -160,7 +160,8 @@ def certificate_installation(res: Any, ctx: EvContext, now: float) -> Reaction:
     except _REFUSED as exc:
         return Reaction(Done(False, f"CertificateInstallationRes rejected: {exc}"))
     _take_contract(res, ctx, key)
-    return Reaction(Next("PaymentDetailsReq"), (ContractInstalled(res.eMAID.value),))
+    event = ContractInstalled(res.eMAID.value, ctx.contract_chain, key)
+    return Reaction(Next("PaymentDetailsReq"), (event,))
 
 
 def certificate_update(res: Any, ctx: EvContext, now: float) -> Reaction:
