@@ -228,6 +228,8 @@ class StationApi(Protocol):
 
     def timeline(self, session_id: str) -> Sequence[Any]: ...
 
+    async def written(self) -> None: ...  # the sessions' writes queued so far are stored
+
     def billing_records(
         self, *, session_id: str | None = None, since: datetime | None = None, limit: int = 100
     ) -> Sequence[BillingRecord]: ...
@@ -503,6 +505,7 @@ class _Handlers:
         since, until = _time(params, "since"), _time(params, "until")
         if since is not None and until is not None and until < since:
             raise ApiError(400, "until is before since")
+        await self.station.written()  # a session listed live is listed here too
         rows = self.station.sessions(
             state=state,
             evse_id=_optional_identifier(params, "evse_id"),
@@ -522,6 +525,7 @@ class _Handlers:
     async def get_session(self, request: web.Request) -> web.Response:
         _query(request, ())
         session_id = _identifier(request, "session_id")
+        await self.station.written()
         stored = self.station.session(session_id)
         live = self._live().get(session_id.upper())
         if stored is None and live is None:
@@ -537,6 +541,7 @@ class _Handlers:
     async def get_timeline(self, request: web.Request) -> web.Response:
         _query(request, ())
         session_id = _identifier(request, "session_id")
+        await self.station.written()  # an ended session's timeline is stored at its end
         entries = list(self.station.timeline(session_id))
         known = entries or self.station.session(session_id) or session_id.upper() in self._live()
         if not known:

@@ -279,6 +279,7 @@ class Station:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        self._writes = None  # from now on a write is made at once
 
     async def __aenter__(self) -> Station:
         await self.start()
@@ -567,6 +568,27 @@ class Station:
         if timeline:
             self._write(partial(self.store.add_timeline_entries, list(timeline)))
         self._rebalance.set()
+
+    async def written(self) -> None:
+        """Wait until the bookkeeping writes queued so far (sessions started, identified,
+        ended; timelines) are in the store, so that a read after it sees them: what the API
+        lists agrees with what it shows live. Gives up after 5 s (the store is stuck)."""
+        queue = self._writes
+        if queue is None:
+            return
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def settle() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        queue.put_nowait(lambda: loop.call_soon_threadsafe(settle))
+        try:
+            async with asyncio.timeout(5):
+                await done
+        except TimeoutError:
+            logger.warning("station bookkeeping is behind: a read may miss the latest writes")
 
     def _write(self, write: Callable[[], object]) -> None:
         """Queue one bookkeeping write (run at once when the station is not started)."""

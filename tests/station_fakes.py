@@ -238,6 +238,9 @@ class FakeStation:
         self.calls.append(("outbox", {"state": state, "limit": limit}))
         return [e for e in self.entries if state is None or e.state.value == state][:limit]
 
+    async def written(self) -> None:
+        return None
+
     async def stop_session(self, session_id: str) -> bool:
         self.calls.append(("stop_session", session_id))
         return any(s.session_id == session_id.upper() for s in self.live)

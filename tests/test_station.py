@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -156,6 +157,33 @@ def test_operator_stop_and_live_views(tmp_path: Path) -> None:
             stored = station.session(live.session_id)
             assert stored is not None and stored.state is SessionState.ENDED
             assert stored.stop_reason is not None
+
+    asyncio.run(test())
+
+
+def test_reads_after_written_see_the_queued_writes(tmp_path: Path) -> None:
+    """Bookkeeping goes through the writer thread; `written()` waits for what was queued
+    before it (and not for what comes later), so that the API's listings agree with its
+    live view."""
+
+    async def test() -> None:
+        async with running_station(tmp_path, evses=1) as (station, _processor):
+            done: list[int] = []
+            station._write(lambda: (time.sleep(0.2), done.append(1)))
+            station._write(lambda: done.append(2))
+            await station.written()
+            assert done == [1, 2]
+            evse_id = next(iter(station.servers))
+            car = asyncio.create_task(_ev(station, evse_id, max_charge_loops=100_000))
+            await _until(lambda: any(s.charging for s in station.live_sessions()))
+            (live,) = station.live_sessions()
+            await station.written()
+            assert [s.session_id for s in station.sessions(state=SessionState.ACTIVE)] == [
+                live.session_id
+            ]
+            assert await station.stop_session(live.session_id)
+            assert (await car).ok
+        await station.written()  # closed: nothing to wait for
 
     asyncio.run(test())
 
