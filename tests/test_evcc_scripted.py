@@ -724,3 +724,35 @@ def test_core_imports_no_io_modules() -> None:
                 names = [node.module]
             for name in names:
                 assert name.split(".")[0] not in {"asyncio", "socket", "ssl", "time"}, path
+
+
+def test_stop_asked_during_renegotiation_ends_the_session() -> None:
+    """An operator stop that arrives while the car renegotiates: ChargeParameterDiscoveryRes
+    says StopCharging, and the car stops (PowerDelivery(Stop)) instead of starting again."""
+    defaults = iso2_defaults()
+
+    def demand(r: Any, n: int) -> Any:
+        answer = defaults["CurrentDemandReq"](r, n)
+        answer.DC_EVSEStatus = _iso2_status(notification="ReNegotiation" if n == 2 else "None")
+        return answer
+
+    def discovery(r: Any, n: int) -> Any:
+        answer = defaults["ChargeParameterDiscoveryReq"](r, n)
+        if n == 2:
+            answer.DC_EVSEChargeParameter.DC_EVSEStatus = _iso2_status(notification="StopCharging")
+        return answer
+
+    secc = ScriptedSecc(
+        AppProtocol.ISO2,
+        {"CurrentDemandReq": demand, "ChargeParameterDiscoveryReq": discovery},
+    )
+    events, _ = pump(make_session(dataclasses.replace(DC_ISO2, max_charge_loops=None)), secc)
+    end = finished(events)
+    assert end.ok and end.reason == "the EVSE asked to stop"
+    progress = [
+        str(m.Body.PowerDeliveryReq.ChargeProgress)
+        for m in secc.requests
+        if m.Body.PowerDeliveryReq is not None
+    ]
+    assert progress == ["Start", "Renegotiate", "Stop"]
+    assert sent(events)[-2:] == ["WeldingDetectionReq", "SessionStopReq"]

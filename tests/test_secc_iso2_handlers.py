@@ -695,6 +695,21 @@ def test_power_delivery_start_after_renegotiation_keeps_the_contactors() -> None
     assert out.data is not None and not out.data.renegotiating
 
 
+def test_power_delivery_start_after_a_renegotiation_the_operator_stopped() -> None:
+    """Power still flows: the car is told StopCharging (not FAILED) and stops as asked."""
+    c = ctx(status=status(cp_state=ControlPilotState.C, stop=StopReason.EVSE_STOPPED))
+    d = data(charging=True, renegotiating=True, **AC_DATA)
+    out = handle_power_delivery(power_delivery(), c, d)
+    assert out.response.ResponseCode == R.OK
+    assert out.response.AC_EVSEStatus.EVSENotification == N.StopCharging
+    assert out.next_state is State.CHARGING and out.commands == ()
+    assert out.data is not None and out.data.charging and not out.data.renegotiating
+    # an emergency stop is no request: PowerDeliveryNotApplied as before
+    c = ctx(status=status(cp_state=ControlPilotState.C, emergency_shutdown=True))
+    with pytest.raises(errors.PowerDeliveryError):
+        handle_power_delivery(power_delivery(), c, d)
+
+
 def test_power_delivery_stop() -> None:
     out = handle_power_delivery(power_delivery(CP.Stop), ctx(), data(charging=True, **AC_DATA))
     assert out.next_state is State.WAIT_SESSION_STOP

@@ -150,11 +150,29 @@ def _check_sales_tariffs(schedules: Any, ctx: EvContext) -> bool | None:
     return True
 
 
+def _evse_stopping(res: Any) -> bool:
+    """Does the EVSEStatus in ChargeParameterDiscoveryRes ask the car to stop?"""
+    if res.DC_EVSEChargeParameter is not None:
+        status = res.DC_EVSEChargeParameter.DC_EVSEStatus
+        halted = dc.evse_halted(status) is not None
+        return halted or str(status.EVSENotification) == "StopCharging"
+    if res.AC_EVSEChargeParameter is not None:
+        return str(res.AC_EVSEChargeParameter.AC_EVSEStatus.EVSENotification) == "StopCharging"
+    return False
+
+
 def charge_parameter_discovery(res: Any, ctx: EvContext, now: float) -> Reaction:
     if str(res.EVSEProcessing) != "Finished":
         return repeat("ChargeParameterDiscoveryReq", ctx)
     _take_limits(res, ctx)
     renegotiating = ctx.charge_progress is ChargeProgress.RENEGOTIATE
+    if renegotiating and _evse_stopping(res):
+        # an operator (or the EVSE) stopped the session while it renegotiated: the car
+        # ends it with PowerDelivery(Stop) as EVSENotification StopCharging asks, instead
+        # of starting again
+        ctx.stop_reason = "the EVSE asked to stop"
+        ctx.charge_progress = ChargeProgress.STOP
+        return Reaction(Next("PowerDeliveryReq"))
     ctx.charge_progress = ChargeProgress.START
     if ctx.config.energy_mode.is_dc and not renegotiating:
         return Reaction(Next("CableCheckReq"), (ControlPilotChange(ControlPilotState.C),))

@@ -45,6 +45,12 @@ def _start(req: iso2.PowerDeliveryReqType, ctx: Context, data: SessionData) -> O
     if req.SAScheduleTupleID != data.sa_schedule_tuple_id:
         raise TariffSelectionError(f"SAScheduleTupleID {req.SAScheduleTupleID} was not offered")
     dc = data.energy_mode is not None and data.energy_mode.is_dc
+    if data.renegotiating and data.charging and ctx.status.stop is not None:
+        # stopped (by the operator or the EVSE) during a renegotiation, power still flowing:
+        # the car is told StopCharging (in this response's EVSEStatus, then in the loop) and
+        # ends the session as asked, rather than by a FAILED response code
+        new = dataclasses.replace(data, renegotiating=False)
+        return Outcome(response=_response(ctx, new), next_state=State.CHARGING, data=new)
     check_power_delivery_start(ctx, dc=dc)
     _check_profile(req.ChargingProfile, ctx, data)
     commands: tuple[Command, ...] = ()
