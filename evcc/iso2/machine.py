@@ -43,6 +43,7 @@ from iso15118 import exi
 from iso15118.sap import AppProtocol
 from pki.xmlsig import SignatureError, SignedMessage, verify
 from secc.evse import ControlPilotState
+from secc.iso2.states.discovery import CertificateParameterSet
 
 __all__ = ["ISO2_DIALECT"]
 
@@ -89,7 +90,8 @@ def payment_service_selection(res: Any, ctx: EvContext, now: float) -> Reaction:
         return Reaction(Next("AuthorizationReq"))
     if credentials.needs_installation:
         return Reaction(Next("CertificateInstallationReq"))
-    if ctx.certificate_service is not None and ctx.certificate_service[1] == pnc.UPDATE:
+    update = CertificateParameterSet.UPDATE
+    if ctx.certificate_service is not None and ctx.certificate_service[1] == update:
         return Reaction(Next("CertificateUpdateReq"))
     return Reaction(Next("PaymentDetailsReq"))
 

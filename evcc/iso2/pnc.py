@@ -22,10 +22,9 @@ from exi_schemas import iso2, xmldsig
 from iso15118 import exi
 from pki.keywrap import KeyUnwrapError, WrappedKey, unwrap_iso2
 from pki.xmlsig import SignatureError, SignedMessage, sign, verify
+from secc.iso2.states.discovery import CertificateParameterSet
 
 __all__ = [
-    "INSTALLATION",
-    "UPDATE",
     "certificate_action",
     "certificate_installation",
     "certificate_installation_request",
@@ -39,24 +38,21 @@ __all__ = [
 BODY = "urn:iso:15118:2:2013:MsgBody"
 INSTALLATION_ID = "ID3"
 UPDATE_ID = "ID4"
-#: ParameterSetIDs of the ContractCertificate service (ISO 15118-2 Table 106)
-INSTALLATION = 1
-UPDATE = 2
 
 
 class InstallationRejected(Exception):
     """A CertificateInstallationRes or CertificateUpdateRes the EV cannot use."""
 
 
-def certificate_action(ctx: EvContext) -> int | None:
+def certificate_action(ctx: EvContext) -> CertificateParameterSet | None:
     """What the EV wants of the ContractCertificate service in this session: INSTALLATION,
     UPDATE or nothing (EIM, a resumed session, a contract that needs no renewal)."""
     pnc = ctx.config.pnc
     if ctx.config.payment.value != "Contract" or pnc is None or ctx.resumed:
         return None
     if pnc.needs_installation:
-        return INSTALLATION
-    return UPDATE if pnc.needs_update(ctx.clock()) else None
+        return CertificateParameterSet.INSTALLATION
+    return CertificateParameterSet.UPDATE if pnc.needs_update(ctx.clock()) else None
 
 
 def _root_ids(roots: tuple[bytes, ...]) -> iso2.ListOfRootCertificateIDsType:

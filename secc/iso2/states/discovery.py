@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from enum import IntEnum
 
 from exi_schemas import iso2
 from secc.context import Context, Outcome, PaymentOption, SessionData
@@ -17,7 +18,17 @@ from secc.iso2.state import State
 R = iso2.responseCodeType
 CHARGE_SERVICE_ID = 1  # [V2G2-421]: the charge service is ServiceID 1
 CERTIFICATE_SERVICE_ID = 2  # Table 105: ServiceID 2, category ContractCertificate
-CERTIFICATE_PARAMETER_SETS = {1: "Installation", 2: "Update"}  # Table 106
+
+
+class CertificateParameterSet(IntEnum):
+    """The ParameterSetIDs of the ContractCertificate service (Table 106); the EV simulator
+    selects by them too."""
+
+    INSTALLATION = 1
+    UPDATE = 2
+
+
+CERTIFICATE_PARAMETER_SETS = {s.value: s.name.title() for s in CertificateParameterSet}
 
 
 def payment_options(ctx: Context, data: SessionData) -> tuple[PaymentOption, ...]:
