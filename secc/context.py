@@ -92,6 +92,8 @@ class SessionData:
     started_at: datetime
     evcc_id: bytes = b""
     resumed: bool = False
+    #: an earlier part of this (paused and resumed) session was billed the session fee
+    fee_charged: bool = False
     payment: PaymentOption | None = None
     services: tuple[int, ...] = ()  # ServiceIDs selected in PaymentServiceSelection
     energy_mode: EnergyMode | None = None

@@ -109,6 +109,10 @@ class Price:
     fee: Decimal  # session fee
     total: Decimal
 
+    @property
+    def charged_fee(self) -> bool:
+        return self.fee > 0
+
 
 class StopReason(Enum):
     """Why a session ended."""

@@ -97,7 +97,8 @@ def plan(
             ended_at=last.stopped_at,
             reason=last.stop_reason,
         )
-    record = _record(open_session, evse)
+    fee_charged = any(r.price is not None and r.price.charged_fee for r in billed)
+    record = _record(open_session, evse, with_fee=not fee_charged)
     return Closing(
         session_id=session.session_id,
         record=record,
@@ -106,7 +107,7 @@ def plan(
     )
 
 
-def _record(open_session: OpenSession, evse: EvseNow | None) -> BillingRecord:
+def _record(open_session: OpenSession, evse: EvseNow | None, *, with_fee: bool) -> BillingRecord:
     session = open_session.session
     start = open_session.part_meter_start
     started_at = open_session.part_started_at
@@ -134,7 +135,7 @@ def _record(open_session: OpenSession, evse: EvseNow | None) -> BillingRecord:
     tariff = None if evse is None else evse.tariff
     if tariff is None:
         return record
-    price = tariff.price(record.energy_wh, started_at, stopped_at, with_fee=open_session.parts == 1)
+    price = tariff.price(record.energy_wh, started_at, stopped_at, with_fee=with_fee)
     return dataclasses.replace(record, price=price)
 
 

@@ -324,8 +324,14 @@ class SeccSession:
         authorisation; the meter starts afresh at the next PowerDelivery)."""
         assert self.data is not None and self.state is not None
         record = self._record(StopReason.EV_PAUSED)
+        fee_charged = record.price is not None and record.price.charged_fee
         kept = dataclasses.replace(
-            self.data, meter_start=None, meter_last=None, receipts=(), receipt_pending=None
+            self.data,
+            meter_start=None,
+            meter_last=None,
+            receipts=(),
+            receipt_pending=None,
+            fee_charged=self.data.fee_charged or fee_charged,
         )
         resume = ResumeState(data=kept, state=self.state)
         self._events.append(SessionPaused(self.session_id, resume, record))
@@ -348,8 +354,8 @@ class SeccSession:
         """The billing record of the session so far, priced under `SeccConfig.tariff`. A
         paused session is billed per part: each part for its own energy and its own duration
         (a resumed part starts at its resumption, as its record says, and as a record that
-        crash recovery writes says), and the session fee once, with the first part
-        (`SessionData.resumed` parts never pay it); see `secc.tariff`."""
+        crash recovery writes says), and the session fee once, with the first part that
+        delivers energy (`SessionData.fee_charged`); see `secc.tariff`."""
         data = self.data
         assert data is not None
         contract = data.contract
@@ -374,7 +380,9 @@ class SeccSession:
         tariff = self.config.tariff
         if tariff is None:
             return record
-        price = tariff.price(record.energy_wh, started_at, stopped_at, with_fee=not data.resumed)
+        price = tariff.price(
+            record.energy_wh, started_at, stopped_at, with_fee=not data.fee_charged
+        )
         return dataclasses.replace(record, price=price)
 
     # --- helpers -----------------------------------------------------------------------------

@@ -16,9 +16,9 @@ stopped_at)` computes the `secc.records.Price` of a billing record:
 * paused sessions (ISO 15118-2 SessionStop(Pause)) are billed per part: the SECC prices each
   part when it ends, for that part's energy and that part's duration (the pause between parts
   is not billed; a resumed part's billing record starts at its resumption), and charges the
-  session fee with the first part only (``with_fee=False`` for a resumed part). A first part
-  that delivered nothing pays no fee, and the resumed parts do not pay it either: the fee is
-  charged at most once per charging session.
+  session fee once, with the first part that delivered energy (``with_fee=False`` for the
+  parts after it): a first part that delivered nothing pays no fee, and the fee comes with
+  the resumed part that does.
 
 `Tariff.description` is the tariff's compact canonical text, at most 32 characters (the
 length of ISO 15118-2 SalesTariffDescription), e.g. ``"EUR 0.39/kWh 2.40/h 1.00"``: the

@@ -212,7 +212,12 @@ def test_resumed_part_is_billed_from_its_resumption_without_the_fee() -> None:
         meter_last=reading(2600, 50),
     )
     evse = EvseNow(tariff=TARIFF, meter=None)
-    closing = plan(item, billed=[billed(StopReason.EV_PAUSED)], evse=evse)
+    first = billed(StopReason.EV_PAUSED)
+    first = dataclasses.replace(
+        first, price=TARIFF.price(first.energy_wh, first.started_at, first.stopped_at)
+    )
+    assert first.price is not None and first.price.charged_fee
+    closing = plan(item, billed=[first], evse=evse)
     record = closing.record
     assert record is not None
     assert record.record_id == record_id(SID, 2) != record_id(SID, 1)
@@ -220,6 +225,11 @@ def test_resumed_part_is_billed_from_its_resumption_without_the_fee() -> None:
     assert record.price == TARIFF.price(
         600, T0 + timedelta(minutes=40), T0 + timedelta(minutes=50), with_fee=False
     )
+    # a first part that paid no fee (it delivered nothing): the recovered part pays it
+    unpaid = dataclasses.replace(first, meter_stop=first.meter_start, price=None)
+    closing = plan(item, billed=[unpaid], evse=evse)
+    assert closing.record is not None and closing.record.price is not None
+    assert closing.record.price.charged_fee
 
 
 def test_a_part_billed_already_gets_no_second_record() -> None:

@@ -259,6 +259,35 @@ def test_a_paused_session_pays_the_fee_once_and_each_part_its_own_time() -> None
     assert part2.price.time < Decimal("0.10")  # seconds of charging, not the half hour
 
 
+def test_the_fee_comes_with_the_first_part_that_delivers_energy() -> None:
+    """A first part that delivered nothing pays no fee; the resumed part that charges does
+    (the fee is due once per charging session, not lost)."""
+    clock = Clock()
+    evse = SimulatedEVSE(clock=lambda: clock.now, wall_clock=clock.wall, meter_wh=10_000)
+    config = SeccConfig(tariff=TARIFF)
+    first = SessionPair(
+        ev_config(pause_after_loops=1, loop_interval=0.0), config, evse=evse, clock=clock
+    )
+    finished = first.run()
+    assert finished is not None and finished.paused, finished
+    (part1,) = first.records
+    assert part1.energy_wh == 0 and part1.price is not None and part1.price.total == 0
+    clock.now += 600
+    second = SessionPair(
+        ev_config(resume_session_id=finished.session_id, max_charge_loops=10, loop_interval=2.0),
+        config,
+        evse=evse,
+        clock=clock,
+        resumable=first.paused,
+    )
+    again = second.run(max_time=clock.now + 600)
+    assert again is not None and again.ok, again
+    (part2,) = second.records
+    assert part2.energy_wh > 0 and part2.price is not None
+    assert part2.price.fee == Decimal("1.00")
+    assert part2.price == TARIFF.price(part2.energy_wh, part2.started_at, part2.stopped_at)
+
+
 # --- the SalesTariff element ---------------------------------------------------------------------
 
 
