@@ -628,8 +628,10 @@ def _read_run(
             f"c = (win >> av) & {(1 << need) - 1:#x}",
         ]
     low = base + q
-    top = None
-    if run and run[-1].lines == [_EVENT_CODE]:
+    code = run[-1] if run and run[-1].lines == [_EVENT_CODE] else None
+    # with an event code last, its value is left in `c` for the choice to compare
+    pieces = run if code is None else [*run[:-1], ReadBits(code.width, code.what)]
+    if code is not None:
         top = _known_above(run[:-1], hi)
         if top is None and _known_above(run[:-1], 0) is not None:
             # only structural codes above the event code, but not what is above them:
@@ -637,19 +639,16 @@ def _read_run(
             out.append(f"c &= {(1 << (low + total)) - 1:#x}")
             hi = 0
             top = _known_above(run[:-1], hi)
-    if top is not None:
-        code = run[-1]
-        fields = _fields([*run[:-1], ReadBits(code.width, code.what)], where, low, hi, q)
-        return out + fields, _Ahead(q, base), top
+        if top is not None:
+            return out + _fields(pieces, where, low, hi, q), _Ahead(q, base), top
     after = _Ahead(q, base, _known_above(run, hi))
     tabled = _table_run(run, low, hi == 0) if len(run) > 1 else None
     if tabled is None:
-        if run and run[-1].lines == [_EVENT_CODE]:  # values above the event code
-            code = run[-1]
-            fields = _fields([*run[:-1], ReadBits(code.width, code.what)], where, low, hi, q)
-            clear = f"c &= {(1 << (low + code.width)) - 1:#x}"  # once they are taken
-            return out + fields + [clear], _Ahead(q, base), 0
-        return out + _fields(run, where, low, hi, q), after, None
+        lines = out + _fields(pieces, where, low, hi, q)
+        if code is None:
+            return lines, after, None
+        # values above the event code: once they are taken, clear them
+        return [*lines, f"c &= {(1 << (low + code.width)) - 1:#x}"], _Ahead(q, base), 0
     lookup, tail = tabled
     head, rest = run[: len(run) - tail], run[len(run) - tail :]
     below = _width(rest)
