@@ -5,6 +5,7 @@ Plug & Charge, unsigned in EIM, absent in PnC without a signer and in DIN."""
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -225,28 +226,38 @@ def test_din_has_no_sales_tariff_but_is_priced() -> None:
     assert record.price == TARIFF.price(record.energy_wh, record.started_at, record.stopped_at)
 
 
-def test_a_paused_session_pays_the_fee_once_and_each_part_its_own_time() -> None:
+def _paused_and_resumed(
+    first: dict[str, Any], parked: float
+) -> tuple[BillingRecord, BillingRecord, datetime]:
+    """A session under TARIFF paused after the EV settings `first`, parked `parked` s, then
+    resumed for ten loops: its two billing records and when the resumed part began."""
     clock = Clock()
     evse = SimulatedEVSE(clock=lambda: clock.now, wall_clock=clock.wall, meter_wh=10_000)
     config = SeccConfig(tariff=TARIFF)
-    first = SessionPair(
-        ev_config(pause_after_loops=10, loop_interval=2.0), config, evse=evse, clock=clock
-    )
-    finished = first.run()
+    pair = SessionPair(ev_config(**first), config, evse=evse, clock=clock)
+    finished = pair.run()
     assert finished is not None and finished.paused, finished
-    clock.now += 1800  # half an hour parked, not billed
+    clock.now += parked
     resumed_at = clock.wall()  # the resumed part's SessionSetup follows at once
     second = SessionPair(
         ev_config(resume_session_id=finished.session_id, max_charge_loops=10, loop_interval=2.0),
         config,
         evse=evse,
         clock=clock,
-        resumable=first.paused,
+        resumable=pair.paused,
     )
     again = second.run(max_time=clock.now + 600)
     assert again is not None and again.ok, again
-    (part1,) = first.records
+    (part1,) = pair.records
     (part2,) = second.records
+    return part1, part2, resumed_at
+
+
+def test_a_paused_session_pays_the_fee_once_and_each_part_its_own_time() -> None:
+    part1, part2, resumed_at = _paused_and_resumed(
+        {"pause_after_loops": 10, "loop_interval": 2.0},
+        parked=1800,  # half an hour, not billed
+    )
     assert part1.price is not None and part2.price is not None
     assert part1.energy_wh > 0 and part2.energy_wh > 0
     assert part1.price.fee == Decimal("1.00") and part2.price.fee == Decimal("0.00")
@@ -262,27 +273,8 @@ def test_a_paused_session_pays_the_fee_once_and_each_part_its_own_time() -> None
 def test_the_fee_comes_with_the_first_part_that_delivers_energy() -> None:
     """A first part that delivered nothing pays no fee; the resumed part that charges does
     (the fee is due once per charging session, not lost)."""
-    clock = Clock()
-    evse = SimulatedEVSE(clock=lambda: clock.now, wall_clock=clock.wall, meter_wh=10_000)
-    config = SeccConfig(tariff=TARIFF)
-    first = SessionPair(
-        ev_config(pause_after_loops=1, loop_interval=0.0), config, evse=evse, clock=clock
-    )
-    finished = first.run()
-    assert finished is not None and finished.paused, finished
-    (part1,) = first.records
+    part1, part2, _ = _paused_and_resumed({"pause_after_loops": 1, "loop_interval": 0.0}, 600)
     assert part1.energy_wh == 0 and part1.price is not None and part1.price.total == 0
-    clock.now += 600
-    second = SessionPair(
-        ev_config(resume_session_id=finished.session_id, max_charge_loops=10, loop_interval=2.0),
-        config,
-        evse=evse,
-        clock=clock,
-        resumable=first.paused,
-    )
-    again = second.run(max_time=clock.now + 600)
-    assert again is not None and again.ok, again
-    (part2,) = second.records
     assert part2.energy_wh > 0 and part2.price is not None
     assert part2.price.fee == Decimal("1.00")
     assert part2.price == TARIFF.price(part2.energy_wh, part2.started_at, part2.stopped_at)
